@@ -1,0 +1,44 @@
+# Targets the README uses. Everything runs from the virtualenv in .venv (made by `make venv`).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv deps demo exporter-demo test lint generate check-generated bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian packages the tests and the demo run for real (needs root; CI runs it from .ci/run).
+deps:
+	scripts/install-debian-deps.sh
+
+# The bundle's main job on its embedded defaults: the whole chain on this machine, no Docker.
+demo: venv
+	scripts/demo.sh
+
+# Only the exporter, on the demo config.
+exporter-demo: venv
+	$(VENV)/bin/einvoice-exporter --config config/demo/exporter.yml --web.listen-address 127.0.0.1:9877
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy einvoice_core exporters/einvoice_exporter notifier/einvoice_notifier
+
+# Regenerate rules and dashboards from the catalogue and thresholds (commit the result).
+generate: venv
+	$(VENV)/bin/einvoice-generate
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

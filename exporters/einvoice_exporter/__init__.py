@@ -1,0 +1,1 @@
+"""Custom Prometheus exporter for the Guangxi VAT e-invoice public service platform."""

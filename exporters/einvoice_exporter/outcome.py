@@ -1,0 +1,173 @@
+"""The contract between the runtime and the collectors.
+
+A collector is a class built from one module config; its `run(target, timeout)` returns an
+`Outcome`: the detailed metric families it measured (with the well-known exporters' names, without
+the identity labels) and, when the check failed, a `Failure` with a bounded `Reason`. The runtime adds
+`item`/`zone`/`check`/`target` labels, the uniform `einvoice_check_*` series, timing, caching,
+retries and the timeout. A failing target is data: `run` returns a failed outcome rather than raising;
+an exception that escapes `run` is counted by the runtime as reason `error` and logged as a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from prometheus_client.core import Metric
+
+IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
+
+
+class Reason(StrEnum):
+    """The fixed set of failure reasons, the values of the `reason` label."""
+
+    TIMEOUT = "timeout"
+    """No answer in time (connect, read or the check's own deadline)."""
+    REFUSED = "refused"
+    """Connection refused or host unreachable."""
+    RESET = "reset"
+    """Connection reset or closed by the peer mid-conversation."""
+    DNS = "dns"
+    """Name did not resolve, or resolved to something other than expected."""
+    TLS = "tls"
+    """Handshake failed, certificate invalid, expired or for another host."""
+    AUTH = "auth"
+    """Credentials refused (401/403, Redis NOAUTH/WRONGPASS, SASL failure)."""
+    BAD_STATUS = "bad_status"
+    """Answered with a status code that is not a valid one."""
+    BAD_CONTENT = "bad_content"
+    """Answered, but the content is not what was expected or is not parseable."""
+    THRESHOLD = "threshold"
+    """A measured quantity is beyond its configured threshold (lag, memory, latency...)."""
+    STATE = "state"
+    """The target reports itself unhealthy (cluster state fail, ES red, consumer stalled...)."""
+    ERROR = "error"
+    """Anything else, including a bug in the collector."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: Reason
+    detail: str
+    """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
+
+
+MetricType = Literal["gauge", "counter", "info"]
+
+
+@dataclass(slots=True)
+class _Family:
+    type: MetricType
+    documentation: str
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+
+class MetricSet:
+    """Metric families one check run yields, keyed by name, without identity labels.
+
+    >>> ms = MetricSet()
+    >>> ms.gauge("probe_success", "Whether the probe succeeded", 1)
+    >>> ms.gauge("probe_http_duration_seconds", "Duration by phase", 0.01, {"phase": "connect"})
+    >>> ms.counter("redis_evicted_keys_total", "Evicted keys", 12)
+
+    Counter names end in `_total`. Label names must not be one of IDENTITY_LABELS.
+    """
+
+    def __init__(self) -> None:
+        self._families: dict[str, _Family] = {}
+
+    def gauge(self, name: str, documentation: str, value: float,
+              labels: Mapping[str, str] | None = None) -> None:
+        self._add(name, "gauge", documentation, value, labels)
+
+    def counter(self, name: str, documentation: str, value: float,
+                labels: Mapping[str, str] | None = None) -> None:
+        if not name.endswith("_total"):
+            raise ValueError(f"counter {name} must end in _total")
+        self._add(name, "counter", documentation, value, labels)
+
+    def _add(self, name: str, type_: MetricType, documentation: str, value: float,
+             labels: Mapping[str, str] | None) -> None:
+        own = dict(labels or {})
+        clash = set(own) & set(IDENTITY_LABELS)
+        if clash:
+            raise ValueError(f"{name}: label(s) {sorted(clash)} are reserved for the runtime")
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = _Family(type_, documentation)
+        elif family.type != type_:
+            raise ValueError(f"{name} added as {type_} and as {family.type}")
+        family.samples.append((own, float(value)))
+
+    def names(self) -> list[str]:
+        return list(self._families)
+
+    def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """The value of one sample, for tests and for checks that judge their own metrics."""
+        wanted = dict(labels or {})
+        family = self._families.get(name)
+        if family is None:
+            return None
+        for own, value in family.samples:
+            if own == wanted:
+                return value
+        return None
+
+    def items(self) -> Iterable[tuple[str, MetricType, str, list[tuple[dict[str, str], float]]]]:
+        for name, fam in self._families.items():
+            yield name, fam.type, fam.documentation, fam.samples
+
+
+@dataclass(slots=True)
+class Outcome:
+    metrics: MetricSet = field(default_factory=MetricSet)
+    failure: Failure | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.failure is None
+
+    def fail(self, reason: Reason, detail: str) -> Outcome:
+        """Record the first failure (later ones are usually consequences of it)."""
+        if self.failure is None:
+            self.failure = Failure(reason, detail)
+        return self
+
+
+class Check(Protocol):
+    """What every collector class implements.
+
+    Built once per module config (and rebuilt on reload); it may keep state between runs, keyed by
+    target (history of offsets, connection pools). `run` is called from worker threads, possibly
+    for several targets at once, so shared state needs a lock.
+    """
+
+    def run(self, target: str, timeout: float) -> Outcome:
+        """Probe `target`, returning within about `timeout` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Release pooled connections; called when a reload replaces the check."""
+        ...
+
+
+def merge_families(
+    results: Iterable[tuple[Mapping[str, str], MetricSet]],
+) -> Iterator[Metric]:
+    """Merge the metric sets of many checks into one family per name, identity labels first.
+
+    The exposition format wants one HELP/TYPE per metric name; checks of the same kind yield the
+    same names, so their samples are gathered under one family.
+    """
+    merged: dict[str, Metric] = {}
+    for identity, metric_set in results:
+        for name, type_, documentation, samples in metric_set.items():
+            family = merged.get(name)
+            if family is None:
+                base = name.removesuffix("_total") if type_ == "counter" else name
+                family = merged[name] = Metric(base, documentation, type_)
+            for own, value in samples:
+                family.add_sample(name, {**identity, **own}, value)
+    yield from merged.values()

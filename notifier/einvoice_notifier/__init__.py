@@ -1,0 +1,1 @@
+"""Alertmanager webhook receiver: tickets with SLA timers and WeChat Work messages."""
