@@ -18,8 +18,8 @@ deps:
 	scripts/install-debian-deps.sh
 
 # The bundle's main job on its embedded defaults: the whole chain on this machine, no Docker.
-demo: venv
-	scripts/demo.sh
+demo: deps venv
+	$(PY) -m einvoice_stack
 
 # Only the exporter, on the demo config.
 exporter-demo: venv

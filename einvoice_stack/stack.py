@@ -1,0 +1,324 @@
+"""Render the configuration of the local chain into a run directory and run the processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("einvoice_stack")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Ports the demo config (config/demo/exporter.yml) names; remapped when the stack runs elsewhere.
+DEMO_EXPORTER_PORT = 9877
+DEMO_NOTIFIER_PORT = 9878
+DEMO_TARGET_PORT = 9879
+
+
+class StackError(RuntimeError):
+    """A component could not be configured or started; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    run_dir: Path
+    host: str = "127.0.0.1"
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    exporter_port: int = DEMO_EXPORTER_PORT
+    notifier_port: int = DEMO_NOTIFIER_PORT
+    demo_target_port: int = DEMO_TARGET_PORT
+    scrape_interval: str = "15s"
+    evaluation_interval: str = "15s"
+    rules_dir: Path = REPO / "alert_rules"
+    exporter_config: Path = REPO / "config" / "demo" / "exporter.yml"
+    alertmanager_config: Path = REPO / "alert_rules" / "alertmanager.yml"
+    alertmanager_timing: dict[str, str] = field(default_factory=dict)
+    """Overrides of the root route's group_wait / group_interval / repeat_interval (tests)."""
+    notifier_overrides: dict[str, Any] = field(default_factory=dict)
+    """Keys merged into the rendered notifier config (tests: scheduler intervals, channels)."""
+    prometheus_binary: str = "/usr/bin/prometheus"
+    alertmanager_binary: str = "/usr/bin/prometheus-alertmanager"
+    python_bin: Path = field(default_factory=lambda: Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin")
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+
+class DemoTarget:
+    """A health endpoint that the demo can take down and bring back, in the shape of a Spring Boot
+    actuator (`{"status":"UP"}` / 503 `{"status":"DOWN"}`), so a newcomer sees an alert fire and
+    resolve. `schedule` is a list of (up, seconds) phases repeated forever; `set_up` overrides it."""
+
+    def __init__(self, host: str, port: int, schedule: list[tuple[bool, float]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._schedule = schedule or []
+        self._clock = clock
+        self._started = clock()
+        self._forced: bool | None = None
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                up = target.is_up()
+                body = json.dumps({"status": "UP" if up else "DOWN"}).encode()
+                self.send_response(200 if up else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, name="demo-target", daemon=True)
+
+    def start(self) -> DemoTarget:
+        self._thread.start()
+        return self
+
+    def set_up(self, up: bool | None) -> None:
+        """Force the state (None returns to the schedule)."""
+        self._forced = up
+
+    def is_up(self) -> bool:
+        if self._forced is not None:
+            return self._forced
+        if not self._schedule:
+            return True
+        cycle = sum(seconds for _, seconds in self._schedule)
+        position = (self._clock() - self._started) % cycle
+        for up, seconds in self._schedule:
+            if position < seconds:
+                return up
+            position -= seconds
+        return True
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _remap_ports(value: Any, mapping: dict[int, int]) -> Any:
+    """Rewrite `127.0.0.1:PORT` in strings of the demo config for a stack on other ports."""
+    if isinstance(value, dict):
+        return {key: _remap_ports(item, mapping) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_remap_ports(item, mapping) for item in value]
+    if isinstance(value, str):
+        for old, new in mapping.items():
+            value = value.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+        return value
+    return value
+
+
+class Stack:
+    """The processes of the local chain; `start()` then `stop()` (also a context manager)."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.run_dir = config.run_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.demo_target: DemoTarget | None = None
+        self.webhook_token = secrets.token_urlsafe(24)
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def render(self) -> None:
+        cfg = self.config
+        for sub in ("logs", "prometheus-data", "alertmanager-data", "secrets", "notifier"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        token_file = self.run_dir / "secrets" / "notifier_webhook_token"
+        token_file.write_text(self.webhook_token + "\n")
+        token_file.chmod(0o600)
+
+        mapping = {DEMO_EXPORTER_PORT: cfg.exporter_port, DEMO_NOTIFIER_PORT: cfg.notifier_port,
+                   DEMO_TARGET_PORT: cfg.demo_target_port}
+        exporter_cfg = _remap_ports(yaml.safe_load(cfg.exporter_config.read_text()), mapping)
+        self._write_yaml("exporter.yml", exporter_cfg)
+
+        rule_files = sorted(str(path) for path in cfg.rules_dir.glob("*.rules.yml"))
+        if not rule_files:
+            raise StackError(f"no rule files (*.rules.yml) in {cfg.rules_dir}")
+        self._write_yaml("prometheus.yml", {
+            "global": {"scrape_interval": cfg.scrape_interval, "evaluation_interval": cfg.evaluation_interval,
+                       "external_labels": {"platform": "einvoice-gx", "env": "demo"}},
+            "rule_files": rule_files,
+            "alerting": {"alertmanagers": [{"static_configs": [
+                {"targets": [f"{cfg.host}:{cfg.alertmanager_port}"]}]}]},
+            "scrape_configs": [
+                {"job_name": "einvoice-exporter", "static_configs": [
+                    {"targets": [f"{cfg.host}:{cfg.exporter_port}"]}]},
+                {"job_name": "einvoice-notifier", "static_configs": [
+                    {"targets": [f"{cfg.host}:{cfg.notifier_port}"]}]},
+                {"job_name": "prometheus", "static_configs": [
+                    {"targets": [f"{cfg.host}:{cfg.prometheus_port}"]}]},
+            ],
+        })
+
+        am = yaml.safe_load(cfg.alertmanager_config.read_text())
+        notifier_base = cfg.url(cfg.notifier_port)
+        for receiver in am.get("receivers", []):
+            for hook in receiver.get("webhook_configs", []):
+                hook["url"] = hook["url"].replace("http://notifier:9878", notifier_base)
+                auth = hook.get("http_config", {}).get("authorization")
+                if auth is not None:
+                    auth["credentials_file"] = str(token_file)
+        am.setdefault("route", {}).update(cfg.alertmanager_timing)
+        self._write_yaml("alertmanager.yml", am)
+
+        notifier_cfg: dict[str, Any] = {
+            "listen": f"{cfg.host}:{cfg.notifier_port}",
+            "public_url": notifier_base,
+            "database_url": f"sqlite:///{self.run_dir / 'notifier' / 'notifier.db'}",
+            "webhook_token_file": str(token_file),
+            "channels": [{"type": "console", "name": "console",
+                          "path": str(self.run_dir / "notifier" / "messages.log")}],
+        }
+        notifier_cfg.update(cfg.notifier_overrides)
+        self._write_yaml("notifier.yml", notifier_cfg)
+
+    def _write_yaml(self, name: str, data: Any) -> Path:
+        path = self.run_dir / name
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        return path
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log_file = (self.run_dir / "logs" / f"{name}.log").open("ab")
+        log.info("starting %s: %s", name, " ".join(argv))
+        self.procs[name] = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                            cwd=self.run_dir, start_new_session=True)
+        log_file.close()
+
+    def start(self, demo_schedule: list[tuple[bool, float]] | None = None) -> Stack:
+        cfg = self.config
+        for binary in (cfg.prometheus_binary, cfg.alertmanager_binary):
+            if shutil.which(binary) is None:
+                raise StackError(f"{binary} is not installed: run `make deps` (Debian packages "
+                                 "prometheus and prometheus-alertmanager)")
+        ports = {"prometheus": cfg.prometheus_port, "alertmanager": cfg.alertmanager_port,
+                 "exporter": cfg.exporter_port, "notifier": cfg.notifier_port,
+                 "demo target": cfg.demo_target_port}
+        busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(cfg.host, port)]
+        if busy:
+            raise StackError("ports already in use: " + ", ".join(busy)
+                             + " (stop what uses them or choose other ports, see --help)")
+        self.render()
+        self.demo_target = DemoTarget(cfg.host, cfg.demo_target_port, demo_schedule).start()
+        bin_dir = cfg.python_bin
+        self._spawn("notifier", [str(bin_dir / "einvoice-notifier"), "--config",
+                                 str(self.run_dir / "notifier.yml")])
+        self._spawn("exporter", [str(bin_dir / "einvoice-exporter"), "--config",
+                                 str(self.run_dir / "exporter.yml"), "--web.listen-address",
+                                 f"{cfg.host}:{cfg.exporter_port}"])
+        self._spawn("alertmanager", [
+            cfg.alertmanager_binary, f"--config.file={self.run_dir / 'alertmanager.yml'}",
+            f"--storage.path={self.run_dir / 'alertmanager-data'}",
+            f"--web.listen-address={cfg.host}:{cfg.alertmanager_port}", "--cluster.listen-address=",
+            f"--web.external-url={cfg.url(cfg.alertmanager_port)}"])
+        self._spawn("prometheus", [
+            cfg.prometheus_binary, f"--config.file={self.run_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
+            "--storage.tsdb.retention.time=400d",
+            f"--web.listen-address={cfg.host}:{cfg.prometheus_port}",
+            f"--web.external-url={cfg.url(cfg.prometheus_port)}"])
+        self.wait_ready()
+        return self
+
+    def health_urls(self) -> dict[str, str]:
+        cfg = self.config
+        return {
+            "notifier": f"{cfg.url(cfg.notifier_port)}/-/healthy",
+            "exporter": f"{cfg.url(cfg.exporter_port)}/-/healthy",
+            "alertmanager": f"{cfg.url(cfg.alertmanager_port)}/-/ready",
+            "prometheus": f"{cfg.url(cfg.prometheus_port)}/-/ready",
+        }
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = dict(self.health_urls())
+        while pending:
+            for name, url in list(pending.items()):
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise StackError(f"{name} exited with code {proc.returncode}; its log:\n"
+                                     + self.log_tail(name))
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (local URL)
+                        if resp.status == 200:
+                            del pending[name]
+                except OSError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise StackError("not ready in time: " + ", ".join(pending) + "\n"
+                                 + "\n".join(self.log_tail(name) for name in pending))
+            if pending:
+                time.sleep(0.2)
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.run_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def urls(self) -> dict[str, str]:
+        cfg = self.config
+        return {
+            "Prometheus": cfg.url(cfg.prometheus_port),
+            "Alertmanager": cfg.url(cfg.alertmanager_port),
+            "exporter": cfg.url(cfg.exporter_port),
+            "notifier console": f"{cfg.url(cfg.notifier_port)}/console/",
+            "notifier API": f"{cfg.url(cfg.notifier_port)}/docs",
+            "messages file": str(self.run_dir / "notifier" / "messages.log"),
+        }
+
+    def stop(self) -> None:
+        for name in ("prometheus", "alertmanager", "exporter", "notifier"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 15 s, killing it", name)
+                proc.kill()
+                proc.wait(timeout=5)
+        if self.demo_target is not None:
+            self.demo_target.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def processes(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+        yield from self.procs.items()
