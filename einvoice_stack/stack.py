@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -55,7 +55,8 @@ class StackConfig:
     """Keys merged into the rendered notifier config (tests: scheduler intervals, channels)."""
     prometheus_binary: str = "/usr/bin/prometheus"
     alertmanager_binary: str = "/usr/bin/prometheus-alertmanager"
-    python_bin: Path = field(default_factory=lambda: Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin")
+    python_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    """Where einvoice-exporter and einvoice-notifier are: the running interpreter's virtualenv."""
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
@@ -84,7 +85,7 @@ class DemoTarget:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self.server = ThreadingHTTPServer((host, port), Handler)
