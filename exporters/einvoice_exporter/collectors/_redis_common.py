@@ -1,0 +1,402 @@
+"""What the `redis` and `redis_cluster` collectors share: connection settings, error reasons, the
+per-instance metrics (redis_exporter's names) and the judgement of one instance.
+
+redis-py is imported inside functions only: validating a config must not import it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, SecretStr, model_validator
+
+from ..fields import StrictModel, one_of_secret, resolve_secret
+from ..outcome import MetricSet, Outcome, Reason
+
+if TYPE_CHECKING:
+    import redis
+
+DEFAULT_PORT = 6379
+
+
+class RedisTls(StrictModel):
+    """TLS towards Redis (`tls-port`); present (even empty) means the connection uses TLS."""
+
+    ca_file: Path | None = None
+    """CA bundle that signed the server certificate; the system store when absent."""
+    cert_file: Path | None = None
+    """Client certificate, for servers with `tls-auth-clients yes`."""
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+    """Accept any server certificate (test setups only)."""
+
+    @model_validator(mode="after")
+    def _files(self) -> RedisTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key} {path} does not exist or is not a file")
+        return self
+
+
+class ConnectionSettings(StrictModel):
+    """How to reach and authenticate to every Redis instance of one module.
+
+    A different password per target means a different module (the password belongs to the module).
+    """
+
+    username: str | None = None
+    """ACL user (Redis 6+); the `default` user when absent."""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: RedisTls | None = None
+    client_name: str | None = Field(default=None, pattern=r"^[!-~]{1,64}$")
+    """Shown in CLIENT LIST; costs one more round trip and the +client|setname permission."""
+    memory_used_max_ratio: float | None = Field(default=0.9, gt=0, le=1)
+    """Fail (threshold) when used_memory exceeds this share of maxmemory; none disables it. No
+    effect while maxmemory is 0 (unlimited)."""
+
+    @model_validator(mode="after")
+    def _secret(self) -> ConnectionSettings:
+        one_of_secret(self.password, self.password_file, "password")
+        return self
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """`host:port`, `host` or `[v6]:port` -> (host, port); ValueError with a sentence otherwise."""
+    text = text.strip()
+    if not text:
+        raise ValueError("an address host:port is required")
+    if "://" in text or "/" in text or "@" in text:
+        raise ValueError(f"{text!r} must be host:port (no scheme, path or credentials)")
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"{text!r}: unclosed [ in an IPv6 address")
+        host, rest = text[1:close], text[close + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r} must be [ipv6]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: write IPv6 addresses as [addr]:port")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{text!r} has no valid host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_addresses(text: str, default_port: int = DEFAULT_PORT) -> list[tuple[str, int]]:
+    """A comma-separated list of addresses (seeds, sentinels)."""
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("at least one address host:port is required")
+    return [parse_address(part, default_port) for part in parts]
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Deadline:
+    """The time left of one run; every socket timeout is cut to it."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._end = clock() + timeout
+
+    def remaining(self, floor: float = 0.01) -> float:
+        return max(self._end - self._clock(), floor)
+
+    def expired(self) -> bool:
+        return self._clock() >= self._end
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    def resolve(self) -> str | None:
+        """Read at each run so a rotated `password_file` needs no reload."""
+        return resolve_secret(self.password, self.password_file)
+
+
+class RedisConnector:
+    """Opens short-lived redis-py clients with one module's settings.
+
+    One fresh connection per instance per run, like redis_exporter: no stale pooled sockets after a
+    failover or restart, and each socket's timeout is the time left of the run. No retries inside
+    redis-py: retries are the runtime's business, within the same timeout.
+    """
+
+    def __init__(self, settings: ConnectionSettings, credentials: Credentials | None = None) -> None:
+        self.settings = settings
+        self.credentials = credentials or Credentials(settings.username, settings.password,
+                                                      settings.password_file)
+
+    def client(self, host: str, port: int, deadline: Deadline, password: str | None) -> redis.Redis:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        timeout = deadline.remaining()
+        options: dict[str, Any] = {}
+        tls = self.settings.tls
+        if tls is not None:
+            options.update(
+                ssl=True,
+                ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
+                ssl_keyfile=str(tls.key_file) if tls.key_file else None,
+                ssl_cert_reqs="none" if tls.insecure_skip_verify else "required",
+                ssl_check_hostname=not tls.insecure_skip_verify,
+            )
+        return redis.Redis(
+            host=host, port=port, username=self.credentials.username, password=password,
+            socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0), client_name=self.settings.client_name,
+            lib_name=None, lib_version=None, protocol=2, **options,
+        )
+
+
+def classify(exc: BaseException) -> tuple[Reason, str]:
+    """A bounded reason and a one-line English detail (never a secret) for a failed exchange."""
+    import redis.exceptions as rex
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError | rex.NoPermissionError
+                  | rex.AuthenticationWrongNumberOfArgsError):
+        return Reason.AUTH, f"authentication or permission refused: {_first_line(exc)}"
+    if isinstance(exc, rex.TimeoutError | TimeoutError):
+        return Reason.TIMEOUT, "no answer in time"
+    if isinstance(cause, ssl.SSLError | ssl.CertificateError) or isinstance(exc, ssl.SSLError):
+        return Reason.TLS, f"TLS handshake failed: {_first_line(cause or exc)}"
+    if isinstance(cause, socket.gaierror):
+        return Reason.DNS, "host name did not resolve"
+    if isinstance(cause, ConnectionRefusedError):
+        return Reason.REFUSED, "connection refused"
+    if isinstance(cause, OSError) and cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return Reason.REFUSED, "host unreachable"
+    if isinstance(cause, TimeoutError):
+        return Reason.TIMEOUT, "no answer in time"
+    if isinstance(exc, rex.BusyLoadingError):
+        return Reason.STATE, "instance is loading its dataset"
+    if isinstance(exc, rex.ConnectionError):
+        return Reason.RESET, f"connection lost: {_first_line(exc)}"
+    if isinstance(exc, rex.ResponseError):
+        return Reason.BAD_CONTENT, f"error reply: {_first_line(exc)}"
+    return Reason.ERROR, f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceReport:
+    """What one instance answered: parsed INFO and SLOWLOG LEN (None when not permitted)."""
+
+    info: Mapping[str, Any]
+    slowlog_length: int | None
+
+
+def query_instance(connector: RedisConnector, host: str, port: int, deadline: Deadline,
+                   password: str | None, extra: tuple[tuple[str, ...], ...] = ()
+                   ) -> tuple[InstanceReport, list[Any]]:
+    """INFO and SLOWLOG LEN (plus `extra` raw commands) in one round trip; raises redis errors.
+
+    The extra commands' answers come back raw, in order; any of them failing raises."""
+    from redis.exceptions import ResponseError
+
+    client = connector.client(host, port, deadline, password)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for command in extra:
+            pipe.execute_command(*command)
+        pipe.execute_command("INFO")
+        pipe.execute_command("SLOWLOG", "LEN")
+        answers = pipe.execute(raise_on_error=False)
+    finally:
+        client.close()
+    for answer in answers[:-1]:
+        if isinstance(answer, Exception):
+            raise answer
+    slowlog = answers[-1]
+    if isinstance(slowlog, ResponseError):
+        slowlog = None  # an ACL without +slowlog: the series is absent, the check still runs
+    elif isinstance(slowlog, Exception):
+        raise slowlog
+    return InstanceReport(answers[-2], slowlog), answers[:-2]
+
+
+def _ok(value: object) -> float:
+    return 1.0 if value == "ok" else 0.0
+
+
+# redis_exporter's names for INFO fields: (field, metric, type, help, transform).
+INSTANCE_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None], ...] = (
+    ("uptime_in_seconds", "redis_uptime_in_seconds", "gauge", "Seconds since the instance started", None),
+    ("connected_clients", "redis_connected_clients", "gauge", "Client connections", None),
+    ("blocked_clients", "redis_blocked_clients", "gauge", "Clients blocked in BLPOP and the like", None),
+    ("used_memory", "redis_memory_used_bytes", "gauge", "Memory allocated by Redis", None),
+    ("used_memory_rss", "redis_memory_used_rss_bytes", "gauge", "Resident memory of the process", None),
+    ("used_memory_peak", "redis_memory_used_peak_bytes", "gauge", "Peak allocated memory", None),
+    ("maxmemory", "redis_memory_max_bytes", "gauge", "maxmemory setting (0 = unlimited)", None),
+    ("mem_fragmentation_ratio", "redis_mem_fragmentation_ratio", "gauge",
+     "RSS divided by allocated memory", None),
+    ("rejected_connections", "redis_rejected_connections_total", "counter",
+     "Connections refused because of maxclients", None),
+    ("evicted_keys", "redis_evicted_keys_total", "counter", "Keys evicted because of maxmemory", None),
+    ("expired_keys", "redis_expired_keys_total", "counter", "Keys expired", None),
+    ("keyspace_hits", "redis_keyspace_hits_total", "counter", "Successful key lookups", None),
+    ("keyspace_misses", "redis_keyspace_misses_total", "counter", "Failed key lookups", None),
+    ("total_commands_processed", "redis_commands_processed_total", "counter", "Commands processed", None),
+    ("total_connections_received", "redis_connections_received_total", "counter",
+     "Connections accepted", None),
+    ("instantaneous_ops_per_sec", "redis_instantaneous_ops_per_sec", "gauge",
+     "Commands per second (Redis' own sample)", None),
+    ("connected_slaves", "redis_connected_slaves", "gauge", "Replicas connected to this instance", None),
+    ("master_repl_offset", "redis_master_repl_offset", "gauge", "Replication offset", None),
+    ("rdb_changes_since_last_save", "redis_rdb_changes_since_last_save", "gauge",
+     "Writes since the last RDB save", None),
+    ("rdb_last_save_time", "redis_rdb_last_save_timestamp_seconds", "gauge",
+     "Unix time of the last successful RDB save", None),
+    ("rdb_bgsave_in_progress", "redis_rdb_bgsave_in_progress", "gauge", "1 while a BGSAVE runs", None),
+    ("rdb_last_bgsave_status", "redis_rdb_last_bgsave_status", "gauge",
+     "1 when the last BGSAVE succeeded", _ok),
+    ("aof_enabled", "redis_aof_enabled", "gauge", "1 when the append-only file is on", None),
+    ("aof_last_write_status", "redis_aof_last_write_status", "gauge",
+     "1 when the last AOF write succeeded", _ok),
+    ("aof_last_bgrewrite_status", "redis_aof_last_bgrewrite_status", "gauge",
+     "1 when the last AOF rewrite succeeded", _ok),
+    ("loading", "redis_loading_dump_file", "gauge", "1 while the dataset is loading", None),
+    ("used_cpu_sys", "redis_cpu_sys_seconds_total", "counter", "System CPU of the process", None),
+    ("used_cpu_user", "redis_cpu_user_seconds_total", "counter", "User CPU of the process", None),
+    ("cluster_enabled", "redis_cluster_enabled", "gauge", "1 when cluster mode is on", None),
+)
+
+REPLICA_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None], ...] = (
+    ("master_link_status", "redis_master_link_up", "gauge", "1 when the replica's link to its master is up",
+     lambda v: 1.0 if v == "up" else 0.0),
+    ("master_last_io_seconds_ago", "redis_master_last_io_seconds_ago", "gauge",
+     "Seconds since the last exchange with the master", None),
+    ("master_sync_in_progress", "redis_master_sync_in_progress", "gauge", "1 while a full sync runs", None),
+    ("slave_repl_offset", "redis_slave_repl_offset", "gauge", "Replication offset of the replica", None),
+)
+
+INFO_LABELS = ("role", "redis_version", "redis_mode", "maxmemory_policy")
+"""Labels of redis_instance_info: bounded ones only (no run_id, pid or os)."""
+
+
+def emit_up(metrics: MetricSet, up: bool, labels: Mapping[str, str] | None = None) -> None:
+    metrics.gauge("redis_up", "1 when the instance answered", 1 if up else 0, labels)
+
+
+def emit_instance(metrics: MetricSet, report: InstanceReport,
+                  labels: Mapping[str, str] | None = None) -> None:
+    """Per-instance series with redis_exporter's names, e.g.
+
+        redis_up 1
+        redis_memory_used_bytes 1040128
+        redis_db_keys{db="db0"} 2
+        redis_instance_info{maxmemory_policy="noeviction",redis_mode="standalone",...,role="master"} 1
+    """
+    base = dict(labels or {})
+    info = report.info
+    emit_up(metrics, True, base)
+    table = INSTANCE_METRICS + (REPLICA_METRICS if info.get("role") == "slave" else ())
+    for field, name, type_, help_, transform in table:
+        if field not in info:
+            continue
+        raw = info[field]
+        value = transform(raw) if transform else raw
+        if not isinstance(value, int | float):
+            continue
+        if type_ == "counter":
+            metrics.counter(name, help_, value, base)
+        else:
+            metrics.gauge(name, help_, value, base)
+    if report.slowlog_length is not None:
+        metrics.gauge("redis_slowlog_length", "Entries in the slow log", report.slowlog_length, base)
+    databases = {key: value for key, value in info.items()
+                 if key.startswith("db") and key[2:].isdigit() and isinstance(value, dict)}
+    databases.setdefault("db0", {"keys": 0, "expires": 0})
+    for db, stats in sorted(databases.items(), key=lambda kv: int(kv[0][2:])):
+        db_labels = {**base, "db": db}
+        metrics.gauge("redis_db_keys", "Keys in the database", stats.get("keys", 0), db_labels)
+        metrics.gauge("redis_db_keys_expiring", "Keys with a time to live in the database",
+                      stats.get("expires", 0), db_labels)
+    info_labels = {**base, **{key: str(info.get(key, "")) for key in INFO_LABELS}}
+    metrics.gauge("redis_instance_info", "Information about the Redis instance", 1, info_labels)
+
+
+def judge_instance(outcome: Outcome, report: InstanceReport, settings: ConnectionSettings,
+                   where: str = "instance") -> None:
+    """Record the first failure an instance's own INFO shows."""
+    info = report.info
+    if info.get("loading") == 1:
+        outcome.fail(Reason.STATE, f"{where} is loading its dataset")
+    if info.get("rdb_last_bgsave_status", "ok") != "ok":
+        outcome.fail(Reason.STATE, f"{where}: last background save (BGSAVE) failed")
+    if info.get("aof_enabled") == 1 and info.get("aof_last_write_status", "ok") != "ok":
+        outcome.fail(Reason.STATE, f"{where}: last append-only file write failed")
+    if info.get("role") == "slave" and info.get("master_link_status") != "up":
+        outcome.fail(Reason.STATE, f"{where}: replica's link to its master is down")
+    ratio = settings.memory_used_max_ratio
+    used, maximum = info.get("used_memory"), info.get("maxmemory")
+    if (ratio is not None and isinstance(used, int) and isinstance(maximum, int) and maximum > 0
+            and used > ratio * maximum):
+        outcome.fail(Reason.THRESHOLD,
+                     f"{where}: memory used {used / maximum:.0%} of maxmemory, above {ratio:.0%}")
+
+
+def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], deadline: Deadline,
+               password: str | None, max_workers: int
+               ) -> dict[tuple[str, int], InstanceReport | tuple[Reason, str]]:
+    """Query several instances at once (at most `max_workers` in flight), each within the deadline.
+
+    Every address gets an answer: its report, or the reason it could not be read. An instance still
+    busy when the deadline passes counts as a timeout; its thread ends at its own socket timeout.
+    """
+    import concurrent.futures as cf
+
+    from redis.exceptions import RedisError
+
+    def one(address: tuple[str, int]) -> InstanceReport | tuple[Reason, str]:
+        try:
+            report, _ = query_instance(connector, address[0], address[1], deadline, password)
+        except (RedisError, OSError) as exc:
+            return classify(exc)
+        return report
+
+    results: dict[tuple[str, int], InstanceReport | tuple[Reason, str]] = {}
+    if not addresses:
+        return results
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(addresses))),
+                                 thread_name_prefix="redis-node")
+    try:
+        futures = {pool.submit(one, address): address for address in addresses}
+        done, _ = cf.wait(futures, timeout=deadline.remaining())
+        for future, address in futures.items():
+            results[address] = (future.result() if future in done
+                                else (Reason.TIMEOUT, "no answer in time"))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
