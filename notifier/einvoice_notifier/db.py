@@ -1,0 +1,222 @@
+"""The ticket store: one SQLAlchemy Core schema for SQLite (default) and MySQL/MariaDB (by URL).
+
+Migrations are ordered steps recorded in `schema_version`; `migrate(engine)` applies the missing
+ones at start, each in its own transaction, so an upgraded notifier brings an older database along.
+Times are stored as naive UTC (DATETIME(6) on MariaDB, so no precision is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+    select,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+Moment = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", Moment, nullable=False),
+)
+
+tickets = Table(
+    "tickets", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", Moment, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("alertname", String(255), nullable=False),
+    Column("item", String(8)),
+    Column("zone", String(32)),
+    Column("target", String(512)),
+    Column("severity_class", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("ends_at", Moment),
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+    Column("acknowledged_at", Moment),
+    Column("in_progress_at", Moment),
+    Column("resolved_at", Moment),
+    Column("closed_at", Moment),
+    Column("response_deadline", Moment, nullable=False),
+    Column("resolution_deadline", Moment, nullable=False),
+    Column("response_breached", Boolean, nullable=False, default=False),
+    Column("resolution_breached", Boolean, nullable=False, default=False),
+    Column("escalated", Boolean, nullable=False, default=False),
+    Column("second_line", Boolean, nullable=False, default=False),
+    Column("recurrence_of", Integer, ForeignKey("tickets.id")),
+    Column("cause", Text),
+    Column("solution", Text),
+    Column("resolved_locally", Boolean),
+    UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alert"),
+    Index("ix_tickets_state", "state"),
+    Index("ix_tickets_recur", "alertname", "target", "closed_at"),
+)
+
+alert_events = Table(
+    "alert_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(191), nullable=False, unique=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("route", String(32), nullable=False),
+    Column("received_at", Moment, nullable=False),
+)
+"""One row per alert transition seen (fingerprint, startsAt, status, route): the dedupe key."""
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_key", Text, nullable=False),
+    Column("receiver", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("route", String(32), nullable=False),
+    Column("alert_count", Integer, nullable=False),
+    Column("new_events", Integer, nullable=False),
+    Column("truncated_alerts", Integer, nullable=False),
+    Column("received_at", Moment, nullable=False),
+)
+"""Every accepted webhook request (redeliveries included), for the record."""
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("at", Moment, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("before_value", Text, nullable=False),
+    Column("after_value", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Index("ix_audit_ticket", "ticket_id", "id"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(191), nullable=False, unique=True),
+    Column("ticket_id", Integer, ForeignKey("tickets.id")),
+    Column("channel", String(64), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("content", LongText, nullable=False),
+    Column("mentioned_mobiles", Text, nullable=False),
+    Column("ticket_url", Text),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Moment, nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("sent_at", Moment),
+    Column("last_error", String(255), nullable=False, default=""),
+    Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
+)
+
+STATES = ("open", "acknowledged", "in_progress", "resolved", "closed")
+OPEN_STATES = ("open", "acknowledged", "in_progress")
+
+
+def _v1_initial(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[tickets, alert_events, notifications, audit_log, outbox])
+
+
+MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
+    (1, "tickets, alert events, notifications, audit log, outbox", _v1_initial),
+)
+"""Append new steps (version, description, function); never edit an applied one."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_db(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned per backend: SQLite in WAL mode with a busy timeout; MariaDB in utf8mb4."""
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if url.startswith(("mysql", "mariadb")):
+        kwargs["pool_pre_ping"] = True
+        kwargs["pool_recycle"] = 3600
+        kwargs["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 5, "read_timeout": 30,
+                                  "write_timeout": 30}
+        return create_engine(url, **kwargs)
+    kwargs["poolclass"] = NullPool
+    return create_engine(url, **kwargs)
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    versions = conn.execute(select(schema_version.c.version)).scalars().all()
+    return max(versions, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply the missing migration steps; return the schema version now in place."""
+    with engine.begin() as conn:
+        metadata.create_all(conn, tables=[schema_version])
+    version = 0
+    for step, description, apply in MIGRATIONS:
+        with engine.begin() as conn:
+            version = current_version(conn)
+            if step <= version:
+                continue
+            log.info("applying schema migration %d: %s", step, description)
+            apply(conn)
+            conn.execute(schema_version.insert().values(version=step, applied_at=to_db(utcnow())))
+            version = step
+    return version

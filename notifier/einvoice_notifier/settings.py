@@ -1,0 +1,299 @@
+"""The notifier's settings: one strict model, loaded from YAML, with defaults that run as is.
+
+`einvoice-notifier` with no file at all serves on 127.0.0.1:9878, stores tickets in
+./var/notifier.db and writes messages to stdout and ./var/messages.log: the demo needs nothing
+else. Secrets are never written inline in a committed file: `${VAR}` in any string is replaced by
+the environment variable, and every secret has a `*_file` twin (Docker secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+ENV_WEBHOOK_TOKEN = "EINVOICE_NOTIFIER_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
+SEVERITY_CLASSES = ("urgent", "general", "outage")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+def parse_duration(value: object) -> float:
+    """"30m", "2h", "1d", "1m30s", "500ms" or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 10m or 2h is required")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.fullmatch(value.strip())
+        if match is None or not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration; write it like 30s, 10m or 2h")
+        days, hours, minutes, secs, millis = match.groups()
+        seconds = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+                   + float(secs or 0) + int(millis or 0) / 1000)
+    else:
+        raise ValueError("a duration such as 30s, 10m or 2h is required")
+    if seconds <= 0:
+        raise ValueError("a duration must be longer than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Mobile = Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{5,20}$")]
+
+
+def _read_secret(value: SecretStr | None, file: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        return file.read_text(encoding="utf-8").rstrip("\r\n")
+    return None
+
+
+def _one_of(value: object, file: Path | None, key: str) -> None:
+    if value is not None and file is not None:
+        raise ValueError(f"set either {key} or {key}_file, not both")
+    if file is not None and not file.is_file():
+        raise ValueError(f"{key}_file {file} does not exist or is not a file")
+
+
+class User(StrictModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    password_hash: Annotated[str, StringConstraints(pattern=r"^\$2[aby]\$\d\d\$.{53}$")]
+    """bcrypt hash (`python -c 'import bcrypt; print(bcrypt.hashpw(b"pw", bcrypt.gensalt()))'`)."""
+    role: Literal["viewer", "operator"] = "viewer"
+    display_name: str = ""
+
+
+class ApiToken(StrictModel):
+    """A bearer token for scripts using the JSON API (not the webhook's token)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    role: Literal["viewer", "operator"] = "operator"
+
+    @model_validator(mode="after")
+    def _secret(self) -> ApiToken:
+        _one_of(self.token, self.token_file, "token")
+        if self.token is None and self.token_file is None:
+            raise ValueError("an api token needs `token` or `token_file`")
+        return self
+
+    def value(self) -> str:
+        found = _read_secret(self.token, self.token_file)
+        assert found is not None
+        return found
+
+
+class SlaPolicy(StrictModel):
+    response: Duration
+    resolution: Duration
+    clock: Literal["working", "wall"] = "working"
+    """`working`: counted in on-site hours on the calendar; `wall`: every second counts (outages)."""
+
+
+def _default_sla() -> dict[str, SlaPolicy]:
+    # SPEC §3: urgent responds < 2 h and resolves < 2 working hours; general 4 h / 4 working hours;
+    # a stall or outage is restored within 30 min around the clock, and the phone answers in 10 min.
+    return {
+        "urgent": SlaPolicy(response=7200, resolution=7200, clock="working"),
+        "general": SlaPolicy(response=14400, resolution=14400, clock="working"),
+        "outage": SlaPolicy(response=600, resolution=1800, clock="wall"),
+    }
+
+
+class Routing(StrictModel):
+    first_line: list[str] = Field(default_factory=lambda: ["console"])
+    """Channels that get every firing/resolved message."""
+    second_line: list[str] = Field(default_factory=lambda: ["console"])
+    """Channels for escalations and for notifications Alertmanager sends with `?route=second_line`."""
+    duty_mobiles: list[Mobile] = Field(default_factory=list)
+    """Mobiles of the on-site person on duty, @-ed in first-line messages."""
+    second_line_mobiles: list[Mobile] = Field(default_factory=list)
+    """Mobiles @-ed in second-line messages and escalations."""
+
+
+class OutboxSettings(StrictModel):
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 30
+    """Counted attempts before a message becomes a dead letter (30 with the backoff ≈ 2 h)."""
+    backoff_initial: Duration = 2.0
+    backoff_max: Duration = 300.0
+    poll_interval: Duration = 1.0
+    """How often a sender looks for due messages when nothing woke it."""
+
+
+class Settings(StrictModel):
+    listen: Annotated[str, StringConstraints(pattern=r"^[^:\s]*:\d{1,5}$")] = "127.0.0.1:9878"
+    public_url: str = "http://127.0.0.1:9878"
+    """Base of the links in messages (how the person on duty reaches the console)."""
+    state_dir: Path = Path("var")
+    database_url: SecretStr | None = None
+    """sqlite:///var/notifier.db (default) or mysql+pymysql://user:${DB_PASSWORD}@host/db."""
+    database_url_file: Path | None = None
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+    body_limit_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    calendar_file: Path | None = None
+    sla: dict[Literal["urgent", "general", "outage"], SlaPolicy] = Field(default_factory=_default_sla)
+    recurrence_window: Duration = 30 * 86400.0
+    users: list[User] = Field(default_factory=list)
+    api_tokens: list[ApiToken] = Field(default_factory=list)
+    console_secret_key: SecretStr | None = None
+    console_secret_key_file: Path | None = None
+    link_ttl: Duration = 7 * 86400.0
+    """How long the signed ticket link in a message stays valid."""
+    channels: list[Any] = Field(default_factory=lambda: [
+        {"type": "console", "name": "console", "path": "var/messages.log", "stdout": True}])
+    """Channel configs (models in einvoice_notifier.messaging.config)."""
+    routing: Routing = Field(default_factory=Routing)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    scheduler_interval: Duration = 15.0
+    """How often deadlines are checked for breaches."""
+    template_dir: Path | None = None
+    """Operator overrides of the message templates (passed to the messaging package)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        _one_of(self.database_url, self.database_url_file, "database_url")
+        _one_of(self.webhook_token, self.webhook_token_file, "webhook_token")
+        _one_of(self.console_secret_key, self.console_secret_key_file, "console_secret_key")
+        missing = sorted({*self.routing.first_line, *self.routing.second_line} - set(self.channel_names()))
+        if missing:
+            raise ValueError(f"routing names channels that are not configured: {', '.join(missing)}")
+        names = [user.name for user in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError("users: a name appears twice")
+        names = self.channel_names()
+        if len(names) != len(set(names)):
+            raise ValueError("channels: a name appears twice")
+        return self
+
+    def channel_names(self) -> list[str]:
+        return [_channel_name(channel) for channel in self.channels]
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0] or "0.0.0.0"  # noqa: S104 - operator's explicit choice
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def resolved_database_url(self) -> str:
+        url = _read_secret(self.database_url, self.database_url_file)
+        return url or f"sqlite:///{self.state_dir / 'notifier.db'}"
+
+    def configured_webhook_token(self) -> str | None:
+        """The token from the file, `webhook_token`, or the environment; None: generate one."""
+        return (_read_secret(self.webhook_token, self.webhook_token_file)
+                or os.environ.get(ENV_WEBHOOK_TOKEN) or None)
+
+    def configured_console_secret(self) -> bytes | None:
+        found = _read_secret(self.console_secret_key, self.console_secret_key_file)
+        return found.encode() if found else None
+
+
+def _channel_name(channel: object) -> str:
+    if isinstance(channel, dict):
+        return str(channel.get("name", ""))
+    return str(getattr(channel, "name", ""))
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """The file is unreadable or invalid; the message names the key."""
+
+
+def _expand_env(node: object, where: str) -> object:
+    if isinstance(node, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_RE.sub(substitute, node)
+    if isinstance(node, dict):
+        return {key: _expand_env(value, f"{where}.{key}" if where else str(key))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(value, f"{where}[{index}]") for index, value in enumerate(node)]
+    return node
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{location}: {error['msg']}")
+    return "invalid notifier config:\n  " + "\n  ".join(lines)
+
+
+def parse_settings(raw: object) -> Settings:
+    """Validate a parsed YAML document (after `${VAR}` expansion) into Settings."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the notifier config must be a mapping of keys")
+    try:
+        settings = Settings.model_validate(_expand_env(raw, ""))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+    return _tighten_channels(settings)
+
+
+def load_settings(path: Path | None) -> Settings:
+    if path is None:
+        return parse_settings({})
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_settings(raw)
+
+
+def _tighten_channels(settings: Settings) -> Settings:
+    """Validate each channel with the messaging package's models (the union on `type`)."""
+    try:
+        from pydantic import TypeAdapter
+
+        from .messaging.config import ChannelConfig
+    except ImportError:
+        return settings
+    adapter: TypeAdapter[Any] = TypeAdapter(ChannelConfig)
+    checked = []
+    for index, channel in enumerate(settings.channels):
+        try:
+            checked.append(channel if isinstance(channel, BaseModel) else adapter.validate_python(channel))
+        except ValidationError as exc:
+            message = _format_errors(exc).replace("\n  ", f"\n  channels[{index}].")
+            raise ConfigError(message) from None
+    return settings.model_copy(update={"channels": checked})
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(32)
