@@ -1,28 +1,587 @@
-"""Collector of kind `http`: placeholder until its issue lands (see the Check protocol in outcome.py)."""
+"""Collector of kind `http`: one HTTP(S) request (following redirects if asked), judged by status
+code, body regexes, JSON-field expectations (Spring Boot actuator `{"status":"UP"}`) and a
+response-time threshold, with blackbox_exporter's metric names.
+
+    probe_success 1
+    probe_http_status_code 200
+    probe_http_duration_seconds{phase="resolve"} 2e-05
+    probe_http_duration_seconds{phase="connect"} 0.0002
+    probe_http_duration_seconds{phase="tls"} 0.004
+    probe_http_duration_seconds{phase="processing"} 0.012
+    probe_http_duration_seconds{phase="transfer"} 0.0001
+    probe_http_ssl 1
+    probe_ssl_earliest_cert_expiry 1.79e+09
+
+The client is a small HTTP/1.1 implementation on socket and ssl rather than `requests`: it measures
+each phase itself, proxies (plain and CONNECT) and redirects stay under its control, and a probe
+costs a fraction of the CPU (see benchmarks/blackbox_compare.py). One connection per request,
+`Connection: close`, like blackbox_exporter with keep-alives off.
+"""
 
 from __future__ import annotations
 
-from ..fields import StrictModel
-from ..outcome import Check, Outcome, Reason
+import base64
+import json
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ..fields import PositiveDuration, StrictModel, one_of_secret, resolve_secret
+from ..outcome import Check, MetricSet, Outcome, Reason
+from ._net import (
+    Deadline,
+    IpProtocol,
+    ProbeError,
+    TlsClientSettings,
+    TlsFacts,
+    add_ip_protocol,
+    add_tls_metrics,
+    classify_os_error,
+    connect,
+    finish,
+    resolve,
+    tls_facts,
+    tls_handshake,
+)
+
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+_REDIRECTS = {301, 302, 303, 307, 308}
+_HEAD_LIMIT = 64 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+JsonScalar = str | int | float | bool | None
+
+
+def _compile(patterns: list[str], key: str) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{key}: {pattern!r} is not a valid regular expression: {exc}") from None
+    return patterns
+
+
+class BasicAuth(StrictModel):
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        one_of_secret(self.password, self.password_file, "password")
+        if ":" in self.username:
+            raise ValueError("username cannot contain ':' (basic auth joins user and password with it)")
+        return self
+
+
+class JsonExpect(StrictModel):
+    """A field of a JSON body that must equal a value or match a regex.
+
+    `path` is dotted (`status`, `components.db.status`, `items.0.state` for list elements). A
+    string `equals` also matches the JSON text of a non-string value (`equals: "true"` matches true).
+    """
+
+    path: Annotated[str, Field(min_length=1, pattern=r"^[^.]+(\.[^.]+)*$")]
+    equals: JsonScalar = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> JsonExpect:
+        has_equals = "equals" in self.model_fields_set
+        if has_equals == (self.regex is not None):
+            raise ValueError(f"json_expect for {self.path!r}: set exactly one of equals or regex")
+        if self.regex is not None:
+            _compile([self.regex], "regex")
+        return self
 
 
 class Settings(StrictModel):
-    """Settings of a `http` module."""
+    """Settings of an `http` module (keys follow blackbox_exporter's http prober where they overlap)."""
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    tls_config: TlsClientSettings = Field(default_factory=TlsClientSettings)
+    proxy_url: str | None = None
+    """An HTTP proxy (http://host:port); https targets go through it with CONNECT."""
+    follow_redirects: bool = True
+    max_redirects: Annotated[int, Field(ge=0, le=30)] = 10
+    valid_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    """Empty means any 2xx."""
+    fail_if_ssl: bool = False
+    fail_if_not_ssl: bool = False
+    fail_if_body_matches: list[str] = Field(default_factory=list)
+    fail_if_body_not_matches: list[str] = Field(default_factory=list)
+    json_expect: list[JsonExpect] = Field(default_factory=list)
+    max_response_time: PositiveDuration | None = None
+    """Slower than this (whole probe, redirects included) fails with reason threshold."""
+    body_size_limit: Annotated[int, Field(ge=1)] = 4 * 1024 * 1024
+    """Bytes of body read at most; a longer body fails the probe (bad_content)."""
+    ip_protocol: IpProtocol = "auto"
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if "\r" in text or "\n" in text:
+                raise ValueError(f"header {name}: the value cannot contain line breaks")
+            if name.lower() in ("content-length", "connection", "transfer-encoding"):
+                raise ValueError(f"header {name} is set by the probe itself")
+        return value
+
+    @field_validator("fail_if_body_matches", "fail_if_body_not_matches")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        return _compile(value, "body regex")
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("proxy_url must be an http:// URL with a host, e.g. http://proxy:3128")
+        if parts.username or parts.password:
+            raise ValueError("proxy_url cannot carry credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> Settings:
+        one_of_secret(self.bearer_token, self.bearer_token_file, "bearer_token")
+        has_bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if has_bearer and self.basic_auth is not None:
+            raise ValueError("set either basic_auth or bearer_token, not both")
+        if (has_bearer or self.basic_auth) and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError("headers.Authorization conflicts with basic_auth/bearer_token; keep one")
+        if self.fail_if_ssl and self.fail_if_not_ssl:
+            raise ValueError("fail_if_ssl and fail_if_not_ssl cannot both be true")
+        return self
 
 
 def validate_target(target: str) -> str:
+    _parse_url(target)
     return target
+
+
+class _Url:
+    __slots__ = ("host", "host_header", "port", "request_target", "scheme", "text")
+
+    def __init__(self, text: str, scheme: str, host: str, port: int, host_header: str,
+                 request_target: str) -> None:
+        self.text, self.scheme, self.host, self.port = text, scheme, host, port
+        self.host_header, self.request_target = host_header, request_target
+
+
+def _parse_url(text: str) -> _Url:
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the target must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in the URL would show in the target label; use basic_auth")
+    default = 443 if parts.scheme == "https" else 80
+    host = parts.hostname
+    netloc_host = f"[{host}]" if ":" in host else host
+    host_header = netloc_host if port in (None, default) else f"{netloc_host}:{port}"
+    path = parts.path or "/"
+    if any(ch in path + parts.query for ch in " \r\n"):
+        raise ValueError("the URL contains spaces or line breaks; percent-encode them")
+    request_target = path + (f"?{parts.query}" if parts.query else "")
+    return _Url(text, parts.scheme, host, port or default, host_header, request_target)
+
+
+class _Reader:
+    """Buffered reads from a socket, each bounded by the run's deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.buffer = bytearray()
+        self.eof = False
+
+    def _fill(self, what: str) -> bool:
+        if self.eof:
+            return False
+        self.sock.settimeout(self.deadline.remaining(what))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buffer += chunk
+        return True
+
+    def head(self) -> bytes:
+        """Status line and headers, up to the blank line."""
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                size = end + 4
+                break
+            end = self.buffer.find(b"\n\n")
+            if end >= 0:
+                size = end + 2
+                break
+            if len(self.buffer) > _HEAD_LIMIT:
+                raise ProbeError(Reason.BAD_CONTENT, "response headers longer than 64 KiB")
+            if not self._fill("reading the response"):
+                if not self.buffer:
+                    raise ProbeError(Reason.RESET, "connection closed by the server before an answer")
+                if not self.buffer.startswith(b"HTTP/"):
+                    raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
+                raise ProbeError(Reason.RESET, "connection closed in the middle of the headers")
+            if len(self.buffer) >= 5 and not self.buffer.startswith(b"HTTP/"):
+                raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def exactly(self, size: int, limit: int) -> bytes:
+        if size > limit:
+            raise ProbeError(Reason.BAD_CONTENT, f"body of {size} bytes exceeds body_size_limit")
+        while len(self.buffer) < size:
+            if not self._fill("reading the body"):
+                raise ProbeError(Reason.RESET, "connection closed before the whole body arrived")
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def line(self) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                data = bytes(self.buffer[:end + 1])
+                del self.buffer[:end + 1]
+                return data
+            if len(self.buffer) > _HEAD_LIMIT or not self._fill("reading the body"):
+                raise ProbeError(Reason.BAD_CONTENT, "malformed chunked body")
+
+    def chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            size_text = self.line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProbeError(Reason.BAD_CONTENT, "malformed chunk size in the body") from None
+            if size == 0:
+                while self.line().strip():  # trailers
+                    pass
+                return bytes(body)
+            body += self.exactly(size, limit - len(body))
+            self.exactly(2, 2)
+
+    def rest(self, limit: int) -> bytes:
+        while not self.eof:
+            if len(self.buffer) > limit:
+                raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
+            self._fill("reading the body")
+        if len(self.buffer) > limit:
+            raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
+        return bytes(self.buffer)
+
+
+class _Response:
+    __slots__ = ("body", "headers", "status", "tls", "version")
+
+    def __init__(self, version: float, status: int, headers: dict[str, str], body: bytes,
+                 tls: TlsFacts | None) -> None:
+        self.version, self.status, self.headers, self.body, self.tls = version, status, headers, body, tls
+
+
+def _parse_head(head: bytes) -> tuple[float, int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\n")
+    status_line = lines[0].rstrip("\r").split(" ", 2)
+    try:
+        version = float(status_line[0][5:])
+        status = int(status_line[1])
+    except (ValueError, IndexError):
+        raise ProbeError(Reason.BAD_CONTENT, "malformed HTTP status line") from None
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        name, sep, value = raw.rstrip("\r").partition(":")
+        if sep:
+            key = name.strip().lower()
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    return version, status, headers
+
+
+def _json_lookup(document: Any, path: str) -> tuple[bool, Any]:
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+def _json_matches(expect: JsonExpect, actual: Any) -> bool:
+    text = actual if isinstance(actual, str) else json.dumps(actual)
+    if expect.regex is not None:
+        return re.search(expect.regex, text) is not None
+    wanted = expect.equals
+    if isinstance(wanted, bool) or isinstance(actual, bool) or wanted is None or actual is None:
+        if actual is wanted:
+            return True
+    elif isinstance(wanted, str) == isinstance(actual, str) and actual == wanted:
+        return True
+    # a string expectation also matches the JSON text of a number or boolean: "1", "true"
+    return isinstance(wanted, str) and text == wanted
+
+
+class _BodyMismatchError(ProbeError):
+    """A body regex failed: also shown by probe_failed_due_to_regex."""
 
 
 class Collector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.context = settings.tls_config.context()
+        self.body_bad = [re.compile(p) for p in settings.fail_if_body_matches]
+        self.body_good = [re.compile(p) for p in settings.fail_if_body_not_matches]
+        self.valid = set(settings.valid_status_codes)
+        self.proxy = _parse_url(settings.proxy_url) if settings.proxy_url else None
+        self.authorization = self._authorization()
+        self.base_headers = self._base_headers()
+        self.host_override = next((value for name, value in settings.headers.items()
+                                   if name.lower() == "host"), None)
+        self.body = settings.body.encode("utf-8") if settings.body is not None else None
+
+    def _authorization(self) -> str | None:
+        """Read once per build (a reload re-reads `*_file`); never logged nor exported."""
+        s = self.settings
+        if s.basic_auth is not None:
+            password = resolve_secret(s.basic_auth.password, s.basic_auth.password_file) or ""
+            raw = f"{s.basic_auth.username}:{password}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        token = resolve_secret(s.bearer_token, s.bearer_token_file)
+        return f"Bearer {token}" if token is not None else None
+
+    def _base_headers(self) -> list[tuple[str, str]]:
+        defaults = {"user-agent": ("User-Agent", "einvoice-exporter"), "accept": ("Accept", "*/*")}
+        for name, value in self.settings.headers.items():
+            defaults[name.lower()] = (name, value)
+        defaults.pop("host", None)
+        return list(defaults.values())
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def _request_bytes(self, method: str, url: _Url, body: bytes | None, send_auth: bool) -> bytes:
+        via_plain_proxy = self.proxy is not None and url.scheme == "http"
+        request_target = url.text if via_plain_proxy else url.request_target
+        host = self.host_override or url.host_header
+        lines = [f"{method} {request_target} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{name}: {value}" for name, value in self.base_headers]
+        if send_auth and self.authorization is not None:
+            lines.append(f"Authorization: {self.authorization}")
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+    def _open(self, url: _Url, deadline: Deadline, phases: dict[str, float],
+              metrics: MetricSet) -> tuple[socket.socket, TlsFacts | None]:
+        hop = self.proxy or url
+        started = time.perf_counter()
+        family, sockaddr = resolve(hop.host, hop.port, self.settings.ip_protocol, deadline)
+        resolved = time.perf_counter()
+        phases["resolve"] += resolved - started
+        add_ip_protocol(metrics, family)
+        sock = connect(family, sockaddr, deadline)
+        connected = time.perf_counter()
+        phases["connect"] += connected - resolved
+        if self.proxy is not None and url.scheme == "https":
+            self._tunnel(sock, url, deadline)
+        facts = None
+        if url.scheme == "https":
+            tls_started = time.perf_counter()
+            server_name = self.settings.tls_config.server_name or url.host
+            sock = tls_handshake(sock, self.context, server_name, deadline)
+            facts = tls_facts(sock)
+            phases["tls"] += time.perf_counter() - tls_started
+        return sock, facts
+
+    def _tunnel(self, sock: socket.socket, url: _Url, deadline: Deadline) -> None:
+        authority = f"[{url.host}]:{url.port}" if ":" in url.host else f"{url.host}:{url.port}"
+        try:
+            sock.settimeout(deadline.remaining("proxy CONNECT"))
+            sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1"))
+            reader = _Reader(sock, deadline)
+            _, status, _ = _parse_head(reader.head())
+        except BaseException:
+            sock.close()
+            raise
+        if status != 200:
+            sock.close()
+            reason = Reason.AUTH if status == 407 else Reason.BAD_STATUS
+            raise ProbeError(reason, f"proxy answered {status} to CONNECT")
+
+    def _exchange(self, method: str, url: _Url, body: bytes | None, send_auth: bool, deadline: Deadline,
+                  phases: dict[str, float], metrics: MetricSet) -> _Response:
+        sock, facts = self._open(url, deadline, phases, metrics)
+        try:
+            ready = time.perf_counter()
+            sock.settimeout(deadline.remaining("sending the request"))
+            sock.sendall(self._request_bytes(method, url, body, send_auth))
+            reader = _Reader(sock, deadline)
+            while True:
+                version, status, headers = _parse_head(reader.head())
+                if not 100 <= status < 200 or status == 101:
+                    break
+            first_byte = time.perf_counter()
+            phases["processing"] += first_byte - ready
+            limit = self.settings.body_size_limit
+            if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+                data = b""
+            elif "chunked" in headers.get("transfer-encoding", "").lower():
+                data = reader.chunked(limit)
+            elif "content-length" in headers:
+                try:
+                    length = int(headers["content-length"])
+                except ValueError:
+                    raise ProbeError(Reason.BAD_CONTENT, "malformed Content-Length header") from None
+                data = reader.exactly(length, limit)
+            else:
+                data = reader.rest(limit)
+            phases["transfer"] += time.perf_counter() - first_byte
+        except ProbeError:
+            raise
+        except OSError as exc:
+            raise classify_os_error(exc, "the HTTP exchange") from None
+        finally:
+            sock.close()
+        return _Response(version, status, headers, data, facts)
+
+    # -- the probe ------------------------------------------------------------------------------
 
     def run(self, target: str, timeout: float) -> Outcome:
-        return Outcome().fail(Reason.ERROR, "collector kind http is not implemented yet")
+        deadline = Deadline(timeout)
+        outcome = Outcome()
+        metrics = outcome.metrics
+        phases = dict.fromkeys(PHASES, 0.0)
+        redirects = 0
+        response: _Response | None = None
+        regex_failed = False
+        try:
+            try:
+                url = _parse_url(target)
+            except ValueError as exc:
+                raise ProbeError(Reason.ERROR, f"target: {exc}") from None
+            first_host = url.host_header
+            method, body = self.settings.method, self.body
+            while True:
+                response = self._exchange(method, url, body, url.host_header == first_host,
+                                          deadline, phases, metrics)
+                location = response.headers.get("location")
+                if not (self.settings.follow_redirects and response.status in _REDIRECTS and location):
+                    break
+                if redirects >= self.settings.max_redirects:
+                    raise ProbeError(Reason.BAD_STATUS, f"more than {self.settings.max_redirects} redirects")
+                redirects += 1
+                try:
+                    url = _parse_url(urljoin(url.text, location))
+                except ValueError as exc:
+                    raise ProbeError(Reason.BAD_CONTENT, f"redirect to an unusable location: {exc}") from None
+                if response.status in (301, 302, 303) and method not in ("GET", "HEAD"):
+                    method, body = "GET", None
+            self._judge(response, deadline)
+        except ProbeError as exc:
+            outcome.fail(exc.reason, exc.detail)
+            regex_failed = isinstance(exc, _BodyMismatchError)
+        except OSError as exc:
+            error = classify_os_error(exc, "the probe")
+            outcome.fail(error.reason, error.detail)
+        self._metrics(metrics, phases, redirects, response, regex_failed)
+        return finish(outcome, deadline)
+
+    def _judge(self, response: _Response, deadline: Deadline) -> None:
+        """Raise the first failed expectation, in the order status, TLS, body, JSON, time."""
+        status = response.status
+        valid = status in self.valid if self.valid else 200 <= status < 300
+        if not valid:
+            wanted = ", ".join(map(str, sorted(self.valid))) if self.valid else "2xx"
+            reason = Reason.AUTH if status in (401, 403, 407) else Reason.BAD_STATUS
+            raise ProbeError(reason, f"status {status} is not one of the valid codes ({wanted})")
+        if self.settings.fail_if_ssl and response.tls is not None:
+            raise ProbeError(Reason.TLS, "the final response came over TLS (fail_if_ssl)")
+        if self.settings.fail_if_not_ssl and response.tls is None:
+            raise ProbeError(Reason.TLS, "the final response did not come over TLS (fail_if_not_ssl)")
+        if self.body_bad or self.body_good:
+            text = response.body.decode("utf-8", "replace")
+            for pattern in self.body_bad:
+                if pattern.search(text):
+                    raise _BodyMismatchError(Reason.BAD_CONTENT, f"body matched {pattern.pattern!r}")
+            for pattern in self.body_good:
+                if not pattern.search(text):
+                    raise _BodyMismatchError(Reason.BAD_CONTENT, f"body did not match {pattern.pattern!r}")
+        if self.settings.json_expect:
+            try:
+                document = json.loads(response.body)
+            except ValueError:
+                raise ProbeError(Reason.BAD_CONTENT, "json_expect: the body is not JSON") from None
+            for expect in self.settings.json_expect:
+                found, actual = _json_lookup(document, expect.path)
+                if not found:
+                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} is missing")
+                if not _json_matches(expect, actual):
+                    # the actual value stays out of the detail: it is the target's data
+                    wanted = (f"does not match {expect.regex!r}" if expect.regex is not None
+                              else f"is not equal to {expect.equals!r}")
+                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} {wanted}")
+        limit = self.settings.max_response_time
+        if limit is not None and deadline.elapsed() > limit:
+            raise ProbeError(Reason.THRESHOLD,
+                             f"response took {deadline.elapsed():.3f}s, over max_response_time {limit:g}s")
+
+    @staticmethod
+    def _metrics(metrics: MetricSet, phases: dict[str, float], redirects: int,
+                 response: _Response | None, regex_failed: bool) -> None:
+        for phase, seconds in phases.items():
+            metrics.gauge("probe_http_duration_seconds", "Duration of http request by phase, summed over "
+                          "all redirects", seconds, {"phase": phase})
+        metrics.gauge("probe_dns_lookup_time_seconds",
+                      "Returns the time taken for probe dns lookup in seconds", phases["resolve"])
+        metrics.gauge("probe_http_status_code", "Response HTTP status code",
+                      response.status if response is not None else 0)
+        length = -1.0
+        if response is not None and "content-length" in response.headers:
+            try:
+                length = float(response.headers["content-length"])
+            except ValueError:
+                length = -1.0
+        metrics.gauge("probe_http_content_length", "Length of http content response", length)
+        metrics.gauge("probe_http_uncompressed_body_length", "Length of uncompressed response body",
+                      len(response.body) if response is not None else 0)
+        metrics.gauge("probe_http_redirects", "The number of redirects", redirects)
+        metrics.gauge("probe_http_ssl", "Indicates if SSL was used for the final redirect",
+                      1 if response is not None and response.tls is not None else 0)
+        metrics.gauge("probe_http_version", "Returns the version of HTTP of the probe response",
+                      response.version if response is not None else 0)
+        metrics.gauge("probe_failed_due_to_regex", "Indicates if probe failed due to regex",
+                      1 if regex_failed else 0)
+        if response is not None and response.tls is not None:
+            add_tls_metrics(metrics, response.tls)
 
     def close(self) -> None:
-        pass
+        """Nothing pooled: every request opens and closes its own connection."""
 
 
 def build(settings: Settings) -> Check:
