@@ -1,0 +1,528 @@
+"""Run the configured checks: concurrency, deadlines, retries, interval caching, reload.
+
+One `Check` is built per module. A /metrics scrape starts every check that is due in a bounded
+thread pool and waits for each until its own deadline, so a scrape lasts about as long as the
+slowest check. A run still going at its deadline is reported as a timeout and is not started
+again until it ends, so a hung target cannot pile up threads. Concurrent scrapes (an HA pair of
+Prometheus servers) share a run that is in flight instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from prometheus_client.core import Metric
+
+from einvoice_core.catalogue import ITEMS, get_item, normalize_item_id
+
+from . import selfmetrics as sm
+from .collectors import build_check
+from .outcome import Check, MetricSet, Outcome, Reason, merge_families
+from .schema import KIND_MODULES, CheckConfig, ExporterConfig, Module
+
+log = logging.getLogger("einvoice_exporter.runtime")
+
+CheckFactory = Callable[[Module], Check]
+Clock = Callable[[], float]
+
+PROBE_COUNTERS_MAX = 10_000
+"""Distinct module/target/item triples whose /probe failure counters are remembered."""
+_MIN_TIMEOUT = 0.1
+_GRACE = 0.05
+"""A run returning this much after its deadline still counts (thread wake-up jitter)."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("einvoice-monitoring")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The result of one run of a check, as served until the next run."""
+
+    outcome: Outcome
+    attempts: int
+    duration: float
+    started: float
+    """Wall-clock time (the injected clock) when the run started."""
+
+    @property
+    def up(self) -> bool:
+        return self.outcome.success
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.outcome.failure.reason if self.outcome.failure else None
+
+
+def _timeout_outcome(seconds: float, detail: str = "") -> Outcome:
+    return Outcome().fail(Reason.TIMEOUT, detail or f"no result within {seconds:.3g}s")
+
+
+class _Handle:
+    """A built Check and how many runs use it, so that a reload closes it only once they end."""
+
+    def __init__(self, name: str, check: Check) -> None:
+        self.name = name
+        self.check = check
+        self._lock = threading.Lock()
+        self._active = 0
+        self._retired = False
+
+    def enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            close_now = self._retired and self._active == 0
+        if close_now:
+            self._close()
+
+    def retire(self) -> None:
+        with self._lock:
+            self._retired = True
+            close_now = self._active == 0
+        if close_now:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.check.close()
+        except Exception:
+            log.exception("closing the check of module %s failed", self.name)
+
+
+class _Run:
+    """One execution of a check (all its attempts); awaited by one or more scrapes."""
+
+    def __init__(self, started: float, started_mono: float, timeout: float) -> None:
+        self.started = started
+        self.started_mono = started_mono
+        self.timeout = timeout
+        self.deadline = started_mono + timeout
+        self.attempts = 0
+        self.finished = float("inf")
+        """Monotonic time the last attempt returned."""
+        self.future: Future[Outcome] | None = None
+        self.result: Result | None = None
+        """Set once, by whichever scrape settles the run first."""
+
+
+def execute(handle: _Handle, target: str, retries: int, run: _Run,
+            monotonic: Clock = time.monotonic) -> Outcome:
+    """All attempts of one run, before its deadline; an escaping exception becomes reason `error`.
+
+    The deadline counts from submission, so time spent queued for a worker is part of it."""
+    deadline, timeout = run.deadline, run.timeout
+    handle.enter()
+    try:
+        while True:
+            run.attempts += 1
+            try:
+                outcome = handle.check.run(target, max(deadline - monotonic(), 0.0))
+            except Exception as exc:
+                log.exception("check of module %s raised on target %s (a collector bug)", handle.name, target)
+                return Outcome().fail(Reason.ERROR, f"collector raised {type(exc).__name__}")
+            remaining = deadline - monotonic()
+            if outcome.success or run.attempts > retries or remaining <= 0.05 * timeout:
+                return outcome
+            log.debug("module %s target %s attempt %d failed (%s), retrying", handle.name, target,
+                      run.attempts, outcome.failure.reason if outcome.failure else "")
+    finally:
+        run.finished = monotonic()
+        handle.leave()
+
+
+@dataclass(eq=False)
+class _CheckState:
+    config: CheckConfig
+    module: Module
+    zone: str
+    failures: dict[Reason, int] = field(default_factory=lambda: dict.fromkeys(Reason, 0))
+    last: Result | None = None
+    run: _Run | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"item": self.config.item, "zone": self.zone, "check": self.config.name,
+                "target": self.config.target}
+
+    def label_values(self) -> tuple[str, str, str, str]:
+        return (self.config.item, self.zone, self.config.name, self.config.target)
+
+    def record(self, result: Result) -> Result:
+        self.last = result
+        if result.reason is not None:
+            self.failures[result.reason] += 1
+        return result
+
+
+class _Generation:
+    """Everything built from one configuration; retired after a reload once no scrape uses it."""
+
+    def __init__(self, config: ExporterConfig, factory: CheckFactory, loaded_at: float) -> None:
+        self.config = config
+        self.loaded_at = loaded_at
+        self.handles: dict[str, _Handle] = {}
+        try:
+            for name, module in config.modules.items():
+                self.handles[name] = _Handle(name, factory(module))
+        except BaseException:
+            for handle in self.handles.values():
+                handle.retire()
+            raise
+        self.states: list[_CheckState] = [
+            _CheckState(check, config.modules[check.module], get_item(check.item).zone.value)
+            for check in config.checks
+        ]
+        workers = config.global_.max_concurrency
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check")
+        self.probe_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
+        self._lock = threading.Lock()
+        self._users = 0
+        self._retired = False
+
+    def enter(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            done = self._retired and self._users == 0
+        if done:
+            self._shutdown()
+
+    def retire(self) -> None:
+        with self._lock:
+            self._retired = True
+            done = self._users == 0
+        if done:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.probe_pool.shutdown(wait=False, cancel_futures=True)
+        for handle in self.handles.values():
+            handle.retire()
+
+    def adopt(self, old: _Generation) -> None:
+        """Keep counters (and cached results of unchanged checks) across a reload."""
+        previous = {state.config.name: state for state in old.states}
+        for state in self.states:
+            before = previous.get(state.config.name)
+            if before is None or before.label_values() != state.label_values():
+                continue
+            with before.lock:
+                state.failures = dict(before.failures)
+                if before.config == state.config and before.module == state.module:
+                    state.last = before.last
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """What the landing page shows of one check."""
+
+    name: str
+    item: str
+    zone: str
+    module: str
+    kind: str
+    target: str
+    interval: float | None
+    last: Result | None
+
+
+class ProbeError(ValueError):
+    """A /probe request that cannot be served as asked (answered 400)."""
+
+
+class Runtime:
+    """The running exporter: the current configuration, its checks, their results."""
+
+    def __init__(self, config: ExporterConfig, *, check_factory: CheckFactory = build_check,
+                 clock: Clock = time.time, monotonic: Clock = time.monotonic,
+                 loader: Callable[[], ExporterConfig] | None = None) -> None:
+        self._factory = check_factory
+        self._clock = clock
+        self._monotonic = monotonic
+        self._loader = loader
+        self._reload_lock = threading.Lock()
+        self._generation = _Generation(config, check_factory, clock())
+        self.last_reload_ok = True
+        self.last_reload_success = self._generation.loaded_at
+        self.last_reload_error = ""
+        self._overrunning: set[_Run] = set()
+        self._overrun_lock = threading.Lock()
+        self._probe_failures: OrderedDict[tuple[str, str, str], dict[Reason, int]] = OrderedDict()
+        self._probe_lock = threading.Lock()
+
+    @property
+    def config(self) -> ExporterConfig:
+        return self._generation.config
+
+    # ---- reload -------------------------------------------------------------------------------
+
+    def reload(self) -> tuple[bool, str]:
+        """Load the file again; on any problem keep the running configuration and say why."""
+        if self._loader is None:
+            return False, "this runtime was not started from a file"
+        with self._reload_lock:
+            try:
+                config = self._loader()
+                new = _Generation(config, self._factory, self._clock())
+            except Exception as exc:
+                self.last_reload_ok = False
+                self.last_reload_error = str(exc)
+                log.error("reloading the configuration failed; the previous one keeps running:\n%s", exc)
+                return False, str(exc)
+            old = self._generation
+            new.adopt(old)
+            self._generation = new
+            old.retire()
+            self.last_reload_ok = True
+            self.last_reload_error = ""
+            self.last_reload_success = new.loaded_at
+            log.info("configuration reloaded: %d modules, %d checks", len(config.modules), len(config.checks))
+            return True, "configuration reloaded"
+
+    def close(self) -> None:
+        self._generation.retire()
+
+    # ---- /metrics -----------------------------------------------------------------------------
+
+    def _timeout(self, module_timeout: float, budget: float | None) -> float:
+        timeout = module_timeout if budget is None else min(module_timeout, budget)
+        return max(timeout, _MIN_TIMEOUT)
+
+    def budget(self, scrape_timeout: float | None) -> float | None:
+        """Time a scrape may spend: Prometheus' scrape timeout minus the configured offset."""
+        if scrape_timeout is None:
+            return None
+        return scrape_timeout - self._generation.config.global_.scrape_timeout_offset
+
+    def _start(self, gen: _Generation, state: _CheckState, handle: _Handle, timeout: float) -> _Run:
+        run = _Run(self._clock(), self._monotonic(), timeout)
+        run.future = gen.pool.submit(execute, handle, state.config.target, state.module.retries, run,
+                                     self._monotonic)
+        return run
+
+    def _begin(self, gen: _Generation, state: _CheckState, budget: float | None
+               ) -> Result | tuple[_Run, float]:
+        """A cached result, or the run to await and this scrape's own deadline for it."""
+        timeout = self._timeout(state.module.timeout, budget)
+        with state.lock:
+            interval = state.config.interval
+            last = state.last
+            if interval is not None and last is not None and self._clock() < last.started + interval:
+                return last
+            now = self._monotonic()
+            run = state.run
+            if run is not None and run.future is not None:
+                if run.result is None and now < run.deadline:
+                    return run, now + timeout
+                if not run.future.done():
+                    return state.record(Result(
+                        _timeout_outcome(timeout, "the previous run is still going past its deadline"),
+                        run.attempts, now - run.started_mono, run.started))
+            run = self._start(gen, state, gen.handles[state.config.module], timeout)
+            state.run = run
+            return run, run.deadline
+
+    def _settle(self, state: _CheckState, run: _Run, my_deadline: float) -> Result:
+        assert run.future is not None
+        remaining = min(run.deadline, my_deadline) - self._monotonic()
+        if remaining > 0:
+            wait_futures([run.future], timeout=remaining)
+        with state.lock:
+            if run.result is not None:
+                return run.result
+            future = run.future
+            now = self._monotonic()
+            if future.done() and not future.cancelled() and run.finished <= run.deadline + _GRACE:
+                outcome, duration = future.result(), run.finished - run.started_mono
+            elif now >= run.deadline:
+                if not future.cancel():
+                    self._mark_overrunning(run)
+                outcome, duration = _timeout_outcome(run.timeout), run.timeout
+            else:
+                # Our own deadline came before the shared run's: report without recording.
+                return Result(_timeout_outcome(my_deadline - run.started_mono), run.attempts,
+                              now - run.started_mono, run.started)
+            run.result = state.record(Result(outcome, max(run.attempts, 1 if future.done() else 0),
+                                             duration, run.started))
+            if outcome.failure is not None:
+                log.debug("check %s on %s failed: %s: %s", state.config.name, state.config.target,
+                          outcome.failure.reason, outcome.failure.detail)
+            return run.result
+
+    def _mark_overrunning(self, run: _Run) -> None:
+        with self._overrun_lock:
+            self._overrunning.add(run)
+
+        def done(_: Future[Outcome]) -> None:
+            with self._overrun_lock:
+                self._overrunning.discard(run)
+
+        assert run.future is not None
+        run.future.add_done_callback(done)
+
+    def run_checks(self, scrape_timeout: float | None = None
+                   ) -> list[tuple[_CheckState, Result, dict[Reason, int]]]:
+        """Results (and failure counters) of all checks for one scrape, running those that are due."""
+        gen = self._generation
+        gen.enter()
+        try:
+            budget = self.budget(scrape_timeout)
+            begun = [(state, self._begin(gen, state, budget)) for state in gen.states]
+            results = []
+            for state, begin in begun:
+                result = begin if isinstance(begin, Result) else self._settle(state, *begin)
+                with state.lock:
+                    failures = dict(state.failures)
+                results.append((state, result, failures))
+            return results
+        finally:
+            gen.leave()
+
+    def collect(self, scrape_timeout: float | None = None) -> Iterator[Metric]:
+        """Everything /metrics shows except the process/platform collectors."""
+        started = self._monotonic()
+        gen = self._generation
+        results = self.run_checks(scrape_timeout)
+        yield from uniform_families((state.label_values(), failures, result)
+                                    for state, result, failures in results)
+        yield from merge_families((state.identity, result.outcome.metrics) for state, result, _ in results)
+        yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
+        config = gen.config
+        kinds = dict.fromkeys(KIND_MODULES, 0)
+        for module in config.modules.values():
+            kinds[module.kind] += 1
+        yield sm.CHECKS_CONFIGURED.family([((), len(config.checks))])
+        yield sm.MODULES_CONFIGURED.family(((kind,), count) for kind, count in kinds.items())
+        with self._overrun_lock:
+            overrunning = len(self._overrunning)
+        yield sm.CHECKS_OVERRUNNING.family([((), overrunning)])
+        yield sm.CONFIG_RELOAD_OK.family([((), 1 if self.last_reload_ok else 0)])
+        yield sm.CONFIG_RELOAD_TIME.family([((), self.last_reload_success)])
+        yield sm.BUILD_INFO.family([((version(), ".".join(map(str, sys.version_info[:3]))), 1)])
+        yield sm.SCRAPE_DURATION.family([((), self._monotonic() - started)])
+
+    def rows(self) -> list[CheckRow]:
+        """The configured checks and their last results, without running anything."""
+        rows = []
+        for state in self._generation.states:
+            with state.lock:
+                last = state.last
+            rows.append(CheckRow(state.config.name, state.config.item, state.zone, state.config.module,
+                                 state.module.kind, state.config.target, state.config.interval, last))
+        return rows
+
+    # ---- /probe -------------------------------------------------------------------------------
+
+    def probe(self, module_name: str | None, target: str | None, item: str | None = None,
+              scrape_timeout: float | None = None) -> list[Metric]:
+        """Blackbox-style probe of one target with one module: detail metrics without identity
+        labels, plus the uniform series with check=<module>. Raises ProbeError for a bad request."""
+        gen = self._generation
+        if not module_name:
+            raise ProbeError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
+        module = gen.config.modules.get(module_name)
+        if module is None:
+            known = ", ".join(sorted(gen.config.modules)) or "none"
+            raise ProbeError(f"unknown module {module_name!r} (configured: {known})")
+        if not target:
+            raise ProbeError("the target parameter is missing; use /probe?module=NAME&target=TARGET")
+        if len(target) > 512:
+            raise ProbeError("the target is longer than 512 characters")
+        validate = getattr(KIND_MODULES[module.kind], "validate_target", None)
+        if validate is not None:
+            try:
+                validate(target)
+            except ValueError as exc:
+                raise ProbeError(f"target {target!r}: {exc}") from None
+        try:
+            item_id = normalize_item_id(item) if item else module.item
+        except ValueError as exc:
+            raise ProbeError(f"item parameter: {exc}") from None
+        if item_id is None:
+            raise ProbeError(f"module {module_name!r} has no item; add &item=NN (01 to 20) to the request")
+        zone = get_item(item_id).zone.value
+
+        timeout = self._timeout(module.timeout, self.budget(scrape_timeout))
+        gen.enter()
+        try:
+            run = _Run(self._clock(), self._monotonic(), timeout)
+            future = gen.probe_pool.submit(execute, gen.handles[module_name], target, module.retries, run,
+                                           self._monotonic)
+            run.future = future
+            wait_futures([future], timeout=timeout)
+            if future.done() and not future.cancelled() and run.finished <= run.deadline + _GRACE:
+                outcome, duration = future.result(), run.finished - run.started_mono
+            else:
+                if not future.cancel():
+                    self._mark_overrunning(run)
+                outcome, duration = _timeout_outcome(timeout), timeout
+        finally:
+            gen.leave()
+        result = Result(outcome, max(run.attempts, 1), duration, run.started)
+
+        failures = self._probe_count(module_name, target, item_id, result.reason)
+        families: list[Metric] = []
+        metrics = outcome.metrics
+        if "probe_success" not in metrics.names():
+            families.extend(_probe_basics(result))
+        families.extend(merge_families([({}, metrics)]))
+        families.extend(uniform_families([((item_id, zone, module_name, target), failures, result)]))
+        return families
+
+    def _probe_count(self, module: str, target: str, item: str, reason: Reason | None) -> dict[Reason, int]:
+        key = (module, target, item)
+        with self._probe_lock:
+            counts = self._probe_failures.pop(key, None) or dict.fromkeys(Reason, 0)
+            if reason is not None:
+                counts[reason] += 1
+            self._probe_failures[key] = counts
+            while len(self._probe_failures) > PROBE_COUNTERS_MAX:
+                self._probe_failures.popitem(last=False)
+            return dict(counts)
+
+
+def _probe_basics(result: Result) -> list[Metric]:
+    """probe_success and probe_duration_seconds as blackbox_exporter always shows them, for kinds
+    (or timeouts) whose outcome does not carry them."""
+    basics = MetricSet()
+    basics.gauge("probe_success", "Whether the probe succeeded", 1 if result.up else 0)
+    basics.gauge("probe_duration_seconds", "Returns how long the probe took to complete in seconds",
+                 result.duration)
+    return list(merge_families([({}, basics)]))
+
+
+def uniform_families(
+    entries: Iterable[tuple[tuple[str, str, str, str], dict[Reason, int], Result]],
+) -> list[Metric]:
+    """The einvoice_check_* series for (identity label values, failure counters, result) entries."""
+    entries = list(entries)
+    return [
+        sm.CHECK_UP.family((labels, 1 if result.up else 0) for labels, _, result in entries),
+        sm.CHECK_DURATION.family((labels, result.duration) for labels, _, result in entries),
+        sm.CHECK_FAILURES.family(((*labels, reason.value), count)
+                                 for labels, failures, _ in entries for reason, count in failures.items()),
+        sm.CHECK_ATTEMPTS.family((labels, result.attempts) for labels, _, result in entries),
+        sm.CHECK_LAST_RUN.family((labels, result.started) for labels, _, result in entries),
+    ]
