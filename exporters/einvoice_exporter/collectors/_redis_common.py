@@ -7,6 +7,7 @@ redis-py is imported inside functions only: validating a config must not import 
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import ssl
 import time
@@ -171,8 +172,21 @@ class RedisConnector:
             host=host, port=port, username=self.credentials.username, password=password,
             socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0), client_name=self.settings.client_name,
-            lib_name=None, lib_version=None, protocol=2, **options,
+            protocol=2, **_no_client_setinfo(), **options,
         )
+
+
+@functools.cache
+def _no_client_setinfo() -> dict[str, None]:
+    """Skip CLIENT SETINFO (two round trips per connection): `driver_info=None` on redis-py 7.1+,
+    `lib_name`/`lib_version=None` before it."""
+    import inspect
+
+    import redis
+
+    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters:
+        return {"driver_info": None}
+    return {"lib_name": None, "lib_version": None}
 
 
 def classify(exc: BaseException) -> tuple[Reason, str]:
