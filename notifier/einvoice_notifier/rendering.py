@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .messaging.base import Message
@@ -19,12 +20,15 @@ _EVENT_ZH = {"firing": "告警", "resolved": "恢复", "escalation": "超时升�
 
 
 def render_messages(ticket: Any, event: str, ticket_url: str, max_bytes: int,
-                    mentions: tuple[str, ...]) -> list[Message]:
+                    mentions: tuple[str, ...], template_dir: Path | None = None) -> list[Message]:
     """Rendered, redacted message parts for one ticket event on one channel."""
     try:
         from .messaging.render import render_ticket_messages
     except ImportError:
         return _fallback_render(ticket, event, ticket_url, max_bytes, mentions)
+    if template_dir is not None:
+        return list(render_ticket_messages(ticket, event, ticket_url, max_bytes, mentions,
+                                           template_dir=template_dir))
     return list(render_ticket_messages(ticket, event, ticket_url, max_bytes, mentions))
 
 

@@ -385,7 +385,8 @@ class TicketService:
         url = ticket_link(self.settings.public_url, view.id, self.link_secret,
                           now + timedelta(seconds=self.settings.link_ttl))
         for channel in names:
-            parts = render_messages(view, event, url, self._max_bytes.get(channel, 4096), mentions)
+            parts = render_messages(view, event, url, self._max_bytes.get(channel, 4096), mentions,
+                                    self.settings.template_dir)
             for index, message in enumerate(parts):
                 self._insert_message(conn, view.id, channel, event, f"{key}|{channel}|{index}", message, now)
                 ctx.messages += 1

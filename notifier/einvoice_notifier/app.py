@@ -1,0 +1,374 @@
+"""The notifier's web application: the Alertmanager webhook, the JSON API, /metrics, /-/healthy.
+
+`create_app` wires one `Notifier` (engine, service, outbox senders, deadline scheduler, metrics)
+into a FastAPI app; nothing starts at import. The webhook stores before it answers: 200 only after
+the transaction committed, 503 when the database failed (Alertmanager retries 5xx, not 4xx), 4xx
+with a message for requests that can never succeed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from . import db
+from .auth import Authenticator, Principal
+from .messaging.base import Channel
+from .metrics import Counters, StoreCollector
+from .outbox import Outbox, list_messages
+from .payload import Notification
+from .service import (
+    InvalidInputError,
+    InvalidTransitionError,
+    StoreUnavailableError,
+    TicketNotFoundError,
+    TicketService,
+    TicketView,
+)
+from .settings import Settings, generate_token
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/api/v1/webhook/alertmanager"
+_DRAIN_LIMIT = 128 * 1024 * 1024
+"""An oversized body is read and discarded up to this size so the client sees the 413."""
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    from .messaging.config import build_channel
+
+    return {cfg.name: build_channel(cfg) for cfg in settings.channels}
+
+
+class Notifier:
+    """Everything one running notifier holds; tests build it with their own clock and channels."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None,
+                 clock: Callable[[], datetime] = db.utcnow, channels: Mapping[str, Channel] | None = None,
+                 webhook_token: str | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or db.make_engine(settings.resolved_database_url())
+        self.clock = clock
+        self.channels = dict(channels) if channels is not None else build_channels(settings)
+        self.webhook_token = webhook_token or settings.configured_webhook_token() or generate_token()
+        self.token_generated = webhook_token is None and settings.configured_webhook_token() is None
+        self.registry = CollectorRegistry()
+        self.counters = Counters(self.registry, self.channels)
+        self.outbox = Outbox(self.engine, self.channels, settings.outbox, clock, self.counters.sends)
+        self.service = TicketService(self.engine, settings, clock, self.channels,
+                                     on_enqueue=self.outbox.notify)
+        self.registry.register(StoreCollector(self.engine, self.channels, clock))
+        self.authenticator = Authenticator(settings)
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+
+    def start(self) -> None:
+        db.migrate(self.engine)
+        self.outbox.start()
+        self._stop.clear()
+        self._scheduler = threading.Thread(target=self._schedule, name="deadline-scheduler", daemon=True)
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.outbox.stop()
+        if self._scheduler is not None:
+            self._scheduler.join(10)
+
+    def _schedule(self) -> None:
+        while not self._stop.is_set():
+            try:
+                escalated = self.service.check_deadlines()
+                if escalated:
+                    log.info("escalated %d ticket(s) past a deadline", len(escalated))
+            except DBAPIError as exc:
+                log.warning("deadline check: database unavailable (%s)", type(exc.orig).__name__)
+            self._stop.wait(self.settings.scheduler_interval)
+
+
+class TicketOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    group_key: str
+    fingerprint: str
+    alertname: str
+    item: str | None
+    zone: str | None
+    target: str | None
+    severity_class: Literal["urgent", "general", "outage"]
+    severity_zh: str
+    state: Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
+    state_zh: str
+    summary: str
+    description: str
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    created_at: datetime | None
+    acknowledged_at: datetime | None
+    in_progress_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    response_deadline: datetime
+    resolution_deadline: datetime
+    response_breached: bool
+    resolution_breached: bool
+    escalated: bool
+    overdue: bool
+    second_line: bool
+    recurrence_of: int | None
+    cause: str | None
+    solution: str | None
+    resolved_locally: bool | None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    note: str
+
+
+class TicketDetail(TicketOut):
+    timeline: list[AuditOut]
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=10000)
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=10000)
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cause: str = Field(min_length=1, max_length=10000)
+    solution: str = Field(min_length=1, max_length=10000)
+    resolved_locally: bool
+    """True: solved by the on-site team (本级解决); False: escalated to the second line/vendor."""
+
+
+class OutboxOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    ticket_id: int | None
+    channel: str
+    event: str
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str
+
+
+def _principal(request: Request) -> Principal:
+    found = request.app.state.notifier.authenticator.authenticate(request.headers.get("authorization"))
+    if found is None:
+        raise HTTPException(401, "authentication required",
+                            headers={"WWW-Authenticate": 'Basic realm="einvoice-notifier"'})
+    return found
+
+
+def _operator(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+    if not who.may("operator"):
+        raise HTTPException(403, "the operator role is required")
+    return who
+
+
+Viewer = Annotated[Principal, Depends(_principal)]
+Operator = Annotated[Principal, Depends(_operator)]
+StateName = Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
+
+
+def _ticket_out(view: TicketView) -> TicketOut:
+    return TicketOut.model_validate({**asdict(view), "state_zh": view.state_zh,
+                                     "severity_zh": view.severity_zh})
+
+
+def _error(code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": "error", "error": message, **extra}, status_code=code)
+
+
+def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
+    """The ASGI app; `start_background=False` leaves senders and scheduler to the test."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if start_background:
+            await run_in_threadpool(notifier.start)
+        else:
+            await run_in_threadpool(db.migrate, notifier.engine)
+        try:
+            yield
+        finally:
+            if start_background:
+                await run_in_threadpool(notifier.stop)
+
+    app = FastAPI(title="einvoice-notifier", version="0.1.0", lifespan=lifespan,
+                  description="Alertmanager webhook → 工单 (SLA 时限) → 企业微信消息")
+    app.state.notifier = notifier
+    counters = notifier.counters
+    service = notifier.service
+    expected_token = notifier.webhook_token.encode()
+    limit = notifier.settings.body_limit_bytes
+
+    @app.post(WEBHOOK_PATH, tags=["webhook"], summary="Alertmanager webhook (payload version 4)")
+    async def webhook(request: Request, route: str | None = None) -> JSONResponse:
+        response = await _webhook(request, route)
+        counters.webhook_requests.labels(code=str(response.status_code)).inc()
+        return response
+
+    async def _webhook(request: Request, route: str | None) -> JSONResponse:
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected_token):
+            response = _error(401, "missing or wrong bearer token")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if route not in (None, "first_line", "second_line"):
+            return _error(400, "query parameter route must be first_line or second_line")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
+            return _error(413, f"body larger than {limit} bytes")
+        body = bytearray()
+        too_large = False
+        async for chunk in request.stream():
+            if too_large or len(body) + len(chunk) > limit:
+                too_large = True
+                continue
+            body.extend(chunk)
+        if too_large:
+            return _error(413, f"body larger than {limit} bytes")
+        try:
+            raw = json.loads(bytes(body).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        try:
+            notification = Notification.model_validate(raw)
+        except ValidationError as exc:
+            details = [{"loc": ".".join(str(part) for part in error["loc"]), "msg": error["msg"]}
+                       for error in exc.errors()[:20]]
+            return _error(422, "payload is not an Alertmanager version 4 notification", details=details)
+        try:
+            result = await run_in_threadpool(service.ingest, notification, route or "first_line")
+        except StoreUnavailableError as exc:
+            log.warning("webhook: could not store notification (%s); answering 503", exc)
+            return _error(503, "ticket store unavailable; retry later")
+        return JSONResponse({"status": "ok", "alerts": result.alerts, "new_events": result.new_events,
+                             "new_tickets": result.new_tickets})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(notifier.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/-/healthy", include_in_schema=False)
+    def healthy() -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    @app.get("/-/ready", include_in_schema=False)
+    def ready() -> PlainTextResponse:
+        try:
+            service.ping()
+        except DBAPIError:
+            return PlainTextResponse("database unavailable", status_code=503)
+        return PlainTextResponse("OK")
+
+    app.include_router(_api_router(notifier))
+    try:
+        from .console import build_router
+    except ImportError:
+        log.info("console package not available; serving the JSON API only")
+    else:
+        router = build_router(service, notifier.settings)
+        if router.prefix:
+            app.include_router(router)
+        else:
+            app.include_router(router, prefix="/console")
+    return app
+
+
+def _api_router(notifier: Notifier) -> APIRouter:
+    service = notifier.service
+    router = APIRouter(prefix="/api/v1", tags=["tickets"])
+
+    def act(call: Callable[[], TicketView]) -> TicketOut:
+        try:
+            return _ticket_out(call())
+        except TicketNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except InvalidTransitionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @router.get("/tickets", response_model=list[TicketOut], summary="工单列表")
+    def list_tickets(_who: Viewer,
+                     state: StateName | None = None,
+                     severity_class: Literal["urgent", "general", "outage"] | None = None,
+                     item: str | None = None, overdue: bool | None = None,
+                     limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[TicketOut]:
+        found = service.list_tickets(state, severity_class, item, overdue, limit)
+        return [_ticket_out(view) for view in found]
+
+    @router.get("/tickets/{ticket_id}", response_model=TicketDetail, summary="工单详情与时间线")
+    def get_ticket(ticket_id: int, _who: Viewer) -> TicketDetail:
+        view = service.get_ticket(ticket_id)
+        if view is None:
+            raise HTTPException(404, f"工单 {ticket_id} 不存在")
+        timeline = [AuditOut.model_validate(asdict(entry)) for entry in service.timeline(ticket_id)]
+        return TicketDetail.model_validate({**_ticket_out(view).model_dump(), "timeline": timeline})
+
+    @router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketOut, summary="响应")
+    def acknowledge(ticket_id: int, who: Operator) -> TicketOut:
+        return act(lambda: service.acknowledge(ticket_id, who.name))
+
+    @router.post("/tickets/{ticket_id}/progress", response_model=TicketOut, summary="开始处理")
+    def progress(ticket_id: int, who: Operator) -> TicketOut:
+        return act(lambda: service.start_progress(ticket_id, who.name))
+
+    @router.post("/tickets/{ticket_id}/note", response_model=TicketOut, summary="添加备注")
+    def note(ticket_id: int, body: NoteIn, who: Operator) -> TicketOut:
+        return act(lambda: service.add_note(ticket_id, who.name, body.text))
+
+    @router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, summary="解决")
+    def resolve(ticket_id: int, body: ResolveIn, who: Operator) -> TicketOut:
+        return act(lambda: service.resolve(ticket_id, who.name, body.note))
+
+    @router.post("/tickets/{ticket_id}/close", response_model=TicketOut, summary="关闭（填写原因与解决方案）")
+    def close(ticket_id: int, body: CloseIn, who: Operator) -> TicketOut:
+        return act(lambda: service.close(ticket_id, who.name, body.cause, body.solution,
+                                         body.resolved_locally))
+
+    @router.get("/outbox", response_model=list[OutboxOut], tags=["outbox"], summary="消息队列（默认死信）")
+    def outbox_messages(_who: Viewer, state: Literal["pending", "sent", "dead"] | None = "dead",
+                        limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[OutboxOut]:
+        return [OutboxOut.model_validate(row) for row in list_messages(notifier.engine, state, limit)]
+
+    return router
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)

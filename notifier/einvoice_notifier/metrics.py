@@ -1,0 +1,182 @@
+"""The notifier's own metrics, declared once here and read from the database at scrape time.
+
+Ticket counts, breaches, MTTA/MTTR histograms, ratios and outbox figures are computed from the
+store on each scrape, so they are right after a restart and agree with the console. Only what
+happens in-process and is not stored (sends by result, webhook answers by code) are counters.
+
+    einvoice_notifier_tickets{state="open",severity_class="urgent"} 3
+    einvoice_notifier_deadline_breaches_total{deadline="response",severity_class="urgent"} 1
+    einvoice_notifier_time_to_acknowledge_seconds_bucket{severity_class="urgent",le="600"} 2
+    einvoice_notifier_outbox_depth{channel="robot"} 0
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError
+
+from .db import OPEN_STATES, STATES, from_db, outbox, tickets, to_db
+from .settings import SEVERITY_CLASSES
+
+log = logging.getLogger(__name__)
+
+DURATION_BUCKETS: Sequence[float] = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+"""Seconds: 1 min … 3 days, around the SLA marks (10 min, 30 min, 2 h, 4 h)."""
+
+WEBHOOK_CODES = ("200", "400", "401", "413", "415", "422", "503")
+SEND_RESULTS = ("sent", "retry", "paced", "permanent")
+
+
+class Counters:
+    """In-process counters, registered in the app's own registry (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry, channels: Iterable[str]) -> None:
+        self.webhook_requests = Counter(
+            "einvoice_notifier_webhook_requests", "Webhook requests answered, by HTTP status code.",
+            ["code"], registry=registry)
+        self.sends = Counter(
+            "einvoice_notifier_sends", "Message send attempts by channel and result.",
+            ["channel", "result"], registry=registry)
+        for code in WEBHOOK_CODES:
+            self.webhook_requests.labels(code=code)
+        for channel in channels:
+            for result in SEND_RESULTS:
+                self.sends.labels(channel=channel, result=result)
+
+
+class StoreCollector(Collector):
+    """Figures from the ticket store; on a database error the families are absent, not an error."""
+
+    def __init__(self, engine: Engine, channels: Iterable[str], clock: Callable[[], datetime]) -> None:
+        self.engine = engine
+        self.channels = tuple(channels)
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            return list(self._collect())
+        except DBAPIError as exc:
+            log.warning("metrics: ticket store unavailable (%s)", type(exc.orig).__name__)
+            return []
+
+    def _collect(self) -> Iterable[Metric]:
+        now = self.clock()
+        with self.engine.connect() as conn:
+            by_state = {(state, cls): count for state, cls, count in conn.execute(
+                select(tickets.c.state, tickets.c.severity_class, func.count())
+                .group_by(tickets.c.state, tickets.c.severity_class))}
+            breaches = {}
+            for deadline, column in (("response", tickets.c.response_breached),
+                                     ("resolution", tickets.c.resolution_breached)):
+                for cls, count in conn.execute(select(tickets.c.severity_class, func.count())
+                                               .where(column.is_(True)).group_by(tickets.c.severity_class)):
+                    breaches[(deadline, cls)] = count
+            timings = conn.execute(select(tickets.c.severity_class, tickets.c.starts_at,
+                                          tickets.c.acknowledged_at, tickets.c.resolved_at)).all()
+            closed_count = conn.execute(select(func.count()).where(tickets.c.state == "closed")).scalar() or 0
+            local_count = conn.execute(select(func.count()).where(
+                tickets.c.state == "closed", tickets.c.resolved_locally.is_(True))).scalar() or 0
+            recurred = conn.execute(select(func.count(func.distinct(tickets.c.recurrence_of)))
+                                    .where(tickets.c.recurrence_of.is_not(None))).scalar() or 0
+            open_rows = conn.execute(select(
+                tickets.c.id, tickets.c.item, tickets.c.severity_class, tickets.c.acknowledged_at,
+                tickets.c.response_deadline, tickets.c.resolution_deadline)
+                .where(tickets.c.state.in_(OPEN_STATES))).all()
+            depth = dict(conn.execute(select(outbox.c.channel, func.count())
+                                      .where(outbox.c.state == "pending").group_by(outbox.c.channel)).all())
+            oldest = dict(conn.execute(select(outbox.c.channel, func.min(outbox.c.created_at))
+                                       .where(outbox.c.state == "pending").group_by(outbox.c.channel)).all())
+            dead = dict(conn.execute(select(outbox.c.channel, func.count())
+                                     .where(outbox.c.state == "dead").group_by(outbox.c.channel)).all())
+
+        family = GaugeMetricFamily("einvoice_notifier_tickets", "Tickets by state and severity class.",
+                                   labels=["state", "severity_class"])
+        for state in STATES:
+            for cls in SEVERITY_CLASSES:
+                family.add_metric([state, cls], by_state.get((state, cls), 0))
+        yield family
+
+        counter = CounterMetricFamily("einvoice_notifier_deadline_breaches",
+                                      "Tickets that missed a deadline, by deadline and severity class.",
+                                      labels=["deadline", "severity_class"])
+        for deadline in ("response", "resolution"):
+            for cls in SEVERITY_CLASSES:
+                counter.add_metric([deadline, cls], breaches.get((deadline, cls), 0))
+        yield counter
+
+        ack = {cls: [] for cls in SEVERITY_CLASSES}  # type: dict[str, list[float]]
+        res = {cls: [] for cls in SEVERITY_CLASSES}  # type: dict[str, list[float]]
+        for cls, starts, acked, resolved in timings:
+            if cls not in ack:
+                continue
+            if acked is not None:
+                ack[cls].append(max(0.0, (acked - starts).total_seconds()))
+            if resolved is not None:
+                res[cls].append(max(0.0, (resolved - starts).total_seconds()))
+        yield _histogram("einvoice_notifier_time_to_acknowledge_seconds",
+                         "From the alert's start to the ticket's acknowledgement (MTTA).", ack)
+        yield _histogram("einvoice_notifier_time_to_resolve_seconds",
+                         "From the alert's start to the ticket's resolution (MTTR).", res)
+
+        if closed_count:
+            yield GaugeMetricFamily("einvoice_notifier_local_resolution_ratio",
+                                    "Closed tickets solved locally (本级解决率), of all closed.",
+                                    value=local_count / closed_count)
+            yield GaugeMetricFamily("einvoice_notifier_one_time_resolution_ratio",
+                                    "Closed tickets whose problem did not recur within the window "
+                                    "(一次性解决率).", value=max(0.0, 1 - recurred / closed_count))
+
+        deadlines = GaugeMetricFamily("einvoice_notifier_ticket_deadline_timestamp_seconds",
+                                      "Deadline of each open ticket (unix time).",
+                                      labels=["ticket_id", "item", "severity_class", "deadline"])
+        for ticket_id, item, cls, acked, response, resolution in open_rows:
+            if acked is None:
+                deadlines.add_metric([str(ticket_id), item or "", cls, "response"],
+                                     from_db(response).timestamp())  # type: ignore[union-attr]
+            deadlines.add_metric([str(ticket_id), item or "", cls, "resolution"],
+                                 from_db(resolution).timestamp())  # type: ignore[union-attr]
+        yield deadlines
+
+        names = sorted({*self.channels, *depth, *dead})
+        depth_family = GaugeMetricFamily("einvoice_notifier_outbox_depth",
+                                         "Messages waiting to be sent, by channel.", labels=["channel"])
+        age_family = GaugeMetricFamily("einvoice_notifier_outbox_oldest_age_seconds",
+                                       "Age of the oldest message waiting, by channel (0: none).",
+                                       labels=["channel"])
+        dead_family = GaugeMetricFamily("einvoice_notifier_outbox_dead_letters",
+                                        "Messages given up on (dead letters), by channel.",
+                                        labels=["channel"])
+        naive_now = to_db(now)
+        for name in names:
+            depth_family.add_metric([name], depth.get(name, 0))
+            first = oldest.get(name)
+            age_family.add_metric([name], max(0.0, (naive_now - first).total_seconds()) if first else 0.0)
+            dead_family.add_metric([name], dead.get(name, 0))
+        yield depth_family
+        yield age_family
+        yield dead_family
+
+
+def _histogram(name: str, documentation: str, values: dict[str, list[float]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=["severity_class"])
+    for cls, seconds in values.items():
+        buckets = [(str(float(bound)), float(sum(1 for value in seconds if value <= bound)))
+                   for bound in DURATION_BUCKETS]
+        buckets.append(("+Inf", float(len(seconds))))
+        family.add_metric([cls], buckets, sum_value=sum(seconds))
+    return family

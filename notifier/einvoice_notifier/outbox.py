@@ -1,0 +1,185 @@
+"""Durable outbox: senders that deliver stored messages through their channel, never losing one.
+
+A message row is written in the same transaction as the ticket change that caused it (see
+service.py), so after a crash it is still there and is sent on the next start. One sender thread per
+channel delivers due rows oldest first. A retry backs off exponentially (or waits what the channel
+asked, e.g. WeChat's 45009 rate limit); after `max_attempts` counted attempts, or at once for a
+permanent error (93000: bad robot key), the row becomes a dead letter, shown in metrics and in the
+API. Delivery is at-least-once: a crash between the channel's answer and the row update re-sends
+that one message, which for a chat notice is the right side to err on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import DBAPIError
+
+from .db import from_db, outbox, to_db, utcnow
+from .messaging.base import Channel, Message, Outcome, SendResult
+from .settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    ticket_id: int | None
+    channel: str
+    event: str
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str
+    content: str
+
+
+def _row(found: Mapping[str, object]) -> OutboxRow:
+    return OutboxRow(
+        id=found["id"], ticket_id=found["ticket_id"], channel=found["channel"],  # type: ignore[arg-type]
+        event=found["event"], state=found["state"], attempts=found["attempts"],  # type: ignore[arg-type]
+        created_at=from_db(found["created_at"]), next_attempt_at=from_db(found["next_attempt_at"]),  # type: ignore[arg-type]
+        sent_at=from_db(found["sent_at"]), last_error=found["last_error"],  # type: ignore[arg-type]
+        content=found["content"])  # type: ignore[arg-type]
+
+
+def list_messages(engine: Engine, state: str | None = "dead", limit: int = 200) -> list[OutboxRow]:
+    query = select(outbox).order_by(outbox.c.id.desc()).limit(max(1, min(limit, 5000)))
+    if state:
+        query = query.where(outbox.c.state == state)
+    with engine.connect() as conn:
+        return [_row(found) for found in conn.execute(query).mappings()]
+
+
+class Sender:
+    """Delivers one channel's due messages; `run_once` is the unit tests drive with their clock."""
+
+    def __init__(self, engine: Engine, channel: Channel, settings: OutboxSettings, clock: Clock = utcnow,
+                 sends: Counter | None = None) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.settings = settings
+        self.clock = clock
+        self.sends = sends
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(attempts - 1, 0))
+
+    def run_once(self, batch: int = 20) -> float | None:
+        """Send what is due now; return seconds until the next row is due (None: nothing pending)."""
+        now = self.clock()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox).where(outbox.c.channel == self.channel.name, outbox.c.state == "pending",
+                                     outbox.c.next_attempt_at <= to_db(now))
+                .order_by(outbox.c.id).limit(batch)).mappings().all()
+        for found in rows:
+            if self._stop.is_set():
+                return 0.0
+            result = self._send(found)
+            self._record(found, result)
+            if result.outcome is Outcome.RETRY and not result.count_attempt:
+                break  # paced by the channel: later rows would be refused as well
+        return self._next_due()
+
+    def _send(self, found: Mapping[str, object]) -> SendResult:
+        message = Message(format=found["format"], content=found["content"],  # type: ignore[arg-type]
+                          mentioned_mobiles=tuple(json.loads(found["mentioned_mobiles"])),  # type: ignore[arg-type]
+                          ticket_url=found["ticket_url"])  # type: ignore[arg-type]
+        try:
+            return self.channel.send(message)
+        except Exception:  # the contract: a channel never raises; if one does it is a bug, retried
+            log.exception("channel %s raised while sending outbox row %s", self.channel.name, found["id"])
+            return SendResult.retry("exception")
+
+    def _record(self, found: Mapping[str, object], result: SendResult) -> None:
+        now = self.clock()
+        attempts = int(found["attempts"]) + (1 if result.count_attempt else 0)  # type: ignore[call-overload]
+        values: dict[str, object] = {"attempts": attempts, "last_error": result.reason[:255]}
+        if result.outcome is Outcome.SENT:
+            values |= {"state": "sent", "sent_at": to_db(now), "last_error": ""}
+        elif result.outcome is Outcome.PERMANENT or attempts >= self.settings.max_attempts:
+            values["state"] = "dead"
+            log.warning("outbox row %s on channel %s is a dead letter after %d attempts: %s",
+                        found["id"], self.channel.name, attempts, result.reason)
+        else:
+            delay = result.retry_after if result.retry_after is not None else self.backoff(attempts)
+            values["next_attempt_at"] = to_db(now + timedelta(seconds=max(delay, 0.0)))
+        if self.sends is not None:
+            label = result.outcome.value if result.outcome is not Outcome.RETRY or result.count_attempt \
+                else "paced"
+            self.sends.labels(channel=self.channel.name, result=label).inc()
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == found["id"]).values(**values))
+
+    def _next_due(self) -> float | None:
+        with self.engine.connect() as conn:
+            due = conn.execute(select(func.min(outbox.c.next_attempt_at)).where(
+                outbox.c.channel == self.channel.name, outbox.c.state == "pending")).scalar()
+        if due is None:
+            return None
+        return max(0.0, (from_db(due) - self.clock()).total_seconds())  # type: ignore[operator]
+
+    # -- thread ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"outbox-{self.channel.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.wake.clear()
+            try:
+                delay = self.run_once()
+            except DBAPIError as exc:
+                log.warning("outbox %s: database unavailable (%s); will retry", self.channel.name,
+                            type(exc.orig).__name__)
+                delay = self.settings.poll_interval
+            if delay == 0.0:
+                continue
+            wait = self.settings.poll_interval if delay is None else min(delay, self.settings.poll_interval)
+            self.wake.wait(wait)
+
+
+class Outbox:
+    """All senders; `notify(channels)` wakes the ones that have new rows."""
+
+    def __init__(self, engine: Engine, channels: Mapping[str, Channel], settings: OutboxSettings,
+                 clock: Clock = utcnow, sends: Counter | None = None) -> None:
+        self.senders = {name: Sender(engine, channel, settings, clock, sends)
+                        for name, channel in channels.items()}
+
+    def notify(self, channels: set[str]) -> None:
+        for name in channels:
+            sender = self.senders.get(name)
+            if sender is not None:
+                sender.wake.set()
+
+    def start(self) -> None:
+        for sender in self.senders.values():
+            sender.start()
+
+    def stop(self) -> None:
+        for sender in self.senders.values():
+            sender.stop()
