@@ -57,6 +57,8 @@ class TcpServer:
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() at once
         self.listener.close()
         for conn in self._conns:
             with contextlib.suppress(OSError):
