@@ -172,7 +172,7 @@ def redact(text: str, keep: Iterable[str] = ()) -> str:
 
         text = pattern.sub(replace, text)
 
-    text = _ALNUM_RUN.sub(lambda m: _classify_run(m.group(0)) or m.group(0), text)
+    text = _sub_unless_counted(_ALNUM_RUN, text, lambda run: _classify_run(run) or run)
     text = _sub_unless_counted(_INVOICE_CODE_12, text, lambda _value: MARK_INVOICE)
     text = _sub_unless_counted(_MOBILE, text, phone_or_keep)
     return _LANDLINE.sub(lambda m: phone_or_keep(m.group(0)), text)

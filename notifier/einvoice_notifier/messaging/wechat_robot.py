@@ -1,0 +1,120 @@
+"""WeCom group robot channel (企业微信群机器人).
+
+Contract (developer.work.weixin.qq.com/document/path/91770, 群机器人配置说明): POST JSON to
+/cgi-bin/webhook/send?key=KEY; markdown content at most 4096 UTF-8 bytes, text at most 2048; at
+most 20 messages a minute per robot; the answer is HTTP 200 with `errcode` (0 ok) in the body, so
+the status code alone says nothing. 45009 = over the rate limit; 93000 = invalid webhook URL/key;
+40058 = content too long / invalid parameter.
+
+The channel paces itself at `max_per_minute` over a sliding minute: when the window is full it
+does not send and answers "retry after N s" without counting an attempt, so nothing is dropped and
+nothing dead-letters because of pacing. The key is part of the URL: it is never logged (request
+exceptions embed the URL, so only their class name is).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from .base import Message, SendResult
+from .config import WeChatRobotConfig
+from .secrecy import install_secret_filter
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60.0
+RATE_LIMIT_BACKOFF = 60.0
+ERR_OK = 0
+ERR_RATE_LIMIT = 45009
+PERMANENT_ERRCODES = {
+    93000: "invalid_key",  # invalid webhook url
+    93004: "robot_disabled",
+    93008: "robot_not_in_group",
+    40058: "content_rejected",  # content exceeds max length / invalid parameter
+    40008: "content_rejected",  # invalid message type
+    40035: "content_rejected",  # invalid parameter
+}
+
+
+def robot_payload(message: Message) -> dict[str, Any]:
+    if message.format == "markdown":
+        return {"msgtype": "markdown", "markdown": {"content": message.content}}
+    text: dict[str, Any] = {"content": message.content}
+    if message.mentioned_mobiles:
+        text["mentioned_mobile_list"] = list(message.mentioned_mobiles)
+    return {"msgtype": "text", "text": text}
+
+
+class WeChatRobotChannel:
+    def __init__(self, cfg: WeChatRobotConfig, clock: Callable[[], float] = time.monotonic,
+                 session: requests.Session | None = None) -> None:
+        install_secret_filter()
+        self.name = cfg.name
+        self.max_bytes = cfg.max_bytes
+        self._url = cfg.send_url()
+        self._timeout = cfg.timeout
+        self._max_per_minute = cfg.max_per_minute
+        self._clock = clock
+        self._session = session or requests.Session()
+        self._sent_at: deque[float] = deque()
+        self._blocked_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"WeChatRobotChannel(name={self.name!r})"
+
+    def _wait_needed(self, now: float) -> float:
+        """Seconds until the local window allows one more request (0: send now)."""
+        while self._sent_at and now - self._sent_at[0] >= WINDOW_SECONDS:
+            self._sent_at.popleft()
+        wait = self._blocked_until - now
+        if len(self._sent_at) >= self._max_per_minute:
+            wait = max(wait, WINDOW_SECONDS - (now - self._sent_at[0]))
+        return max(0.0, wait)
+
+    def send(self, message: Message) -> SendResult:
+        now = self._clock()
+        wait = self._wait_needed(now)
+        if wait > 0:
+            return SendResult.retry("paced", after=wait, count_attempt=False)
+        self._sent_at.append(now)
+        try:
+            response = self._session.post(self._url, json=robot_payload(message), timeout=self._timeout)
+        except requests.Timeout:
+            log.warning("channel %s: request timed out", self.name)
+            return SendResult.retry("timeout")
+        except requests.RequestException as exc:
+            log.warning("channel %s: request failed (%s)", self.name, type(exc).__name__)
+            return SendResult.retry("network")
+        if response.status_code >= 500 or response.status_code == 429:
+            log.warning("channel %s: HTTP %s", self.name, response.status_code)
+            return SendResult.retry("http_5xx" if response.status_code >= 500 else "rate_limited")
+        if response.status_code != 200:
+            log.error("channel %s: HTTP %s, check the webhook URL", self.name, response.status_code)
+            return SendResult.permanent("http_4xx")
+        try:
+            body = response.json()
+            errcode = int(body.get("errcode", -1))
+        except (ValueError, AttributeError, TypeError):
+            log.warning("channel %s: answer is not WeCom JSON", self.name)
+            return SendResult.retry("bad_response")
+        if errcode == ERR_OK:
+            return SendResult.sent()
+        errmsg = str(body.get("errmsg", ""))[:120]
+        if errcode == ERR_RATE_LIMIT:
+            # Someone else may share the robot: hold this channel back a whole window.
+            self._blocked_until = now + RATE_LIMIT_BACKOFF
+            log.warning("channel %s: WeCom rate limit (45009), backing off %ss", self.name,
+                        RATE_LIMIT_BACKOFF)
+            return SendResult.retry("rate_limited", after=RATE_LIMIT_BACKOFF)
+        if errcode in PERMANENT_ERRCODES:
+            log.error("channel %s: WeCom refused the message, errcode %s: %s", self.name, errcode,
+                      errmsg.split(", hint")[0])
+            return SendResult.permanent(PERMANENT_ERRCODES[errcode])
+        log.warning("channel %s: WeCom errcode %s: %s", self.name, errcode, errmsg.split(", hint")[0])
+        return SendResult.retry("wecom_error")
