@@ -104,6 +104,9 @@ class Cluster:
                 nodes = node.client().execute_command("CLUSTER", "NODES").decode()
                 if "fail" in nodes or nodes.count("slave") != 3:
                     return False
+                replication = node.client().info("replication")
+                if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                    return False
         except redis.RedisError:
             return False
         return True
@@ -118,7 +121,8 @@ def start_cluster(directory: Path) -> Cluster:
         node_dir = directory / f"node-{index}"
         node_dir.mkdir(parents=True)
         argv = redis_argv(port, node_dir, "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
-                          "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000")
+                          "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                          "--repl-diskless-sync-delay", "0")
         proc = Proc(argv, node_dir / "redis.log", cwd=node_dir)
         nodes.append(RedisServer(proc, port, node_dir, argv))
     for node in nodes:

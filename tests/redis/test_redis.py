@@ -193,7 +193,7 @@ def test_failed_background_save_is_state(start_redis: StartRedis) -> None:
 
 
 def test_replica_link_up_then_down_when_master_stops(start_redis: StartRedis) -> None:
-    master = start_redis("--requirepass", "pw", name="master")
+    master = start_redis("--requirepass", "pw", "--repl-diskless-sync-delay", "0", name="master")
     replica = start_redis("--requirepass", "pw", "--masterauth", "pw",
                           "--replicaof", "127.0.0.1", str(master.port), name="replica")
     wait_until(lambda: replica.client(password="pw").info("replication")["master_link_status"] == "up",
@@ -248,7 +248,7 @@ def test_tls_with_client_certificate(start_redis: StartRedis, tls_files: dict[st
 
 
 def test_sentinel_reports_current_master_and_replicas(start_redis: StartRedis, tmp_path: Path) -> None:
-    master = start_redis(name="s-master")
+    master = start_redis("--repl-diskless-sync-delay", "0", name="s-master")
     replica = start_redis("--replicaof", "127.0.0.1", str(master.port), name="s-replica")
     sentinel_port = free_port()
     sentinel_dir = tmp_path / "sentinel"
