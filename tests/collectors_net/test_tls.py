@@ -4,7 +4,6 @@ certificates, and one that requires a client certificate."""
 from __future__ import annotations
 
 import pytest
-
 from einvoice_exporter.collectors import tls
 from einvoice_exporter.collectors.tls import Collector, Settings
 from einvoice_exporter.outcome import Outcome, Reason

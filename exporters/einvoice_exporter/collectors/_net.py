@@ -88,7 +88,7 @@ def is_ip(host: str) -> bool:
 _FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}
 
 
-def _getaddrinfo_bounded(host: str, port: int, family: int, timeout: float) -> list[tuple]:
+def getaddrinfo_bounded(host: str, port: int, family: int, timeout: float) -> list[tuple]:
     """getaddrinfo has no timeout of its own: run it in a helper thread and stop waiting at the
     deadline (the thread ends by itself when the C library gives up)."""
     result: list[list[tuple]] = []
@@ -120,7 +120,7 @@ def resolve(host: str, port: int, protocol: IpProtocol, deadline: Deadline) -> t
         return family, ((host, port, 0, 0) if family == socket.AF_INET6 else (host, port))
     family = _FAMILIES.get(protocol, socket.AF_UNSPEC)
     try:
-        infos = _getaddrinfo_bounded(host, port, family, deadline.remaining("resolving"))
+        infos = getaddrinfo_bounded(host, port, family, deadline.remaining("resolving"))
     except socket.gaierror as exc:
         raise ProbeError(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
     except OSError as exc:
