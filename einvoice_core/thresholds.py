@@ -1,0 +1,279 @@
+"""The one thresholds file (thresholds.yaml) and its strict model.
+
+Rules, routing and dashboards read their numbers from here, so an SLA figure or a `for:` duration is
+changed in one place and every generated file follows after `einvoice-generate`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
+
+DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
+
+_DURATION_RE = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
+_UNIT_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds of a Prometheus duration string ("1h30m", "400d")."""
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in re.findall(r"(\d+)(ms|[ywdhms])", text))
+
+
+def _check_duration(value: str) -> str:
+    if not value or _DURATION_RE.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not a Prometheus duration; write it like 30s, 5m, 1h30m or 400d")
+    return value
+
+
+PromDuration = Annotated[str, AfterValidator(_check_duration)]
+"""Kept as text: it is written into the rule files as the operator wrote it."""
+ItemKey = Annotated[str, AfterValidator(normalize_item_id)]
+
+
+def _check_ratio(value: float) -> float:
+    if not 0 < value < 1:
+        raise ValueError("must be a ratio between 0 and 1 (exclusive)")
+    return value
+
+
+Ratio = Annotated[float, AfterValidator(_check_ratio)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ItemRule(Strict):
+    for_: PromDuration = Field(alias="for")
+    severity: Severity | None = None
+    """None keeps the catalogue's severity."""
+
+
+class Service(Strict):
+    name_zh: str
+    items: tuple[ItemKey, ...] = Field(min_length=1)
+
+
+class BurnWindow(Strict):
+    long: PromDuration
+    short: PromDuration
+    factor: float = Field(gt=0)
+    for_: PromDuration = Field(alias="for")
+    severity: Severity
+
+
+class Sla(Strict):
+    yearly_outage_budget: PromDuration
+    max_single_outage: PromDuration
+    restore_within: PromDuration
+    outage_alert_for: PromDuration
+    restore_warning_after: PromDuration
+    single_outage_warning_after: PromDuration
+    budget_remaining_warning_ratio: Ratio
+    retention: PromDuration
+    year_resolution: PromDuration
+    burn_rate: tuple[BurnWindow, ...] = Field(min_length=1)
+
+    @property
+    def objective(self) -> float:
+        """Availability objective the yearly budget implies: 1 - 12 h / 8760 h ≈ 0.998630."""
+        return 1 - duration_seconds(self.yearly_outage_budget) / (365 * 86400)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Sla:
+        if not (duration_seconds(self.restore_warning_after) < duration_seconds(self.restore_within)
+                <= duration_seconds(self.single_outage_warning_after)
+                < duration_seconds(self.max_single_outage)):
+            raise ValueError("need restore_warning_after < restore_within <= single_outage_warning_after"
+                             " < max_single_outage")
+        if duration_seconds(self.retention) < 366 * 86400:
+            raise ValueError("retention must exceed a year, or the yearly SLA figures cannot be computed")
+        return self
+
+
+class Certificates(Strict):
+    warning_days: int = Field(gt=0)
+    critical_days: int = Field(gt=0)
+    for_: PromDuration = Field(alias="for")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Certificates:
+        if self.critical_days >= self.warning_days:
+            raise ValueError("critical_days must be fewer than warning_days")
+        return self
+
+
+class LatencyOverride(Strict):
+    good_seconds: float = Field(gt=0)
+    alert_seconds: float = Field(gt=0)
+
+
+class Latency(Strict):
+    items: tuple[ItemKey, ...] = Field(min_length=1)
+    """Items whose probes are the key interfaces of the response-time SLI."""
+    good_seconds: float = Field(gt=0)
+    alert_seconds: float = Field(gt=0)
+    alert_for: PromDuration
+    overrides: dict[ItemKey, LatencyOverride] = {}
+
+    def for_item(self, item: str) -> LatencyOverride:
+        return self.overrides.get(item, LatencyOverride(good_seconds=self.good_seconds,
+                                                        alert_seconds=self.alert_seconds))
+
+
+class Redis(Strict):
+    memory_ratio_warning: Ratio
+    memory_for: PromDuration
+    cluster_state_for: PromDuration
+    cluster_slots_for: PromDuration
+
+
+class Elasticsearch(Strict):
+    red_for: PromDuration
+    yellow_for: PromDuration
+
+
+class Kafka(Strict):
+    lag_growing_for: PromDuration
+    lag_growing_min_messages: int = Field(ge=0)
+    lag_seconds_warning: float = Field(gt=0)
+    lag_seconds_critical: float = Field(gt=0)
+    lag_seconds_for: PromDuration
+    stalled_for: PromDuration
+
+
+class Monitoring(Strict):
+    exporter_down_for: PromDuration
+    check_stale_after: PromDuration
+    check_stale_for: PromDuration
+    check_vanished_for: PromDuration
+    check_vanished_lookback: PromDuration
+    item_unmonitored_for: PromDuration
+    config_reload_failed_for: PromDuration
+    notifier_down_for: PromDuration
+    outbox_oldest_age_warning: PromDuration
+    outbox_stuck_for: PromDuration
+
+
+def _check_clock(value: str) -> str:
+    match = re.fullmatch(r"(\d\d):(\d\d)", value)
+    hours, minutes = (int(match[1]), int(match[2])) if match else (99, 99)
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes != 0):
+        raise ValueError(f"{value!r} is not a time of day; write it like 07:30 (24:00 ends the day)")
+    return value
+
+
+Clock = Annotated[str, AfterValidator(_check_clock)]
+
+
+class OnsiteWindow(Strict):
+    start: Clock
+    end: Clock
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OnsiteWindow:
+        if self.end <= self.start:
+            raise ValueError(f"on-site window {self.start}-{self.end}: end must be after start"
+                             " (split a window that crosses midnight in two)")
+        return self
+
+
+class Routing(Strict):
+    location: str
+    onsite_hours: tuple[OnsiteWindow, ...] = Field(min_length=1)
+    group_wait: PromDuration
+    group_interval: PromDuration
+    repeat_interval_critical: PromDuration
+    repeat_interval_warning: PromDuration
+    repeat_interval_sla: PromDuration
+
+
+class Thresholds(Strict):
+    runbook_url: str
+    """Base of every alert's runbook_url; the anchor (#alertname) is appended."""
+    evaluation_interval: PromDuration
+    check_failing_for_default: PromDuration
+    items: dict[ItemKey, ItemRule]
+    services: dict[Literal["intake", "processing", "pipeline"], Service]
+    sla: Sla
+    certificates: Certificates
+    latency: Latency
+    redis: Redis
+    elasticsearch: Elasticsearch
+    kafka: Kafka
+    monitoring: Monitoring
+    routing: Routing
+
+    @model_validator(mode="after")
+    def _complete(self) -> Thresholds:
+        missing = {"intake", "processing", "pipeline"} - set(self.services)
+        if missing:
+            raise ValueError(f"services: missing {', '.join(sorted(missing))}")
+        return self
+
+    def item_for(self, item: str) -> str:
+        rule = self.items.get(item)
+        return rule.for_ if rule else self.check_failing_for_default
+
+    def item_severity(self, item: str) -> Severity:
+        rule = self.items.get(item)
+        if rule and rule.severity is not None:
+            return rule.severity
+        return next(i.severity for i in ITEMS if i.id == item)
+
+
+class ImportantPeriod(Strict):
+    """A declared 重要时期: on-site staff are on 7×24 from `start` to `end` (whole days, inclusive)."""
+
+    name: str
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ImportantPeriod:
+        if self.end < self.start:
+            raise ValueError(f"important period {self.name!r}: end {self.end} is before start {self.start}")
+        return self
+
+
+class ImportantPeriods(Strict):
+    periods: tuple[ImportantPeriod, ...] = ()
+
+
+class ThresholdsError(ValueError):
+    """The thresholds or calendar file is invalid; the message names the file and the key."""
+
+
+def _load(path: Path, model: type[Strict]) -> Strict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ThresholdsError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        lines = [f"{path}: invalid"]
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            lines.append(f"  {key}: {err['msg']}")
+        raise ThresholdsError("\n".join(lines)) from exc
+
+
+def load_thresholds(path: Path = DEFAULT_PATH) -> Thresholds:
+    result = _load(path, Thresholds)
+    assert isinstance(result, Thresholds)
+    return result
+
+
+def load_important_periods(path: Path) -> ImportantPeriods:
+    result = _load(path, ImportantPeriods)
+    assert isinstance(result, ImportantPeriods)
+    return result
