@@ -236,6 +236,9 @@ def allowed_san(peer_cert: Mapping[str, Any] | None, allowed: list[str]) -> bool
     if not peer_cert:
         return False
     wanted = set(allowed)
+    for entry in allowed:
+        with contextlib.suppress(ValueError):
+            wanted.add(str(ipaddress.ip_address(entry)))
     for _kind, value in peer_cert.get("subjectAltName", ()):
         candidates = {value}
         with contextlib.suppress(ValueError):
@@ -265,6 +268,9 @@ class BasicAuth:
         self._key = os.urandom(32)
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        """Cache statistics: a miss costs one bcrypt comparison."""
 
     @property
     def enabled(self) -> bool:
@@ -293,7 +299,9 @@ class BasicAuth:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
+                self.hits += 1
                 return cached
+            self.misses += 1
         try:
             ok = bcrypt.checkpw(password.encode(), hashed or self._dummy) and hashed is not None
         except ValueError:
