@@ -33,7 +33,8 @@ class Stack:
     notifier: object
     tmp: Path
 
-    def fire(self, summary: str = "处理服务健康检查失败", description: str = "", **labels: str) -> str:
+    def fire(self, summary: str = "处理服务健康检查失败", description: str = "", route: str = "",
+             **labels: str) -> str:
         """Post one firing alert through the webhook; return its fingerprint."""
         fingerprint = uuid.uuid4().hex[:16]
         alert_labels = {"alertname": "EinvoiceCheckDown", "item": "10", "zone": "intranet",
@@ -48,7 +49,8 @@ class Stack:
                         "startsAt": datetime.now(UTC).isoformat(), "endsAt": "0001-01-01T00:00:00Z",
                         "generatorURL": "", "fingerprint": fingerprint}],
         }
-        response = requests.post(f"{self.url}/api/v1/webhook/alertmanager", json=body, timeout=10,
+        query = f"?route={route}" if route else ""
+        response = requests.post(f"{self.url}/api/v1/webhook/alertmanager{query}", json=body, timeout=10,
                                  headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
         assert response.status_code == 200, response.text
         return fingerprint
@@ -95,8 +97,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "users": [{"name": "oper", "password_hash": _hash(PASSWORDS["oper"]), "role": "operator"},
                   {"name": "watcher", "password_hash": _hash(PASSWORDS["watcher"]), "role": "viewer"}],
         "channels": [{"type": "wechat_robot", "name": "robot", "key": "console-robot",
+                      "base_url": wecom.base_url},
+                     {"type": "wechat_robot", "name": "backup", "key": "console-revoked-key",
                       "base_url": wecom.base_url}],
-        "routing": {"first_line": ["robot"], "second_line": ["robot"], "duty_mobiles": [DUTY_MOBILE]},
+        "routing": {"first_line": ["robot"], "second_line": ["backup"], "duty_mobiles": [DUTY_MOBILE]},
         "outbox": {"poll_interval": "200ms", "backoff_initial": "200ms"},
     })
     notifier = Notifier(settings)
