@@ -151,42 +151,66 @@ class RedisConnector:
         self.credentials = credentials or Credentials(settings.username, settings.password,
                                                       settings.password_file)
 
-    def client(self, host: str, port: int, deadline: Deadline, password: str | None) -> redis.Redis:
+    def connection(self, host: str, port: int, deadline: Deadline,
+                   password: str | None) -> redis.Connection:
+        """An unconnected redis-py Connection: the plain protocol object, without the client's
+        command table and pool, which cost more than the exchange itself for a two-command visit."""
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         timeout = deadline.remaining()
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {
+            "host": host, "port": port, "username": self.credentials.username, "password": password,
+            "socket_timeout": timeout, "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0), "client_name": self.settings.client_name,
+            "protocol": 2,  # RESP2: Redis before 6 has no HELLO
+            **_no_client_setinfo(),
+        }
         tls = self.settings.tls
-        if tls is not None:
-            options.update(
-                ssl=True,
-                ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
-                ssl_keyfile=str(tls.key_file) if tls.key_file else None,
-                ssl_cert_reqs="none" if tls.insecure_skip_verify else "required",
-                ssl_check_hostname=not tls.insecure_skip_verify,
-            )
-        return redis.Redis(
-            host=host, port=port, username=self.credentials.username, password=password,
-            socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), client_name=self.settings.client_name,
-            protocol=2, **_no_client_setinfo(), **options,
+        if tls is None:
+            return redis.Connection(**options)
+        return redis.SSLConnection(
+            **options,
+            ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
+            ssl_keyfile=str(tls.key_file) if tls.key_file else None,
+            ssl_cert_reqs="none" if tls.insecure_skip_verify else "required",
+            ssl_check_hostname=not tls.insecure_skip_verify,
         )
+
+    def exchange(self, host: str, port: int, deadline: Deadline, password: str | None,
+                 commands: list[tuple[str, ...]]) -> list[Any]:
+        """Connect (AUTH as configured), send all commands in one write, read every answer.
+
+        Error replies come back in place as ResponseError instances; connection, timeout and
+        authentication errors raise."""
+        from redis.exceptions import ResponseError
+
+        connection = self.connection(host, port, deadline, password)
+        try:
+            connection.connect()
+            connection.send_packed_command(connection.pack_commands(commands))
+            answers: list[Any] = []
+            for _ in commands:
+                try:
+                    answers.append(connection.read_response())
+                except ResponseError as exc:
+                    answers.append(exc)
+            return answers
+        finally:
+            connection.disconnect()
 
 
 @functools.cache
 def _no_client_setinfo() -> dict[str, None]:
     """Skip CLIENT SETINFO (two round trips per connection): `driver_info=None` on redis-py 7.1+,
     `lib_name`/`lib_version=None` before it."""
-    import inspect
-
-    import redis
-
-    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters:
-        return {"driver_info": None}
-    return {"lib_name": None, "lib_version": None}
+    try:
+        import redis.driver_info  # noqa: F401 - present from redis-py 7.1
+    except ImportError:
+        return {"lib_name": None, "lib_version": None}
+    return {"driver_info": None}
 
 
 def classify(exc: BaseException) -> tuple[Reason, str]:
@@ -231,37 +255,56 @@ class InstanceReport:
     slowlog_length: int | None
 
 
+def parse_info(text: str) -> dict[str, Any]:
+    """INFO as field -> text, except keyspace lines (`db0:keys=1,expires=0,...`) -> dict of ints."""
+    info: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep or key.startswith("#"):
+            continue
+        if key.startswith("db") and key[2:].isdigit():
+            stats = (pair.partition("=") for pair in value.split(","))
+            info[key] = {k: int(v) for k, _, v in stats if v.lstrip("-").isdigit()}
+        else:
+            info[key] = value.strip()
+    return info
+
+
+def number(value: object) -> float | None:
+    """An INFO field as a number; None when it is not one."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def query_instance(connector: RedisConnector, host: str, port: int, deadline: Deadline,
                    password: str | None, extra: tuple[tuple[str, ...], ...] = ()
                    ) -> tuple[InstanceReport, list[Any]]:
-    """INFO and SLOWLOG LEN (plus `extra` raw commands) in one round trip; raises redis errors.
+    """INFO and SLOWLOG LEN (plus `extra` commands) in one round trip; raises redis errors.
 
     The extra commands' answers come back raw, in order; any of them failing raises."""
-    from redis.exceptions import ResponseError
-
-    client = connector.client(host, port, deadline, password)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for command in extra:
-            pipe.execute_command(*command)
-        pipe.execute_command("INFO")
-        pipe.execute_command("SLOWLOG", "LEN")
-        answers = pipe.execute(raise_on_error=False)
-    finally:
-        client.close()
+    answers = connector.exchange(host, port, deadline, password,
+                                 [*extra, ("INFO",), ("SLOWLOG", "LEN")])
     for answer in answers[:-1]:
         if isinstance(answer, Exception):
             raise answer
     slowlog = answers[-1]
-    if isinstance(slowlog, ResponseError):
+    if isinstance(slowlog, Exception):
         slowlog = None  # an ACL without +slowlog: the series is absent, the check still runs
-    elif isinstance(slowlog, Exception):
-        raise slowlog
-    return InstanceReport(answers[-2], slowlog), answers[:-2]
+    info_raw = answers[-2]
+    info = parse_info(info_raw.decode("utf-8", "replace") if isinstance(info_raw, bytes) else str(info_raw))
+    return InstanceReport(info, slowlog), answers[:-2]
 
 
 def _ok(value: object) -> float:
     return 1.0 if value == "ok" else 0.0
+
+
+def _link_up(value: object) -> float:
+    return 1.0 if value == "up" else 0.0
 
 
 # redis_exporter's names for INFO fields: (field, metric, type, help, transform).
@@ -308,7 +351,7 @@ INSTANCE_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None]
 
 REPLICA_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None], ...] = (
     ("master_link_status", "redis_master_link_up", "gauge", "1 when the replica's link to its master is up",
-     lambda v: 1.0 if v == "up" else 0.0),
+     _link_up),
     ("master_last_io_seconds_ago", "redis_master_last_io_seconds_ago", "gauge",
      "Seconds since the last exchange with the master", None),
     ("master_sync_in_progress", "redis_master_sync_in_progress", "gauge", "1 while a full sync runs", None),
@@ -340,8 +383,8 @@ def emit_instance(metrics: MetricSet, report: InstanceReport,
         if field not in info:
             continue
         raw = info[field]
-        value = transform(raw) if transform else raw
-        if not isinstance(value, int | float):
+        value = transform(raw) if transform else number(raw)
+        if value is None:
             continue
         if type_ == "counter":
             metrics.counter(name, help_, value, base)
@@ -365,18 +408,17 @@ def judge_instance(outcome: Outcome, report: InstanceReport, settings: Connectio
                    where: str = "instance") -> None:
     """Record the first failure an instance's own INFO shows."""
     info = report.info
-    if info.get("loading") == 1:
+    if info.get("loading") == "1":
         outcome.fail(Reason.STATE, f"{where} is loading its dataset")
     if info.get("rdb_last_bgsave_status", "ok") != "ok":
         outcome.fail(Reason.STATE, f"{where}: last background save (BGSAVE) failed")
-    if info.get("aof_enabled") == 1 and info.get("aof_last_write_status", "ok") != "ok":
+    if info.get("aof_enabled") == "1" and info.get("aof_last_write_status", "ok") != "ok":
         outcome.fail(Reason.STATE, f"{where}: last append-only file write failed")
     if info.get("role") == "slave" and info.get("master_link_status") != "up":
         outcome.fail(Reason.STATE, f"{where}: replica's link to its master is down")
     ratio = settings.memory_used_max_ratio
-    used, maximum = info.get("used_memory"), info.get("maxmemory")
-    if (ratio is not None and isinstance(used, int) and isinstance(maximum, int) and maximum > 0
-            and used > ratio * maximum):
+    used, maximum = number(info.get("used_memory")), number(info.get("maxmemory"))
+    if ratio is not None and used is not None and maximum and used > ratio * maximum:
         outcome.fail(Reason.THRESHOLD,
                      f"{where}: memory used {used / maximum:.0%} of maxmemory, above {ratio:.0%}")
 

@@ -155,23 +155,21 @@ class RedisCollector:
         for host, port in sentinels:
             if deadline.expired():
                 break
-            client = self.sentinel_connector.client(host, port, deadline, sentinel_password)
             try:
-                pipe = client.pipeline(transaction=False)
-                pipe.execute_command("SENTINEL", "MASTER", name)
-                pipe.execute_command("SENTINEL", "SLAVES", name)
-                master_raw, replicas_raw = pipe.execute()
-                answer = (_pairs(master_raw), [_pairs(r) for r in replicas_raw])
-                break
-            except ResponseError as exc:
-                # A Sentinel that answers but does not know the group: the others will say the same.
-                return outcome.fail(Reason.STATE, f"sentinel {format_address(host, port)}: "
-                                    f"{classify(exc)[1]}")
+                master_raw, replicas_raw = self.sentinel_connector.exchange(
+                    host, port, deadline, sentinel_password,
+                    [("SENTINEL", "MASTER", name), ("SENTINEL", "SLAVES", name)])
             except (RedisError, OSError) as exc:
                 reason, detail = classify(exc)
                 last = (reason, f"sentinel {format_address(host, port)}: {detail}")
-            finally:
-                client.close()
+                continue
+            for reply in (master_raw, replicas_raw):
+                if isinstance(reply, ResponseError):
+                    # A Sentinel that answers but does not know the group: the others say the same.
+                    return outcome.fail(Reason.STATE, f"sentinel {format_address(host, port)}: "
+                                        f"{classify(reply)[1]}")
+            answer = (_pairs(master_raw), [_pairs(r) for r in replicas_raw])
+            break
         if answer is None:
             return outcome.fail(*last)
 

@@ -1,0 +1,204 @@
+"""Side by side: our exporter (the real CLI, /probe) and Debian's prometheus-redis-exporter on the
+same Redis, a standalone instance with 100 000 keys and a 3-master/3-replica cluster.
+
+Per scrape: wall time (mean, p50, p95) seen by the scraper, and CPU of the exporter process and of
+the Redis server(s), from utime+stime in /proc/<pid>/stat before and after N scrapes. Scrapes run
+one after another, as Prometheus does for one target. Both exporters use their defaults (neither
+scans keys).
+
+The cluster is not the same job for both: ours reads all six nodes in one scrape; redis_exporter
+reads one node per scrape (its documented multi-target way is /scrape?target=<node> per node), so
+it is shown both for one node and for all six (six scrapes, one after another).
+
+    .venv/bin/python benchmarks/redis_compare.py [--scrapes 200] [--keys 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis
+
+from tests.redis.conftest import Cluster, redis_argv, start_cluster
+from tests.support.procs import Proc, free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / TICKS
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+        return body
+
+
+@dataclass
+class Result:
+    name: str
+    walls: list[float]
+    exporter_cpu: float
+    redis_cpu: float
+    size: int
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.walls) * 1000
+
+    def line(self) -> str:
+        n = len(self.walls)
+        p50 = statistics.median(self.walls) * 1000
+        p95 = sorted(self.walls)[int(n * 0.95) - 1] * 1000
+        return (f"{self.name:<44} {self.mean_ms:8.2f} {p50:8.2f} {p95:8.2f}"
+                f" {self.exporter_cpu / n * 1000:9.2f} {self.redis_cpu / n * 1000:9.2f} {self.size:8d}")
+
+
+def measure(name: str, scrape: Callable[[], int], exporter_pid: int, redis_pids: list[int],
+            scrapes: int, warmup: int = 10) -> Result:
+    for _ in range(warmup):
+        scrape()
+    exporter_before, redis_before = cpu_seconds([exporter_pid]), cpu_seconds(redis_pids)
+    walls, size = [], 0
+    for _ in range(scrapes):
+        started = time.perf_counter()
+        size = scrape()
+        walls.append(time.perf_counter() - started)
+    return Result(name, walls, cpu_seconds([exporter_pid]) - exporter_before,
+                  cpu_seconds(redis_pids) - redis_before, size)
+
+
+def start_ours(work: Path, standalone: str, cluster_seed: str) -> tuple[Proc, int]:
+    config = work / "einvoice-exporter.yml"
+    config.write_text(
+        "modules:\n"
+        "  standalone: {kind: redis, timeout: 10s, item: '06'}\n"
+        "  cluster: {kind: redis_cluster, timeout: 10s, item: '11'}\n"
+        "checks:\n"
+        f"  - {{name: bench-standalone, item: '06', module: standalone, target: '{standalone}'}}\n"
+        f"  - {{name: bench-cluster, item: '11', module: cluster, target: '{cluster_seed}'}}\n",
+        encoding="utf-8")
+    port = free_port()
+    exe = Path(sys.executable).with_name("einvoice-exporter")
+    proc = Proc([str(exe), "--config", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                 "--log.level", "warn"], work / "einvoice-exporter.log")
+    return proc.wait_port(port), port
+
+
+def start_redis_exporter(work: Path, addr: str, *extra: str) -> tuple[Proc, int]:
+    port = free_port()
+    proc = Proc([REDIS_EXPORTER, "-redis.addr", f"redis://{addr}", "-web.listen-address",
+                 f"127.0.0.1:{port}", *extra], work / f"redis-exporter-{port}.log")
+    return proc.wait_port(port), port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scrapes", type=int, default=200)
+    parser.add_argument("--keys", type=int, default=100_000)
+    args = parser.parse_args()
+    for binary in ("redis-server", "redis-cli", REDIS_EXPORTER):
+        if not shutil.which(binary) and not Path(binary).exists():
+            print(f"{binary} is missing (apt-get install redis-server prometheus-redis-exporter)")
+            return 2
+
+    procs: list[Proc] = []
+    cluster: Cluster | None = None
+    with tempfile.TemporaryDirectory(prefix="redis-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            port = free_port()
+            (work / "standalone").mkdir()
+            standalone = Proc(redis_argv(port, work / "standalone"), work / "standalone" / "redis.log")
+            procs.append(standalone.wait_port(port))
+            address = f"127.0.0.1:{port}"
+            client = redis.Redis(port=port)
+            pipe = client.pipeline(transaction=False)
+            for start in range(0, args.keys, 1000):
+                pipe.mset({f"invoice:{i}": i for i in range(start, min(start + 1000, args.keys))})
+            pipe.execute()
+            assert client.dbsize() == args.keys
+
+            cluster = start_cluster(work / "cluster")
+            seed = cluster.nodes[0]
+            cluster_pids = [n.proc.popen.pid for n in cluster.nodes]
+
+            ours, ours_port = start_ours(work, address, seed.address)
+            procs.append(ours)
+            theirs, theirs_port = start_redis_exporter(work, address)
+            procs.append(theirs)
+            theirs_c, theirs_c_port = start_redis_exporter(work, seed.address, "-is-cluster")
+            procs.append(theirs_c)
+
+            def get(url: str) -> Callable[[], int]:
+                return lambda: len(fetch(url))
+
+            def all_nodes() -> int:
+                return sum(len(fetch(f"http://127.0.0.1:{theirs_c_port}/scrape?target=redis://{n.address}"))
+                           for n in cluster.nodes)  # type: ignore[union-attr]
+
+            n = args.scrapes
+            results = [
+                measure("standalone, 100k keys: einvoice /probe",
+                        get(f"http://127.0.0.1:{ours_port}/probe?module=standalone&target={address}"),
+                        ours.popen.pid, [standalone.popen.pid], n),
+                measure("standalone, 100k keys: redis_exporter",
+                        get(f"http://127.0.0.1:{theirs_port}/metrics"),
+                        theirs.popen.pid, [standalone.popen.pid], n),
+                measure("cluster, 6 nodes: einvoice /probe (all 6)",
+                        get(f"http://127.0.0.1:{ours_port}/probe?module=cluster&target={seed.address}"),
+                        ours.popen.pid, cluster_pids, n),
+                measure("cluster: redis_exporter -is-cluster (1 node)",
+                        get(f"http://127.0.0.1:{theirs_c_port}/metrics"),
+                        theirs_c.popen.pid, cluster_pids, n),
+                measure("cluster: redis_exporter (6 x /scrape)", all_nodes,
+                        theirs_c.popen.pid, cluster_pids, max(n // 6, 20)),
+            ]
+        finally:
+            for proc in procs:
+                proc.stop()
+            if cluster is not None:
+                for node in cluster.nodes:
+                    node.proc.stop()
+
+    print(f"{args.scrapes} sequential scrapes each (after 10 warm-up), {os.cpu_count()} CPUs, "
+          f"python {sys.version.split()[0]}, redis-py {redis.__version__}")
+    print(f"{'':<44} {'wall ms':>8} {'p50':>8} {'p95':>8} {'cpu ms':>9} {'redis ms':>9} {'bytes':>8}")
+    print(f"{'':<44} {'mean':>8} {'':>8} {'':>8} {'exporter':>9} {'server':>9}")
+    for result in results:
+        print(result.line())
+    ours_s, theirs_s, ours_c, theirs_1, theirs_6 = results
+    print()
+    print(f"standalone wall ratio ours/redis_exporter: {ours_s.mean_ms / theirs_s.mean_ms:.2f}")
+    ours_cpu = ours_s.exporter_cpu / len(ours_s.walls)
+    theirs_cpu = theirs_s.exporter_cpu / len(theirs_s.walls)
+    print(f"standalone exporter CPU ratio: {ours_cpu / max(theirs_cpu, 1e-9):.2f}")
+    print(f"cluster wall ratio ours(6 nodes)/redis_exporter(1 node): "
+          f"{ours_c.mean_ms / theirs_1.mean_ms:.2f}")
+    print(f"cluster wall ratio ours(6 nodes)/redis_exporter(6 nodes): "
+          f"{ours_c.mean_ms / theirs_6.mean_ms:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
