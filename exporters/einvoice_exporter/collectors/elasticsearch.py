@@ -1,28 +1,383 @@
-"""Collector of kind `elasticsearch`: placeholder until its issue lands (see the Check protocol in outcome.py)."""
+"""Collector of kind `elasticsearch`: cluster health, node JVM/disk/breakers, pending tasks (item 12).
+
+Client: plain `requests` against the documented REST API, not the official `elasticsearch`
+package. Its 8.x/9.x clients refuse any server that does not send `X-Elastic-Product:
+Elasticsearch` (6.8 and 7.x before 7.14 do not), and a 6.x/7.x client cannot talk to 8.x without
+compatibility headers; the platform's cluster may be 6 or 7 and may move to 8. The three GET calls
+this check needs have kept the same shape from 6.8 to 8.x, so one small HTTP client serves all.
+
+Metric names are elasticsearch_exporter's for the same quantities (dashboards and runbooks written
+for it keep working). Exposition (identity labels added by the runtime omitted):
+
+    elasticsearch_cluster_health_status{cluster="es-prod",color="green"} 1
+    elasticsearch_cluster_health_number_of_nodes{cluster="es-prod"} 3
+    elasticsearch_jvm_memory_used_bytes{area="heap",cluster="es-prod",name="es-node-1"} 4.2e+09
+    elasticsearch_filesystem_data_available_bytes{cluster="es-prod",name="es-node-1",path="/data"} 8.1e+11
+    elasticsearch_breakers_tripped{breaker="parent",cluster="es-prod",name="es-node-1"} 0
+
+`elasticsearch_breakers_tripped` is a running count, exposed as a gauge under elasticsearch_exporter's
+name (which lacks `_total`), so that `increase()` queries written for it work unchanged.
+"""
 
 from __future__ import annotations
 
-from ..fields import StrictModel
-from ..outcome import Check, Outcome, Reason
+import json
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+
+from ..fields import StrictModel, one_of_secret, resolve_secret
+from ..outcome import Check, MetricSet, Outcome, Reason
+
+COLORS = ("green", "yellow", "red")
+HEALTH_GAUGES = (
+    "number_of_nodes", "number_of_data_nodes", "active_primary_shards", "active_shards",
+    "relocating_shards", "initializing_shards", "unassigned_shards", "delayed_unassigned_shards",
+    "number_of_pending_tasks", "number_of_in_flight_fetch",
+)
+"""Fields of `_cluster/health` exposed as `elasticsearch_cluster_health_<field>`."""
+
+Ratio = Annotated[float, Field(gt=0, le=1)]
 
 
 class Settings(StrictModel):
-    """Settings of a `elasticsearch` module."""
+    """Settings of an `elasticsearch` module. The target is a base URL, or several separated by
+    commas (tried in turn until one answers)."""
+
+    username: Annotated[str, Field(min_length=1)] | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    api_key: SecretStr | None = None
+    """The base64 `encoded` value of a created API key, sent as `Authorization: ApiKey <key>`."""
+    api_key_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+    fail_on_yellow: bool = False
+    min_nodes: Annotated[int, Field(ge=1)] | None = None
+    max_unassigned_shards: Annotated[int, Field(ge=0)] | None = None
+    max_heap_ratio: Ratio | None = 0.9
+    """Fail when a node's heap used / heap max exceeds this."""
+    max_disk_ratio: Ratio | None = 0.85
+    """Fail when a data path is fuller than this (Elasticsearch's default low watermark)."""
+    node_stats: bool = True
+    pending_tasks: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        one_of_secret(self.password, self.password_file, "password")
+        one_of_secret(self.api_key, self.api_key_file, "api_key")
+        has_password = self.password is not None or self.password_file is not None
+        has_key = self.api_key is not None or self.api_key_file is not None
+        if self.username is not None and not has_password:
+            raise ValueError("username needs password or password_file")
+        if has_password and self.username is None:
+            raise ValueError("password needs username")
+        if self.username is not None and has_key:
+            raise ValueError("use either username/password or api_key, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key} {path} does not exist or is not a file")
+        return self
+
+
+def split_urls(target: str) -> list[str]:
+    urls = []
+    for raw in target.split(","):
+        url = raw.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{raw.strip()!r} is not an http(s) base URL like https://es1:9200")
+        if parts.username or parts.password:
+            raise ValueError("credentials do not belong in the URL (it becomes the target label); "
+                             "use username/password_file or api_key_file in the module")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{raw.strip()!r}: a base URL has no query or fragment")
+        urls.append(url)
+    return urls
 
 
 def validate_target(target: str) -> str:
+    split_urls(target)
     return target
 
 
+class EsError(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    headers: dict[str, str]
+    auth: tuple[str, str] | None
+    verify: bool | str
+    cert: tuple[str, str] | None
+
+
 class Collector:
+    """Reads three documented endpoints per run; no state is kept between runs."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def _request(self) -> _Request:
+        s = self.settings
+        headers = {"Accept": "application/json", "User-Agent": "einvoice-exporter"}
+        api_key = resolve_secret(s.api_key, s.api_key_file)
+        if api_key:
+            headers["Authorization"] = f"ApiKey {api_key}"
+        auth = None
+        if s.username is not None:
+            auth = (s.username, resolve_secret(s.password, s.password_file) or "")
+        verify: bool | str = False if s.insecure_skip_verify else (str(s.ca_file) if s.ca_file else True)
+        cert = (str(s.cert_file), str(s.key_file)) if s.cert_file and s.key_file else None
+        return _Request(headers, auth, verify, cert)
+
     def run(self, target: str, timeout: float) -> Outcome:
-        return Outcome().fail(Reason.ERROR, "collector kind elasticsearch is not implemented yet")
+        try:
+            urls = split_urls(target)
+        except ValueError as exc:
+            return Outcome().fail(Reason.ERROR, f"bad target: {exc}")
+        deadline = time.monotonic() + timeout
+        try:
+            request = self._request()
+        except OSError as exc:
+            return Outcome().fail(Reason.ERROR, f"cannot read a secret file: {exc.strerror}")
+        errors: list[tuple[str, EsError]] = []
+        for url in urls:
+            outcome = Outcome()
+            try:
+                self._collect(url, request, deadline, outcome)
+            except EsError as exc:
+                errors.append((url, exc))
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            return outcome
+        url, error = errors[0] if len(errors) == 1 else _most_telling(errors)
+        detail = error.detail if len(urls) == 1 else f"{url}: {error.detail} ({len(errors)} URL(s) failed)"
+        return Outcome().fail(error.reason, detail)
+
+    def _collect(self, base: str, request: _Request, deadline: float, outcome: Outcome) -> None:
+        s = self.settings
+        health = self._get(base, "/_cluster/health", request, deadline)
+        cluster = str(health.get("cluster_name", ""))
+        status = health.get("status")
+        if status not in COLORS:
+            raise EsError(Reason.BAD_CONTENT, "_cluster/health has no green/yellow/red status")
+        ms = outcome.metrics
+        c = {"cluster": cluster}
+        for color in COLORS:
+            ms.gauge("elasticsearch_cluster_health_status", "Whether the cluster health is this color",
+                     1 if status == color else 0, {**c, "color": color})
+        for key in HEALTH_GAUGES:
+            if isinstance(health.get(key), int | float):
+                ms.gauge(f"elasticsearch_cluster_health_{key}", f"Cluster health {key.replace('_', ' ')}",
+                         health[key], c)
+        if isinstance(health.get("task_max_waiting_in_queue_millis"), int | float):
+            ms.gauge("elasticsearch_cluster_health_task_max_waiting_in_queue_millis",
+                     "Longest wait of a pending cluster task, in milliseconds",
+                     health["task_max_waiting_in_queue_millis"], c)
+        if s.pending_tasks:
+            self._pending(self._get(base, "/_cluster/pending_tasks", request, deadline), ms, c)
+        nodes: dict[str, Any] = {}
+        if s.node_stats:
+            stats = self._get(base, "/_nodes/stats/jvm,fs,breaker", request, deadline)
+            found = stats.get("nodes")
+            if not isinstance(found, dict):
+                raise EsError(Reason.BAD_CONTENT, "_nodes/stats has no nodes object")
+            nodes = found
+        problems = self._nodes(nodes, ms, c)
+        self._judge(status, health, problems, outcome)
+
+    def _get(self, base: str, path: str, request: _Request, deadline: float) -> dict[str, Any]:
+        import requests
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EsError(Reason.TIMEOUT, f"no time left for {path}")
+        try:
+            response = requests.get(base + path, headers=request.headers, auth=request.auth,
+                                    verify=request.verify, cert=request.cert, timeout=remaining,
+                                    allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise EsError(Reason.TLS, f"{path}: TLS failed: {_root(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise EsError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
+        except requests.exceptions.ConnectionError as exc:
+            chain = _chain(exc)
+            if any(isinstance(e, socket.gaierror) for e in chain):
+                raise EsError(Reason.DNS, f"{path}: host does not resolve") from None
+            if any(isinstance(e, TimeoutError) for e in chain):
+                raise EsError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
+            raise EsError(Reason.REFUSED, f"{path}: {_root(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise EsError(Reason.ERROR, f"{path}: {type(exc).__name__}") from None
+        with response:
+            if response.status_code in (401, 403):
+                raise EsError(Reason.AUTH, f"{path}: HTTP {response.status_code} {_es_error(response)}")
+            if response.status_code != 200:
+                raise EsError(Reason.BAD_STATUS,
+                              f"{path}: HTTP {response.status_code} {_es_error(response)}")
+            try:
+                body = response.json()
+            except (ValueError, json.JSONDecodeError):
+                kind = response.headers.get("Content-Type", "unknown type")
+                raise EsError(Reason.BAD_CONTENT, f"{path}: body is not JSON ({kind})") from None
+        if not isinstance(body, dict):
+            raise EsError(Reason.BAD_CONTENT, f"{path}: body is not a JSON object")
+        return body
+
+    @staticmethod
+    def _pending(body: dict[str, Any], ms: MetricSet, c: dict[str, str]) -> None:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise EsError(Reason.BAD_CONTENT, "_cluster/pending_tasks has no tasks list")
+        by_priority: dict[str, int] = {}
+        oldest = 0.0
+        for task in tasks:
+            if not isinstance(task, dict):
+                continue
+            priority = str(task.get("priority", "UNKNOWN")).lower()[:16]
+            by_priority[priority] = by_priority.get(priority, 0) + 1
+            waited = task.get("time_in_queue_millis")
+            if isinstance(waited, int | float):
+                oldest = max(oldest, waited / 1000)
+        for priority in ("immediate", "urgent", "high", "normal", "low", "languid"):
+            by_priority.setdefault(priority, 0)
+        for priority, count in sorted(by_priority.items()):
+            ms.gauge("einvoice_elasticsearch_pending_tasks", "Pending cluster-state tasks by priority",
+                     count, {**c, "priority": priority})
+        ms.gauge("einvoice_elasticsearch_pending_task_max_wait_seconds",
+                 "How long the oldest pending cluster-state task has waited", oldest, c)
+
+    def _nodes(self, nodes: dict[str, Any], ms: MetricSet, c: dict[str, str]) -> list[str]:
+        """Per-node metrics; returns the threshold problems found (heap, disk)."""
+        s = self.settings
+        problems: list[str] = []
+        for node_id, node in sorted(nodes.items()):
+            if not isinstance(node, dict):
+                continue
+            n = {**c, "name": str(node.get("name") or node_id)[:64]}
+            mem = (node.get("jvm") or {}).get("mem") or {}
+            used, limit = mem.get("heap_used_in_bytes"), mem.get("heap_max_in_bytes")
+            for area, key in (("heap", "heap_used_in_bytes"), ("non-heap", "non_heap_used_in_bytes")):
+                if isinstance(mem.get(key), int | float):
+                    ms.gauge("elasticsearch_jvm_memory_used_bytes", "JVM memory currently used by area",
+                             mem[key], {**n, "area": area})
+            for area, key in (("heap", "heap_committed_in_bytes"),
+                              ("non-heap", "non_heap_committed_in_bytes")):
+                if isinstance(mem.get(key), int | float):
+                    ms.gauge("elasticsearch_jvm_memory_committed_bytes",
+                             "JVM memory currently committed by area", mem[key], {**n, "area": area})
+            if isinstance(limit, int | float):
+                ms.gauge("elasticsearch_jvm_memory_max_bytes", "JVM memory max by area", limit,
+                         {**n, "area": "heap"})
+            if (s.max_heap_ratio is not None and isinstance(used, int | float)
+                    and isinstance(limit, int | float) and limit > 0 and used / limit > s.max_heap_ratio):
+                problems.append(f"node {n['name']} heap {used / limit:.0%} > {s.max_heap_ratio:.0%}")
+            for data in (node.get("fs") or {}).get("data") or []:
+                if not isinstance(data, dict):
+                    continue
+                p = {**n, "path": str(data.get("path", ""))[:128]}
+                total, available = data.get("total_in_bytes"), data.get("available_in_bytes")
+                for metric, key, doc in (
+                        ("elasticsearch_filesystem_data_size_bytes", "total_in_bytes", "Size of a data path"),
+                        ("elasticsearch_filesystem_data_available_bytes", "available_in_bytes",
+                         "Space available to Elasticsearch on a data path"),
+                        ("elasticsearch_filesystem_data_free_bytes", "free_in_bytes",
+                         "Free space on a data path")):
+                    if isinstance(data.get(key), int | float):
+                        ms.gauge(metric, doc, data[key], p)
+                if (s.max_disk_ratio is not None and isinstance(total, int | float) and total > 0
+                        and isinstance(available, int | float)
+                        and 1 - available / total > s.max_disk_ratio):
+                    problems.append(f"node {n['name']} disk {p['path']} {1 - available / total:.0%} "
+                                    f"> {s.max_disk_ratio:.0%}")
+            for breaker, stats in sorted((node.get("breakers") or {}).items()):
+                if not isinstance(stats, dict):
+                    continue
+                b = {**n, "breaker": str(breaker)[:32]}
+                for metric, key, doc in (
+                        ("elasticsearch_breakers_tripped", "tripped", "Times the breaker has tripped"),
+                        ("elasticsearch_breakers_estimated_size_bytes", "estimated_size_in_bytes",
+                         "Estimated size of the breaker"),
+                        ("elasticsearch_breakers_limit_size_bytes", "limit_size_in_bytes",
+                         "Limit of the breaker")):
+                    if isinstance(stats.get(key), int | float):
+                        ms.gauge(metric, doc, stats[key], b)
+        return problems
+
+    def _judge(self, status: str, health: dict[str, Any], problems: list[str], outcome: Outcome) -> None:
+        s = self.settings
+        if status == "red":
+            outcome.fail(Reason.STATE, f"cluster health is red ({health.get('unassigned_shards')} "
+                                       "unassigned shards)")
+        if status == "yellow" and s.fail_on_yellow:
+            outcome.fail(Reason.STATE, f"cluster health is yellow ({health.get('unassigned_shards')} "
+                                       "unassigned shards)")
+        nodes = health.get("number_of_nodes")
+        if s.min_nodes is not None and isinstance(nodes, int) and nodes < s.min_nodes:
+            outcome.fail(Reason.THRESHOLD, f"{nodes} node(s) in the cluster, fewer than {s.min_nodes}")
+        unassigned = health.get("unassigned_shards")
+        if (s.max_unassigned_shards is not None and isinstance(unassigned, int)
+                and unassigned > s.max_unassigned_shards):
+            outcome.fail(Reason.THRESHOLD,
+                         f"{unassigned} unassigned shard(s), more than {s.max_unassigned_shards}")
+        if problems:
+            outcome.fail(Reason.THRESHOLD, "; ".join(problems[:3]))
 
     def close(self) -> None:
-        pass
+        """Nothing pooled: each run opens its own connections."""
+
+
+_PREFERENCE = (Reason.AUTH, Reason.BAD_CONTENT, Reason.BAD_STATUS, Reason.TLS, Reason.TIMEOUT,
+               Reason.DNS, Reason.REFUSED, Reason.ERROR)
+
+
+def _most_telling(errors: list[tuple[str, EsError]]) -> tuple[str, EsError]:
+    """With several URLs failing, report the failure that says most about the cluster: an answer
+    (refused credentials, bad status) over a node that is merely unreachable."""
+    return min(errors, key=lambda e: _PREFERENCE.index(e[1].reason) if e[1].reason in _PREFERENCE else 99)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain = [exc]
+    inner = exc.__context__
+    while inner is not None and len(chain) < 16:
+        chain.append(inner)
+        inner = inner.__context__
+    return chain
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's message, short (URLs never carry credentials: validate_target)."""
+    inner = _chain(exc)[-1]
+    return (str(inner) or type(inner).__name__)[:160]
+
+
+def _es_error(response: Any) -> str:
+    """`error.type` of Elasticsearch's error body (security_exception, master_not_discovered_exception)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("type", ""))[:80]
+    return str(error)[:80] if error else ""
 
 
 def build(settings: Settings) -> Check:
