@@ -39,7 +39,7 @@ def test_every_action_needs_the_session_csrf_token(stack):
     url = f"{stack.url}/console/tickets/{ticket.id}/acknowledge"
     assert session.post(url, data={}, timeout=10).status_code == 403
     assert session.post(url, data={"csrf": "0" * 64}, timeout=10).status_code == 403
-    other, other_csrf = login(stack, "oper")  # another session's token does not fit this session
+    _other, other_csrf = login(stack, "oper")  # another session's token does not fit this session
     assert other_csrf != csrf
     assert session.post(url, data={"csrf": other_csrf}, timeout=10).status_code == 403
     assert stack.notifier.service.get_ticket(ticket.id).state == "open"
