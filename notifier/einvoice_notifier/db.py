@@ -81,7 +81,7 @@ tickets = Table(
     Column("resolved_locally", Boolean),
     UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alert"),
     Index("ix_tickets_state", "state"),
-    Index("ix_tickets_recur", "alertname", "target", "closed_at"),
+    Index("ix_tickets_recur", "alertname", "closed_at"),
 )
 
 alert_events = Table(

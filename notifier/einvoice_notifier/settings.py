@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -25,6 +25,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from .messaging.config import ChannelConfig, ConsoleChannelConfig
 
 ENV_WEBHOOK_TOKEN = "EINVOICE_NOTIFIER_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
 SEVERITY_CLASSES = ("urgent", "general", "outage")
@@ -162,9 +164,9 @@ class Settings(StrictModel):
     console_secret_key_file: Path | None = None
     link_ttl: Duration = 7 * 86400.0
     """How long the signed ticket link in a message stays valid."""
-    channels: list[Any] = Field(default_factory=lambda: [
-        {"type": "console", "name": "console", "path": "var/messages.log", "stdout": True}])
-    """Channel configs (models in einvoice_notifier.messaging.config)."""
+    channels: list[ChannelConfig] = Field(default_factory=lambda: [ConsoleChannelConfig(
+        type="console", name="console", path=Path("var/messages.log"), stdout=True)])
+    """Where messages go: WeChat Work robot/app, console (models in messaging/config.py)."""
     routing: Routing = Field(default_factory=Routing)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     scheduler_interval: Duration = 15.0
@@ -214,8 +216,6 @@ class Settings(StrictModel):
 
 
 def _channel_name(channel: object) -> str:
-    if isinstance(channel, dict):
-        return str(channel.get("name", ""))
     return str(getattr(channel, "name", ""))
 
 
@@ -261,7 +261,7 @@ def parse_settings(raw: object) -> Settings:
         settings = Settings.model_validate(_expand_env(raw, ""))
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
-    return _tighten_channels(settings)
+    return settings
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -274,25 +274,6 @@ def load_settings(path: Path | None) -> Settings:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     return parse_settings(raw)
-
-
-def _tighten_channels(settings: Settings) -> Settings:
-    """Validate each channel with the messaging package's models (the union on `type`)."""
-    try:
-        from pydantic import TypeAdapter
-
-        from .messaging.config import ChannelConfig
-    except ImportError:
-        return settings
-    adapter: TypeAdapter[Any] = TypeAdapter(ChannelConfig)
-    checked = []
-    for index, channel in enumerate(settings.channels):
-        try:
-            checked.append(channel if isinstance(channel, BaseModel) else adapter.validate_python(channel))
-        except ValidationError as exc:
-            message = _format_errors(exc).replace("\n  ", f"\n  channels[{index}].")
-            raise ConfigError(message) from None
-    return settings.model_copy(update={"channels": checked})
 
 
 def generate_token() -> str:
