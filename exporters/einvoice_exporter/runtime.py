@@ -197,9 +197,13 @@ class _Generation:
         self._users = 0
         self._retired = False
 
-    def enter(self) -> None:
+    def try_enter(self) -> bool:
+        """Start using this generation, unless a reload has already retired it."""
         with self._lock:
+            if self._retired:
+                return False
             self._users += 1
+            return True
 
     def leave(self) -> None:
         with self._lock:
@@ -304,6 +308,15 @@ class Runtime:
     def close(self) -> None:
         self._generation.retire()
 
+    def _acquire(self) -> _Generation:
+        """The current generation, entered (a reload may retire one between reading and entering)."""
+        while True:
+            gen = self._generation
+            if gen.try_enter():
+                return gen
+            if gen is self._generation:
+                raise RuntimeError("the runtime is closed")
+
     # ---- /metrics -----------------------------------------------------------------------------
 
     def _timeout(self, module_timeout: float, budget: float | None) -> float:
@@ -364,8 +377,7 @@ class Runtime:
                 # Our own deadline came before the shared run's: report without recording.
                 return Result(_timeout_outcome(my_deadline - run.started_mono), run.attempts,
                               now - run.started_mono, run.started)
-            run.result = state.record(Result(outcome, max(run.attempts, 1 if future.done() else 0),
-                                             duration, run.started))
+            run.result = state.record(Result(outcome, run.attempts, duration, run.started))
             if outcome.failure is not None:
                 log.debug("check %s on %s failed: %s: %s", state.config.name, state.config.target,
                           outcome.failure.reason, outcome.failure.detail)
@@ -385,26 +397,32 @@ class Runtime:
     def run_checks(self, scrape_timeout: float | None = None
                    ) -> list[tuple[_CheckState, Result, dict[Reason, int]]]:
         """Results (and failure counters) of all checks for one scrape, running those that are due."""
-        gen = self._generation
-        gen.enter()
+        gen = self._acquire()
         try:
-            budget = self.budget(scrape_timeout)
-            begun = [(state, self._begin(gen, state, budget)) for state in gen.states]
-            results = []
-            for state, begin in begun:
-                result = begin if isinstance(begin, Result) else self._settle(state, *begin)
-                with state.lock:
-                    failures = dict(state.failures)
-                results.append((state, result, failures))
-            return results
+            return self._run_checks(gen, scrape_timeout)
         finally:
             gen.leave()
+
+    def _run_checks(self, gen: _Generation, scrape_timeout: float | None
+                    ) -> list[tuple[_CheckState, Result, dict[Reason, int]]]:
+        budget = self.budget(scrape_timeout)
+        begun = [(state, self._begin(gen, state, budget)) for state in gen.states]
+        results = []
+        for state, begin in begun:
+            result = begin if isinstance(begin, Result) else self._settle(state, *begin)
+            with state.lock:
+                failures = dict(state.failures)
+            results.append((state, result, failures))
+        return results
 
     def collect(self, scrape_timeout: float | None = None) -> Iterator[Metric]:
         """Everything /metrics shows except the process/platform collectors."""
         started = self._monotonic()
-        gen = self._generation
-        results = self.run_checks(scrape_timeout)
+        gen = self._acquire()
+        try:
+            results = self._run_checks(gen, scrape_timeout)
+        finally:
+            gen.leave()
         yield from uniform_families((state.label_values(), failures, result)
                                     for state, result, failures in results)
         yield from merge_families((state.identity, result.outcome.metrics) for state, result, _ in results)
@@ -439,7 +457,14 @@ class Runtime:
               scrape_timeout: float | None = None) -> list[Metric]:
         """Blackbox-style probe of one target with one module: detail metrics without identity
         labels, plus the uniform series with check=<module>. Raises ProbeError for a bad request."""
-        gen = self._generation
+        gen = self._acquire()
+        try:
+            return self._probe(gen, module_name, target, item, scrape_timeout)
+        finally:
+            gen.leave()
+
+    def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
+               scrape_timeout: float | None) -> list[Metric]:
         if not module_name:
             raise ProbeError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
         module = gen.config.modules.get(module_name)
@@ -465,22 +490,18 @@ class Runtime:
         zone = get_item(item_id).zone.value
 
         timeout = self._timeout(module.timeout, self.budget(scrape_timeout))
-        gen.enter()
-        try:
-            run = _Run(self._clock(), self._monotonic(), timeout)
-            future = gen.probe_pool.submit(execute, gen.handles[module_name], target, module.retries, run,
-                                           self._monotonic)
-            run.future = future
-            wait_futures([future], timeout=timeout)
-            if future.done() and not future.cancelled() and run.finished <= run.deadline + _GRACE:
-                outcome, duration = future.result(), run.finished - run.started_mono
-            else:
-                if not future.cancel():
-                    self._mark_overrunning(run)
-                outcome, duration = _timeout_outcome(timeout), timeout
-        finally:
-            gen.leave()
-        result = Result(outcome, max(run.attempts, 1), duration, run.started)
+        run = _Run(self._clock(), self._monotonic(), timeout)
+        future = gen.probe_pool.submit(execute, gen.handles[module_name], target, module.retries, run,
+                                       self._monotonic)
+        run.future = future
+        wait_futures([future], timeout=timeout)
+        if future.done() and not future.cancelled() and run.finished <= run.deadline + _GRACE:
+            outcome, duration = future.result(), run.finished - run.started_mono
+        else:
+            if not future.cancel():
+                self._mark_overrunning(run)
+            outcome, duration = _timeout_outcome(timeout), timeout
+        result = Result(outcome, run.attempts, duration, run.started)
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
         families: list[Metric] = []

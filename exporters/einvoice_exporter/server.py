@@ -209,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _encode(self, families: Callable[[], Iterator[Metric]]) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        self._send(HTTPStatus.OK, encoder(_Families(families)), content_type)  # type: ignore[arg-type]
+        self._send(HTTPStatus.OK, encoder(_Families(families)), content_type)
 
     def _metrics(self, _query: str) -> None:
         try:
