@@ -12,9 +12,9 @@ from typing import Any
 
 import pymysql
 import uvicorn
-
 from einvoice_notifier.app import Notifier, create_app
 from einvoice_notifier.messaging.base import Message, SendResult
+
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from einvoice_notifier.calendar import CalendarData, WorkingCalendar, load_calendar_data
 from pydantic import ValidationError
 
-from einvoice_notifier.calendar import CalendarData, WorkingCalendar, load_calendar_data
 from tests.notifier.support import shanghai
 
 DEFAULT = WorkingCalendar(CalendarData())
@@ -66,7 +66,8 @@ holidays:
     assert calendar.is_working(shanghai(2026, 10, 1, 9, 0))  # contract: on site every day
     assert not calendar.is_working(shanghai(2026, 2, 16, 15, 0))  # short day
     # 11:00 on the eve: 1 h that day, nobody on site the 17th and 18th, then 07:30 on the 19th.
-    assert calendar.add_working_seconds(shanghai(2026, 2, 16, 11, 0), 2 * 3600) == shanghai(2026, 2, 19, 8, 30)
+    eve = shanghai(2026, 2, 16, 11, 0)
+    assert calendar.add_working_seconds(eve, 2 * 3600) == shanghai(2026, 2, 19, 8, 30)
 
 
 def test_calendar_without_any_working_time_is_an_error_not_a_hang() -> None:

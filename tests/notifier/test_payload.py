@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from einvoice_notifier.payload import Notification
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from einvoice_notifier.payload import Notification
 from tests.notifier.support import alert, iso, notification
 
 label_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
@@ -84,7 +84,7 @@ def test_unknown_keys_from_a_newer_alertmanager_are_ignored() -> None:
 @pytest.mark.parametrize("value", ["\ud800", "a\udfffb"])
 def test_lone_surrogates_are_refused(value: str) -> None:
     raw = notification(alert("a1", datetime(2026, 1, 1, tzinfo=UTC), summary_label=value))
-    with pytest.raises(ValidationError, match="(?i)unicode"):
+    with pytest.raises(ValidationError, match=r"(?i)unicode"):
         Notification.model_validate(raw)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-
 from einvoice_notifier.settings import ConfigError, load_settings, parse_settings
 
 

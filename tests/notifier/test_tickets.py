@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-
 from einvoice_notifier import db
 from einvoice_notifier.app import Notifier
 from einvoice_notifier.messaging.base import SendResult
@@ -21,12 +19,14 @@ from einvoice_notifier.service import (
     severity_class_of,
 )
 from einvoice_notifier.settings import parse_settings
+from sqlalchemy import func, select
+
 from tests.notifier.support import FakeClock, RecordingChannel, alert, notification, shanghai
 
 LUNCH = shanghai(2026, 11, 27, 12, 30)
 
 
-def _settings(mobiles: bool = False, **extra: Any) -> Any:  # noqa: ANN401
+def _settings(mobiles: bool = False, **extra: Any) -> Any:
     routing: dict[str, Any] = {"first_line": ["robot"], "second_line": ["oncall"]}
     if mobiles:
         routing |= {"duty_mobiles": ["13800000001"], "second_line_mobiles": ["13900000002"]}
@@ -49,7 +49,7 @@ class World:
         db.migrate(self.notifier.engine)
         self.service = self.notifier.service
 
-    def ingest(self, *alerts: dict, route: str = "first_line") -> Any:  # noqa: ANN401
+    def ingest(self, *alerts: dict, route: str = "first_line") -> Any:
         return self.service.ingest(Notification.model_validate(notification(*alerts)), route)
 
     def outbox_rows(self) -> list[dict]:
@@ -327,7 +327,8 @@ def test_migrations_are_recorded_and_rerun_safely(store_url: str) -> None:
     assert db.migrate(engine) == len(db.MIGRATIONS)
     assert db.migrate(engine) == len(db.MIGRATIONS)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(db.schema_version)).scalar() == len(db.MIGRATIONS)
+        applied = conn.execute(select(func.count()).select_from(db.schema_version)).scalar()
+    assert applied == len(db.MIGRATIONS)
     engine.dispose()
 
 
