@@ -8,13 +8,18 @@ the status code alone says nothing. 45009 = over the rate limit; 93000 = invalid
 
 The channel paces itself at `max_per_minute` over a sliding minute: when the window is full it
 does not send and answers "retry after N s" without counting an attempt, so nothing is dropped and
-nothing dead-letters because of pacing. The key is part of the URL: it is never logged (request
-exceptions embed the URL, so only their class name is).
+nothing dead-letters because of pacing. The limit is WeCom's per robot, so channels configured with
+the same key (first and second line on one group) share one window.
+
+The key is part of the URL: it is never logged (request exceptions embed the URL, so only their
+class name is, and secrecy.py masks it in urllib3's debug lines).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +47,25 @@ PERMANENT_ERRCODES = {
 }
 
 
+class _Window:
+    """Sends to one robot in the last minute, and a hold after WeCom said 45009."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent_at: deque[float] = deque()
+        self.blocked_until = 0.0
+
+
+_WINDOWS: dict[tuple[str, object], _Window] = {}
+_WINDOWS_LOCK = threading.Lock()
+
+
+def _window_for(url: str, clock: object) -> _Window:
+    key = (hashlib.sha256(url.encode()).hexdigest(), clock)
+    with _WINDOWS_LOCK:
+        return _WINDOWS.setdefault(key, _Window())
+
+
 def robot_payload(message: Message) -> dict[str, Any]:
     if message.format == "markdown":
         return {"msgtype": "markdown", "markdown": {"content": message.content}}
@@ -62,27 +86,29 @@ class WeChatRobotChannel:
         self._max_per_minute = cfg.max_per_minute
         self._clock = clock
         self._session = session or requests.Session()
-        self._sent_at: deque[float] = deque()
-        self._blocked_until = 0.0
+        self._window = _window_for(self._url, clock)
 
     def __repr__(self) -> str:
         return f"WeChatRobotChannel(name={self.name!r})"
 
-    def _wait_needed(self, now: float) -> float:
-        """Seconds until the local window allows one more request (0: send now)."""
-        while self._sent_at and now - self._sent_at[0] >= WINDOW_SECONDS:
-            self._sent_at.popleft()
-        wait = self._blocked_until - now
-        if len(self._sent_at) >= self._max_per_minute:
-            wait = max(wait, WINDOW_SECONDS - (now - self._sent_at[0]))
-        return max(0.0, wait)
+    def _reserve(self, now: float) -> float:
+        """Take a slot in the robot's window and return 0, or return the seconds to wait."""
+        window = self._window
+        with window.lock:
+            while window.sent_at and now - window.sent_at[0] >= WINDOW_SECONDS:
+                window.sent_at.popleft()
+            wait = window.blocked_until - now
+            if len(window.sent_at) >= self._max_per_minute:
+                wait = max(wait, WINDOW_SECONDS - (now - window.sent_at[0]))
+            if wait <= 0:
+                window.sent_at.append(now)
+            return max(0.0, wait)
 
     def send(self, message: Message) -> SendResult:
         now = self._clock()
-        wait = self._wait_needed(now)
+        wait = self._reserve(now)
         if wait > 0:
             return SendResult.retry("paced", after=wait, count_attempt=False)
-        self._sent_at.append(now)
         try:
             response = self._session.post(self._url, json=robot_payload(message), timeout=self._timeout)
         except requests.Timeout:
@@ -108,7 +134,8 @@ class WeChatRobotChannel:
         errmsg = str(body.get("errmsg", ""))[:120]
         if errcode == ERR_RATE_LIMIT:
             # Someone else may share the robot: hold this channel back a whole window.
-            self._blocked_until = now + RATE_LIMIT_BACKOFF
+            with self._window.lock:
+                self._window.blocked_until = now + RATE_LIMIT_BACKOFF
             log.warning("channel %s: WeCom rate limit (45009), backing off %ss", self.name,
                         RATE_LIMIT_BACKOFF)
             return SendResult.retry("rate_limited", after=RATE_LIMIT_BACKOFF)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import requests
 from einvoice_notifier.messaging.base import Message, Outcome
 from einvoice_notifier.messaging.config import ChannelConfig, build_channel, parse_channels
 from pydantic import TypeAdapter, ValidationError
@@ -65,9 +66,10 @@ def test_paces_twenty_a_minute_without_sending_or_dropping(wecom, clock):
 
 def test_server_rate_limit_backs_off_the_whole_channel(wecom, clock):
     # Another system shares the robot: it already used the minute's 20 messages.
-    other = robot(wecom, clock)
     for i in range(20):
-        assert other.send(Message("text", f"other {i}")).outcome is Outcome.SENT
+        answer = requests.post(wecom.robot_url("robot-key-1"), timeout=5,
+                               json={"msgtype": "text", "text": {"content": f"other {i}"}})
+        assert answer.json()["errcode"] == 0
     channel = robot(wecom, clock)
     result = channel.send(Message("markdown", "ours"))
     assert result.outcome is Outcome.RETRY and result.reason == "rate_limited"
@@ -78,6 +80,20 @@ def test_server_rate_limit_backs_off_the_whole_channel(wecom, clock):
     assert wecom.errcodes.count(45009) == 1
     clock.advance(30)
     assert channel.send(Message("markdown", "ours")).outcome is Outcome.SENT
+
+
+def test_channels_on_the_same_robot_share_its_twenty(wecom, clock):
+    first_line = robot(wecom, clock)
+    second_line = TypeAdapter(ChannelConfig).validate_python(
+        {"type": "wechat_robot", "name": "second", "webhook_url": wecom.robot_url("robot-key-1")})
+    second = build_channel(second_line, clock=clock)
+    other_robot = robot(wecom, clock, key="robot-key-2")
+    outcomes = [ch.send(Message("text", "x")).outcome for _ in range(10) for ch in (first_line, second)]
+    assert outcomes.count(Outcome.SENT) == 20
+    assert first_line.send(Message("text", "x")).reason == "paced"
+    assert second.send(Message("text", "x")).reason == "paced"
+    assert other_robot.send(Message("text", "x")).outcome is Outcome.SENT
+    assert 45009 not in wecom.errcodes
 
 
 @pytest.mark.parametrize("how", ["refused", "502"])
@@ -119,3 +135,14 @@ def test_bad_config_names_the_key(cfg, words):
         parse_channels([cfg])
     assert words in str(info.value)
     assert "'k'" not in str(info.value)
+
+
+def test_console_channel_appends_to_its_file(tmp_path, capsys):
+    cfg = ADAPTER.validate_python({"type": "console", "name": "demo", "path": str(tmp_path / "m" / "x.log")})
+    channel = build_channel(cfg)
+    assert channel.send(Message("markdown", "## 告警一")).outcome is Outcome.SENT
+    assert channel.send(Message("text", "请响应", mentioned_mobiles=("13800138000",))).outcome is Outcome.SENT
+    written = (tmp_path / "m" / "x.log").read_text(encoding="utf-8")
+    assert written.index("## 告警一") < written.index("请响应") and "[text] @1" in written
+    assert "13800138000" not in written
+    assert "## 告警一" in capsys.readouterr().out
