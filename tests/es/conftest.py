@@ -141,6 +141,10 @@ def _serve(fake: FakeElasticsearch, context: ssl.SSLContext | None) -> Iterator[
         thread.join(5)
 
 
+def serve_plain(fake: FakeElasticsearch) -> Iterator[FakeElasticsearch]:
+    yield from _serve(fake, None)
+
+
 def serve_tls(fake: FakeElasticsearch, cert: Path, key: Path) -> Iterator[FakeElasticsearch]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
