@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
 
 from . import landing
+from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode, wants_openmetrics
 from .runtime import ProbeError, Runtime, version
 from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context
 
@@ -54,16 +54,6 @@ class App:
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
             self.process_collectors = [registry]
-
-
-class _Families:
-    """Adapts a list of families to what prometheus_client's encoders call (`collect()`)."""
-
-    def __init__(self, families: Callable[[], Iterator[Metric]]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return self._families()
 
 
 class ExporterServer(ThreadingHTTPServer):
@@ -208,8 +198,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"failed to reload config: {message}\n")
 
     def _encode(self, families: Callable[[], Iterator[Metric]]) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        self._send(HTTPStatus.OK, encoder(_Families(families)), content_type)
+        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+        body = encode(families(), openmetrics)
+        self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
 
     def _metrics(self, _query: str) -> None:
         try:

@@ -172,7 +172,7 @@ def scrape(runtime: Runtime, scrape_timeout: float | None = None) -> str:
         def collect(self) -> Iterator[object]:
             return runtime.collect(scrape_timeout)
 
-    return generate_latest(Families()).decode()  # type: ignore[arg-type]
+    return generate_latest(Families()).decode()
 
 
 def write(path: Path, text: str) -> Path:
