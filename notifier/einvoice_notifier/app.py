@@ -76,12 +76,15 @@ class Notifier:
         self.registry.register(StoreCollector(self.engine, self.channels, clock))
         self.authenticator = Authenticator(settings)
         self._stop = threading.Event()
+        self.migrated = threading.Event()
         self._scheduler: threading.Thread | None = None
 
     def start(self) -> None:
-        db.migrate(self.engine)
-        self.outbox.start()
+        """Start senders and the scheduler. A database that is down at start is not fatal: the
+        webhook answers 503 (Alertmanager keeps the alerts and retries) until it is back."""
         self._stop.clear()
+        self._try_migrate()
+        self.outbox.start()
         self._scheduler = threading.Thread(target=self._schedule, name="deadline-scheduler", daemon=True)
         self._scheduler.start()
 
@@ -91,15 +94,28 @@ class Notifier:
         if self._scheduler is not None:
             self._scheduler.join(10)
 
+    def _try_migrate(self) -> bool:
+        if self.migrated.is_set():
+            return True
+        try:
+            db.migrate(self.engine)
+        except DBAPIError as exc:
+            log.warning("database unavailable at start (%s); retrying", type(exc.orig).__name__)
+            return False
+        self.migrated.set()
+        return True
+
     def _schedule(self) -> None:
         while not self._stop.is_set():
             try:
-                escalated = self.service.check_deadlines()
-                if escalated:
-                    log.info("escalated %d ticket(s) past a deadline", len(escalated))
+                if self._try_migrate():
+                    escalated = self.service.check_deadlines()
+                    if escalated:
+                        log.info("escalated %d ticket(s) past a deadline", len(escalated))
             except DBAPIError as exc:
                 log.warning("deadline check: database unavailable (%s)", type(exc.orig).__name__)
-            self._stop.wait(self.settings.scheduler_interval)
+            wait = self.settings.scheduler_interval if self.migrated.is_set() else 2.0
+            self._stop.wait(min(wait, self.settings.scheduler_interval))
 
 
 class TicketOut(BaseModel):

@@ -13,10 +13,11 @@ happens in-process and is not stored (sends by result, webhook answers by code) 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -39,21 +40,59 @@ WEBHOOK_CODES = ("200", "400", "401", "413", "415", "422", "503")
 SEND_RESULTS = ("sent", "retry", "paced", "permanent")
 
 
-class Counters:
-    """In-process counters, registered in the app's own registry (never the global one)."""
+class _Child:
+    def __init__(self, owner: LabelledCounter, key: tuple[str, ...]) -> None:
+        self._owner, self._key = owner, key
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self._owner.lock:
+            self._owner.values[self._key] = self._owner.values.get(self._key, 0.0) + amount
+
+
+class LabelledCounter:
+    """A counter without the `_created` series prometheus_client adds: exposition is exactly the
+    shared metric list."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name, self.documentation, self.label_names = name, documentation, tuple(labels)
+        self.values: dict[tuple[str, ...], float] = {}
+        self.lock = threading.Lock()
+
+    def labels(self, **labels: str) -> _Child:
+        key = tuple(labels[name] for name in self.label_names)
+        with self.lock:
+            self.values.setdefault(key, 0.0)
+        return _Child(self, key)
+
+    def family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(self.name, self.documentation, labels=list(self.label_names))
+        with self.lock:
+            for key, value in sorted(self.values.items()):
+                family.add_metric(list(key), value)
+        return family
+
+
+class Counters(Collector):
+    """In-process counters, exposed through the app's own registry (never the global one)."""
 
     def __init__(self, registry: CollectorRegistry, channels: Iterable[str]) -> None:
-        self.webhook_requests = Counter(
-            "einvoice_notifier_webhook_requests", "Webhook requests answered, by HTTP status code.",
-            ["code"], registry=registry)
-        self.sends = Counter(
-            "einvoice_notifier_sends", "Message send attempts by channel and result.",
-            ["channel", "result"], registry=registry)
+        self.webhook_requests = LabelledCounter(
+            "einvoice_notifier_webhook_requests", "Webhook requests answered, by HTTP status code.", ["code"])
+        self.sends = LabelledCounter(
+            "einvoice_notifier_sends", "Message send attempts by channel and result.", ["channel", "result"])
         for code in WEBHOOK_CODES:
             self.webhook_requests.labels(code=code)
         for channel in channels:
             for result in SEND_RESULTS:
                 self.sends.labels(channel=channel, result=result)
+        registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        yield self.webhook_requests.family()
+        yield self.sends.family()
 
 
 class StoreCollector(Collector):

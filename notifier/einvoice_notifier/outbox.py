@@ -18,12 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from prometheus_client import Counter
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .db import from_db, outbox, to_db, utcnow
 from .messaging.base import Channel, Message, Outcome, SendResult
+from .metrics import LabelledCounter
 from .settings import OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Sender:
     """Delivers one channel's due messages; `run_once` is the unit tests drive with their clock."""
 
     def __init__(self, engine: Engine, channel: Channel, settings: OutboxSettings, clock: Clock = utcnow,
-                 sends: Counter | None = None) -> None:
+                 sends: LabelledCounter | None = None) -> None:
         self.engine = engine
         self.channel = channel
         self.settings = settings
@@ -166,7 +166,7 @@ class Outbox:
     """All senders; `notify(channels)` wakes the ones that have new rows."""
 
     def __init__(self, engine: Engine, channels: Mapping[str, Channel], settings: OutboxSettings,
-                 clock: Clock = utcnow, sends: Counter | None = None) -> None:
+                 clock: Clock = utcnow, sends: LabelledCounter | None = None) -> None:
         self.senders = {name: Sender(engine, channel, settings, clock, sends)
                         for name, channel in channels.items()}
 
