@@ -89,10 +89,45 @@ def test_password_file_is_read_at_each_run(start_redis: StartRedis, tmp_path: Pa
     check = redis_kind.build(redis_kind.Settings(password_file=secret))
 
     assert check.run(server.address, 5).success
-    server.client(password="first-pw").config_set("requirepass", "second-pw")
+    admin = server.client(password="first-pw")
+    admin.config_set("requirepass", "second-pw")
+    admin.client_kill_filter(_type="normal")  # as after a rotation: old sessions are dropped
     assert check.run(server.address, 5).failure.reason == Reason.AUTH  # type: ignore[union-attr]
     secret.write_text("second-pw\n")
     assert check.run(server.address, 5).success
+    check.close()
+
+
+def test_kept_connection_is_reused_and_survives_a_restart(start_redis: StartRedis) -> None:
+    server = start_redis("--requirepass", "pw")
+    check = redis_kind.build(redis_kind.Settings(password="pw"))
+    admin = server.client(password="pw")
+    try:
+        assert check.run(server.address, 5).success
+        accepted = admin.info("stats")["total_connections_received"]
+        for _ in range(5):
+            assert check.run(server.address, 5).success
+        assert admin.info("stats")["total_connections_received"] == accepted  # no new connection
+
+        server.proc.stop()
+        server.restart()  # same port; the kept socket is now dead
+        outcome = check.run(server.address, 5)
+        assert outcome.success, outcome.failure
+        assert (outcome.metrics.value("redis_uptime_in_seconds") or 0) < 60
+    finally:
+        check.close()
+    wait_until(lambda: len(server.client(password="pw").client_list()) == 1, what="kept connection closed")
+
+
+def test_fresh_connection_per_run_when_not_persistent(start_redis: StartRedis) -> None:
+    server = start_redis()
+    check = redis_kind.build(redis_kind.Settings(persistent_connections=False))
+    admin = server.client()
+    check.run(server.address, 5)
+    accepted = admin.info("stats")["total_connections_received"]
+    for _ in range(3):
+        assert check.run(server.address, 5).success
+    assert admin.info("stats")["total_connections_received"] == accepted + 3
 
 
 def test_acl_user(start_redis: StartRedis) -> None:

@@ -10,6 +10,7 @@ import errno
 import functools
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class ConnectionSettings(StrictModel):
     tls: RedisTls | None = None
     client_name: str | None = Field(default=None, pattern=r"^[!-~]{1,64}$")
     """Shown in CLIENT LIST; costs one more round trip and the +client|setname permission."""
+    persistent_connections: bool = True
+    """Keep one authenticated connection per instance between runs; false opens a fresh one per
+    run, as redis_exporter does."""
     memory_used_max_ratio: float | None = Field(default=0.9, gt=0, le=1)
     """Fail (threshold) when used_memory exceeds this share of maxmemory; none disables it. No
     effect while maxmemory is 0 (unlimited)."""
@@ -139,17 +143,26 @@ class Credentials:
 
 
 class RedisConnector:
-    """Opens short-lived redis-py clients with one module's settings.
+    """redis-py Connections with one module's settings, kept (one idle per instance) between runs.
 
-    One fresh connection per instance per run, like redis_exporter: no stale pooled sockets after a
-    failover or restart, and each socket's timeout is the time left of the run. No retries inside
-    redis-py: retries are the runtime's business, within the same timeout.
+    A kept connection saves the TCP (and TLS) handshake and AUTH on every scrape. One that went stale
+    (restart, failover, server `timeout`) fails at once and is replaced by a fresh one within the
+    same run. Reads wait at most the time left of the run. No retries inside redis-py: retries are
+    the runtime's business, within the same timeout.
     """
 
     def __init__(self, settings: ConnectionSettings, credentials: Credentials | None = None) -> None:
         self.settings = settings
         self.credentials = credentials or Credentials(settings.username, settings.password,
                                                       settings.password_file)
+        self._idle: dict[tuple[str, int, str | None], redis.Connection] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = list(self._idle.values()), {}
+        for connection in idle:
+            connection.disconnect()
 
     def connection(self, host: str, port: int, deadline: Deadline,
                    password: str | None) -> redis.Connection:
@@ -181,25 +194,62 @@ class RedisConnector:
 
     def exchange(self, host: str, port: int, deadline: Deadline, password: str | None,
                  commands: list[tuple[str, ...]]) -> list[Any]:
-        """Connect (AUTH as configured), send all commands in one write, read every answer.
+        """Send all commands in one write on a kept or new connection, read every answer.
 
         Error replies come back in place as ResponseError instances; connection, timeout and
-        authentication errors raise."""
-        from redis.exceptions import ResponseError
+        authentication errors raise. The password is part of the key: a rotated one opens a new
+        connection."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
+        key = (host, port, password)
+        kept = None
+        if self.settings.persistent_connections:
+            with self._lock:
+                kept = self._idle.pop(key, None)
+        if kept is not None:
+            try:
+                return self._finish(key, kept, self._talk(kept, commands, deadline))
+            except RedisConnectionError:
+                kept.disconnect()  # stale: the server restarted or closed it; try a fresh one
+                if deadline.expired():
+                    raise
+            except BaseException:
+                kept.disconnect()
+                raise
         connection = self.connection(host, port, deadline, password)
         try:
             connection.connect()
-            connection.send_packed_command(connection.pack_commands(commands))
-            answers: list[Any] = []
-            for _ in commands:
-                try:
-                    answers.append(connection.read_response())
-                except ResponseError as exc:
-                    answers.append(exc)
-            return answers
-        finally:
+            answers = self._talk(connection, commands, deadline)
+        except BaseException:
             connection.disconnect()
+            raise
+        return self._finish(key, connection, answers)
+
+    @staticmethod
+    def _talk(connection: redis.Connection, commands: list[tuple[str, ...]],
+              deadline: Deadline) -> list[Any]:
+        from redis.exceptions import ResponseError
+
+        connection.send_packed_command(connection.pack_commands(commands))
+        answers: list[Any] = []
+        for _ in commands:
+            try:
+                answers.append(connection.read_response(timeout=deadline.remaining()))
+            except ResponseError as exc:
+                answers.append(exc)
+        return answers
+
+    def _finish(self, key: tuple[str, int, str | None], connection: redis.Connection,
+                answers: list[Any]) -> list[Any]:
+        if not self.settings.persistent_connections:
+            connection.disconnect()
+            return answers
+        with self._lock:
+            spare = self._idle.pop(key, None)
+            self._idle[key] = connection
+        if spare is not None:  # two runs of one target overlapped; keep one connection
+            spare.disconnect()
+        return answers
 
 
 @functools.cache
@@ -251,33 +301,54 @@ def _first_line(exc: BaseException) -> str:
 class InstanceReport:
     """What one instance answered: parsed INFO and SLOWLOG LEN (None when not permitted)."""
 
-    info: Mapping[str, Any]
+    info: Mapping[str, str]
+    keyspace: Mapping[str, Mapping[str, int]]
+    """`db0` -> {"keys": .., "expires": ..}, from INFO's keyspace section."""
     slowlog_length: int | None
 
 
-def parse_info(text: str) -> dict[str, Any]:
-    """INFO as field -> text, except keyspace lines (`db0:keys=1,expires=0,...`) -> dict of ints."""
-    info: dict[str, Any] = {}
+def parse_info(text: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """INFO as (field -> text, db -> keyspace counts). Section headers have no colon."""
+    fields: dict[str, str] = {}
+    keyspace: dict[str, dict[str, int]] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if not sep or key.startswith("#"):
+        if not sep:
             continue
-        if key.startswith("db") and key[2:].isdigit():
+        if key[:2] == "db" and key[2:].isdigit():
             stats = (pair.partition("=") for pair in value.split(","))
-            info[key] = {k: int(v) for k, _, v in stats if v.lstrip("-").isdigit()}
+            keyspace[key] = {k: int(v) for k, _, v in stats if v.lstrip("-").isdigit()}
         else:
-            info[key] = value.strip()
-    return info
+            fields[key] = value.rstrip()
+    return fields, keyspace
 
 
-def number(value: object) -> float | None:
-    """An INFO field as a number; None when it is not one."""
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+def number(value: str | None) -> float | None:
+    """An INFO field as a number; None when absent or not one."""
+    if value is None:
         return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+INSTANCE_COMMANDS: tuple[tuple[str, ...], ...] = (("INFO",), ("SLOWLOG", "LEN"))
+
+
+def to_report(answers: list[Any]) -> tuple[InstanceReport, list[Any]]:
+    """Answers of `[*extra, INFO, SLOWLOG LEN]` -> the report and the extra answers; raises the
+    first error reply among INFO and the extras."""
+    for answer in answers[:-1]:
+        if isinstance(answer, Exception):
+            raise answer
+    slowlog = answers[-1]
+    if isinstance(slowlog, Exception):
+        slowlog = None  # an ACL without +slowlog: the series is absent, the check still runs
+    info_raw = answers[-2]
+    info, keyspace = parse_info(info_raw.decode("utf-8", "replace") if isinstance(info_raw, bytes)
+                                else str(info_raw))
+    return InstanceReport(info, keyspace, slowlog), answers[:-2]
 
 
 def query_instance(connector: RedisConnector, host: str, port: int, deadline: Deadline,
@@ -286,17 +357,7 @@ def query_instance(connector: RedisConnector, host: str, port: int, deadline: De
     """INFO and SLOWLOG LEN (plus `extra` commands) in one round trip; raises redis errors.
 
     The extra commands' answers come back raw, in order; any of them failing raises."""
-    answers = connector.exchange(host, port, deadline, password,
-                                 [*extra, ("INFO",), ("SLOWLOG", "LEN")])
-    for answer in answers[:-1]:
-        if isinstance(answer, Exception):
-            raise answer
-    slowlog = answers[-1]
-    if isinstance(slowlog, Exception):
-        slowlog = None  # an ACL without +slowlog: the series is absent, the check still runs
-    info_raw = answers[-2]
-    info = parse_info(info_raw.decode("utf-8", "replace") if isinstance(info_raw, bytes) else str(info_raw))
-    return InstanceReport(info, slowlog), answers[:-2]
+    return to_report(connector.exchange(host, port, deadline, password, [*extra, *INSTANCE_COMMANDS]))
 
 
 def _ok(value: object) -> float:
@@ -392,9 +453,7 @@ def emit_instance(metrics: MetricSet, report: InstanceReport,
             metrics.gauge(name, help_, value, base)
     if report.slowlog_length is not None:
         metrics.gauge("redis_slowlog_length", "Entries in the slow log", report.slowlog_length, base)
-    databases = {key: value for key, value in info.items()
-                 if key.startswith("db") and key[2:].isdigit() and isinstance(value, dict)}
-    databases.setdefault("db0", {"keys": 0, "expires": 0})
+    databases = {"db0": {"keys": 0, "expires": 0}, **report.keyspace}
     for db, stats in sorted(databases.items(), key=lambda kv: int(kv[0][2:])):
         db_labels = {**base, "db": db}
         metrics.gauge("redis_db_keys", "Keys in the database", stats.get("keys", 0), db_labels)
@@ -435,12 +494,21 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
 
     from redis.exceptions import RedisError
 
-    def one(address: tuple[str, int]) -> InstanceReport | tuple[Reason, str]:
+    def one(address: tuple[str, int]) -> list[Any] | tuple[Reason, str]:
+        # Only the exchange runs in the worker; parsing waits for the caller's thread, so the
+        # workers hold the GIL as little as possible and hand back as soon as bytes arrive.
         try:
-            report, _ = query_instance(connector, address[0], address[1], deadline, password)
+            return connector.exchange(address[0], address[1], deadline, password, list(INSTANCE_COMMANDS))
         except (RedisError, OSError) as exc:
             return classify(exc)
-        return report
+
+    def report(answers: list[Any] | tuple[Reason, str]) -> InstanceReport | tuple[Reason, str]:
+        if isinstance(answers, tuple):
+            return answers
+        try:
+            return to_report(answers)[0]
+        except RedisError as exc:
+            return classify(exc)
 
     results: dict[tuple[str, int], InstanceReport | tuple[Reason, str]] = {}
     if not addresses:
@@ -451,7 +519,7 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
         futures = {pool.submit(one, address): address for address in addresses}
         done, _ = cf.wait(futures, timeout=deadline.remaining())
         for future, address in futures.items():
-            results[address] = (future.result() if future in done
+            results[address] = (report(future.result()) if future in done
                                 else (Reason.TIMEOUT, "no answer in time"))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

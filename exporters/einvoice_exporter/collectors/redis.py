@@ -117,7 +117,9 @@ class RedisCollector:
         return self._run_standalone(target, deadline, password, outcome)
 
     def close(self) -> None:
-        """Nothing pooled: every run opens and closes its own connections."""
+        """Close the connections kept for the next run."""
+        self.connector.close()
+        self.sentinel_connector.close()
 
     def _run_standalone(self, target: str, deadline: Deadline, password: str | None,
                         outcome: Outcome) -> Outcome:

@@ -151,7 +151,8 @@ class RedisClusterCollector:
         self.connector = RedisConnector(settings)
 
     def close(self) -> None:
-        """Nothing pooled: every run opens and closes its own connections."""
+        """Close the connections kept for the next run."""
+        self.connector.close()
 
     def run(self, target: str, timeout: float) -> Outcome:
         from redis.exceptions import RedisError, ResponseError
