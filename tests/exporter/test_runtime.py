@@ -30,7 +30,7 @@ def test_checks_run_concurrently_so_a_scrape_lasts_about_the_slowest_check():
         elapsed = time.monotonic() - started
     finally:
         runtime.close()
-    assert elapsed < 4.0, f"10 checks of 1 s took {elapsed:.1f} s: they did not run concurrently"
+    assert elapsed < 5.0, f"10 checks of 1 s took {elapsed:.1f} s: they did not run concurrently"
     assert all(sample(text, "einvoice_check_up", check=f"c{i}") == 1 for i in range(10))
     assert sample(text, "einvoice_check_duration_seconds", check="c3") == pytest.approx(1.0, abs=0.5)
 
@@ -80,24 +80,27 @@ def test_check_past_its_timeout_is_reason_timeout_and_the_scrape_still_answers()
 
 
 def test_a_hung_run_is_not_started_twice_and_is_counted_while_it_overruns():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def hang(_target: str, _timeout: float) -> Outcome:
+        started.set()
         release.wait(30)
         return Outcome()
 
     factory = Factory({"10.0.0.1:80": hang})
     runtime = Runtime(make_config(targets(1), timeout="200ms"), check_factory=factory)
-    check = None
     try:
-        first = scrape(runtime)
-        second = scrape(runtime)
+        # on a loaded machine a run may be cancelled before a worker picks it up: scrape until one hangs
+        wait_until(lambda: bool(scrape(runtime)) and started.is_set(), timeout=20, what="a run to hang")
         check = factory.built[0]
+        second = scrape(runtime)
+        third = scrape(runtime)
         assert check.runs_of("10.0.0.1:80") == 1, "a second run started while the first was in flight"
-        assert sample(first, "einvoice_check_up", check="c0") == 0
         assert sample(second, "einvoice_check_up", check="c0") == 0
-        assert sample(second, "einvoice_check_failures_total", check="c0", reason="timeout") == 2
-        assert sample(second, "einvoice_exporter_checks_overrunning") == 1
+        timeouts = sample(second, "einvoice_check_failures_total", check="c0", reason="timeout")
+        assert timeouts is not None and timeouts >= 2
+        assert sample(third, "einvoice_check_failures_total", check="c0", reason="timeout") == timeouts + 1
+        assert sample(third, "einvoice_exporter_checks_overrunning") == 1
         release.set()
         wait_until(lambda: sample(scrape(runtime), "einvoice_exporter_checks_overrunning") == 0, timeout=10,
                    what="the hung run to end")
@@ -219,7 +222,7 @@ def test_detail_metrics_get_the_identity_labels():
 
 
 def test_concurrent_scrapes_share_a_run_in_flight():
-    factory = Factory({"10.0.0.1:80": slow(0.8)})
+    factory = Factory({"10.0.0.1:80": slow(2.0)})
     runtime = Runtime(make_config(targets(1)), check_factory=factory)
     texts: list[str] = []
     try:
@@ -273,9 +276,10 @@ def test_bad_reload_keeps_the_old_config_running():
 
 
 def test_old_check_is_closed_only_after_its_running_run_ends():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def wait_release(_target: str, _timeout: float) -> Outcome:
+        started.set()
         release.wait(10)
         return Outcome()
 
@@ -283,7 +287,7 @@ def test_old_check_is_closed_only_after_its_running_run_ends():
     factory = Factory({"10.0.0.1:80": wait_release})
     runtime = Runtime(configs[0], check_factory=factory, loader=lambda: configs[1])
     try:
-        scrape(runtime)
+        wait_until(lambda: bool(scrape(runtime)) and started.is_set(), timeout=20, what="a run to start")
         assert runtime.reload()[0]
         old = factory.built[0]
         assert not old.closed.is_set(), "closed while a run was still using it"
