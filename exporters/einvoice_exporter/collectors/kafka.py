@@ -47,6 +47,8 @@ GROUP_STATES: tuple[str, ...] = (
 """Group states as brokers report them (KIP-518, KIP-848); anything else is shown as Unknown."""
 
 Regex = re.Pattern[str]
+MAX_TARGETS = 64
+"""Targets whose history and admin client one module keeps (configured checks plus /probe)."""
 
 
 class SaslSettings(StrictModel):
@@ -266,6 +268,10 @@ class AdminSource:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def reach(self, servers: list[tuple[str, int]], timeout: float) -> None:
+        tls = self.settings.tls
+        _tcp_precheck(servers, timeout, _ssl_context(tls) if tls is not None else None)
+
     def _configs(self, timeout: float) -> dict[str, Any]:
         settings = self.settings
         ms = max(int(timeout * 1000), 500)
@@ -387,8 +393,9 @@ class Collector:
     """One module's Kafka check; keeps offset history and commit ages per target between runs."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 source: AdminSource | None = None) -> None:
+                 source: AdminSource | None = None, max_targets: int = MAX_TARGETS) -> None:
         self.settings = settings
+        self.max_targets = max_targets
         self.clock = clock
         self.source = source or AdminSource(settings)
         self._targets: dict[str, _TargetState] = {}
@@ -396,8 +403,30 @@ class Collector:
         self._lock = threading.Lock()
 
     def _state(self, target: str) -> _TargetState:
+        """The target's state, marked most recently used."""
         with self._lock:
-            return self._targets.setdefault(target, _TargetState())
+            state = self._targets.pop(target, None) or _TargetState()
+            self._targets[target] = state
+            return state
+
+    def _evict(self) -> None:
+        """Forget the least recently used targets beyond `max_targets`, so that /probe requests
+        with ever new targets cannot pile up admin clients (each holds a thread and sockets)."""
+        evicted: list[str] = []
+        with self._lock:
+            excess = len(self._targets) - self.max_targets
+            for target, state in list(self._targets.items()):
+                if excess <= 0:
+                    break
+                if state.lock.acquire(blocking=False):  # not in use by a run right now
+                    try:
+                        del self._targets[target]
+                        evicted.append(target)
+                        excess -= 1
+                    finally:
+                        state.lock.release()
+        for target in evicted:
+            self._drop(target)
 
     def run(self, target: str, timeout: float) -> Outcome:
         outcome = Outcome()
@@ -408,12 +437,13 @@ class Collector:
         state = self._state(target)
         with state.lock:
             try:
-                _tcp_precheck(servers, timeout,
-                              _ssl_context(self.settings.tls) if self.settings.tls else None)
+                self.source.reach(servers, timeout)
                 view = self._read(target, servers, timeout)
             except KafkaCheckError as exc:
-                return outcome.fail(exc.reason, exc.detail)
-            self.judge(view, state, outcome)
+                outcome.fail(exc.reason, exc.detail)
+            else:
+                self.judge(view, state, outcome)
+        self._evict()
         return outcome
 
     def _read(self, target: str, servers: list[tuple[str, int]], timeout: float) -> ClusterView:
