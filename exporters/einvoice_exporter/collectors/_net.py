@@ -7,7 +7,6 @@ Standard library only (socket, ssl), so a probe costs little CPU and importing i
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import ssl
 import threading
@@ -76,11 +75,14 @@ def split_host_port(target: str) -> tuple[str, int]:
 
 
 def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    """An IPv4 or IPv6 literal (inet_pton: a tenth of ipaddress' cost, and this runs per probe)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 # --- resolution and connecting -----------------------------------------------------------------
