@@ -59,9 +59,14 @@ _SECURITY_HEADERS = {
 
 
 @cache
-def _decoy_hash() -> bytes:
+def _decoy_hash(rounds: int) -> bytes:
     """Checked for unknown users so that a wrong name costs as long as a wrong password."""
-    return bcrypt.hashpw(b"no such user", bcrypt.gensalt())
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=rounds))
+
+
+def _cost_of(hashes: list[str]) -> int:
+    costs = [int(h[4:6]) for h in hashes if len(h) > 6 and h[4:6].isdigit()]
+    return min(max(costs, default=12), 31) if costs else 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +177,10 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
             log.warning("console login refused for %r: too many failures", username[:64])
             return again("登录失败次数过多，请 5 分钟后再试", 429)
         user = users().get(username)
-        hashed = user.password_hash.encode() if user is not None else _decoy_hash()
+        if user is not None:
+            hashed = user.password_hash.encode()
+        else:
+            hashed = _decoy_hash(_cost_of([u.password_hash for u in users().values()]))
         secret = password.encode()
         if len(secret) > 72 or not bcrypt.checkpw(secret, hashed) or user is None:
             recent.append(now)

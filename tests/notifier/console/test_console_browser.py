@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.notifier.console.conftest import DUTY_MOBILE, PASSWORDS
-from tests.support.procs import require_binary
+from tests.support.procs import require_binary, wait_until
 
 pytestmark = pytest.mark.xdist_group("console")
 
@@ -31,8 +31,12 @@ def test_acknowledge_from_the_message_link_then_close_with_a_cause(stack, browse
     ticket = stack.ticket_of(fingerprint)
     link = stack.delivered_link(ticket.id)
 
-    # What left for WeChat: redacted, with the duty person @-ed in a text message.
-    cards = [a for a in stack.wecom.accepted if f"/link/{ticket.id}?" in a.content]
+    # What left for WeChat: redacted, with the duty person @-ed in a text message after the card.
+    def ours() -> list:
+        return [a for a in stack.wecom.accepted if f"/link/{ticket.id}?" in a.content]
+
+    wait_until(lambda: any(a.msgtype == "text" for a in ours()), what="the @ message")
+    cards = ours()
     assert all("91450103198765432P" not in a.content and "13907712345" not in a.content for a in cards)
     mentions = [a for a in cards if a.msgtype == "text"]
     assert mentions and mentions[0].mentioned_mobile_list == [DUTY_MOBILE]
