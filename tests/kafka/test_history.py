@@ -109,3 +109,18 @@ def test_committed_offset_beyond_log_end_counts_as_no_lag() -> None:
     assert outcome.metrics.value("kafka_consumergroup_members", {"consumergroup": "g"}) == 2
     assert outcome.metrics.value("einvoice_kafka_consumergroup_state",
                                  {"consumergroup": "g", "state": "Stable"}) == 1
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    ("SaslAuthenticationFailedError", "auth"),
+    ("GroupAuthorizationFailedError", "auth"),
+    ("KafkaTimeoutError", "timeout"),
+    ("KafkaConnectionError", "refused"),
+    ("UnknownTopicOrPartitionError", "error"),
+])
+def test_kafka_python_errors_map_to_bounded_reasons(error: str, reason: str) -> None:
+    import kafka.errors as kafka_errors  # kafka-python's; `kafka` here is the collector
+
+    got, detail = kafka._classify(getattr(kafka_errors, error)())
+    assert got.value == reason
+    assert error in detail

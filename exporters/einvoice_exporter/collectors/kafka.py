@@ -384,7 +384,7 @@ def _classify(exc: BaseException) -> tuple[Reason, str]:
         return Reason.TLS, f"{name}: {exc.reason or 'TLS handshake failed'}"
     if isinstance(exc, errors.KafkaTimeoutError | TimeoutError):
         return Reason.TIMEOUT, f"{name}: brokers did not answer in time"
-    if isinstance(exc, errors.KafkaConnectionError | errors.NoBrokersAvailable | ConnectionError):
+    if isinstance(exc, errors.KafkaConnectionError | ConnectionError):
         return Reason.REFUSED, f"{name}: connection to brokers lost"
     return Reason.ERROR, f"{name}: {str(exc)[:200]}"
 
