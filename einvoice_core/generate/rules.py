@@ -134,7 +134,9 @@ def _down_items_template(th: Thresholds) -> str:
         keyword = "if" if index == 0 else "else if"
         query = f'einvoice:item_up{{item=~\\"{_items_regex(service.items)}\\"}} == 0'
         parts.append(f'{{{{ {keyword} eq $labels.service "{key}" }}}}'
-                     f'{{{{ range query "{query}" }}}}{{{{ .Labels.item }}}} {{{{ end }}}}')
+                     f'{{{{ range $i, $s := query "{query}" | sortByLabel "item" }}}}'
+                     '{{ if $i }}、{{ end }}{{ $s.Labels.item }}'
+                     '{{ end }}')
     return "".join(parts) + "{{ end }}"
 
 
@@ -332,14 +334,9 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
             "expr": f'min(einvoice:item_up{{item=~"{_items_regex(service.items)}"}})',
             "labels": {"service": key},
         })
-    windows = sorted({"5m", "1h", *(w for b in sla.burn_rate for w in (b.long, b.short))},
+    windows = sorted({"5m", "1h", "1d", "30d", *(w for b in sla.burn_rate for w in (b.long, b.short))},
                      key=duration_seconds)
-    slow_windows = [w for w in windows if duration_seconds(w) >= 86400]
-    if "30d" not in slow_windows:
-        slow_windows.append("30d")
     for window in windows:
-        if window in slow_windows:
-            continue
         fast.append({"record": f"einvoice:service_availability:ratio_{window}",
                      "expr": f"avg_over_time(einvoice:service_up[{window}])"})
     # Integrals kept by self-referencing rules: each evaluation adds the time since the rule's own
@@ -368,6 +365,15 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
             ") * on (service) (1 - einvoice:service_up)"),
     })
     fast.append({
+        "record": "einvoice:service_observed_seconds_total",
+        "expr": _expr(
+            "einvoice:service_observed_seconds_total\n"
+            "+ on (service) (time() - timestamp(einvoice:service_observed_seconds_total))\n"
+            "and on (service) einvoice:service_up\n"
+            "or on (service) einvoice:service_observed_seconds_total\n"
+            "or on (service) (0 * einvoice:service_up)"),
+    })
+    fast.append({
         "record": "einvoice:service_down_timestamp_seconds",
         "expr": "time() + 0 * (einvoice:service_up == 0)",
     })
@@ -375,7 +381,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     fast.append(_alert(
         th, "EinvoiceServiceOutage", "einvoice:service_up == 0", Severity.CRITICAL,
         f"{name}宕机",
-        f"{name}已宕机：成员检查项 {down_items}有检查失败。须在 {sla.restore_within} 内恢复，"
+        f"{name}已宕机：成员检查项 {down_items} 有检查失败。须在 {sla.restore_within} 内恢复，"
         f"单次宕机不得超过 {sla.max_single_outage}。成员检查项的单项告警在宕机期间被抑制。",
         for_=sla.outage_alert_for,
     ))
@@ -413,12 +419,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
             for_=burn.for_,
             labels={"long_window": burn.long, "short_window": burn.short},
         ))
-    res = sla.year_resolution
-    slow: list[dict[str, Any]] = [
-        {"record": f"einvoice:service_availability:ratio_{w}",
-         "expr": f"avg_over_time(einvoice:service_up[{w}])"}
-        for w in sorted(slow_windows, key=duration_seconds)
-    ]
+    slow: list[dict[str, Any]] = []
     slow += [
         {"record": "einvoice:service_outage_seconds_year",
          "expr": "increase(einvoice:service_outage_seconds_total[365d])"},
@@ -431,7 +432,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
              "(\n"
              "  time() - max_over_time(einvoice:service_down_timestamp_seconds[365d])\n"
              "  or on (service)\n"
-             f"  time() - min_over_time(timestamp(einvoice:service_up)[365d:{res}])\n"
+             "  increase(einvoice:service_observed_seconds_total[365d])\n"
              ") * on (service) einvoice:service_up")},
         _alert(
             th, "EinvoiceOutageBudgetLow",
@@ -535,18 +536,18 @@ def rule_files(th: Thresholds) -> dict[str, str]:
     sla_doc = (
         "# Recording rules in this file (label service: intake | processing | pipeline):\n"
         "#   einvoice:service_up                         1 up, 0 in outage (宕机: a member item down)\n"
-        "#   einvoice:service_availability:ratio_<w>     avg of service_up over w (5m 30m 1h 2h 6h: fast\n"
-        "#                                               group; 1d 3d 30d: year group, every 5m)\n"
+        "#   einvoice:service_availability:ratio_<w>     avg of service_up over w\n"
+        "#                                               (w: 5m 30m 1h 2h 6h 1d 3d 30d)\n"
         "#   einvoice:service_outage_seconds_total       outage seconds integrated since the series began\n"
         "#                                               (a counter: restarts at 0 after a >5m gap)\n"
         "#   einvoice:service_outage_current_seconds     length of the running outage, 0 when up\n"
         "#   einvoice:service_down_timestamp_seconds     time() while in outage, absent otherwise (sparse)\n"
+        "#   einvoice:service_observed_seconds_total     seconds service_up was evaluated (a counter)\n"
         "#   einvoice:service_outage_seconds_year        increase of the total over the last 365 days\n"
         "#   einvoice:service_outage_budget_remaining:ratio  share of the yearly budget left (>= 0)\n"
         "#   einvoice:service_outage_longest_seconds_year    longest single outage, last 365 days\n"
         "#   einvoice:service_since_last_outage_seconds      since the last outage ended (lower bound:\n"
-        f"#                                               the data's age, in {th.sla.year_resolution} steps,"
-        " when none in 365 days)\n"
+        "#                                               the observed time when none in 365 days)\n"
         f"# The yearly rules read 365 days of recorded series: run Prometheus with\n"
         f"#   --storage.tsdb.retention.time={th.sla.retention}\n"
     )
