@@ -266,3 +266,11 @@ def _samples(outcome: Outcome, name: str) -> list[tuple[dict[str, str], float]]:
         if family == name:
             return samples
     return []
+
+
+def test_environment_proxy_is_not_used(es_server: FakeElasticsearch, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy variable meant for other software must not reroute the intranet check.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("NO_PROXY", "")
+    outcome = run(es_server)
+    assert outcome.success, outcome.failure

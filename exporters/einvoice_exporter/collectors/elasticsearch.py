@@ -209,9 +209,13 @@ class Collector:
         if remaining <= 0:
             raise EsError(Reason.TIMEOUT, f"no time left for {path}")
         try:
-            response = requests.get(base + path, headers=request.headers, auth=request.auth,
-                                    verify=request.verify, cert=request.cert, timeout=remaining,
-                                    allow_redirects=False)
+            with requests.Session() as session:
+                # Exactly what the module says: no proxy variables or ~/.netrc credentials
+                # picked up from the exporter's environment.
+                session.trust_env = False
+                response = session.get(base + path, headers=request.headers, auth=request.auth,
+                                       verify=request.verify, cert=request.cert, timeout=remaining,
+                                       allow_redirects=False)
         except requests.exceptions.SSLError as exc:
             raise EsError(Reason.TLS, f"{path}: TLS failed: {_root(exc)}") from None
         except requests.exceptions.Timeout:
