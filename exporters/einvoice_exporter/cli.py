@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP, reloading %s", args.config)
         threading.Thread(target=runtime.reload, name="reload", daemon=True).start()
 
     def on_term(signum: int, _frame: FrameType | None) -> None:

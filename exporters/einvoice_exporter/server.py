@@ -153,7 +153,13 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send(HTTPStatus.NOT_FOUND, "Not found\n")
             return
-        route(url.query)
+        try:
+            route(url.query)
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("error serving %s", url.path)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the exporter's log\n")
 
     def do_HEAD(self) -> None:
         self.do_GET()
