@@ -5,8 +5,9 @@ service.py), so after a crash it is still there and is sent on the next start. O
 channel delivers due rows oldest first. A retry backs off exponentially (or waits what the channel
 asked, e.g. WeChat's 45009 rate limit); after `max_attempts` counted attempts, or at once for a
 permanent error (93000: bad robot key), the row becomes a dead letter, shown in metrics and in the
-API. Delivery is at-least-once: a crash between the channel's answer and the row update re-sends
-that one message, which for a chat notice is the right side to err on.
+API. When the database fails just after a send, the outcome is kept in memory and written once the
+database is back, so the message is not sent again. Only a crash between the channel's answer and
+the row update re-sends that one message (at-least-once), the right side to err on for a notice.
 """
 
 from __future__ import annotations
@@ -76,12 +77,15 @@ class Sender:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unrecorded: dict[int, dict[str, object]] = {}
+        """Outcomes the database could not take yet: kept here so a sent message is not re-sent."""
 
     def backoff(self, attempts: int) -> float:
         return min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** max(attempts - 1, 0))
 
     def run_once(self, batch: int = 20) -> float | None:
         """Send what is due now; return seconds until the next row is due (None: nothing pending)."""
+        self._flush_unrecorded()
         now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -91,6 +95,8 @@ class Sender:
         for found in rows:
             if self._stop.is_set():
                 return 0.0
+            if found["id"] in self._unrecorded:
+                continue
             result = self._send(found)
             self._record(found, result)
             if result.outcome is Outcome.RETRY and not result.count_attempt:
@@ -124,8 +130,15 @@ class Sender:
             label = result.outcome.value if result.outcome is not Outcome.RETRY or result.count_attempt \
                 else "paced"
             self.sends.labels(channel=self.channel.name, result=label).inc()
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == found["id"]).values(**values))
+        self._unrecorded[int(found["id"])] = values  # type: ignore[call-overload]
+        self._flush_unrecorded()
+
+    def _flush_unrecorded(self) -> None:
+        """Write the outcomes not yet stored; raises (and keeps them) while the database is down."""
+        for row_id, values in list(self._unrecorded.items()):
+            with self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+            del self._unrecorded[row_id]
 
     def _next_due(self) -> float | None:
         with self.engine.connect() as conn:
