@@ -30,7 +30,7 @@ def local_time(value: object) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if not isinstance(value, datetime):
         return "—" if value is None else str(value)
     if value.tzinfo is None:

@@ -4,6 +4,8 @@ Two kinds of evidence decide what is replaced:
 
 - context: a keyword such as 纳税人识别号, 发票号码 or 手机 right before a value redacts the value
   whatever its shape (an 8-digit 发票号码 looks like any other number without its label);
+- a name ending like a registered business (…有限公司, …商行) is a taxpayer's name; after a label
+  such as 购买方名称 the value up to the next delimiter is one whatever its ending;
 - shape with a check digit: a 统一社会信用代码 (GB 32100-2015), an ID card number (GB 11643), an old
   15-character 纳税人识别号 (region code + organisation code of GB 11714), a 20-digit 全电发票号码
   (no int64 has 20 digits, so no metric value or offset looks like one), a 12-digit 发票代码 with its
@@ -24,6 +26,7 @@ MARK_TAX_ID = "〔税号已隐藏〕"
 MARK_INVOICE = "〔发票号已隐藏〕"
 MARK_PHONE = "〔电话已隐藏〕"
 MARK_ID_CARD = "〔证件号已隐藏〕"
+MARK_NAME = "〔纳税人名称已隐藏〕"
 
 _USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -109,6 +112,12 @@ _MOBILE = re.compile(_BEFORE + r"(?:\+?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}"
 _LANDLINE = re.compile(_BEFORE + r"0[0-9]{2,3}-[0-9]{7,8}" + _AFTER)
 _ALNUM_RUN = re.compile(_BEFORE + r"[0-9A-Z]{15,20}" + _AFTER)
 _INVOICE_CODE_12 = re.compile(_BEFORE + r"0[0-9]{11}" + _AFTER)
+_NAME_KEYS = (r"纳税人名称|企业名称|单位名称|公司名称|购买方名称|销售方名称|购方名称|销方名称|购买方|销售方"
+              r"|nsrmc|gfmc|xfmc|taxpayer[_ -]?name|company[_ -]?name")
+_NAME_IN_CONTEXT = re.compile(rf"(?P<key>(?<![A-Za-z])(?:{_NAME_KEYS})(?:[\s:：=\"']{{1,4}}|为|是))"
+                              r"(?P<value>[^\s,，;；。、\"'|&=<>()（）\[\]]{2,60})", re.IGNORECASE)
+_BUSINESS_NAME = re.compile(r"[\u4e00-\u9fff（）()]{2,40}?"
+                            r"(?:有限责任公司|股份有限公司|有限公司|分公司|合伙企业|个体工商户|经营部|门市部|商行)")
 _COUNTER_BEFORE = re.compile(
     r"(?:offset|lag|end|偏移量?|积压|bytes|字节|耗时|次数|count|total)\s*[:：=]?\s*$", re.IGNORECASE)
 _UNIT_AFTER = re.compile(r"^\s*(?:bytes|[KMGT]i?B|B|字节|条|张|次|ms|s)(?![A-Za-z])")
@@ -154,8 +163,8 @@ def _classify_run(run: str) -> str | None:
 
 
 def redact(text: str, keep: Iterable[str] = ()) -> str:
-    """Replace taxpayer IDs, invoice numbers, phone numbers (except those in `keep`, the @ list) and
-    ID card numbers in `text` with markers; everything else is returned unchanged."""
+    """Replace taxpayer IDs and names, invoice numbers, phone numbers (except those in `keep`, the @
+    list) and ID card numbers in `text` with markers; everything else is returned unchanged."""
     kept = {_normalise_mobile(k) for k in keep if _digits(k)}
 
     def phone_or_keep(value: str) -> str:
@@ -172,6 +181,8 @@ def redact(text: str, keep: Iterable[str] = ()) -> str:
 
         text = pattern.sub(replace, text)
 
+    text = _NAME_IN_CONTEXT.sub(lambda m: m.group("key") + MARK_NAME, text)
+    text = _BUSINESS_NAME.sub(MARK_NAME, text)
     text = _sub_unless_counted(_ALNUM_RUN, text, lambda run: _classify_run(run) or run)
     text = _sub_unless_counted(_INVOICE_CODE_12, text, lambda _value: MARK_INVOICE)
     text = _sub_unless_counted(_MOBILE, text, phone_or_keep)
