@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("building the checks failed; not starting")
         return 1
-    app = App(runtime, web or WebConfig(), enable_lifecycle=args.lifecycle)
+    app = App(runtime, web or WebConfig(), enable_lifecycle=args.lifecycle, web_config_file=args.web_config)
     try:
         server = make_server(address, app)
     except OSError as exc:
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
         log.info("received SIGHUP, reloading %s", args.config)
-        threading.Thread(target=runtime.reload, name="reload", daemon=True).start()
+        threading.Thread(target=app.reload, name="reload", daemon=True).start()
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     host, port = server.server_address[:2]
     log.info("listening on %s:%s (tls=%s, basic_auth=%s, lifecycle=%s): %d modules, %d checks",
-             host, port, app.web.tls_server_config is not None, bool(app.web.basic_auth_users),
+             host, port, app.security.ssl_context is not None, app.security.auth is not None,
              args.lifecycle, len(config.modules), len(config.checks))
     try:
         server.serve_forever(poll_interval=0.5)

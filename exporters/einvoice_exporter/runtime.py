@@ -305,6 +305,11 @@ class Runtime:
             log.info("configuration reloaded: %d modules, %d checks", len(config.modules), len(config.checks))
             return True, "configuration reloaded"
 
+    def mark_reload_failed(self, message: str) -> None:
+        """Another part of a reload (the web config) failed: show it in the same metric."""
+        self.last_reload_ok = False
+        self.last_reload_error = message
+
     def close(self) -> None:
         self._generation.retire()
 

@@ -13,9 +13,10 @@ import math
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,9 +24,10 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import Metric
 
 from . import landing
+from .config import ConfigError
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode, wants_openmetrics
 from .runtime import ProbeError, Runtime, version
-from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context
+from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context, load_web_config
 
 log = logging.getLogger("einvoice_exporter.server")
 
@@ -35,19 +37,40 @@ IDLE_TIMEOUT = 120.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 
+@dataclass(frozen=True)
+class Security:
+    """The web config in force and what is built from it; swapped as one piece on reload."""
+
+    web: WebConfig
+    auth: BasicAuth | None
+    ssl_context: ssl.SSLContext | None
+
+    @classmethod
+    def build(cls, web: WebConfig, previous: Security | None = None) -> Security:
+        auth = None
+        if web.basic_auth_users:
+            if previous is not None and previous.web.basic_auth_users == web.basic_auth_users:
+                auth = previous.auth  # keep the verified-password cache
+            else:
+                auth = BasicAuth(web.basic_auth_users)
+        tls = web.tls_server_config
+        return cls(web, auth, build_ssl_context(tls) if tls is not None else None)
+
+
 @dataclass
 class App:
     """What the handler needs: the runtime, the web config and the lifecycle flag."""
 
     runtime: Runtime
-    web: WebConfig = field(default_factory=WebConfig)
+    web: InitVar[WebConfig | None] = None
     enable_lifecycle: bool = False
-    auth: BasicAuth | None = None
+    web_config_file: Path | None = None
+    """Re-read on reload, so that certificates and users can rotate without a restart."""
+    security: Security = field(init=False)
     process_collectors: list[Any] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.auth is None and self.web.basic_auth_users:
-            self.auth = BasicAuth(self.web.basic_auth_users)
+    def __post_init__(self, web: WebConfig | None) -> None:
+        self.security = Security.build(web or WebConfig())
         if not self.process_collectors:
             registry = CollectorRegistry(auto_describe=False)
             ProcessCollector(registry=registry)
@@ -55,26 +78,42 @@ class App:
             GCCollector(registry=registry)
             self.process_collectors = [registry]
 
+    def reload(self) -> tuple[bool, str]:
+        """Reload the exporter config and the web config; either failing keeps its old version."""
+        ok, message = self.runtime.reload()
+        if self.web_config_file is None:
+            return ok, message
+        try:
+            web = load_web_config(self.web_config_file)
+            if (web.tls_server_config is None) != (self.security.ssl_context is None):
+                raise ConfigError([f"{self.web_config_file}: switching TLS on or off needs a restart"])
+            self.security = Security.build(web, self.security)
+        except ConfigError as exc:
+            log.error("reloading the web config failed; the previous one stays in force:\n%s", exc)
+            self.runtime.mark_reload_failed(str(exc))
+            return False, (f"{message}\n{exc}" if not ok else str(exc))
+        return ok, message
+
 
 class ExporterServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], app: App, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
-        self.ssl_context = ssl_context
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is None:
+        security = self.app.security
+        if security.ssl_context is None:
             super().finish_request(request, client_address)
             return
-        tls = self.app.web.tls_server_config
+        tls = security.web.tls_server_config
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            conn = self.ssl_context.wrap_socket(request, server_side=True)
+            conn = security.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
             return
@@ -121,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        for name, value in {**self.server.app.web.http_server_config.headers, **headers}.items():
+        for name, value in {**self.server.app.security.web.http_server_config.headers, **headers}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -133,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(min(length, 1 << 20))
 
     def _authorised(self) -> bool:
-        auth = self.server.app.auth
+        auth = self.server.app.security.auth
         if auth is None or not auth.enabled:
             return True
         if auth.check_header(self.headers.get("Authorization")) is not None:
@@ -197,7 +236,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.app.enable_lifecycle:
             self._send(HTTPStatus.FORBIDDEN, "Lifecycle API is not enabled.\n")
             return
-        ok, message = self.server.app.runtime.reload()
+        ok, message = self.server.app.reload()
         if ok:
             self._send(HTTPStatus.OK, message + "\n")
         else:
@@ -256,6 +295,4 @@ def parse_listen_address(text: str) -> tuple[str, int]:
 
 def make_server(address: tuple[str, int], app: App) -> ExporterServer:
     """Bind (but do not start) the server; TLS when the web config has tls_server_config."""
-    tls = app.web.tls_server_config
-    context = build_ssl_context(tls) if tls is not None else None
-    return ExporterServer(address, app, context)
+    return ExporterServer(address, app)

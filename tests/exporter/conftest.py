@@ -126,9 +126,10 @@ def serve() -> Iterator[Callable[..., Served]]:
     """Start an in-process server on a free port for a runtime; stopped at teardown."""
     started: list[ExporterServer] = []
 
-    def start(runtime: Runtime, web: WebConfig | None = None, lifecycle: bool = False) -> Served:
+    def start(runtime: Runtime, web: WebConfig | None = None, lifecycle: bool = False,
+              web_file: Path | None = None) -> Served:
         port = free_port()
-        app = App(runtime, web or WebConfig(), enable_lifecycle=lifecycle)
+        app = App(runtime, web or WebConfig(), enable_lifecycle=lifecycle, web_config_file=web_file)
         server = make_server(("127.0.0.1", port), app)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(server)

@@ -123,6 +123,31 @@ def test_basic_auth_on_every_endpoint(serve, tmp_path: Path):
     assert http_get(served.url + "/-/reload", method="POST")[0] == 401, "reload changes state: needs auth"
 
 
+def test_reload_rotates_basic_auth_users_and_refuses_to_switch_tls(serve, pki, tmp_path: Path):
+    def users(password: bytes) -> str:
+        return f"basic_auth_users:\n  prometheus: '{bcrypt.hashpw(password, bcrypt.gensalt(4)).decode()}'\n"
+
+    path = write(tmp_path / "web.yml", users(b"old-pass"))
+    runtime = Runtime(make_config(["10.0.0.1:80"]), check_factory=Factory(),
+                      loader=lambda: make_config(["10.0.0.1:80"]))
+    served = serve(runtime, load_web_config(path), lifecycle=True, web_file=path)
+    old, new = basic("prometheus", "old-pass"), basic("prometheus", "new-pass")
+    assert http_get(f"{served.url}/metrics", headers=old)[0] == 200
+
+    write(path, users(b"new-pass"))
+    assert http_get(f"{served.url}/-/reload", method="POST", headers=old)[0] == 200
+    assert http_get(f"{served.url}/metrics", headers=old)[0] == 401
+    assert http_get(f"{served.url}/metrics", headers=new)[0] == 200
+
+    tls = f"tls_server_config: {{cert_file: {pki['server'].cert}, key_file: {pki['server'].key}}}\n"
+    write(path, users(b"third") + tls)
+    status, body, _ = http_get(f"{served.url}/-/reload", method="POST", headers=new)
+    assert status == 500
+    assert f"{path}: switching TLS on or off needs a restart" in body
+    _, metrics, _ = http_get(f"{served.url}/metrics", headers=new)
+    assert "einvoice_exporter_config_last_reload_successful 0.0" in metrics, "the new users are not in force"
+
+
 def test_bcrypt_verdicts_are_cached():
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4))
     from pydantic import SecretStr
