@@ -136,6 +136,10 @@ _CONTEXTS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_ANY_KEY = re.compile("|".join((_TAX_KEYS, _INVOICE_KEYS, _ID_KEYS, _PHONE_KEYS, _NAME_KEYS)), re.IGNORECASE)
+_BUSINESS_SUFFIXES = ("公司", "合伙企业", "个体工商户", "经营部", "门市部", "商行")
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -170,7 +174,8 @@ def redact(text: str, keep: Iterable[str] = ()) -> str:
     def phone_or_keep(value: str) -> str:
         return value if _normalise_mobile(value) in kept else MARK_PHONE
 
-    for pattern, mark in _CONTEXTS:
+    labelled = _ANY_KEY.search(text) is not None  # most alert texts have no label: skip five passes
+    for pattern, mark in _CONTEXTS if labelled else ():
         def replace(match: re.Match[str], mark: str = mark) -> str:
             value = match.group("value")
             if mark == MARK_PHONE:
@@ -181,8 +186,10 @@ def redact(text: str, keep: Iterable[str] = ()) -> str:
 
         text = pattern.sub(replace, text)
 
-    text = _NAME_IN_CONTEXT.sub(lambda m: m.group("key") + MARK_NAME, text)
-    text = _BUSINESS_NAME.sub(MARK_NAME, text)
+    if labelled:
+        text = _NAME_IN_CONTEXT.sub(lambda m: m.group("key") + MARK_NAME, text)
+    if any(suffix in text for suffix in _BUSINESS_SUFFIXES):
+        text = _BUSINESS_NAME.sub(MARK_NAME, text)
     text = _sub_unless_counted(_ALNUM_RUN, text, lambda run: _classify_run(run) or run)
     text = _sub_unless_counted(_INVOICE_CODE_12, text, lambda _value: MARK_INVOICE)
     text = _sub_unless_counted(_MOBILE, text, phone_or_keep)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from einvoice_notifier.messaging.redact import MARK_PHONE, MARK_TAX_ID
 from einvoice_notifier.messaging.render import check_templates, fit, render_ticket_messages
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 URL = "https://notifier.example/console/link/7?action=view&exp=1764300000&sig=" + "ab" * 32
 
@@ -124,3 +126,15 @@ def test_operator_template_override(tmp_path):
 def test_unknown_item_still_renders():
     [card] = render_ticket_messages(Ticket(item="99", zone="mars"), "firing", URL, 4096)
     assert "未归属检查项" in card.content
+
+
+@settings(max_examples=60, deadline=None)
+@given(description=st.text(min_size=0, max_size=6000), summary=st.text(max_size=300),
+       max_bytes=st.sampled_from([600, 2048, 4096]))
+def test_any_text_fits_and_keeps_the_link(description, summary, max_bytes):
+    messages = render_ticket_messages(Ticket(description=description, summary=summary), "firing", URL,
+                                      max_bytes, mentions=("13800138000",))
+    assert 2 <= len(messages) <= 4
+    for message in messages:
+        assert size(message.content) <= min(max_bytes, 2048 if message.format == "text" else max_bytes)
+        assert URL in message.content
