@@ -74,18 +74,51 @@ class Result:
                 f" {self.exporter_cpu / n * 1000:9.2f} {self.redis_cpu / n * 1000:9.2f} {self.size:8d}")
 
 
-def measure(name: str, scrape: Callable[[], int], exporter_pid: int, redis_pids: list[int],
-            scrapes: int, warmup: int = 10) -> Result:
-    for _ in range(warmup):
-        scrape()
-    exporter_before, redis_before = cpu_seconds([exporter_pid]), cpu_seconds(redis_pids)
-    walls, size = [], 0
-    for _ in range(scrapes):
+@dataclass
+class Contender:
+    name: str
+    scrape: Callable[[], int]
+    exporter_pid: int
+    redis_pids: list[int]
+    result: Result | None = None
+
+
+def measure(contenders: list[Contender], scrapes: int, batch: int = 10, warmup: int = 10) -> None:
+    """Scrape each contender in turn, `batch` scrapes at a time, so that the load of a shared
+    machine falls on all of them alike."""
+    for contender in contenders:
+        for _ in range(warmup):
+            contender.scrape()
+        contender.result = Result(contender.name, [], 0.0, 0.0, 0)
+    for _ in range(max(scrapes // batch, 1)):
+        for contender in contenders:
+            result = contender.result
+            assert result is not None
+            exporter_before = cpu_seconds([contender.exporter_pid])
+            redis_before = cpu_seconds(contender.redis_pids)
+            for _ in range(batch):
+                started = time.perf_counter()
+                result.size = contender.scrape()
+                result.walls.append(time.perf_counter() - started)
+            result.exporter_cpu += cpu_seconds([contender.exporter_pid]) - exporter_before
+            result.redis_cpu += cpu_seconds(contender.redis_pids) - redis_before
+
+
+def in_process(target: str, kind: str, scrapes: int) -> float:
+    """Milliseconds per run of the collector alone (no HTTP, no runtime), for reference."""
+    from einvoice_exporter.collectors import redis as redis_kind
+    from einvoice_exporter.collectors import redis_cluster as cluster_kind
+
+    module = redis_kind if kind == "redis" else cluster_kind
+    check = module.build(module.Settings())
+    try:
+        check.run(target, 10)
         started = time.perf_counter()
-        size = scrape()
-        walls.append(time.perf_counter() - started)
-    return Result(name, walls, cpu_seconds([exporter_pid]) - exporter_before,
-                  cpu_seconds(redis_pids) - redis_before, size)
+        for _ in range(scrapes):
+            check.run(target, 10)
+        return (time.perf_counter() - started) / scrapes * 1000
+    finally:
+        check.close()
 
 
 def start_ours(work: Path, standalone: str, cluster_seed: str) -> tuple[Proc, int]:
@@ -158,22 +191,28 @@ def main() -> int:
                            for n in cluster.nodes)  # type: ignore[union-attr]
 
             n = args.scrapes
-            results = [
-                measure("standalone, 100k keys: einvoice /probe",
-                        get(f"http://127.0.0.1:{ours_port}/probe?module=standalone&target={address}"),
-                        ours.popen.pid, [standalone.popen.pid], n),
-                measure("standalone, 100k keys: redis_exporter",
-                        get(f"http://127.0.0.1:{theirs_port}/metrics"),
-                        theirs.popen.pid, [standalone.popen.pid], n),
-                measure("cluster, 6 nodes: einvoice /probe (all 6)",
-                        get(f"http://127.0.0.1:{ours_port}/probe?module=cluster&target={seed.address}"),
-                        ours.popen.pid, cluster_pids, n),
-                measure("cluster: redis_exporter -is-cluster (1 node)",
-                        get(f"http://127.0.0.1:{theirs_c_port}/metrics"),
-                        theirs_c.popen.pid, cluster_pids, n),
-                measure("cluster: redis_exporter (6 x /scrape)", all_nodes,
-                        theirs_c.popen.pid, cluster_pids, max(n // 6, 20)),
+            standalone_pair = [
+                Contender("standalone, 100k keys: einvoice /probe",
+                          get(f"http://127.0.0.1:{ours_port}/probe?module=standalone&target={address}"),
+                          ours.popen.pid, [standalone.popen.pid]),
+                Contender("standalone, 100k keys: redis_exporter",
+                          get(f"http://127.0.0.1:{theirs_port}/metrics"),
+                          theirs.popen.pid, [standalone.popen.pid]),
             ]
+            cluster_trio = [
+                Contender("cluster, 6 nodes: einvoice /probe (all 6)",
+                          get(f"http://127.0.0.1:{ours_port}/probe?module=cluster&target={seed.address}"),
+                          ours.popen.pid, cluster_pids),
+                Contender("cluster: redis_exporter -is-cluster (1 node)",
+                          get(f"http://127.0.0.1:{theirs_c_port}/metrics"),
+                          theirs_c.popen.pid, cluster_pids),
+                Contender("cluster: redis_exporter (6 x /scrape)", all_nodes,
+                          theirs_c.popen.pid, cluster_pids),
+            ]
+            measure(standalone_pair, n)
+            measure(cluster_trio, n)
+            results = [c.result for c in standalone_pair + cluster_trio if c.result is not None]
+            reference = (in_process(address, "redis", n), in_process(seed.address, "redis_cluster", n))
         finally:
             for proc in procs:
                 proc.stop()
@@ -181,13 +220,16 @@ def main() -> int:
                 for node in cluster.nodes:
                     node.proc.stop()
 
-    print(f"{args.scrapes} sequential scrapes each (after 10 warm-up), {os.cpu_count()} CPUs, "
+    print(f"{args.scrapes} sequential scrapes each, contenders alternating every 10 (after 10 warm-up), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"python {sys.version.split()[0]}, redis-py {redis.__version__}")
     print(f"{'':<44} {'wall ms':>8} {'p50':>8} {'p95':>8} {'cpu ms':>9} {'redis ms':>9} {'bytes':>8}")
     print(f"{'':<44} {'mean':>8} {'':>8} {'':>8} {'exporter':>9} {'server':>9}")
     for result in results:
         print(result.line())
     ours_s, theirs_s, ours_c, theirs_1, theirs_6 = results
+    print(f"{'collector alone, in-process: standalone':<44} {reference[0]:8.2f}")
+    print(f"{'collector alone, in-process: cluster (6 nodes)':<44} {reference[1]:8.2f}")
     print()
     print(f"standalone wall ratio ours/redis_exporter: {ours_s.mean_ms / theirs_s.mean_ms:.2f}")
     ours_cpu = ours_s.exporter_cpu / len(ours_s.walls)

@@ -114,15 +114,20 @@ def test_seed_without_cluster_mode_is_state(start_redis: StartRedis) -> None:
     assert "not a cluster node" in outcome.failure.detail
 
 
-def test_busy_node_is_a_timeout_for_that_node_only(cluster: Cluster) -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["fresh-connections", "kept-connections"])
+def test_busy_node_is_a_timeout_for_that_node_only(cluster: Cluster, kept: bool) -> None:
     roles = cluster.roles()
     replica = next(n for n in cluster.nodes if roles[n.port][0] == "slave")
     seed = next(n for n in cluster.nodes if n is not replica)
+    check = cluster_kind.build(cluster_kind.Settings())
+    if kept:
+        assert check.run(seed.address, 5).success
     admin = replica.client()
+    accepted = [n.client().info("stats")["total_connections_received"] for n in cluster.nodes]
     # Clients get no answer while paused; the cluster bus goes on, so the node is not flagged.
     admin.execute_command("CLIENT", "PAUSE", "5000", "ALL")
     try:
-        outcome = run(seed.address, timeout=0.5)
+        outcome = check.run(seed.address, 0.5)
     finally:
         admin.execute_command("CLIENT", "UNPAUSE")
     m = outcome.metrics
@@ -134,6 +139,13 @@ def test_busy_node_is_a_timeout_for_that_node_only(cluster: Cluster) -> None:
     others = [n for n in cluster.nodes if n is not replica]
     assert all(m.value("redis_up", {"addr": n.address}) == 1 for n in others)
     assert m.value("redis_cluster_state") == 1
+    if kept:  # the healthy nodes were read on the connections kept from the first run
+        after = [n.client().info("stats")["total_connections_received"] for n in cluster.nodes]
+        # One new connection per node: the test's own `info` (plus its CLIENT PAUSE on the replica).
+        expected = [2 if n is replica else 1 for n in cluster.nodes]
+        assert [a - b for a, b in zip(after, accepted, strict=True)] == expected
+    assert check.run(seed.address, 5).success  # the timed-out connection was replaced
+    check.close()
 
 
 def test_parse_cluster_nodes_formats() -> None:
@@ -158,10 +170,13 @@ def test_master_killed_pfail_fail_then_promotion_then_rejoin(cluster: Cluster) -
     heir = next(n for n in cluster.nodes if roles[n.port] == ("slave", victim.port))
     seed = next(n for n in cluster.nodes if n not in (victim, heir))
 
+    check = cluster_kind.build(cluster_kind.Settings())  # one collector throughout, as the exporter has
+    assert check.run(seed.address, 2).success  # connections to every node are now kept
+
     victim.proc.kill()
 
     # Straight after the crash the seed still lists the node: it is unreachable, not an exception.
-    first = run(seed.address, timeout=2)
+    first = check.run(seed.address, 2)
     assert first.failure is not None
     assert first.failure.reason in (Reason.REFUSED, Reason.STATE)
     assert first.metrics.value("redis_up", {"addr": victim.address}) == 0
@@ -171,17 +186,17 @@ def test_master_killed_pfail_fail_then_promotion_then_rejoin(cluster: Cluster) -
                                          {"addr": victim.address, "flag": flag}) == 1
                    for flag in ("pfail", "fail"))
 
-    wait_until(lambda: flagged(run(seed.address, timeout=2)), timeout=20, what="victim flagged")
-    seen = run(seed.address, timeout=2)
+    wait_until(lambda: flagged(check.run(seed.address, 2)), timeout=20, what="victim flagged")
+    seen = check.run(seed.address, 2)
     assert seen.failure is not None and seen.failure.reason == Reason.STATE
 
     def promoted() -> bool:
-        outcome = run(seed.address, timeout=2)
+        outcome = check.run(seed.address, 2)
         return (instance_roles(outcome).get(heir.address) == "master"
                 and outcome.metrics.value("redis_cluster_state") == 1)
 
     wait_until(promoted, timeout=30, what="replica promoted and cluster ok")
-    after = run(seed.address, timeout=2)
+    after = check.run(seed.address, 2)
     m = after.metrics
     assert m.value("einvoice_redis_cluster_node_flag", {"addr": victim.address, "flag": "fail"}) == 1
     assert m.value("einvoice_redis_cluster_masters_without_replica") == 1
@@ -191,10 +206,11 @@ def test_master_killed_pfail_fail_then_promotion_then_rejoin(cluster: Cluster) -
     assert not run(seed.address, timeout=2, require_replica=False).success  # the failed node still counts
 
     victim.restart()  # the old master comes back and rejoins as a replica of its heir
-    wait_until(lambda: run(seed.address, timeout=2).success, timeout=30, what="cluster healthy again")
-    healed = run(seed.address, timeout=2)
+    wait_until(lambda: check.run(seed.address, 2).success, timeout=30, what="cluster healthy again")
+    healed = check.run(seed.address, 2)
     assert instance_roles(healed)[victim.address] == "slave"
     assert healed.metrics.value("einvoice_redis_cluster_masters_without_replica") == 0
+    check.close()
 
 
 def test_cluster_module_config_validates(tmp_path: Path) -> None:

@@ -201,14 +201,11 @@ class RedisConnector:
         connection."""
         from redis.exceptions import ConnectionError as RedisConnectionError
 
-        key = (host, port, password)
-        kept = None
-        if self.settings.persistent_connections:
-            with self._lock:
-                kept = self._idle.pop(key, None)
+        kept = self.take(host, port, password)
         if kept is not None:
             try:
-                return self._finish(key, kept, self._talk(kept, commands, deadline))
+                self.send(kept, commands)
+                answers = self.receive(kept, len(commands), deadline)
             except RedisConnectionError:
                 kept.disconnect()  # stale: the server restarted or closed it; try a fresh one
                 if deadline.expired():
@@ -216,40 +213,57 @@ class RedisConnector:
             except BaseException:
                 kept.disconnect()
                 raise
+            else:
+                self.keep(host, port, password, kept)
+                return answers
+        return self.fresh_exchange(host, port, deadline, password, commands)
+
+    def fresh_exchange(self, host: str, port: int, deadline: Deadline, password: str | None,
+                       commands: list[tuple[str, ...]]) -> list[Any]:
         connection = self.connection(host, port, deadline, password)
         try:
             connection.connect()
-            answers = self._talk(connection, commands, deadline)
+            self.send(connection, commands)
+            answers = self.receive(connection, len(commands), deadline)
         except BaseException:
             connection.disconnect()
             raise
-        return self._finish(key, connection, answers)
+        self.keep(host, port, password, connection)
+        return answers
 
     @staticmethod
-    def _talk(connection: redis.Connection, commands: list[tuple[str, ...]],
-              deadline: Deadline) -> list[Any]:
+    def send(connection: redis.Connection, commands: list[tuple[str, ...]]) -> None:
+        connection.send_packed_command(connection.pack_commands(commands))
+
+    @staticmethod
+    def receive(connection: redis.Connection, count: int, deadline: Deadline) -> list[Any]:
         from redis.exceptions import ResponseError
 
-        connection.send_packed_command(connection.pack_commands(commands))
         answers: list[Any] = []
-        for _ in commands:
+        for _ in range(count):
             try:
                 answers.append(connection.read_response(timeout=deadline.remaining()))
             except ResponseError as exc:
                 answers.append(exc)
         return answers
 
-    def _finish(self, key: tuple[str, int, str | None], connection: redis.Connection,
-                answers: list[Any]) -> list[Any]:
+    def take(self, host: str, port: int, password: str | None) -> redis.Connection | None:
+        """The connection kept from an earlier run, if any (it leaves the idle set)."""
+        if not self.settings.persistent_connections:
+            return None
+        with self._lock:
+            return self._idle.pop((host, port, password), None)
+
+    def keep(self, host: str, port: int, password: str | None, connection: redis.Connection) -> None:
+        """Hand a connection that just answered back for the next run (or close it)."""
         if not self.settings.persistent_connections:
             connection.disconnect()
-            return answers
+            return
         with self._lock:
-            spare = self._idle.pop(key, None)
-            self._idle[key] = connection
+            spare = self._idle.pop((host, port, password), None)
+            self._idle[(host, port, password)] = connection
         if spare is not None:  # two runs of one target overlapped; keep one connection
             spare.disconnect()
-        return answers
 
 
 @functools.cache
@@ -485,22 +499,36 @@ def judge_instance(outcome: Outcome, report: InstanceReport, settings: Connectio
 def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], deadline: Deadline,
                password: str | None, max_workers: int
                ) -> dict[tuple[str, int], InstanceReport | tuple[Reason, str]]:
-    """Query several instances at once (at most `max_workers` in flight), each within the deadline.
+    """Query several instances at once, each within the deadline; every address gets its report or
+    the reason it could not be read.
 
-    Every address gets an answer: its report, or the reason it could not be read. An instance still
-    busy when the deadline passes counts as a timeout; its thread ends at its own socket timeout.
+    Kept connections are scatter-gathered from this thread: the commands go out on all of them
+    first, then the answers are read in turn, so the wait is the slowest node's, not the sum.
+    Instances without a usable kept connection are connected by worker threads (at most
+    `max_workers`). An instance still busy at the deadline is a timeout.
     """
     import concurrent.futures as cf
 
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 
-    def one(address: tuple[str, int]) -> list[Any] | tuple[Reason, str]:
-        # Only the exchange runs in the worker; parsing waits for the caller's thread, so the
-        # workers hold the GIL as little as possible and hand back as soon as bytes arrive.
+    commands = list(INSTANCE_COMMANDS)
+    results: dict[tuple[str, int], InstanceReport | tuple[Reason, str]] = {}
+    futures: dict[cf.Future[list[Any] | tuple[Reason, str]], tuple[str, int]] = {}
+    pool: cf.ThreadPoolExecutor | None = None
+
+    def fresh(address: tuple[str, int]) -> list[Any] | tuple[Reason, str]:
         try:
-            return connector.exchange(address[0], address[1], deadline, password, list(INSTANCE_COMMANDS))
+            return connector.fresh_exchange(address[0], address[1], deadline, password, commands)
         except (RedisError, OSError) as exc:
             return classify(exc)
+
+    def connect_later(address: tuple[str, int]) -> None:
+        nonlocal pool
+        if pool is None:
+            pool = cf.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(addresses))),
+                                         thread_name_prefix="redis-node")
+        futures[pool.submit(fresh, address)] = address
 
     def report(answers: list[Any] | tuple[Reason, str]) -> InstanceReport | tuple[Reason, str]:
         if isinstance(answers, tuple):
@@ -510,17 +538,40 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
         except RedisError as exc:
             return classify(exc)
 
-    results: dict[tuple[str, int], InstanceReport | tuple[Reason, str]] = {}
-    if not addresses:
-        return results
-    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(addresses))),
-                                 thread_name_prefix="redis-node")
     try:
-        futures = {pool.submit(one, address): address for address in addresses}
-        done, _ = cf.wait(futures, timeout=deadline.remaining())
-        for future, address in futures.items():
-            results[address] = (report(future.result()) if future in done
-                                else (Reason.TIMEOUT, "no answer in time"))
+        sent = []
+        for address in addresses:
+            kept = connector.take(address[0], address[1], password)
+            if kept is None:
+                connect_later(address)
+                continue
+            try:
+                connector.send(kept, commands)
+                sent.append((address, kept))
+            except (RedisError, OSError):
+                kept.disconnect()
+                connect_later(address)
+        for address, kept in sent:
+            try:
+                answers = connector.receive(kept, len(commands), deadline)
+            except RedisConnectionError as exc:
+                kept.disconnect()  # stale: restarted or closed by the server
+                if deadline.expired():
+                    results[address] = classify(exc)
+                else:
+                    connect_later(address)
+            except (RedisError, OSError) as exc:
+                kept.disconnect()
+                results[address] = classify(exc)
+            else:
+                connector.keep(address[0], address[1], password, kept)
+                results[address] = report(answers)
+        if futures:
+            done, _ = cf.wait(futures, timeout=deadline.remaining())
+            for future, address in futures.items():
+                results[address] = (report(future.result()) if future in done
+                                    else (Reason.TIMEOUT, "no answer in time"))
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return results
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    return {address: results[address] for address in addresses}
