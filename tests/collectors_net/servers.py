@@ -14,16 +14,17 @@ class TcpServer:
     """Accepts connections on 127.0.0.1:<free port> and hands each to `handler` in a thread."""
 
     def __init__(self, handler: Callable[[socket.socket], None],
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.handler = handler
         self.tls = tls
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind((host, 0))
         self.listener.listen(64)
         self.listener.settimeout(0.2)
         self.port: int = self.listener.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
         self.accepted = 0
@@ -68,8 +69,8 @@ class TcpServer:
 
 @contextlib.contextmanager
 def serving(handler: Callable[[socket.socket], None],
-            tls: ssl.SSLContext | None = None) -> Iterator[TcpServer]:
-    server = TcpServer(handler, tls)
+            tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[TcpServer]:
+    server = TcpServer(handler, tls, host)
     try:
         yield server
     finally:
@@ -104,6 +105,29 @@ def garbage(conn: socket.socket) -> None:
         conn.recv(4096)
     conn.sendall(b"\x00\x17\xfe garbage, not a protocol \x01\x02\n")
     conn.shutdown(socket.SHUT_WR)
+
+
+def http_ok(conn: socket.socket) -> None:
+    """A minimal HTTP/1.0-style server: reads the request head, answers 200 and closes."""
+    conn.settimeout(5)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return
+        head += chunk
+    host = next((line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                 if line.lower().startswith(b"host:")), b"")
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhost=" + host)
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 def closed_port() -> int:

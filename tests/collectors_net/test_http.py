@@ -13,7 +13,7 @@ from einvoice_exporter.outcome import Outcome, Reason
 
 from .conftest import Pki, server_context
 from .http_servers import BASIC_PASSWORD, BASIC_USER, BEARER_TOKEN, ForwardProxy, http_app
-from .servers import closed_port, garbage, read_then_reset, serving, silent
+from .servers import closed_port, garbage, http_ok, ipv6_available, read_then_reset, serving, silent
 
 
 def probe(settings: Settings, target: str, timeout: float = 3.0) -> Outcome:
@@ -210,6 +210,16 @@ def test_response_time_threshold(app):
     outcome = probe(Settings.model_validate({"max_response_time": "50ms"}), f"{app.url}/slow", timeout=3)
     assert reason(outcome) == Reason.THRESHOLD and "max_response_time" in outcome.failure.detail
     assert outcome.metrics.value("probe_http_status_code") == 200
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback on this machine")
+def test_ipv6_literal_url_and_http10_body_to_eof():
+    with serving(http_ok, host="::1") as server:
+        outcome = probe(Settings(fail_if_body_not_matches=[r"^host=\[::1\]:\d+$"]), f"http://{server.address}/")
+    assert outcome.success, outcome.failure
+    assert outcome.metrics.value("probe_ip_protocol") == 6
+    assert outcome.metrics.value("probe_http_version") == 1.0
+    assert outcome.metrics.value("probe_http_content_length") == -1  # no Content-Length: read to EOF
 
 
 def test_timeout_when_server_never_answers():

@@ -9,7 +9,7 @@ from einvoice_exporter.collectors.tcp import QueryResponse, Settings
 from einvoice_exporter.outcome import Reason
 
 from .conftest import Pki, server_context
-from .servers import closed_port, garbage, line_dialogue, resetting, serving, silent
+from .servers import closed_port, garbage, ipv6_available, line_dialogue, resetting, serving, silent
 
 
 def run(settings: Settings, target: str, timeout: float = 2.0):
@@ -104,6 +104,14 @@ def test_bad_targets_are_rejected_with_a_sentence(target: str, message: str):
 
 def test_ipv6_literal_target_is_accepted():
     assert tcp.validate_target("[::1]:443") == "[::1]:443"
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback on this machine")
+def test_ipv6_connect_and_ip_protocol_choice():
+    with serving(silent, host="::1") as server:
+        assert run(Settings(), server.address).metrics.value("probe_ip_protocol") == 6
+        wrong_family = run(Settings(ip_protocol="ip4"), server.address)
+    assert wrong_family.failure is not None and wrong_family.failure.reason == Reason.DNS
 
 
 def test_bad_regex_is_a_config_error_naming_the_key():
