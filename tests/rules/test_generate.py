@@ -1,0 +1,142 @@
+"""The generator is deterministic, the committed alert_rules/ equal a fresh generation, and the
+thresholds/calendar files fail with the key named when they are wrong."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from einvoice_core.catalogue import ITEMS
+from einvoice_core.generate import rules
+from einvoice_core.thresholds import (
+    DEFAULT_PATH,
+    ImportantPeriod,
+    ImportantPeriods,
+    ThresholdsError,
+    load_important_periods,
+    load_thresholds,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERT_RULES = ROOT / "alert_rules"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def _generate(into: Path) -> dict[str, str]:
+    (into / "alert_rules").mkdir(parents=True)
+    shutil.copy(ALERT_RULES / "important_periods.yml", into / "alert_rules" / "important_periods.yml")
+    paths = rules.write_all(into)
+    return {str(p.relative_to(into / "alert_rules")): p.read_text(encoding="utf-8") for p in paths}
+
+
+def test_committed_files_equal_a_fresh_generation(tmp_path: Path) -> None:
+    fresh = _generate(tmp_path)
+    assert fresh, "the generator wrote nothing"
+    stale = [name for name, text in fresh.items()
+             if (ALERT_RULES / name).read_text(encoding="utf-8") != text]
+    assert not stale, f"alert_rules/ is stale, run `make generate` and commit: {stale}"
+
+
+def test_generation_is_deterministic(tmp_path: Path) -> None:
+    assert _generate(tmp_path / "a") == _generate(tmp_path / "b")
+
+
+def _alert_rules() -> list[dict]:
+    out = []
+    for path in sorted(ALERT_RULES.glob("*.rules.yml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            out += [r for r in group["rules"] if "alert" in r]
+    return out
+
+
+def test_every_alert_has_severity_chinese_text_and_a_runbook_anchor_that_exists() -> None:
+    runbook = RUNBOOK.read_text(encoding="utf-8")
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', runbook))
+    alerts = _alert_rules()
+    assert len(alerts) > 40
+    for rule in alerts:
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        for key in ("summary", "description"):
+            assert re.search(r"[\u4e00-\u9fff]", rule["annotations"][key]), (rule["alert"], key)
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("docs/runbook.md#"), url
+        assert url.split("#", 1)[1] in anchors, f"docs/runbook.md has no anchor for {url}"
+
+
+def test_every_item_has_a_check_failing_alert_with_its_for_and_severity() -> None:
+    th = load_thresholds()
+    by_item = {r["labels"].get("item"): r for r in _alert_rules() if r["alert"] == "EinvoiceCheckFailing"}
+    assert sorted(by_item) == [i.id for i in ITEMS]
+    assert by_item["01"]["for"] == "2m" and by_item["01"]["labels"]["severity"] == "critical"
+    assert by_item["14"]["for"] == th.item_for("14") == "15m"
+    assert by_item["13"]["labels"]["severity"] == "warning"
+    assert "KAFKA消费状态检查" in by_item["13"]["annotations"]["summary"]
+
+
+def test_objective_follows_from_the_yearly_budget() -> None:
+    th = load_thresholds()
+    assert th.sla.objective == pytest.approx(1 - 12 / 8760)
+    assert round(th.sla.objective * 100, 3) == 99.863
+    sla = (ALERT_RULES / "einvoice-sla.rules.yml").read_text(encoding="utf-8")
+    assert "(14.4 * 0.001369863)" in sla and "(1 * 0.001369863)" in sla
+
+
+def _write(tmp_path: Path, text: str, name: str = "thresholds.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bad_threshold_names_the_key(tmp_path: Path) -> None:
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    broken = text.replace("  warning_days: 30", "  warning_days: 30\n  warnign_days: 31")
+    with pytest.raises(ThresholdsError, match=r"certificates\.warnign_days"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace('"14": {for: 15m}', '"14": {for: 15 minutes}')
+    with pytest.raises(ThresholdsError, match=r"items\.14\.for.*not a Prometheus duration"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace('"20": {for: 5m}', '"21": {for: 5m}')
+    with pytest.raises(ThresholdsError, match="not one of the contract's items"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace("  restore_warning_after: 20m", "  restore_warning_after: 40m")
+    with pytest.raises(ThresholdsError, match="restore_warning_after < restore_within"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace("  retention: 400d", "  retention: 15d")
+    with pytest.raises(ThresholdsError, match=r"sla.*retention must exceed a year"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace('{start: "14:30", end: "22:00"}', '{start: "22:00", end: "02:00"}')
+    with pytest.raises(ThresholdsError, match=r"routing\.onsite_hours\.1.*crosses midnight"):
+        load_thresholds(_write(tmp_path, broken))
+
+
+def test_important_periods_are_validated_and_split_by_month(tmp_path: Path) -> None:
+    path = _write(tmp_path, "periods:\n  - {name: x, start: 2027-02-10, end: 2027-02-01}\n", "cal.yml")
+    with pytest.raises(ThresholdsError, match=r"periods\.0.*end 2027-02-01 is before start"):
+        load_important_periods(path)
+    periods = ImportantPeriods(periods=(
+        ImportantPeriod(name="跨月", start="2026-12-30", end="2027-01-02"),  # type: ignore[arg-type]
+    ))
+    config = rules.alertmanager_config(load_thresholds(), periods)
+    interval = next(t for t in config["time_intervals"] if t["name"] == "important_periods")
+    assert interval["time_intervals"] == [
+        {"years": ["2026"], "months": ["december"], "days_of_month": ["30:31"], "location": "Asia/Shanghai"},
+        {"years": ["2027"], "months": ["january"], "days_of_month": ["1:2"], "location": "Asia/Shanghai"},
+    ]
+
+
+def test_alertmanager_target_is_substitutable() -> None:
+    target = rules.AlertmanagerTarget(notifier_url="http://127.0.0.1:9878/api/v1/webhook/alertmanager",
+                                      credentials_file="/tmp/demo/token")
+    text = rules.alertmanager_yaml(load_thresholds(), ImportantPeriods(), target=target)
+    body = text.split("\nroute:", 1)[1]
+    assert rules.NOTIFIER_URL not in body and rules.CREDENTIALS_FILE not in body
+    config = yaml.safe_load(text)
+    urls = {r["name"]: r["webhook_configs"][0]["url"] for r in config["receivers"]}
+    assert urls["second-line"] == "http://127.0.0.1:9878/api/v1/webhook/alertmanager?route=second_line"
+    assert urls["important-period"].endswith("?route=important_period")
+    assert {r["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"]
+            for r in config["receivers"]} == {"/tmp/demo/token"}
