@@ -277,6 +277,14 @@ def test_server_name_overrides_the_url_host(pki: Pki):
     assert outcome.success, outcome.failure
 
 
+def test_host_header_is_also_the_tls_server_name(pki: Pki):
+    with http_app(server_context(pki.wrong_host)) as server:
+        settings = Settings(headers={"Host": "portal.example.gov.cn:443"},
+                            tls_config=TlsClientSettings(ca_file=pki.ca.cert_path))
+        outcome = probe(settings, f"{server.url}/ok")
+    assert outcome.success, outcome.failure
+
+
 def test_client_certificate_required(pki: Pki):
     with http_app(server_context(pki.valid, client_ca=pki.ca.cert_path)) as server:
         without = probe(Settings(tls_config=TlsClientSettings(ca_file=pki.ca.cert_path)), f"{server.url}/ok")

@@ -304,6 +304,13 @@ class _Response:
         self.version, self.status, self.headers, self.body, self.tls = version, status, headers, body, tls
 
 
+def _host_without_port(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    name, sep, port = host.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else host
+
+
 def _parse_head(head: bytes) -> tuple[float, int, dict[str, str]]:
     lines = head.decode("latin-1").split("\n")
     status_line = lines[0].rstrip("\r").split(" ", 2)
@@ -363,6 +370,9 @@ class Collector:
         self.base_headers = self._base_headers()
         self.host_override = next((value for name, value in settings.headers.items()
                                    if name.lower() == "host"), None)
+        # like blackbox_exporter: a configured Host header is also the TLS server name, unless set
+        self.server_name = settings.tls_config.server_name or (
+            _host_without_port(self.host_override) if self.host_override else None)
         self.body = settings.body.encode("utf-8") if settings.body is not None else None
 
     def _authorization(self) -> str | None:
@@ -406,15 +416,14 @@ class Collector:
         phases["resolve"] += resolved - started
         add_ip_protocol(metrics, family)
         sock = connect(family, sockaddr, deadline)
+        if self.proxy is not None and url.scheme == "https":
+            self._tunnel(sock, url, deadline)  # the tunnel counts as connecting
         connected = time.perf_counter()
         phases["connect"] += connected - resolved
-        if self.proxy is not None and url.scheme == "https":
-            self._tunnel(sock, url, deadline)
         facts = None
         if url.scheme == "https":
             tls_started = time.perf_counter()
-            server_name = self.settings.tls_config.server_name or url.host
-            sock = tls_handshake(sock, self.context, server_name, deadline)
+            sock = tls_handshake(sock, self.context, self.server_name or url.host, deadline)
             facts = tls_facts(sock)
             phases["tls"] += time.perf_counter() - tls_started
         return sock, facts
