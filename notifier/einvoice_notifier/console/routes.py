@@ -316,8 +316,11 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
     def open_link(request: Request, ticket_id: int, action: str = "", exp: str = "",
                   sig: str = "") -> Response:
         problem = link_or_error(ticket_id, action, exp, sig)
+        who = viewer_of(request)
         if problem:
-            return page("error.html", 403, who=viewer_of(request), message=problem)
+            return page("error.html", 403, who=who, message=problem)
+        if who is not None and who.operator:  # logged in already: the full page with every action
+            return redirect(f"/console/tickets/{ticket_id}")
         return link_page(request, ticket_id, action, exp, sig)
 
     @router.post("/link/{ticket_id}/acknowledge", response_class=HTMLResponse)

@@ -185,3 +185,14 @@ def test_dead_letters_are_visible(stack):
     page = session.get(f"{stack.url}/console/outbox", timeout=10).text
     assert "backup" in page and "invalid_key" in page
     assert "console-revoked-key" not in page
+
+
+def test_a_logged_in_operator_following_a_link_gets_the_full_page(stack):
+    ticket = stack.ticket_of(stack.fire())
+    link = stack.delivered_link(ticket.id)
+    operator, _ = login(stack, "oper")
+    response = operator.get(link, timeout=10, allow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"/console/tickets/{ticket.id}"
+    viewer, _ = login(stack, "watcher")  # a viewer keeps what the link grants: acknowledging
+    page = viewer.get(link, timeout=10)
+    assert page.status_code == 200 and 'action="/console/link/' in page.text
