@@ -85,6 +85,13 @@ class WeChatRobotConfig(_Strict):
         if len(given) != 1:
             raise ValueError("set exactly one of webhook_url, webhook_url_file, key, key_file "
                              f"(got {', '.join(given) or 'none'})")
+        if self.webhook_url is not None:
+            url = expand_env(self.webhook_url.get_secret_value())
+            if not url.startswith(("https://", "http://")) or "key=" not in url:
+                raise ValueError("webhook_url must be the robot's whole URL, "
+                                 "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…")
+        if not self.base_url.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// or http://")
         for key in ("webhook_url_file", "key_file"):
             path = getattr(self, key)
             if path is not None and not path.is_file():

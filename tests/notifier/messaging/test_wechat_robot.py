@@ -125,6 +125,7 @@ def test_env_reference_for_the_key(wecom, clock, monkeypatch):
     ({"type": "wechat_robot", "name": "a"}, "exactly one of webhook_url"),
     ({"type": "wechat_robot", "name": "a", "key": "k", "webhook_url": "u"}, "exactly one"),
     ({"type": "wechat_robot", "name": "a", "key": "k", "max_per_minute": 30}, "max_per_minute"),
+    ({"type": "wechat_robot", "name": "a", "webhook_url": "k"}, "whole URL"),
     ({"type": "wechat_robot", "name": "a", "key": "k", "colour": "red"}, "colour"),
     ({"type": "wechat_robot", "name": "a b", "key": "k"}, "name"),
     ({"type": "pager", "name": "a"}, "type"),
