@@ -24,6 +24,8 @@ import base64
 import json
 import re
 import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -361,7 +363,10 @@ class _BodyMismatchError(ProbeError):
 class Collector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.context = settings.tls_config.context()
+        # files are loaded at once (a bad key fails at start); the system store only when an
+        # https URL is first probed, since most intranet health checks are plain http
+        self._context = settings.tls_config.context() if settings.tls_config.has_files() else None
+        self._context_lock = threading.Lock()
         self.body_bad = [re.compile(p) for p in settings.fail_if_body_matches]
         self.body_good = [re.compile(p) for p in settings.fail_if_body_not_matches]
         self.valid = set(settings.valid_status_codes)
@@ -374,6 +379,12 @@ class Collector:
         self.server_name = settings.tls_config.server_name or (
             _host_without_port(self.host_override) if self.host_override else None)
         self.body = settings.body.encode("utf-8") if settings.body is not None else None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._context_lock:
+            if self._context is None:
+                self._context = self.settings.tls_config.context()
+            return self._context
 
     def _authorization(self) -> str | None:
         """Read once per build (a reload re-reads `*_file`); never logged nor exported."""
@@ -423,7 +434,7 @@ class Collector:
         facts = None
         if url.scheme == "https":
             tls_started = time.perf_counter()
-            sock = tls_handshake(sock, self.context, self.server_name or url.host, deadline)
+            sock = tls_handshake(sock, self._tls_context(), self.server_name or url.host, deadline)
             facts = tls_facts(sock)
             phases["tls"] += time.perf_counter() - tls_started
         return sock, facts
