@@ -69,6 +69,9 @@ class _App(BaseHTTPRequestHandler):
             self._json(200, ACTUATOR_UP)
         elif path == "/actuator/health-down":
             self._json(503, ACTUATOR_DOWN)
+        elif path == "/json-types":
+            self._json(200, {"ok": True, "count": 3, "ratio": 1.0, "none": None, "code": "0000",
+                             "items": [{"state": "RUNNING"}, {"state": "IDLE"}]})
         elif path == "/not-json":
             self._send(200, b"<html>maintenance</html>", "text/html")
         elif path == "/error-page":

@@ -121,6 +121,30 @@ def test_actuator_down_fails_on_status_first(app):
     assert outcome.failure.detail == "json_expect: status is not equal to 'UP'"
 
 
+@pytest.mark.parametrize("expect, passes", [
+    ({"path": "ok", "equals": True}, True),
+    ({"path": "ok", "equals": "true"}, True),      # a string matches the JSON text of a boolean
+    ({"path": "ok", "equals": 1}, False),          # but 1 is not true
+    ({"path": "count", "equals": 3}, True),
+    ({"path": "count", "equals": 3.0}, True),
+    ({"path": "count", "equals": "3"}, True),
+    ({"path": "count", "equals": True}, False),
+    ({"path": "ratio", "equals": 1}, True),
+    ({"path": "none", "equals": None}, True),
+    ({"path": "code", "equals": "0000"}, True),
+    ({"path": "code", "equals": 0}, False),        # "0000" the string is not the number 0
+    ({"path": "items.1.state", "equals": "IDLE"}, True),
+    ({"path": "items.0.state", "regex": "^(RUNNING|IDLE)$"}, True),
+    ({"path": "items.2.state", "equals": "IDLE"}, False),
+    ({"path": "count", "regex": "^[0-9]+$"}, True),
+])
+def test_json_expect_types(app, expect: dict, passes: bool):
+    outcome = probe(Settings.model_validate({"json_expect": [expect]}), f"{app.url}/json-types")
+    assert outcome.success is passes, outcome.failure
+    if not passes:
+        assert reason(outcome) == Reason.BAD_CONTENT
+
+
 def test_json_missing_path_and_not_json(app):
     missing = probe(Settings(json_expect=[JsonExpect(path="components.kafka.status", equals="UP")]),
                     f"{app.url}/actuator/health")
