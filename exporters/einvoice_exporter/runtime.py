@@ -131,9 +131,12 @@ def execute(handle: _Handle, target: str, retries: int, run: _Run,
     handle.enter()
     try:
         while True:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return _timeout_outcome(timeout, "waited for a free worker past the deadline")
             run.attempts += 1
             try:
-                outcome = handle.check.run(target, max(deadline - monotonic(), 0.0))
+                outcome = handle.check.run(target, remaining)
             except Exception as exc:
                 log.exception("check of module %s raised on target %s (a collector bug)", handle.name, target)
                 return Outcome().fail(Reason.ERROR, f"collector raised {type(exc).__name__}")
