@@ -12,6 +12,12 @@ from pathlib import Path
 
 import pytest
 from einvoice_exporter.collectors import redis as redis_kind
+from einvoice_exporter.collectors._redis_common import (
+    IDLE_PRUNE_SECONDS,
+    ConnectionSettings,
+    Deadline,
+    RedisConnector,
+)
 from einvoice_exporter.outcome import Outcome, Reason
 from einvoice_exporter.schema import ExporterConfig
 from pydantic import ValidationError
@@ -354,3 +360,21 @@ def test_good_config_validates_without_importing_redis() -> None:
         "assert 'redis' not in sys.modules, 'validating a config imported redis'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+
+
+def test_idle_connections_of_targets_no_longer_scraped_are_closed(start_redis: StartRedis) -> None:
+    first, second = start_redis(name="first"), start_redis(name="second")
+    now = [1000.0]
+    connector = RedisConnector(ConnectionSettings(), clock=lambda: now[0])
+    deadline = Deadline(5)
+    try:
+        connector.exchange("127.0.0.1", first.port, deadline, None, [("PING",)])
+        connector.exchange("127.0.0.1", second.port, deadline, None, [("PING",)])
+        assert connector.kept() == 2
+        now[0] += IDLE_PRUNE_SECONDS + 1  # only `second` is still scraped after this
+        assert connector.exchange("127.0.0.1", second.port, Deadline(5), None, [("PING",)]) == [b"PONG"]
+        assert connector.kept() == 1
+        wait_until(lambda: len(first.client().client_list()) == 1, what="idle connection closed")
+    finally:
+        connector.close()
+    assert connector.kept() == 0

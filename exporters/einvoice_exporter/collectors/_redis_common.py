@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import redis
 
 DEFAULT_PORT = 6379
+IDLE_PRUNE_SECONDS = 600.0
+"""A kept connection unused this long is closed."""
 
 
 class RedisTls(StrictModel):
@@ -151,17 +153,20 @@ class RedisConnector:
     the runtime's business, within the same timeout.
     """
 
-    def __init__(self, settings: ConnectionSettings, credentials: Credentials | None = None) -> None:
+    def __init__(self, settings: ConnectionSettings, credentials: Credentials | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self._clock = clock
         self.credentials = credentials or Credentials(settings.username, settings.password,
                                                       settings.password_file)
-        self._idle: dict[tuple[str, int, str | None], redis.Connection] = {}
+        self._idle: dict[tuple[str, int, str | None], tuple[redis.Connection, float]] = {}
         self._lock = threading.Lock()
+        self._next_prune = 0.0
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = list(self._idle.values()), {}
-        for connection in idle:
+        for connection, _ in idle:
             connection.disconnect()
 
     def connection(self, host: str, port: int, deadline: Deadline,
@@ -252,18 +257,32 @@ class RedisConnector:
         if not self.settings.persistent_connections:
             return None
         with self._lock:
-            return self._idle.pop((host, port, password), None)
+            entry = self._idle.pop((host, port, password), None)
+        return entry[0] if entry else None
 
     def keep(self, host: str, port: int, password: str | None, connection: redis.Connection) -> None:
         """Hand a connection that just answered back for the next run (or close it)."""
         if not self.settings.persistent_connections:
             connection.disconnect()
             return
+        now = self._clock()
+        closing: list[redis.Connection] = []
         with self._lock:
             spare = self._idle.pop((host, port, password), None)
-            self._idle[(host, port, password)] = connection
-        if spare is not None:  # two runs of one target overlapped; keep one connection
-            spare.disconnect()
+            if spare is not None:  # two runs of one target overlapped; keep one connection
+                closing.append(spare[0])
+            self._idle[(host, port, password)] = (connection, now)
+            if now >= self._next_prune:  # nodes that left a cluster, targets no longer scraped
+                self._next_prune = now + IDLE_PRUNE_SECONDS
+                for key in [k for k, (_, used) in self._idle.items() if now - used > IDLE_PRUNE_SECONDS]:
+                    closing.append(self._idle.pop(key)[0])
+        for old in closing:
+            old.disconnect()
+
+    def kept(self) -> int:
+        """Connections kept idle now (for tests and the curious)."""
+        with self._lock:
+            return len(self._idle)
 
 
 @functools.cache
