@@ -22,7 +22,7 @@ win over holidays (24 h). Wall-clock deadlines (outages) do not use this module.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -127,6 +127,9 @@ class WorkingCalendar:
     """Answers "when does a clock of N working seconds, started at t, run out?"."""
 
     data: CalendarData
+    _spans: dict[dt.date, list[tuple[datetime, datetime]]] = field(
+        default_factory=dict, compare=False, repr=False)
+    """Per-day working intervals, computed once (every ticket asks for the same few days)."""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -134,6 +137,12 @@ class WorkingCalendar:
 
     def _day_spans(self, day: date) -> list[tuple[datetime, datetime]]:
         """Working intervals of one local day (UTC, sorted, merged)."""
+        cached = self._spans.get(day)
+        if cached is None:
+            cached = self._spans[day] = self._compute_day_spans(day)
+        return cached
+
+    def _compute_day_spans(self, day: date) -> list[tuple[datetime, datetime]]:
         tz = self.tz
         spans_text = self.data.onsite_hours
         for holiday in self.data.holidays:

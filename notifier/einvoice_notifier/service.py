@@ -149,10 +149,20 @@ class IngestResult:
 
 @dataclass(slots=True)
 class _Ctx:
-    """What one transaction produced, for waking the senders after commit."""
+    """What one transaction produced: rows written in bulk before commit, senders to wake after."""
 
     channels: set[str] = field(default_factory=set)
     messages: int = 0
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, conn: Connection) -> None:
+        """One executemany per table: statements compiled once, parameters sent as a batch."""
+        for table, rows in ((alert_events, self.events), (audit_log, self.audit), (db.outbox, self.outbox)):
+            if rows:
+                conn.execute(table.insert(), rows)
+                rows.clear()
 
 
 def severity_class_of(labels: Mapping[str, str]) -> str:
@@ -206,6 +216,7 @@ class TicketService:
         try:
             with self.engine.begin() as conn:
                 yield conn, ctx
+                ctx.flush(conn)
         finally:
             if self._write_lock is not None:
                 self._write_lock.release()
@@ -255,6 +266,7 @@ class TicketService:
                 seen = set(found)
             fresh = [(alert, key) for alert, key in keyed if key not in seen]
             existing = self._tickets_for(conn, [alert for alert, _ in fresh])
+            closed = self._closed_recently(conn, [alert for alert, _ in fresh], now)
             for alert, key in fresh:
                 if key in seen:  # the same alert twice in one payload
                     continue
@@ -262,27 +274,26 @@ class TicketService:
                 ticket_key = (alert.fingerprint, to_db(alert.starts_utc()))
                 row = existing.get(ticket_key)
                 if row is None:
-                    row = self._create_ticket(conn, ctx, notification, alert, now, route)
+                    row = self._create_ticket(conn, ctx, notification, alert, now, route, closed)
                     existing[ticket_key] = row
                     new_tickets += 1
                 ticket_id = row["id"]
-                conn.execute(alert_events.insert().values(
-                    event_key=key, ticket_id=ticket_id, status=alert.status, route=route,
-                    received_at=to_db(now)))
+                ctx.events.append({"event_key": key, "ticket_id": ticket_id, "status": alert.status,
+                                   "route": route, "received_at": to_db(now)})
                 new_events += 1
                 if alert.status == "resolved":
-                    row = self._alert_resolved(conn, row, alert, now)
+                    row = self._alert_resolved(conn, ctx, row, alert, now)
                     existing[ticket_key] = row
                 elif route == "second_line" and not row["second_line"]:
-                    row = self._change(conn, row, {"second_line": True}, SYSTEM_ACTOR, "second_line",
+                    row = self._change(conn, ctx, row, {"second_line": True}, SYSTEM_ACTOR, "second_line",
                                        "经二线路由送达", now)
                     existing[ticket_key] = row
                 self._enqueue(conn, ctx, row, alert.status, route, key, now)
-            conn.execute(notifications.insert().values(
-                group_key=notification.group_key, receiver=notification.receiver[:255],
-                status=notification.status, route=route, alert_count=len(notification.alerts),
-                new_events=new_events, truncated_alerts=notification.truncated_alerts,
-                received_at=to_db(now)))
+            conn.execute(notifications.insert(), {
+                "group_key": notification.group_key, "receiver": notification.receiver[:255],
+                "status": notification.status, "route": route, "alert_count": len(notification.alerts),
+                "new_events": new_events, "truncated_alerts": notification.truncated_alerts,
+                "received_at": to_db(now)})
         return IngestResult(len(notification.alerts), new_events, new_tickets, ctx.messages)
 
     def _tickets_for(self, conn: Connection, alerts: Sequence[Alert]) -> dict[tuple[str, Any], Any]:
@@ -293,14 +304,17 @@ class TicketService:
         return {(row["fingerprint"], row["starts_at"]): dict(row) for row in rows}
 
     def _create_ticket(self, conn: Connection, ctx: _Ctx, notification: Notification, alert: Alert,
-                       now: datetime, route: str) -> dict[str, Any]:
+                       now: datetime, route: str,
+                       closed: Mapping[tuple[str, str | None], list[tuple[datetime, int]]]) -> dict[str, Any]:
         labels = dict(alert.labels)
         severity_class = severity_class_of(labels)
         starts = alert.starts_utc()
         response, resolution = self.deadlines(severity_class, starts)
         target = labels.get("target") or labels.get("instance") or None
         alertname = labels.get("alertname", "")[:255]
-        recurrence = self._recurrence_of(conn, alertname, target, starts)
+        since = to_db(starts - timedelta(seconds=self.settings.recurrence_window))
+        recurrence = next((ticket_id for closed_at, ticket_id in closed.get((alertname, target), [])
+                           if closed_at >= since), None)  # type: ignore[operator]
         values: dict[str, Any] = {
             "fingerprint": alert.fingerprint, "starts_at": to_db(starts),
             "group_key": notification.group_key, "alertname": alertname, "item": _item_of(labels),
@@ -314,33 +328,41 @@ class TicketService:
             "response_breached": False, "resolution_breached": False, "escalated": False,
             "second_line": route == "second_line", "recurrence_of": recurrence,
         }
-        ticket_id = conn.execute(tickets.insert().values(**values)).inserted_primary_key[0]
+        ticket_id = conn.execute(tickets.insert(), values).inserted_primary_key[0]
         values["id"] = ticket_id
         for name in ("acknowledged_at", "in_progress_at", "resolved_at", "closed_at", "cause", "solution",
                      "resolved_locally"):
             values[name] = None
-        self._audit(conn, ticket_id, SYSTEM_ACTOR, "create", {},
+        self._audit(ctx, ticket_id, SYSTEM_ACTOR, "create", {},
                     {"state": "open", "severity_class": severity_class, "recurrence_of": recurrence},
                     "", now)
         return values
 
-    def _recurrence_of(self, conn: Connection, alertname: str, target: str | None,
-                       starts: datetime) -> int | None:
-        since = starts - timedelta(seconds=self.settings.recurrence_window)
-        same_target = tickets.c.target.is_(None) if target is None else tickets.c.target == target
-        return conn.execute(
-            select(tickets.c.id).where(tickets.c.alertname == alertname, same_target,
-                                       tickets.c.state == "closed", tickets.c.closed_at >= to_db(since))
-            .order_by(tickets.c.closed_at.desc()).limit(1)).scalar()
+    def _closed_recently(self, conn: Connection, alerts: Sequence[Alert],
+                         now: datetime) -> dict[tuple[str, str | None], list[tuple[datetime, int]]]:
+        """Closed tickets of these alertnames that a new alert could recur (newest first)."""
+        names = sorted({alert.labels.get("alertname", "")[:255] for alert in alerts})
+        if not names:
+            return {}
+        oldest = min(alert.starts_utc() for alert in alerts)
+        since = to_db(min(oldest, now) - timedelta(seconds=self.settings.recurrence_window))
+        found: dict[tuple[str, str | None], list[tuple[datetime, int]]] = {}
+        rows = conn.execute(
+            select(tickets.c.alertname, tickets.c.target, tickets.c.closed_at, tickets.c.id)
+            .where(tickets.c.alertname.in_(names), tickets.c.state == "closed", tickets.c.closed_at >= since)
+            .order_by(tickets.c.closed_at.desc()))
+        for alertname, target, closed_at, ticket_id in rows:
+            found.setdefault((alertname, target), []).append((closed_at, ticket_id))
+        return found
 
-    def _alert_resolved(self, conn: Connection, row: dict[str, Any], alert: Alert,
+    def _alert_resolved(self, conn: Connection, ctx: _Ctx, row: dict[str, Any], alert: Alert,
                         now: datetime) -> dict[str, Any]:
         ended = alert.ends_utc() or now
         changes: dict[str, Any] = {"ends_at": ended}
         if row["state"] in OPEN_STATES:
             changes |= {"state": "resolved", "resolved_at": ended}
             changes |= self._late_flags(row, ended, resolving=True)
-        return self._change(conn, row, changes, SYSTEM_ACTOR, "alert_resolved", "告警已恢复", now)
+        return self._change(conn, ctx, row, changes, SYSTEM_ACTOR, "alert_resolved", "告警已恢复", now)
 
     def _late_flags(self, row: Mapping[str, Any], at: datetime, resolving: bool) -> dict[str, Any]:
         changes: dict[str, Any] = {}
@@ -354,23 +376,24 @@ class TicketService:
 
     # -- audit and changes ---------------------------------------------------------------------
 
-    def _audit(self, conn: Connection, ticket_id: int, actor: str, action: str, before: Mapping[str, Any],
+    def _audit(self, ctx: _Ctx, ticket_id: int, actor: str, action: str, before: Mapping[str, Any],
                after: Mapping[str, Any], note: str, now: datetime) -> None:
-        conn.execute(audit_log.insert().values(
-            ticket_id=ticket_id, at=to_db(now), actor=actor[:128], action=action,
-            before_value=json.dumps({k: _jsonable(v) for k, v in before.items()}, ensure_ascii=False),
-            after_value=json.dumps({k: _jsonable(v) for k, v in after.items()}, ensure_ascii=False),
-            note=note))
+        ctx.audit.append({
+            "ticket_id": ticket_id, "at": to_db(now), "actor": actor[:128], "action": action,
+            "before_value": json.dumps({k: _jsonable(v) for k, v in before.items()}, ensure_ascii=False),
+            "after_value": json.dumps({k: _jsonable(v) for k, v in after.items()}, ensure_ascii=False),
+            "note": note})
 
-    def _change(self, conn: Connection, row: dict[str, Any], changes: Mapping[str, Any], actor: str,
-                action: str, note: str, now: datetime) -> dict[str, Any]:
+    def _change(self, conn: Connection, ctx: _Ctx, row: dict[str, Any], changes: Mapping[str, Any],
+                actor: str, action: str, note: str, now: datetime) -> dict[str, Any]:
         """Apply `changes` (aware datetimes) to the ticket row, audited; return the new row."""
         stored = {key: to_db(value) if isinstance(value, datetime) else value
                   for key, value in changes.items()}
         before = {key: _aware(row[key]) for key in changes}
-        conn.execute(update(tickets).where(tickets.c.id == row["id"])
-                     .values(**stored, updated_at=to_db(now)))
-        self._audit(conn, row["id"], actor, action, before, changes, note, now)
+        if stored:
+            conn.execute(update(tickets).where(tickets.c.id == row["id"]),
+                         {**stored, "updated_at": to_db(now)})
+        self._audit(ctx, row["id"], actor, action, before, changes, note, now)
         return {**row, **stored, "updated_at": to_db(now)}
 
     # -- outbox --------------------------------------------------------------------------------
@@ -388,19 +411,19 @@ class TicketService:
             parts = render_messages(view, event, url, self._max_bytes.get(channel, 4096), mentions,
                                     self.settings.template_dir)
             for index, message in enumerate(parts):
-                self._insert_message(conn, view.id, channel, event, f"{key}|{channel}|{index}", message, now)
+                self._insert_message(ctx, view.id, channel, event, f"{key}|{channel}|{index}", message, now)
                 ctx.messages += 1
             if parts:
                 ctx.channels.add(channel)
 
-    def _insert_message(self, conn: Connection, ticket_id: int, channel: str, event: str, dedupe_key: str,
+    def _insert_message(self, ctx: _Ctx, ticket_id: int, channel: str, event: str, dedupe_key: str,
                         message: Message, now: datetime) -> None:
-        conn.execute(db.outbox.insert().values(
-            dedupe_key=dedupe_key[:191], ticket_id=ticket_id, channel=channel, event=event,
-            format=message.format, content=message.content,
-            mentioned_mobiles=json.dumps(list(message.mentioned_mobiles)), ticket_url=message.ticket_url,
-            state="pending", attempts=0, next_attempt_at=to_db(now), created_at=to_db(now),
-            sent_at=None, last_error=""))
+        ctx.outbox.append({
+            "dedupe_key": dedupe_key[:191], "ticket_id": ticket_id, "channel": channel, "event": event,
+            "format": message.format, "content": message.content,
+            "mentioned_mobiles": json.dumps(list(message.mentioned_mobiles)),
+            "ticket_url": message.ticket_url, "state": "pending", "attempts": 0,
+            "next_attempt_at": to_db(now), "created_at": to_db(now), "sent_at": None, "last_error": ""})
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -468,7 +491,7 @@ class TicketService:
         if not actor:
             raise InvalidInputError("缺少操作人")
         now = self.clock()
-        with self._write() as (conn, _ctx):
+        with self._write() as (conn, ctx):
             row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)
                                .with_for_update()).mappings().first()
             if row is None:
@@ -476,7 +499,7 @@ class TicketService:
             current = dict(row)
             if current["state"] not in allowed:
                 raise InvalidTransitionError(ticket_id, current["state"], action)
-            current = self._change(conn, current, changes(current, now), actor, action, note, now)
+            current = self._change(conn, ctx, current, changes(current, now), actor, action, note, now)
         return self._view(current, now)
 
     def acknowledge(self, ticket_id: int, actor: str) -> TicketView:
@@ -543,7 +566,7 @@ class TicketService:
                     changes["resolution_breached"] = True
                     which.append("resolution")
                 note = "超过" + "、".join(_DEADLINE_ZH[w] for w in which)
-                row = self._change(conn, row, changes, SCHEDULER_ACTOR, "escalate", note, now)
+                row = self._change(conn, ctx, row, changes, SCHEDULER_ACTOR, "escalate", note, now)
                 for deadline in which:
                     self._enqueue(conn, ctx, row, "escalation", "second_line",
                                   f"escalation|{row['id']}|{deadline}", now)

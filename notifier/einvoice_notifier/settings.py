@@ -179,6 +179,8 @@ class Settings(StrictModel):
         _one_of(self.database_url, self.database_url_file, "database_url")
         _one_of(self.webhook_token, self.webhook_token_file, "webhook_token")
         _one_of(self.console_secret_key, self.console_secret_key_file, "console_secret_key")
+        if self.console_secret_key is not None and len(self.console_secret_key.get_secret_value()) < 16:
+            raise ValueError("console_secret_key must be at least 16 characters")
         missing = sorted({*self.routing.first_line, *self.routing.second_line} - set(self.channel_names()))
         if missing:
             raise ValueError(f"routing names channels that are not configured: {', '.join(missing)}")

@@ -1,0 +1,152 @@
+"""Webhook ingest throughput and latency of einvoice-notifier, into SQLite and into MariaDB.
+
+Starts the real notifier (`python -m einvoice_notifier.cli`, its own process) and, for MariaDB, a
+throwaway mariadbd on a free port; posts Alertmanager v4 notifications of 50 new alerts each, from
+`--concurrency` client threads; prints alerts/s and p50/p99 request latency; then checks that every
+alert has its ticket and its outbox message (nothing lost, nothing twice).
+
+    .venv/bin/python benchmarks/notifier_ingest.py [--batches 100] [--concurrency 4] \
+        [--backends sqlite,mariadb]
+
+Aim (issue 5): ≥ 500 alerts/s on SQLite with p99 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+import yaml
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from einvoice_notifier import db  # noqa: E402
+
+from tests.notifier.support import MariaDB  # noqa: E402
+from tests.support.procs import Proc, free_port  # noqa: E402
+
+TOKEN = "bench-token"
+BATCH = 50
+
+
+def payload(batch: int, now: str) -> bytes:
+    alerts = [{
+        "status": "firing",
+        "labels": {"alertname": f"EinvoiceBench{batch % 7}", "severity": "critical", "item": "05",
+                   "zone": "extranet", "target": f"http://intake-{batch}-{index}:7001/health"},
+        "annotations": {"summary": "受理服务健康检查失败", "description": "连续 3 次探测失败"},
+        "startsAt": now, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": f"{batch:08x}{index:08x}",
+    } for index in range(BATCH)]
+    return json.dumps({"version": "4", "groupKey": f"{{}}:{{batch=\"{batch}\"}}", "truncatedAlerts": 0,
+                       "status": "firing", "receiver": "notifier", "groupLabels": {}, "commonLabels": {},
+                       "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+                       "alerts": alerts}).encode()
+
+
+def run(backend: str, url: str, work: Path, batches: int, concurrency: int) -> dict[str, float]:
+    port = free_port()
+    config = {
+        "listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}", "database_url": url,
+        "webhook_token": TOKEN, "console_secret_key": "bench-console-secret-key",
+        "channels": [{"type": "console", "name": "console", "path": str(work / f"{backend}.log"),
+                      "stdout": False}],
+    }
+    (work / f"{backend}.yml").write_text(yaml.safe_dump(config))
+    proc = Proc([sys.executable, "-m", "einvoice_notifier.cli", "--config", str(work / f"{backend}.yml"),
+                 "--log-level", "warning"], log=work / f"{backend}-notifier.log",
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.wait_port(port, timeout=60)
+    endpoint = f"http://127.0.0.1:{port}/api/v1/webhook/alertmanager"
+    now = datetime.now(UTC).isoformat()
+    bodies = [payload(batch, now) for batch in range(batches)]
+    sessions: dict[int, requests.Session] = {}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def post(index: int) -> float:
+        import threading
+
+        session = sessions.setdefault(threading.get_ident(), requests.Session())
+        started = time.perf_counter()
+        answer = session.post(endpoint, data=bodies[index], headers=headers, timeout=60)
+        elapsed = time.perf_counter() - started
+        if answer.status_code != 200:
+            raise RuntimeError(f"{backend}: HTTP {answer.status_code}: {answer.text[:200]}")
+        return elapsed
+
+    try:
+        for warm in range(3):  # warm-up: connections, first inserts (not counted, other fingerprints)
+            requests.post(endpoint, data=payload(10_000_000 + warm, now), headers=headers, timeout=60)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(post, range(batches)))
+        wall = time.perf_counter() - started
+    finally:
+        proc.stop()
+    engine = db.make_engine(url)
+    with engine.connect() as conn:
+        tickets = conn.execute(select(func.count()).select_from(db.tickets)).scalar()
+        messages = conn.execute(select(func.count()).select_from(db.outbox)).scalar()
+        distinct = conn.execute(select(func.count(func.distinct(db.tickets.c.fingerprint)))).scalar()
+    engine.dispose()
+    expected = (batches + 3) * BATCH
+    latencies.sort()
+    result = {
+        "alerts_per_s": batches * BATCH / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "tickets": float(tickets or 0), "expected": float(expected),
+    }
+    lost = expected - (tickets or 0)
+    print(f"{backend:8s} {batches} batches x {BATCH} alerts, {concurrency} clients: "
+          f"{result['alerts_per_s']:.0f} alerts/s, p50 {result['p50_ms']:.1f} ms, "
+          f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
+          f"tickets {tickets}/{expected}, messages {messages}, distinct alerts {distinct}, lost {lost}")
+    if tickets != expected or messages != expected or distinct != expected:
+        raise SystemExit(f"{backend}: alerts lost or duplicated")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--backends", default="sqlite,mariadb")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+        work = Path(tmp)
+        results = {}
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                results[backend] = run(backend, f"sqlite:///{work / 'bench.db'}", work, args.batches,
+                                       args.concurrency)
+            elif backend == "mariadb":
+                server = MariaDB(work / "mariadb").start()
+                try:
+                    results[backend] = run(backend, server.new_database(), work, args.batches,
+                                           args.concurrency)
+                finally:
+                    server.stop()
+            else:
+                raise SystemExit(f"unknown backend {backend!r}")
+        sqlite = results.get("sqlite")
+        if sqlite is not None:
+            verdict = "met" if sqlite["alerts_per_s"] >= 500 and sqlite["p99_ms"] < 100 else "NOT met"
+            print(f"aim (SQLite ≥ 500 alerts/s, p99 < 100 ms): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
