@@ -167,9 +167,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _discard_body(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(min(length, 1 << 20))
+        """Read a request body nobody needs, so the kept-alive connection stays in step."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > 1 << 16:
+            self.close_connection = True
+        elif length > 0:
+            self.rfile.read(length)
 
     def _authorised(self) -> bool:
         auth = self.server.app.security.auth

@@ -148,6 +148,18 @@ def test_reload_rotates_basic_auth_users_and_refuses_to_switch_tls(serve, pki, t
     assert "einvoice_exporter_config_last_reload_successful 0.0" in metrics, "the new users are not in force"
 
 
+def test_configured_response_headers_are_sent(serve, tmp_path: Path):
+    web = load_web_config(write(tmp_path / "web.yml", """
+http_server_config:
+  headers: {X-Frame-Options: deny, X-Content-Type-Options: nosniff}
+"""))
+    served = serve(runtime(), web)
+    for path in ("/", "/metrics", "/nothing"):
+        _, _, headers = http_get(served.url + path)
+        assert headers["X-Frame-Options"] == "deny"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_bcrypt_verdicts_are_cached():
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4))
     from pydantic import SecretStr
