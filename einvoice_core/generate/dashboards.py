@@ -340,7 +340,10 @@ def item_var(items: Sequence[str] | None = None) -> dict[str, Any]:
     """The item picker shows the Chinese name and passes the two-digit number."""
     selector = 'zone=~"$zone"' + (f', item=~"{"|".join(items)}"' if items else "")
     definition = f"query_result(max by (item, name, zone) (einvoice_item_info{{{selector}}}))"
-    return query_var("item", "监控项", definition, regex='/item="(?<value>[^"]+)".*name="(?<text>[^"]+)"/')
+    var = query_var("item", "监控项", definition, regex='/item="(?<value>[^"]+)".*name="(?<text>[^"]+)"/')
+    if items:
+        var["allValue"] = "|".join(items)  # "All" means this dashboard's items, not every item
+    return var
 
 
 def check_var(metric: str = "einvoice_check_up") -> dict[str, Any]:

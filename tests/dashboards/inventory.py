@@ -43,11 +43,13 @@ _KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_r
 _GRAFANA_RANGES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "30s"}
 
 
-def substitute(expr: str) -> str:
-    """Grafana's macros and template variables replaced as Grafana would with "All" selected."""
+def substitute(expr: str, all_values: dict[str, str] | None = None) -> str:
+    """Grafana's macros and template variables replaced as Grafana would with "All" selected
+    (the variable's `allValue`, `.*` when it has none)."""
     for macro, value in _GRAFANA_RANGES.items():
         expr = expr.replace(macro, value)
-    return re.sub(r"\$\{?[A-Za-z_]\w*\}?", ".*", expr)
+    values = all_values or {}
+    return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: values.get(m.group(1), ".*"), expr)
 
 
 def metric_names(expr: str) -> set[str]:
@@ -93,6 +95,13 @@ class Query:
     """Panel title, or `$name` for a template variable."""
     ref: str
     expr: str
+    all_values: tuple[tuple[str, str], ...] = ()
+    """The dashboard's variables and the value "All" stands for."""
+
+    @property
+    def resolved(self) -> str:
+        """The expression as Grafana sends it with every variable on "All"."""
+        return substitute(self.expr, dict(self.all_values))
 
     @property
     def key(self) -> str:
@@ -115,12 +124,16 @@ def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 def queries(boards: dict[str, dict[str, Any]]) -> list[Query]:
     result = []
     for board in boards.values():
+        variables = board["templating"]["list"]
+        all_values = tuple((var["name"], var.get("allValue") or ".*") for var in variables)
         for panel in panels(board):
             for target in panel.get("targets", []):
-                result.append(Query(board["uid"], panel["title"], target["refId"], target["expr"]))
-        for var in board["templating"]["list"]:
+                result.append(Query(board["uid"], panel["title"], target["refId"], target["expr"],
+                                    all_values))
+        for var in variables:
             if var["type"] == "query":
-                result.append(Query(board["uid"], f"${var['name']}", "var", variable_expr(var["definition"])))
+                result.append(Query(board["uid"], f"${var['name']}", "var", variable_expr(var["definition"]),
+                                    all_values))
     return result
 
 
@@ -137,11 +150,18 @@ def declared_metrics(package: Path, prefixes: tuple[str, ...]) -> set[str]:
     """Names a package declares: the first string argument (or `name=`) of a metric-declaring call,
     with the suffixes prometheus_client adds (`_total` for counters, `_bucket/_sum/_count`), and
     string constants that are a whole metric name with one of `prefixes` (collectors keep tables
-    of INFO field -> metric name)."""
+    of INFO field -> metric name), and `f"<prefix>{key}"` names over the module's snake_case
+    constants (a static over-approximation: the live test checks what really appears)."""
     names: set[str] = set()
     for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        words = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                 and isinstance(node.value, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,40}", node.value)}
         for node in ast.walk(tree):
+            head = node.values[0] if isinstance(node, ast.JoinedStr) and len(node.values) == 2 else None
+            if isinstance(head, ast.Constant) and str(head.value).startswith(prefixes):
+                # f"elasticsearch_cluster_health_{key}" over a table of keys in the same module
+                names.update(f"{head.value}{word}" for word in words)
             if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and node.value.startswith(prefixes) and re.fullmatch(r"[a-z_][a-z0-9_]*", node.value)):
                 names.add(node.value)
