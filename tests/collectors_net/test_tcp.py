@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from einvoice_exporter.collectors import tcp
 from einvoice_exporter.collectors._net import TlsClientSettings
@@ -89,6 +91,30 @@ def test_tls_with_untrusted_certificate_fails_as_tls(pki: Pki):
         outcome = run(settings, server.address)
     assert outcome.failure is not None and outcome.failure.reason == Reason.TLS
     assert "certificate" in outcome.failure.detail
+
+
+def test_starttls_dialogue_upgrades_and_reports_the_certificate(pki: Pki):
+    tls_ctx = server_context(pki.valid)
+
+    def smtp_like(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        conn.sendall(b"220 gateway ready\r\n")
+        if conn.recv(4096).strip() != b"STARTTLS":
+            return
+        conn.sendall(b"220 go ahead\r\n")
+        secure = tls_ctx.wrap_socket(conn, server_side=True)
+        secure.sendall(b"250 secure\r\n")
+        secure.recv(1)
+
+    settings = Settings(tls_config=TlsClientSettings(ca_file=pki.ca.cert_path, server_name="localhost"),
+                        query_response=[QueryResponse(expect="^220 gateway"), QueryResponse(send="STARTTLS"),
+                                        QueryResponse(expect="^220 go", starttls=True),
+                                        QueryResponse(expect="^250 secure$")])
+    with serving(smtp_like) as server:
+        outcome = run(settings, server.address)
+    assert outcome.success, outcome.failure
+    assert outcome.metrics.value("probe_ssl_earliest_cert_expiry") == pytest.approx(
+        pki.valid.not_after.timestamp(), abs=1)
 
 
 @pytest.mark.parametrize("target, message", [
