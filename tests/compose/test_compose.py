@@ -26,6 +26,16 @@ PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "exporter": 
 """The fixed ports of the team contract (exporter 9877, notifier 9878) and the tools' defaults."""
 
 
+SERVICE_KEYS = {
+    "build", "command", "depends_on", "entrypoint", "env_file", "environment", "expose", "healthcheck",
+    "image", "ports", "read_only", "restart", "secrets", "security_opt", "tmpfs", "user", "volumes",
+    "working_dir", "logging", "labels", "networks", "stop_grace_period", "ulimits", "mem_limit", "cpus",
+}
+"""Keys of the Compose Specification's service object this file may use (a typo is not ignored)."""
+HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
+TOP_LEVEL_KEYS = {"name", "services", "volumes", "secrets", "networks", "configs"}
+
+
 def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
@@ -62,6 +72,18 @@ def _command_flag(service: dict[str, Any], flag: str) -> str:
         if arg.startswith(f"{flag}="):
             return arg.split("=", 1)[1]
     raise AssertionError(f"{flag} not in {service['command']}")
+
+
+def test_keys_are_compose_specification_keys(compose: dict[str, Any]) -> None:
+    assert {key for key in compose if not key.startswith("x-")} <= TOP_LEVEL_KEYS
+    for name, service in compose["services"].items():
+        assert set(service) <= SERVICE_KEYS, f"{name}: unknown keys {set(service) - SERVICE_KEYS}"
+        assert set(service["healthcheck"]) <= HEALTHCHECK_KEYS, name
+        assert ("image" in service) or ("build" in service), name
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"\d+:\d+", port), f"{name}: port {port!r} must be quoted HOST:CONTAINER"
+        for dependency in service.get("depends_on", []):
+            assert dependency in compose["services"], f"{name} depends on unknown {dependency}"
 
 
 def test_services_each_with_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -114,6 +136,12 @@ def test_secrets_are_files_never_committed(compose: dict[str, Any]) -> None:
                                  capture_output=True, check=False)
         assert tracked.returncode != 0, f"{spec['file']} is committed"
         assert name in generator
+    for name, service in compose["services"].items():
+        for env_file in service.get("env_file", []):
+            path = REPO / (env_file["path"] if isinstance(env_file, dict) else env_file)
+            assert path.parent == REPO / "deploy" / "secrets", f"{name}: env_file outside deploy/secrets"
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=REPO, check=False)
+            assert ignored.returncode == 0, f"{path} is not git-ignored"
     used = {s for service in compose["services"].values() for s in service.get("secrets", [])}
     assert used == set(secrets)
     assert "notifier_webhook_token" in compose["services"]["alertmanager"]["secrets"]
