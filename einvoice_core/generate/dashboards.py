@@ -87,8 +87,8 @@ def load_objectives(path: Path | None = None) -> Objectives:
         probe_latency_seconds=cfg.latency.good_seconds,
         redis_memory_ratio=cfg.redis.memory_ratio_warning,
         kafka_lag_seconds=kafka_lag,
-        service_names={key: service.name_zh for key, service in sorted(cfg.services.items())},
-        service_items={key: tuple(service.items) for key, service in sorted(cfg.services.items())},
+        service_names={key: cfg.services[key].name_zh for key in SERVICE_NAMES_ZH},
+        service_items={key: tuple(cfg.services[key].items) for key in SERVICE_NAMES_ZH},
     )
 
 
@@ -424,6 +424,18 @@ def ratio_steps(objective: float) -> dict[str, Any]:
     return steps((None, RED), (objective, GREEN))
 
 
+def _services_text(obj: Objectives) -> str:
+    """Markdown naming each SLA service's items, so a reader knows what an outage counts."""
+    lines = ["业务服务的宕机定义（见运行手册 `docs/runbook.md#outage-definition`）：服务所含任一监控项的检"
+             "查失败即计为"
+             "宕机，宕机时间计入年度预算。"]
+    for key, name in obj.service_names.items():
+        items = [item for item in ITEMS if item.id in obj.service_items.get(key, ())]
+        if items:
+            lines.append(f"- **{name}**（{key}）：{_items_text(items)}")
+    return "\n".join(lines)
+
+
 def _items_text(items: Iterable[Item]) -> str:
     return "、".join(f"{item.id} {item.name_zh}" for item in items)
 
@@ -492,6 +504,7 @@ def sla(obj: Objectives) -> Dashboard:
     budget_h = obj.outage_budget_seconds / 3600
     objective_pct = f"{obj.availability * 100:.3f}%"
     panels: list[Panel] = [
+        text_panel("服务与宕机定义", _services_text(obj), h=4),
         row("可用性"),
         gauge("本月可用性", f"本月至今各服务处于正常（非宕机）状态的时间比例，目标 {objective_pct}。",
               [query("avg_over_time(einvoice:service_up[$__range])", "{{service}}", instant=True)],
@@ -508,19 +521,20 @@ def sla(obj: Objectives) -> Dashboard:
              w=8, h=8, unit="percentunit", decimals=3, thresholds=ratio_steps(obj.availability),
              text_mode="value_and_name", overrides=service_overrides(obj)),
         row("宕机时间预算（每年不超过 12 小时，单次不超过 2 小时）"),
-        bargauge("本年已用宕机时间", f"本年累计宕机时间，与每年 {budget_h:.0f} 小时的预算比较。",
+        bargauge("年度已用宕机时间（近 365 天）",
+                 f"近 365 天累计宕机时间（记录规则按分钟计），与每年 {budget_h:.0f} 小时的预算比较。",
                  [query("einvoice:service_outage_seconds_year", "{{service}}", instant=True)], w=8, h=7,
                  unit="s", maximum=obj.outage_budget_seconds,
                  thresholds=steps((None, GREEN), (obj.outage_budget_seconds * 0.75, AMBER),
                                   (obj.outage_budget_seconds, RED)), overrides=service_overrides(obj)),
-        bargauge("宕机预算剩余",
-                 f"本年宕机时间预算剩余比例；低于 {obj.budget_remaining_warning_ratio:.0%} 时告警。",
+        bargauge("年度宕机预算剩余",
+                 f"近 365 天宕机时间预算剩余比例；低于 {obj.budget_remaining_warning_ratio:.0%} 时告警。",
                  [query("einvoice:service_outage_budget_remaining:ratio", "{{service}}", instant=True)],
                  w=8, h=7, unit="percentunit", maximum=1,
                  thresholds=steps((None, RED), (obj.budget_remaining_warning_ratio, AMBER), (0.5, GREEN)),
                  overrides=service_overrides(obj)),
-        bargauge("本年最长单次宕机",
-                 f"本年最长一次宕机的时长，上限 {obj.max_single_outage_seconds / 3600:.0f} 小时。",
+        bargauge("年度最长单次宕机（近 365 天）",
+                 f"近 365 天内最长一次宕机的时长，上限 {obj.max_single_outage_seconds / 3600:.0f} 小时。",
                  [query("einvoice:service_outage_longest_seconds_year", "{{service}}", instant=True)],
                  w=8, h=7, unit="s", maximum=obj.max_single_outage_seconds,
                  thresholds=steps((None, GREEN), (obj.restore_seconds, AMBER),

@@ -145,8 +145,8 @@ def test_sla_panels_compare_against_the_thresholds_file() -> None:
         return [s["value"] for s in by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
 
     assert steps("本月可用性") == [None, 0.995]
-    assert by_title["本年已用宕机时间"]["fieldConfig"]["defaults"]["max"] == 6 * 3600
-    assert by_title["本年最长单次宕机"]["fieldConfig"]["defaults"]["max"] == 3600
+    assert by_title["年度已用宕机时间（近 365 天）"]["fieldConfig"]["defaults"]["max"] == 6 * 3600
+    assert by_title["年度最长单次宕机（近 365 天）"]["fieldConfig"]["defaults"]["max"] == 3600
     assert steps("本级解决率") == [None, 0.7]
     assert by_title["本月可用性"]["timeFrom"] == "now/M" and by_title["本年可用性"]["timeFrom"] == "now/y"
     shipped = dashboards.load_objectives()
