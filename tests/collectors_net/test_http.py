@@ -344,10 +344,15 @@ def test_proxy_plain_and_connect(app, tls_app, pki: Pki):
     ("http://user:pw@intake/", "credentials"),
     ("http://intake:99999/", "valid URL"),
     ("http:///path", "no host"),
+    ("http://intake/发票/health", "percent-encode"),
 ])
 def test_bad_targets(target: str, message: str):
     with pytest.raises(ValueError, match=message):
         http.validate_target(target)
+
+
+def test_internationalised_host_is_accepted():
+    assert http.validate_target("https://税务.中国/api/health") == "https://税务.中国/api/health"
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -356,6 +361,7 @@ def test_bad_targets(target: str, message: str):
     ({"headers": {"Authorization": "x"}, "bearer_token": "t"}, "conflicts"),
     ({"headers": {"Bad Name": "x"}}, "valid HTTP token"),
     ({"headers": {"X": "a\r\nInjected: 1"}}, "line breaks"),
+    ({"headers": {"X-Name": "广西"}}, "must be ASCII"),
     ({"fail_if_body_matches": ["("]}, "not a valid regular expression"),
     ({"proxy_url": "socks5://p:1080"}, "http:// URL"),
     ({"tls_config": {"ca_file": "/nonexistent/ca.pem"}}, "ca_file"),

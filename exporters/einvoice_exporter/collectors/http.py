@@ -137,6 +137,8 @@ class Settings(StrictModel):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
             if "\r" in text or "\n" in text:
                 raise ValueError(f"header {name}: the value cannot contain line breaks")
+            if not text.isascii():
+                raise ValueError(f"header {name}: the value must be ASCII (percent- or base64-encode it)")
             if name.lower() in ("content-length", "connection", "transfer-encoding"):
                 raise ValueError(f"header {name} is set by the probe itself")
         return value
@@ -199,11 +201,16 @@ def _parse_url(text: str) -> _Url:
         raise ValueError("credentials in the URL would show in the target label; use basic_auth")
     default = 443 if parts.scheme == "https" else 80
     host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # 税务.中国 -> xn--...
+        except UnicodeError:
+            raise ValueError(f"host {host!r} is not a valid internationalised name") from None
     netloc_host = f"[{host}]" if ":" in host else host
     host_header = netloc_host if port in (None, default) else f"{netloc_host}:{port}"
     path = parts.path or "/"
-    if any(ch in path + parts.query for ch in " \r\n"):
-        raise ValueError("the URL contains spaces or line breaks; percent-encode them")
+    if any(ch in path + parts.query for ch in " \r\n") or not (path + parts.query).isascii():
+        raise ValueError("the URL contains spaces, line breaks or non-ASCII characters; percent-encode them")
     request_target = path + (f"?{parts.query}" if parts.query else "")
     return _Url(text, parts.scheme, host, port or default, host_header, request_target)
 
