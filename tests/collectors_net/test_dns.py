@@ -137,6 +137,13 @@ def test_settings_errors(raw: dict, message: str):
         Settings.model_validate(raw)
 
 
+def test_internationalised_name_is_queried_in_punycode(responder):
+    assert dns_collector.validate_target("税务.中国") == "税务.中国"
+    outcome = probe(Settings(resolver=responder.address), "税务.gx.example")
+    assert reason(outcome) == Reason.DNS  # NXDOMAIN from the responder, so it was asked
+    assert responder.queries[-1][1] == "xn--zfr703g.gx.example."
+
+
 def test_resolver_forms():
     assert Settings(resolver="[::1]:5353").resolver == "[::1]:5353"
     assert Settings(resolver="::1").resolver == "::1"

@@ -94,8 +94,18 @@ def _resolver_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+def _ascii_name(target: str) -> str:
+    name = target.strip()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")  # 税务.中国 -> xn--...
+        except UnicodeError:
+            raise ValueError(f"{target!r} is not a valid internationalised DNS name") from None
+    return name
+
+
 def validate_target(target: str) -> str:
-    name = target.strip().rstrip(".")
+    name = _ascii_name(target).rstrip(".")
     if not name or len(name) > 253:
         raise ValueError("the target is a DNS name of at most 253 characters")
     if "://" in name or "/" in name or ":" in name:
@@ -123,6 +133,7 @@ class Collector:
         started = time.perf_counter()
         try:
             validate_target(name)
+            name = _ascii_name(name)
             if self.server is not None:
                 answers = self._query_server(name, deadline, outcome)
             elif self.settings.query_type in ("A", "AAAA"):
