@@ -8,6 +8,7 @@ deterministic (no clock, no dict-order surprises): tests regenerate and diff aga
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -79,6 +80,14 @@ def dump(data: Any) -> str:
 def _expr(text: str) -> str:
     text = text.strip()
     return _Literal(text + "\n") if "\n" in text else text
+
+
+_ZH_UNITS = {"y": "年", "w": "周", "d": "天", "h": "小时", "m": "分钟", "s": "秒", "ms": "毫秒"}
+
+
+def _zh(duration: str) -> str:
+    """A Prometheus duration as people read it: "1h30m" -> "1 小时 30 分钟"."""
+    return " ".join(f"{n} {_ZH_UNITS[unit]}" for n, unit in re.findall(r"(\d+)(ms|[ywdhms])", duration))
 
 
 def _num(value: float) -> str:
@@ -155,7 +164,7 @@ def item_groups(th: Thresholds) -> list[dict[str, Any]]:
             th.item_severity(item.id),
             f"【{item.id} {item.name_zh}】检查 {{{{ $labels.check }}}} 失败",
             f"{zone_zh}第 {item.id} 项“{item.name_zh}”的检查 {{{{ $labels.check }}}}"
-            f"（目标 {{{{ $labels.target }}}}）已连续失败超过 {for_}。"
+            f"（目标 {{{{ $labels.target }}}}）已连续失败超过 {_zh(for_)}。"
             f"请检查：{item.meaning_zh}。失败原因见 einvoice_check_failures_total 的 reason 标签。",
             for_=for_, anchor=f"einvoicecheckfailing-{item.id}",
             labels={"item": item.id},  # one rule per item: keeps promtool's duplicate-rule lint clean
@@ -204,7 +213,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         "【{{ $labels.item }}】接口 {{ $labels.target }} 响应缓慢",
         "检查 {{ $labels.check }} 的探测耗时 {{ $value | humanize }} 秒，超过该项阈值（"
         + "，".join(f"第 {'、'.join(items)} 项 {_num(alert_s)} 秒" for _g, alert_s, items in latency)
-        + f"）已持续 {th.latency.alert_for}。"
+        + f"）已持续 {_zh(th.latency.alert_for)}。"
         "请查看 probe_http_duration_seconds 的各阶段耗时（DNS、连接、TLS、处理）定位慢在哪一段。",
         for_=th.latency.alert_for,
     ))
@@ -235,7 +244,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         Severity.WARNING,
         "【{{ $labels.item }}】Redis {{ $labels.target }} 内存接近 maxmemory",
         "Redis {{ $labels.target }} 已用内存为 maxmemory 的 {{ $value | humanizePercentage }}，"
-        f"超过 {red.memory_ratio_warning:.0%} 已持续 {red.memory_for}。"
+        f"超过 {red.memory_ratio_warning:.0%} 已持续 {_zh(red.memory_for)}。"
         "请查看大键、过期策略与淘汰（evicted_keys），必要时扩容或清理。",
         for_=red.memory_for,
     ))
@@ -244,7 +253,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         "redis_cluster_state == 0",
         Severity.CRITICAL,
         "【{{ $labels.item }}】Redis 集群 {{ $labels.target }} 状态异常（cluster_state 非 ok）",
-        f"Redis 集群 {{{{ $labels.target }}}} 的 cluster_state 不是 ok 已持续 {red.cluster_state_for}，"
+        f"Redis 集群 {{{{ $labels.target }}}} 的 cluster_state 不是 ok 已持续 {_zh(red.cluster_state_for)}，"
         "集群拒绝读写。请执行 CLUSTER INFO / CLUSTER NODES 查看失败节点与槽位。",
         for_=red.cluster_state_for,
     ))
@@ -253,7 +262,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         "redis_cluster_slots_fail + redis_cluster_slots_pfail > 0",
         Severity.WARNING,
         "【{{ $labels.item }}】Redis 集群 {{ $labels.target }} 有 {{ $value }} 个槽位处于 fail/pfail",
-        f"Redis 集群 {{{{ $labels.target }}}} 有槽位处于 fail 或 pfail 已持续 {red.cluster_slots_for}。"
+        f"Redis 集群 {{{{ $labels.target }}}} 有槽位处于 fail 或 pfail 已持续 {_zh(red.cluster_slots_for)}。"
         "请检查对应主节点与其副本是否在线、网络是否分区。",
         for_=red.cluster_slots_for,
     ))
@@ -263,7 +272,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         'elasticsearch_cluster_health_status{color="red"} == 1',
         Severity.CRITICAL,
         "【{{ $labels.item }}】Elasticsearch 集群 {{ $labels.target }} 状态为红色",
-        f"Elasticsearch 集群 {{{{ $labels.target }}}} 健康状态为 red 已持续 {es.red_for}，"
+        f"Elasticsearch 集群 {{{{ $labels.target }}}} 健康状态为 red 已持续 {_zh(es.red_for)}，"
         "有主分片未分配，部分数据不可读写。请查看 _cluster/health 与 _cat/shards 的未分配原因。",
         for_=es.red_for,
     ))
@@ -272,7 +281,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         'elasticsearch_cluster_health_status{color="yellow"} == 1',
         Severity.WARNING,
         "【{{ $labels.item }}】Elasticsearch 集群 {{ $labels.target }} 状态为黄色",
-        f"Elasticsearch 集群 {{{{ $labels.target }}}} 健康状态为 yellow 已持续 {es.yellow_for}，"
+        f"Elasticsearch 集群 {{{{ $labels.target }}}} 健康状态为 yellow 已持续 {_zh(es.yellow_for)}，"
         "有副本分片未分配，容错能力下降。请查看节点是否离线、磁盘水位是否超限。",
         for_=es.yellow_for,
     ))
@@ -284,7 +293,7 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         Severity.WARNING,
         "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 积压持续增长",
         "消费组 {{ $labels.consumergroup }} 在主题 {{ $labels.topic }} 上的积压为 {{ $value }} 条，"
-        f"且已连续增长 {kafka.lag_growing_for}。请检查消费者实例数、处理耗时与下游依赖。",
+        f"且已连续增长 {_zh(kafka.lag_growing_for)}。请检查消费者实例数、处理耗时与下游依赖。",
         for_=kafka.lag_growing_for,
     ))
     lag_s = "kafka_consumergroup_lag_seconds"
@@ -292,18 +301,18 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         th, "EinvoiceKafkaLagHigh",
         f"{lag_s} > {_num(kafka.lag_seconds_warning)} and {lag_s} <= {_num(kafka.lag_seconds_critical)}",
         Severity.WARNING,
-        "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 落后 {{ $value | humanizeDuration }}",
+        "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 落后 {{ printf \"%.0f\" $value }} 秒",
         f"消费组 {{{{ $labels.consumergroup }}}} 落后超过 {_num(kafka.lag_seconds_warning)} 秒"
-        f"已持续 {kafka.lag_seconds_for}。请检查消费者是否卡顿。",
+        f"已持续 {_zh(kafka.lag_seconds_for)}。请检查消费者是否卡顿。",
         for_=kafka.lag_seconds_for,
     ))
     rules.append(_alert(
         th, "EinvoiceKafkaLagHigh",
         f"{lag_s} > {_num(kafka.lag_seconds_critical)}",
         Severity.CRITICAL,
-        "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 落后 {{ $value | humanizeDuration }}",
+        "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 落后 {{ printf \"%.0f\" $value }} 秒",
         f"消费组 {{{{ $labels.consumergroup }}}} 落后超过 {_num(kafka.lag_seconds_critical)} 秒"
-        f"已持续 {kafka.lag_seconds_for}，按卡顿处理：须在 {th.sla.restore_within} 内恢复。",
+        f"已持续 {_zh(kafka.lag_seconds_for)}，按卡顿处理：须在 {_zh(th.sla.restore_within)} 内恢复。",
         for_=kafka.lag_seconds_for,
     ))
     rules.append(_alert(
@@ -311,8 +320,8 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         "einvoice_kafka_consumergroup_stalled == 1",
         Severity.CRITICAL,
         "【{{ $labels.item }}】Kafka 消费组 {{ $labels.consumergroup }} 停止消费",
-        f"消费组 {{{{ $labels.consumergroup }}}} 有积压但提交位点已停止前进 {kafka.stalled_for}，"
-        f"按卡顿处理：须在 {th.sla.restore_within} 内恢复。请检查消费者进程与其日志。",
+        f"消费组 {{{{ $labels.consumergroup }}}} 有积压但提交位点已停止前进 {_zh(kafka.stalled_for)}，"
+        f"按卡顿处理：须在 {_zh(th.sla.restore_within)} 内恢复。请检查消费者进程与其日志。",
         for_=kafka.stalled_for,
     ))
     return [{"name": "einvoice-details", "interval": th.evaluation_interval, "rules": rules}]
@@ -381,27 +390,27 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     fast.append(_alert(
         th, "EinvoiceServiceOutage", "einvoice:service_up == 0", Severity.CRITICAL,
         f"{name}宕机",
-        f"{name}已宕机：成员检查项 {down_items} 有检查失败。须在 {sla.restore_within} 内恢复，"
-        f"单次宕机不得超过 {sla.max_single_outage}。成员检查项的单项告警在宕机期间被抑制。",
+        f"{name}已宕机：成员检查项 {down_items} 有检查失败。须在 {_zh(sla.restore_within)} 内恢复，"
+        f"单次宕机不得超过 {_zh(sla.max_single_outage)}。成员检查项的单项告警在宕机期间被抑制。",
         for_=sla.outage_alert_for,
     ))
     for alert_name, after, text in (
         ("EinvoiceServiceOutageRestoreDeadline", sla.restore_warning_after,
-         f"距 {sla.restore_within} 恢复时限不足 "
+         f"距 {_zh(sla.restore_within)} 恢复时限不足 "
          + _minutes(duration_seconds(sla.restore_within) - duration_seconds(sla.restore_warning_after))),
         ("EinvoiceServiceOutageLimitNear", sla.single_outage_warning_after,
-         f"距单次宕机 {sla.max_single_outage} 上限不足 "
+         f"距单次宕机 {_zh(sla.max_single_outage)} 上限不足 "
          + _minutes(duration_seconds(sla.max_single_outage)
                   - duration_seconds(sla.single_outage_warning_after))),
         ("EinvoiceServiceOutageLimitExceeded", sla.max_single_outage,
-         f"已超过合同单次宕机 {sla.max_single_outage} 上限"),
+         f"已超过合同单次宕机 {_zh(sla.max_single_outage)} 上限"),
     ):
         fast.append(_alert(
             th, alert_name,
-            f"einvoice:service_outage_current_seconds >= {_num(duration_seconds(after))}",
+            f"einvoice:service_outage_current_seconds / 60 >= {_num(duration_seconds(after) / 60)}",
             Severity.CRITICAL,
-            f"{name}已宕机 {{{{ $value | humanizeDuration }}}}",
-            f"{name}持续宕机 {{{{ $value | humanizeDuration }}}}，{text}。"
+            f"{name}已宕机 {{{{ printf \"%.0f\" $value }}}} 分钟",
+            f"{name}持续宕机 {{{{ printf \"%.0f\" $value }}}} 分钟，{text}。"
             f"故障检查项：{down_items}。请立即升级处理并通知二线。",
         ))
     for burn in sla.burn_rate:
@@ -411,9 +420,9 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
             f"1 - einvoice:service_availability:ratio_{burn.long} > {limit}\n"
             f"and\n1 - einvoice:service_availability:ratio_{burn.short} > {limit}",
             burn.severity,
-            f"{name}错误预算以 {_num(burn.factor)} 倍速率消耗（{burn.long}/{burn.short} 窗口）",
-            f"{name}在 {burn.long} 与 {burn.short} 两个窗口内的不可用比例均超过年度目标 "
-            f"{sla.objective:.3%} 允许值的 {_num(burn.factor)} 倍（{burn.long} 窗口不可用比例 "
+            f"{name}错误预算以 {_num(burn.factor)} 倍速率消耗（{_zh(burn.long)}/{_zh(burn.short)} 窗口）",
+            f"{name}在 {_zh(burn.long)} 与 {_zh(burn.short)} 两个窗口内的不可用比例均超过年度目标 "
+            f"{sla.objective:.3%} 允许值的 {_num(burn.factor)} 倍（{_zh(burn.long)} 窗口不可用比例 "
             "{{ $value | humanizePercentage }}）。按此速率，"
             f"{_budget_exhaust_text(burn.factor)}年度宕机预算将耗尽。",
             for_=burn.for_,
@@ -439,15 +448,15 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
             f"einvoice:service_outage_budget_remaining:ratio < {_num(sla.budget_remaining_warning_ratio)}",
             Severity.WARNING,
             f"{name}年度宕机预算剩余 {{{{ $value | humanizePercentage }}}}",
-            f"{name}近 365 天累计宕机已用去 {sla.yearly_outage_budget} 年度预算的 "
+            f"{name}近 365 天累计宕机已用去 {_zh(sla.yearly_outage_budget)} 年度预算的 "
             f"{1 - sla.budget_remaining_warning_ratio:.0%} 以上。请复盘近期宕机、冻结高风险变更。",
         ),
         _alert(
             th, "EinvoiceOutageBudgetExhausted",
-            f"einvoice:service_outage_seconds_year > {_num(budget_s)}",
+            f"einvoice:service_outage_seconds_year / 3600 > {_num(budget_s / 3600)}",
             Severity.CRITICAL,
-            f"{name}近 365 天累计宕机 {{{{ $value | humanizeDuration }}}}，超过年度预算",
-            f"{name}近 365 天累计宕机超过合同允许的 {sla.yearly_outage_budget}。"
+            f"{name}近 365 天累计宕机 {{{{ printf \"%.1f\" $value }}}} 小时，超过年度预算",
+            f"{name}近 365 天累计宕机超过合同允许的 {_zh(sla.yearly_outage_budget)}。"
             "请上报服务经理并准备事件分析报告。",
         ),
     ]
@@ -472,12 +481,12 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
         _alert(th, "EinvoiceExporterDown", 'up{job="einvoice-exporter"} == 0', Severity.CRITICAL,
                "监控采集器 {{ $labels.instance }} 无法抓取",
                "Prometheus 抓取 einvoice-exporter {{ $labels.instance }} 失败已持续 "
-               f"{mon.exporter_down_for}，"
+               f"{_zh(mon.exporter_down_for)}，"
                "其下所有检查都没有数据，监控处于盲区。请检查采集器进程、端口与 TLS/认证配置。",
                for_=mon.exporter_down_for),
         _alert(th, "EinvoiceExporterAbsent", 'absent(up{job="einvoice-exporter"})', Severity.CRITICAL,
                "Prometheus 没有 einvoice-exporter 抓取任务",
-               f"已有 {mon.exporter_down_for} 没有任何 job=\"einvoice-exporter\" 的抓取目标，"
+               f"已有 {_zh(mon.exporter_down_for)} 没有任何 job=\"einvoice-exporter\" 的抓取目标，"
                "可能是 Prometheus 配置或服务发现丢失了采集器。请检查 prometheus.yml 的 scrape_configs。",
                for_=mon.exporter_down_for),
         _alert(th, "EinvoiceExporterConfigReloadFailed",
@@ -491,8 +500,8 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                Severity.WARNING,
                "【{{ $labels.item }}】检查 {{ $labels.check }} 的数据消失",
                "检查 {{ $labels.check }}（目标 {{ $labels.target }}）在过去 "
-               f"{mon.check_vanished_lookback} "
-               f"内有数据，但已有 {mon.check_vanished_for} 没有数据。静默消失的检查不能被当作正常；"
+               f"{_zh(mon.check_vanished_lookback)} "
+               f"内有数据，但已有 {_zh(mon.check_vanished_for)} 没有数据。静默消失的检查不能被当作正常；"
                "若是有意删除，请静默本告警（将在回看窗口过后自行恢复）。",
                for_=mon.check_vanished_for),
         _alert(th, "EinvoiceCheckStale",
@@ -501,26 +510,26 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                Severity.WARNING,
                "【{{ $labels.item }}】检查 {{ $labels.check }} 停止运行",
                f"检查 {{{{ $labels.check }}}}（目标 {{{{ $labels.target }}}}）最近一次运行距今已超过 "
-               f"{mon.check_stale_after}，其结果不再可信。请查看采集器日志中该检查的调度与超时。",
+               f"{_zh(mon.check_stale_after)}，其结果不再可信。请查看采集器日志中该检查的调度与超时。",
                for_=mon.check_stale_for),
         _alert(th, "EinvoiceItemUnmonitored", "einvoice_item_info unless on (item) einvoice_check_up",
                Severity.WARNING,
                "第 {{ $labels.item }} 项“{{ $labels.name }}”没有任何检查",
                "合同要求监控的第 {{ $labels.item }} 项“{{ $labels.name }}”当前没有配置任何检查"
-               f"（已持续 {mon.item_unmonitored_for}）。请在采集器配置的 checks 中为该项添加检查。",
+               f"（已持续 {_zh(mon.item_unmonitored_for)}）。请在采集器配置的 checks 中为该项添加检查。",
                for_=mon.item_unmonitored_for),
         _alert(th, "EinvoiceNotifierDown", 'up{job="einvoice-notifier"} == 0', Severity.CRITICAL,
                "告警通知服务 {{ $labels.instance }} 无法抓取",
                "Prometheus 抓取 einvoice-notifier {{ $labels.instance }} 失败已持续 "
-               f"{mon.notifier_down_for}。"
+               f"{_zh(mon.notifier_down_for)}。"
                "告警可能无法生成工单和企业微信消息：请值班人员直接查看 Alertmanager 页面并电话通知。",
                for_=mon.notifier_down_for),
         _alert(th, "EinvoiceNotifierOutboxStuck",
-               "einvoice_notifier_outbox_oldest_age_seconds > "
-               f"{_num(duration_seconds(mon.outbox_oldest_age_warning))}",
+               "einvoice_notifier_outbox_oldest_age_seconds / 60 > "
+               f"{_num(duration_seconds(mon.outbox_oldest_age_warning) / 60)}",
                Severity.WARNING,
                "通知渠道 {{ $labels.channel }} 消息积压",
-               "通知渠道 {{ $labels.channel }} 最早的待发送消息已等待 {{ $value | humanizeDuration }}。"
+               "通知渠道 {{ $labels.channel }} 最早的待发送消息已等待 {{ printf \"%.0f\" $value }} 分钟。"
                "请检查企业微信接口连通性与凭据。",
                for_=mon.outbox_stuck_for),
     ]
