@@ -321,6 +321,36 @@ def test_sentinel_reports_current_master_and_replicas(start_redis: StartRedis, t
         assert m.value("redis_master_link_up", {"addr": replica.address}) == 1
         assert m.value("redis_connected_slaves", {"addr": master.address}) == 1
         assert unknown.failure is not None and unknown.failure.reason == Reason.STATE
+
+        # Failover: the master dies, the Sentinel promotes the replica; the check follows it.
+        check = redis_kind.build(redis_kind.Settings(mode="sentinel", master_name="mymaster"))
+        master.proc.kill()
+        def status(outcome: Outcome) -> tuple[str, str]:
+            return next((labels["master_address"], labels["master_status"])
+                        for name, _, _, samples in outcome.metrics.items()
+                        if name == "redis_sentinel_master_status" for labels, _ in samples)
+
+        seen: list[Outcome] = []
+
+        def changed() -> bool:
+            seen.append(check.run(target, 5))
+            return status(seen[-1]) != (master.address, "ok")
+
+        wait_until(changed, timeout=20, what="sentinel to notice the master down")
+        noticed = seen[-1]
+        assert noticed.failure is not None
+        if status(noticed)[0] == master.address:  # caught before the promotion
+            assert status(noticed)[1] in ("sdown", "odown")
+            assert noticed.failure.reason == Reason.STATE
+        wait_until(lambda: status(check.run(target, 5)) == (replica.address, "ok"),
+                   timeout=30, what="sentinel to promote the replica")
+        after = check.run(target, 5)
+        roles = {labels["addr"]: labels["role"] for name, _, _, samples in after.metrics.items()
+                 if name == "redis_instance_info" for labels, _ in samples}
+        assert roles[replica.address] == "master"
+        assert after.metrics.value("redis_up", {"addr": master.address}) == 0  # now listed as a replica
+        assert after.failure is not None and after.failure.reason == Reason.REFUSED
+        check.close()
     finally:
         sentinel.stop()
 
