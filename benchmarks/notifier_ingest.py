@@ -55,6 +55,13 @@ def payload(batch: int, now: str) -> bytes:
                        "alerts": alerts}).encode()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc): throughput per CPU-second does not depend on
+    how busy the machine is, wall-clock throughput does."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(backend: str, url: str, work: Path, batches: int, concurrency: int) -> dict[str, float]:
     port = free_port()
     config = {
@@ -88,10 +95,12 @@ def run(backend: str, url: str, work: Path, batches: int, concurrency: int) -> d
     try:
         for warm in range(3):  # warm-up: connections, first inserts (not counted, other fingerprints)
             requests.post(endpoint, data=payload(10_000_000 + warm, now), headers=headers, timeout=60)
+        cpu_before = _cpu_seconds(proc.popen.pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             latencies = list(pool.map(post, range(batches)))
         wall = time.perf_counter() - started
+        cpu = _cpu_seconds(proc.popen.pid) - cpu_before
     finally:
         proc.stop()
     engine = db.make_engine(url)
@@ -108,11 +117,14 @@ def run(backend: str, url: str, work: Path, batches: int, concurrency: int) -> d
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "max_ms": latencies[-1] * 1000,
         "tickets": float(tickets or 0), "expected": float(expected),
+        "alerts_per_cpu_s": batches * BATCH / cpu if cpu > 0 else 0.0,
     }
     lost = expected - (tickets or 0)
     print(f"{backend:8s} {batches} batches x {BATCH} alerts, {concurrency} clients: "
           f"{result['alerts_per_s']:.0f} alerts/s, p50 {result['p50_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
+          f"notifier CPU {cpu:.1f} s = {result['alerts_per_cpu_s']:.0f} alerts per CPU-second "
+          f"(load average {os.getloadavg()[0]:.1f}); "
           f"tickets {tickets}/{expected}, messages {messages}, distinct alerts {distinct}, lost {lost}")
     if tickets != expected or messages != expected or distinct != expected:
         raise SystemExit(f"{backend}: alerts lost or duplicated")

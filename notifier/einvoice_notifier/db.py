@@ -8,7 +8,9 @@ Times are stored as naive UTC (DATETIME(6) on MariaDB, so no precision is lost).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,6 +198,24 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, **kwargs)
     kwargs["poolclass"] = NullPool
     return create_engine(url, **kwargs)
+
+
+_WRITE_LOCKS: dict[int, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Serialise this process's writers on SQLite (one writer at a time anyway). Waiting on a lock
+    is immediate; SQLite's own busy handler sleeps in steps of up to 100 ms, which is what made
+    ingest latency spiky when the outbox sender and the webhook wrote at once."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(id(engine), threading.Lock())
+    with lock:
+        yield
 
 
 def current_version(conn: Connection) -> int:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 
-from .db import from_db, outbox, to_db, utcnow
+from .db import from_db, outbox, to_db, utcnow, write_lock
 from .messaging.base import Channel, Message, Outcome, SendResult
 from .metrics import LabelledCounter
 from .settings import OutboxSettings
@@ -136,8 +136,8 @@ class Sender:
     def _flush_unrecorded(self) -> None:
         """Write the outcomes not yet stored; raises (and keeps them) while the database is down."""
         for row_id, values in list(self._unrecorded.items()):
-            with self.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+            with write_lock(self.engine), self.engine.begin() as conn:
+                conn.execute(update(outbox).where(outbox.c.id == row_id), values)
             del self._unrecorded[row_id]
 
     def _next_due(self) -> float | None:

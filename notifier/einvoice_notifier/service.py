@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -203,7 +202,6 @@ class TicketService:
         self._max_bytes = {name: channel.max_bytes for name, channel in (channels or {}).items()}
         self.link_secret = link_secret or settings.configured_console_secret() or secrets.token_bytes(32)
         self.on_enqueue = on_enqueue
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -211,15 +209,9 @@ class TicketService:
     def _write(self) -> Iterator[tuple[Connection, _Ctx]]:
         """One write transaction; SQLite writers are serialised here instead of failing busy."""
         ctx = _Ctx()
-        if self._write_lock is not None:
-            self._write_lock.acquire()
-        try:
-            with self.engine.begin() as conn:
-                yield conn, ctx
-                ctx.flush(conn)
-        finally:
-            if self._write_lock is not None:
-                self._write_lock.release()
+        with db.write_lock(self.engine), self.engine.begin() as conn:
+            yield conn, ctx
+            ctx.flush(conn)
         if ctx.channels and self.on_enqueue is not None:
             self.on_enqueue(ctx.channels)
 
