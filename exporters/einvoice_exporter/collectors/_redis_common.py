@@ -244,10 +244,14 @@ class RedisConnector:
     def receive(connection: redis.Connection, count: int, deadline: Deadline) -> list[Any]:
         from redis.exceptions import ResponseError
 
+        per_read = _read_timeout_supported()
         answers: list[Any] = []
         for _ in range(count):
             try:
-                answers.append(connection.read_response(timeout=deadline.remaining()))
+                if per_read:
+                    answers.append(connection.read_response(timeout=deadline.remaining()))
+                else:  # older redis-py: the socket timeout set at connect bounds the read
+                    answers.append(connection.read_response())
             except ResponseError as exc:
                 answers.append(exc)
         return answers
@@ -283,6 +287,16 @@ class RedisConnector:
         """Connections kept idle now (for tests and the curious)."""
         with self._lock:
             return len(self._idle)
+
+
+@functools.cache
+def _read_timeout_supported() -> bool:
+    """Whether Connection.read_response takes a per-read `timeout` (recent redis-py does)."""
+    import inspect
+
+    import redis
+
+    return "timeout" in inspect.signature(redis.Connection.read_response).parameters
 
 
 @functools.cache

@@ -14,6 +14,10 @@ community dashboards keep working; in sentinel mode each instance's series carry
       - {name: log-redis, item: "06", module: log_redis, target: "10.1.2.3:6379"}
       - {name: session-redis, item: "12", module: session_sentinel,
          target: "10.1.3.1:26379,10.1.3.2:26379,10.1.3.3:26379"}
+
+Least privilege for the monitoring user (Redis 6+ ACL; without +slowlog|len that series is absent):
+
+    ACL SETUSER einvoice_monitor on >PASSWORD +info +slowlog|len +cluster|info +cluster|nodes
 """
 
 from __future__ import annotations
