@@ -74,3 +74,23 @@ def test_check_config_cli(tmp_path: Path) -> None:
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2
     assert "outbox.max_attempts" in failed.stderr
+
+
+def test_shipped_examples_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The annotated examples operators copy must stay valid as the models change."""
+    import yaml
+    from einvoice_notifier.calendar import load_calendar_data
+
+    examples = Path(__file__).resolve().parents[2] / "notifier" / "einvoice_notifier" / "examples"
+    calendar = load_calendar_data(examples / "calendar.yml")
+    assert calendar.important_periods and calendar.holidays
+    for name in ("NOTIFIER_DB_PASSWORD", "NOTIFIER_REPORTS_TOKEN", "WECOM_ROBOT_KEY"):
+        monkeypatch.setenv(name, "from-env")
+    text = (examples / "notifier.yml").read_text(encoding="utf-8")
+    for secret in ("notifier_webhook_token", "notifier_console_secret"):
+        (tmp_path / secret).write_text("s" * 32)
+        text = text.replace(f"/run/secrets/{secret}", str(tmp_path / secret))
+    text = text.replace("/etc/einvoice/calendar.yml", str(examples / "calendar.yml"))
+    settings = parse_settings(yaml.safe_load(text))
+    assert settings.channel_names() == ["onsite-robot", "console"]
+    assert settings.resolved_database_url().endswith("notifier:from-env@mariadb:3306/notifier")
