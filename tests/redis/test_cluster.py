@@ -223,3 +223,17 @@ def test_cluster_module_config_validates(tmp_path: Path) -> None:
     bad = {**good, "modules": {"c": {"kind": "redis_cluster", "redis_cluster": {"max_concurrency": 0}}}}
     with pytest.raises(ValidationError, match="max_concurrency"):
         ExporterConfig.model_validate(bad)
+
+
+def test_lone_node_without_slots_is_state_and_named_by_the_target(start_redis: StartRedis) -> None:
+    # A node nobody has met lists itself without an IP (":port@cport myself,master").
+    lone = start_redis("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
+    outcome = run(lone.address)
+    m = outcome.metrics
+
+    assert outcome.failure is not None and outcome.failure.reason == Reason.STATE
+    assert "cluster_state is fail" in outcome.failure.detail
+    assert m.value("redis_cluster_state") == 0
+    assert m.value("redis_cluster_slots_assigned") == 0
+    assert m.value("redis_up", {"addr": lone.address}) == 1
+    assert m.value("einvoice_redis_cluster_node_flag", {"addr": lone.address, "flag": "fail"}) == 0

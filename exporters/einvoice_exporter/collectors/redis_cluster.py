@@ -200,11 +200,14 @@ class RedisClusterCollector:
         """Every node but the seed (already read) at once; a node without an address is
         unreachable by definition."""
         myself = next((n for n in view.nodes if "myself" in n.flags), None)
-        seed_addr = myself.addr if myself else format_address(*view.seed)
+        # The seed's own line may lack its IP (never told by a peer); then the target names it.
+        seed_addr = myself.addr if myself and myself.host else format_address(*view.seed)
+        if myself is not None and not myself.host:
+            myself.host, myself.port = view.seed
         view.reports[seed_addr] = view.seed_report
         others = {}
         for node in view.nodes:
-            if node.addr == seed_addr or "handshake" in node.flags:
+            if node is myself or node.addr == seed_addr or "handshake" in node.flags:
                 continue
             if not node.reachable_address:
                 view.reports[node.addr or node.node_id[:12]] = (Reason.STATE, "node has no address")
