@@ -408,3 +408,27 @@ def test_idle_connections_of_targets_no_longer_scraped_are_closed(start_redis: S
     finally:
         connector.close()
     assert connector.kept() == 0
+
+
+def test_failed_aof_write_and_loading_are_state() -> None:
+    """AOF write errors need a full disk to happen for real; the INFO lines are Redis 7.0's own
+    (persistence section, https://redis.io/commands/info/)."""
+    from einvoice_exporter.collectors._redis_common import InstanceReport, judge_instance, parse_info
+
+    def judged(persistence: str) -> Outcome:
+        info, keyspace = parse_info("# Server\r\nredis_version:7.0.15\r\n# Persistence\r\n" + persistence
+                                    + "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n")
+        outcome = Outcome()
+        judge_instance(outcome, InstanceReport(info, keyspace, 0), ConnectionSettings())
+        return outcome
+
+    aof_failed = judged("loading:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:1\r\n"
+                        "aof_last_write_status:err\r\n")
+    aof_off = judged("loading:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\n"
+                     "aof_last_write_status:err\r\n")
+    loading = judged("loading:1\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\n")
+
+    assert aof_failed.failure is not None and aof_failed.failure.reason == Reason.STATE
+    assert "append-only" in aof_failed.failure.detail
+    assert aof_off.success
+    assert loading.failure is not None and "loading" in loading.failure.detail
