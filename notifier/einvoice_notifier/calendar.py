@@ -78,7 +78,7 @@ class Holiday(_Strict):
             raise ValueError("holiday `end` is before its `start`")
         return self
 
-    def covers(self, day: date) -> bool:
+    def covers(self, day: dt.date) -> bool:
         if self.date is not None:
             return day == self.date
         assert self.start is not None and self.end is not None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
-from .db import OPEN_STATES, STATES, from_db, outbox, tickets, to_db
+from .db import OPEN_STATES, STATES, from_db, outbox, tickets
 from .settings import SEVERITY_CLASSES
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,15 @@ class StoreCollector(Collector):
                 tickets.c.id, tickets.c.item, tickets.c.severity_class, tickets.c.acknowledged_at,
                 tickets.c.response_deadline, tickets.c.resolution_deadline)
                 .where(tickets.c.state.in_(OPEN_STATES))).all()
-            depth = dict(conn.execute(select(outbox.c.channel, func.count())
-                                      .where(outbox.c.state == "pending").group_by(outbox.c.channel)).all())
-            oldest = dict(conn.execute(select(outbox.c.channel, func.min(outbox.c.created_at))
-                                       .where(outbox.c.state == "pending").group_by(outbox.c.channel)).all())
-            dead = dict(conn.execute(select(outbox.c.channel, func.count())
-                                     .where(outbox.c.state == "dead").group_by(outbox.c.channel)).all())
+            pending = outbox.c.state == "pending"
+            depth: dict[str, int] = dict(conn.execute(
+                select(outbox.c.channel, func.count()).where(pending).group_by(outbox.c.channel)).all())
+            oldest: dict[str, datetime] = dict(conn.execute(
+                select(outbox.c.channel, func.min(outbox.c.created_at)).where(pending)
+                .group_by(outbox.c.channel)).all())
+            dead: dict[str, int] = dict(conn.execute(
+                select(outbox.c.channel, func.count()).where(outbox.c.state == "dead")
+                .group_by(outbox.c.channel)).all())
 
         family = GaugeMetricFamily("einvoice_notifier_tickets", "Tickets by state and severity class.",
                                    labels=["state", "severity_class"])
@@ -200,7 +203,7 @@ class StoreCollector(Collector):
         dead_family = GaugeMetricFamily("einvoice_notifier_outbox_dead_letters",
                                         "Messages given up on (dead letters), by channel.",
                                         labels=["channel"])
-        naive_now = to_db(now)
+        naive_now = now.astimezone(UTC).replace(tzinfo=None)
         for name in names:
             depth_family.add_metric([name], depth.get(name, 0))
             first = oldest.get(name)

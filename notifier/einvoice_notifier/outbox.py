@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
@@ -47,13 +48,13 @@ class OutboxRow:
     content: str
 
 
-def _row(found: Mapping[str, object]) -> OutboxRow:
+def _row(found: Mapping[Any, Any]) -> OutboxRow:
     return OutboxRow(
-        id=found["id"], ticket_id=found["ticket_id"], channel=found["channel"],  # type: ignore[arg-type]
-        event=found["event"], state=found["state"], attempts=found["attempts"],  # type: ignore[arg-type]
+        id=found["id"], ticket_id=found["ticket_id"], channel=found["channel"],
+        event=found["event"], state=found["state"], attempts=found["attempts"],
         created_at=from_db(found["created_at"]), next_attempt_at=from_db(found["next_attempt_at"]),  # type: ignore[arg-type]
-        sent_at=from_db(found["sent_at"]), last_error=found["last_error"],  # type: ignore[arg-type]
-        content=found["content"])  # type: ignore[arg-type]
+        sent_at=from_db(found["sent_at"]), last_error=found["last_error"],
+        content=found["content"])
 
 
 def list_messages(engine: Engine, state: str | None = "dead", limit: int = 200) -> list[OutboxRow]:
@@ -103,19 +104,19 @@ class Sender:
                 break  # paced by the channel: later rows would be refused as well
         return self._next_due()
 
-    def _send(self, found: Mapping[str, object]) -> SendResult:
-        message = Message(format=found["format"], content=found["content"],  # type: ignore[arg-type]
-                          mentioned_mobiles=tuple(json.loads(found["mentioned_mobiles"])),  # type: ignore[arg-type]
-                          ticket_url=found["ticket_url"])  # type: ignore[arg-type]
+    def _send(self, found: Mapping[Any, Any]) -> SendResult:
+        message = Message(format=found["format"], content=found["content"],
+                          mentioned_mobiles=tuple(json.loads(found["mentioned_mobiles"])),
+                          ticket_url=found["ticket_url"])
         try:
             return self.channel.send(message)
         except Exception:  # the contract: a channel never raises; if one does it is a bug, retried
             log.exception("channel %s raised while sending outbox row %s", self.channel.name, found["id"])
             return SendResult.retry("exception")
 
-    def _record(self, found: Mapping[str, object], result: SendResult) -> None:
+    def _record(self, found: Mapping[Any, Any], result: SendResult) -> None:
         now = self.clock()
-        attempts = int(found["attempts"]) + (1 if result.count_attempt else 0)  # type: ignore[call-overload]
+        attempts = int(found["attempts"]) + (1 if result.count_attempt else 0)
         values: dict[str, object] = {"attempts": attempts, "last_error": result.reason[:255]}
         if result.outcome is Outcome.SENT:
             values |= {"state": "sent", "sent_at": to_db(now), "last_error": ""}
@@ -130,7 +131,7 @@ class Sender:
             label = result.outcome.value if result.outcome is not Outcome.RETRY or result.count_attempt \
                 else "paced"
             self.sends.labels(channel=self.channel.name, result=label).inc()
-        self._unrecorded[int(found["id"])] = values  # type: ignore[call-overload]
+        self._unrecorded[int(found["id"])] = values
         self._flush_unrecorded()
 
     def _flush_unrecorded(self) -> None:

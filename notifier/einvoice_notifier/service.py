@@ -320,7 +320,9 @@ class TicketService:
             "response_breached": False, "resolution_breached": False, "escalated": False,
             "second_line": route == "second_line", "recurrence_of": recurrence,
         }
-        ticket_id = conn.execute(tickets.insert(), values).inserted_primary_key[0]
+        inserted = conn.execute(tickets.insert(), values).inserted_primary_key
+        assert inserted is not None
+        ticket_id = inserted[0]
         values["id"] = ticket_id
         for name in ("acknowledged_at", "in_progress_at", "resolved_at", "closed_at", "cause", "solution",
                      "resolved_locally"):
@@ -419,7 +421,7 @@ class TicketService:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _view(self, row: Mapping[str, Any], now: datetime | None = None) -> TicketView:
+    def _view(self, row: Mapping[Any, Any], now: datetime | None = None) -> TicketView:
         now = now or self.clock()
         response_deadline = _aware(row["response_deadline"])
         resolution_deadline = _aware(row["resolution_deadline"])
@@ -471,7 +473,7 @@ class TicketService:
         with self.engine.connect() as conn:
             rows = conn.execute(select(audit_log).where(audit_log.c.ticket_id == ticket_id)
                                 .order_by(audit_log.c.id)).mappings().all()
-        return [AuditEntry(id=row["id"], ticket_id=row["ticket_id"], at=_aware(row["at"]),  # type: ignore[arg-type]
+        return [AuditEntry(id=row["id"], ticket_id=row["ticket_id"], at=_aware(row["at"]),
                            actor=row["actor"], action=row["action"],
                            before=json.loads(row["before_value"]), after=json.loads(row["after_value"]),
                            note=row["note"]) for row in rows]

@@ -30,6 +30,7 @@ from .messaging.config import ChannelConfig, ConsoleChannelConfig
 
 ENV_WEBHOOK_TOKEN = "EINVOICE_NOTIFIER_WEBHOOK_TOKEN"  # noqa: S105 - a variable name
 SEVERITY_CLASSES = ("urgent", "general", "outage")
+SeverityClass = Literal["urgent", "general", "outage"]
 
 
 class StrictModel(BaseModel):
@@ -114,7 +115,7 @@ class SlaPolicy(StrictModel):
     """`working`: counted in on-site hours on the calendar; `wall`: every second counts (outages)."""
 
 
-def _default_sla() -> dict[str, SlaPolicy]:
+def _default_sla() -> dict[SeverityClass, SlaPolicy]:
     # SPEC §3: urgent responds < 2 h and resolves < 2 working hours; general 4 h / 4 working hours;
     # a stall or outage is restored within 30 min around the clock, and the phone answers in 10 min.
     return {
@@ -122,6 +123,10 @@ def _default_sla() -> dict[str, SlaPolicy]:
         "general": SlaPolicy(response=14400, resolution=14400, clock="working"),
         "outage": SlaPolicy(response=600, resolution=1800, clock="wall"),
     }
+
+
+def _default_channels() -> list[ChannelConfig]:
+    return [ConsoleChannelConfig(type="console", name="console", path=Path("var/messages.log"), stdout=True)]
 
 
 class Routing(StrictModel):
@@ -156,7 +161,7 @@ class Settings(StrictModel):
     webhook_token_file: Path | None = None
     body_limit_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     calendar_file: Path | None = None
-    sla: dict[Literal["urgent", "general", "outage"], SlaPolicy] = Field(default_factory=_default_sla)
+    sla: dict[SeverityClass, SlaPolicy] = Field(default_factory=_default_sla)
     recurrence_window: Duration = 30 * 86400.0
     users: list[User] = Field(default_factory=list)
     api_tokens: list[ApiToken] = Field(default_factory=list)
@@ -164,8 +169,7 @@ class Settings(StrictModel):
     console_secret_key_file: Path | None = None
     link_ttl: Duration = 7 * 86400.0
     """How long the signed ticket link in a message stays valid."""
-    channels: list[ChannelConfig] = Field(default_factory=lambda: [ConsoleChannelConfig(
-        type="console", name="console", path=Path("var/messages.log"), stdout=True)])
+    channels: list[ChannelConfig] = Field(default_factory=_default_channels)
     """Where messages go: WeChat Work robot/app, console (models in messaging/config.py)."""
     routing: Routing = Field(default_factory=Routing)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
