@@ -79,6 +79,7 @@ class Sla(Strict):
     single_outage_warning_after: PromDuration
     budget_remaining_warning_ratio: Ratio
     retention: PromDuration
+    year_evaluation_interval: PromDuration
     burn_rate: tuple[BurnWindow, ...] = Field(min_length=1)
 
     @property

@@ -348,39 +348,27 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     for window in windows:
         fast.append({"record": f"einvoice:service_availability:ratio_{window}",
                      "expr": f"avg_over_time(einvoice:service_up[{window}])"})
-    # Integrals kept by self-referencing rules: each evaluation adds the time since the rule's own
-    # previous sample, so the figures do not depend on the evaluation interval, and the year needs
-    # a cheap increase() over one series instead of a subquery over a year of samples.
+    # Time steps kept by a self-referencing rule: each sample holds the seconds since the rule's own
+    # previous sample (0 on the first evaluation, and after a gap, since the rule then goes stale),
+    # so sums over them do not depend on the evaluation interval, and a year is one sum_over_time
+    # instead of a subquery over a year of samples.
     fast.append({
-        "record": "einvoice:service_outage_seconds_total",
+        "record": "einvoice:service_step_seconds",
         "expr": _expr(
-            "(\n"
-            "  einvoice:service_outage_seconds_total\n"
-            "  + on (service) (1 - einvoice:service_up)\n"
-            "  * on (service) (time() - timestamp(einvoice:service_outage_seconds_total))\n"
-            ")\n"
-            "or on (service) einvoice:service_outage_seconds_total\n"
+            "(time() - timestamp(einvoice:service_step_seconds)) and on (service) einvoice:service_up\n"
             "or on (service) (0 * einvoice:service_up)"),
+    })
+    fast.append({
+        "record": "einvoice:service_outage_step_seconds",
+        "expr": "einvoice:service_step_seconds * on (service) (1 - einvoice:service_up)",
     })
     fast.append({
         "record": "einvoice:service_outage_current_seconds",
         "expr": _expr(
             "(\n"
-            "  (\n"
-            "    einvoice:service_outage_current_seconds\n"
-            "    + on (service) (time() - timestamp(einvoice:service_outage_current_seconds))\n"
-            "  )\n"
-            "  or on (service) (0 * einvoice:service_up)\n"
+            "  einvoice:service_outage_current_seconds + on (service) einvoice:service_outage_step_seconds\n"
+            "  or on (service) einvoice:service_outage_step_seconds\n"
             ") * on (service) (1 - einvoice:service_up)"),
-    })
-    fast.append({
-        "record": "einvoice:service_observed_seconds_total",
-        "expr": _expr(
-            "einvoice:service_observed_seconds_total\n"
-            "+ on (service) (time() - timestamp(einvoice:service_observed_seconds_total))\n"
-            "and on (service) einvoice:service_up\n"
-            "or on (service) einvoice:service_observed_seconds_total\n"
-            "or on (service) (0 * einvoice:service_up)"),
     })
     fast.append({
         "record": "einvoice:service_down_timestamp_seconds",
@@ -431,7 +419,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     slow: list[dict[str, Any]] = []
     slow += [
         {"record": "einvoice:service_outage_seconds_year",
-         "expr": "increase(einvoice:service_outage_seconds_total[365d])"},
+         "expr": "sum_over_time(einvoice:service_outage_step_seconds[365d])"},
         {"record": "einvoice:service_outage_budget_remaining:ratio",
          "expr": f"clamp_min(1 - einvoice:service_outage_seconds_year / {_num(budget_s)}, 0)"},
         {"record": "einvoice:service_outage_longest_seconds_year",
@@ -441,7 +429,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
              "(\n"
              "  time() - max_over_time(einvoice:service_down_timestamp_seconds[365d])\n"
              "  or on (service)\n"
-             "  increase(einvoice:service_observed_seconds_total[365d])\n"
+             "  sum_over_time(einvoice:service_step_seconds[365d])\n"
              ") * on (service) einvoice:service_up")},
         _alert(
             th, "EinvoiceOutageBudgetLow",
@@ -462,7 +450,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     ]
     return [
         {"name": "einvoice-sla", "interval": th.evaluation_interval, "rules": fast},
-        {"name": "einvoice-sla-year", "interval": "5m", "rules": slow},
+        {"name": "einvoice-sla-year", "interval": sla.year_evaluation_interval, "rules": slow},
     ]
 
 
@@ -547,12 +535,12 @@ def rule_files(th: Thresholds) -> dict[str, str]:
         "#   einvoice:service_up                         1 up, 0 in outage (宕机: a member item down)\n"
         "#   einvoice:service_availability:ratio_<w>     avg of service_up over w\n"
         "#                                               (w: 5m 30m 1h 2h 6h 1d 3d 30d)\n"
-        "#   einvoice:service_outage_seconds_total       outage seconds integrated since the series began\n"
-        "#                                               (a counter: restarts at 0 after a >5m gap)\n"
+        "#   einvoice:service_step_seconds               seconds since the rule's own previous sample\n"
+        "#                                               (0 at the start and after a gap)\n"
+        "#   einvoice:service_outage_step_seconds        the step when in outage, else 0\n"
         "#   einvoice:service_outage_current_seconds     length of the running outage, 0 when up\n"
         "#   einvoice:service_down_timestamp_seconds     time() while in outage, absent otherwise (sparse)\n"
-        "#   einvoice:service_observed_seconds_total     seconds service_up was evaluated (a counter)\n"
-        "#   einvoice:service_outage_seconds_year        increase of the total over the last 365 days\n"
+        "#   einvoice:service_outage_seconds_year        sum of outage steps over the last 365 days\n"
         "#   einvoice:service_outage_budget_remaining:ratio  share of the yearly budget left (>= 0)\n"
         "#   einvoice:service_outage_longest_seconds_year    longest single outage, last 365 days\n"
         "#   einvoice:service_since_last_outage_seconds      since the last outage ended (lower bound:\n"
