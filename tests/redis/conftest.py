@@ -115,20 +115,44 @@ class Cluster:
 def start_cluster(directory: Path) -> Cluster:
     """Six nodes, three masters with one replica each, node timeout 1 s so failover is quick."""
     cli = require_binary("redis-cli")
-    nodes = []
-    for index in range(6):
-        port, bus_port = free_port(), free_port()
-        node_dir = directory / f"node-{index}"
-        node_dir.mkdir(parents=True)
+    nodes: list[RedisServer] = []
+    taken: set[int] = set()
+    try:
+        for index in range(6):
+            nodes.append(_start_cluster_node(directory / f"node-{index}", taken))
+        subprocess.run([cli, "--cluster", "create", *(n.address for n in nodes), "--cluster-replicas", "1",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        cluster = Cluster(nodes)
+        wait_until(cluster.healthy, timeout=30, what="cluster healthy on all six nodes")
+    except BaseException:
+        for node in nodes:
+            node.proc.stop()
+        raise
+    return cluster
+
+
+def _start_cluster_node(node_dir: Path, taken: set[int], attempts: int = 3) -> RedisServer:
+    """One node on two fresh ports; another attempt when a port was grabbed in between (other
+    processes on this machine pick free ports too)."""
+    node_dir.mkdir(parents=True)
+    for attempt in range(attempts):
+        port, bus_port = _fresh_port(taken), _fresh_port(taken)
         argv = redis_argv(port, node_dir, "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
                           "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                           "--repl-diskless-sync-delay", "0")
         proc = Proc(argv, node_dir / "redis.log", cwd=node_dir)
-        nodes.append(RedisServer(proc, port, node_dir, argv))
-    for node in nodes:
-        node.proc.wait_port(node.port)
-    subprocess.run([cli, "--cluster", "create", *(n.address for n in nodes), "--cluster-replicas", "1",
-                    "--cluster-yes"], check=True, capture_output=True, timeout=60)
-    cluster = Cluster(nodes)
-    wait_until(cluster.healthy, timeout=30, what="cluster healthy on all six nodes")
-    return cluster
+        try:
+            return RedisServer(proc.wait_port(port), port, node_dir, argv)
+        except RuntimeError:
+            proc.stop()
+            if attempt == attempts - 1 or "Address already in use" not in proc.log.read_text():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _fresh_port(taken: set[int]) -> int:
+    while True:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            return port
