@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -208,6 +210,31 @@ def test_alertmanager_reaches_the_notifier_with_the_mounted_token(compose: dict[
         assert auth["credentials_file"] == "/run/secrets/notifier_webhook_token"
     notifier = _yaml(REPO / "deploy/notifier/notifier.yml")
     assert notifier["webhook_token_file"] == "/run/secrets/notifier_webhook_token"
+
+
+def _locations(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["location"]} if isinstance(node.get("location"), str) else set()
+        return found.union(*(_locations(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_locations(value) for value in node))
+    return set()
+
+
+def test_alertmanager_finds_the_time_zones_its_routing_names(compose: dict[str, Any]) -> None:
+    service = compose["services"]["alertmanager"]
+    config = _yaml(_mount_source(compose, "alertmanager", _command_flag(service, "--config.file")))
+    locations = _locations(config.get("time_intervals", []))
+    assert "Asia/Shanghai" in locations
+    zoneinfo = _mount_source(compose, "alertmanager", service["environment"]["ZONEINFO"])
+    for location in locations:
+        with (zoneinfo / location).open("rb") as handle:
+            zone = ZoneInfo.from_file(handle, key=location)
+        expected = ZoneInfo(location).utcoffset(datetime(2026, 7, 1, 12))
+        assert zone.utcoffset(datetime(2026, 7, 1, 12)) == expected, location
+    shanghai = (zoneinfo / "Asia/Shanghai").open("rb")
+    with shanghai:
+        assert ZoneInfo.from_file(shanghai).utcoffset(datetime(2026, 1, 1)) == timedelta(hours=8)
 
 
 def test_grafana_provisioning_points_at_prometheus_and_the_dashboards(compose: dict[str, Any]) -> None:
