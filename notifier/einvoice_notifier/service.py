@@ -248,7 +248,7 @@ class TicketService:
 
     def _ingest_once(self, notification: Notification, route: str) -> IngestResult:
         now = self.clock()
-        new_events = new_tickets = 0
+        new_events = 0
         with self._write() as (conn, ctx):
             keyed = [(alert, _event_key(alert, route)) for alert in notification.alerts]
             seen: set[str] = set()
@@ -256,19 +256,17 @@ class TicketService:
                 found = conn.execute(select(alert_events.c.event_key).where(
                     alert_events.c.event_key.in_([key for _, key in keyed]))).scalars()
                 seen = set(found)
-            fresh = [(alert, key) for alert, key in keyed if key not in seen]
+            fresh: list[tuple[Alert, str]] = []
+            for alert, key in keyed:
+                if key not in seen:  # also drops the same alert twice in one payload
+                    seen.add(key)
+                    fresh.append((alert, key))
             existing = self._tickets_for(conn, [alert for alert, _ in fresh])
-            closed = self._closed_recently(conn, [alert for alert, _ in fresh], now)
+            new_tickets = self._create_tickets(conn, ctx, notification, [a for a, _ in fresh], existing,
+                                               now, route)
             for alert, key in fresh:
-                if key in seen:  # the same alert twice in one payload
-                    continue
-                seen.add(key)
                 ticket_key = (alert.fingerprint, to_db(alert.starts_utc()))
-                row = existing.get(ticket_key)
-                if row is None:
-                    row = self._create_ticket(conn, ctx, notification, alert, now, route, closed)
-                    existing[ticket_key] = row
-                    new_tickets += 1
+                row = existing[ticket_key]
                 ticket_id = row["id"]
                 ctx.events.append({"event_key": key, "ticket_id": ticket_id, "status": alert.status,
                                    "route": route, "received_at": to_db(now)})
@@ -295,22 +293,49 @@ class TicketService:
         rows = conn.execute(select(tickets).where(tickets.c.fingerprint.in_(fingerprints))).mappings()
         return {(row["fingerprint"], row["starts_at"]): dict(row) for row in rows}
 
-    def _create_ticket(self, conn: Connection, ctx: _Ctx, notification: Notification, alert: Alert,
-                       now: datetime, route: str,
+    def _create_tickets(self, conn: Connection, ctx: _Ctx, notification: Notification,
+                        alerts: Sequence[Alert], existing: dict[tuple[str, Any], Any], now: datetime,
+                        route: str) -> int:
+        """Insert the tickets of alerts seen for the first time, in one statement; add them to
+        `existing`; return how many."""
+        new = [alert for alert in alerts if (alert.fingerprint, to_db(alert.starts_utc())) not in existing]
+        if not new:
+            return 0
+        closed = self._closed_recently(conn, new, now)
+        rows: dict[tuple[str, Any], dict[str, Any]] = {}
+        for alert in new:
+            key = (alert.fingerprint, to_db(alert.starts_utc()))
+            if key not in rows:
+                rows[key] = self._ticket_values(notification, alert, now, route, closed)
+        values = list(rows.values())
+        ids = conn.execute(tickets.insert().returning(tickets.c.id, sort_by_parameter_order=True),
+                           values).scalars().all()
+        for key, row, ticket_id in zip(rows, values, ids, strict=True):
+            row["id"] = ticket_id
+            for name in ("acknowledged_at", "in_progress_at", "resolved_at", "closed_at", "cause", "solution",
+                         "resolved_locally"):
+                row[name] = None
+            existing[key] = row
+            self._audit(ctx, ticket_id, SYSTEM_ACTOR, "create", {},
+                        {"state": "open", "severity_class": row["severity_class"],
+                         "recurrence_of": row["recurrence_of"]}, "", now)
+        return len(values)
+
+    def _ticket_values(self, notification: Notification, alert: Alert, now: datetime, route: str,
                        closed: Mapping[tuple[str, str | None], list[tuple[datetime, int]]]) -> dict[str, Any]:
         labels = dict(alert.labels)
         severity_class = severity_class_of(labels)
         starts = alert.starts_utc()
         response, resolution = self.deadlines(severity_class, starts)
-        target = labels.get("target") or labels.get("instance") or None
+        target = (labels.get("target") or labels.get("instance") or "")[:512] or None
         alertname = labels.get("alertname", "")[:255]
         since = to_db(starts - timedelta(seconds=self.settings.recurrence_window))
         recurrence = next((ticket_id for closed_at, ticket_id in closed.get((alertname, target), [])
                            if closed_at >= since), None)  # type: ignore[operator]
-        values: dict[str, Any] = {
+        return {
             "fingerprint": alert.fingerprint, "starts_at": to_db(starts),
             "group_key": notification.group_key, "alertname": alertname, "item": _item_of(labels),
-            "zone": labels.get("zone"), "target": target[:512] if target else None,
+            "zone": labels.get("zone"), "target": target,
             "severity_class": severity_class, "state": "open",
             "summary": alert.annotations.get("summary", ""),
             "description": alert.annotations.get("description", ""),
@@ -320,17 +345,6 @@ class TicketService:
             "response_breached": False, "resolution_breached": False, "escalated": False,
             "second_line": route == "second_line", "recurrence_of": recurrence,
         }
-        inserted = conn.execute(tickets.insert(), values).inserted_primary_key
-        assert inserted is not None
-        ticket_id = inserted[0]
-        values["id"] = ticket_id
-        for name in ("acknowledged_at", "in_progress_at", "resolved_at", "closed_at", "cause", "solution",
-                     "resolved_locally"):
-            values[name] = None
-        self._audit(ctx, ticket_id, SYSTEM_ACTOR, "create", {},
-                    {"state": "open", "severity_class": severity_class, "recurrence_of": recurrence},
-                    "", now)
-        return values
 
     def _closed_recently(self, conn: Connection, alerts: Sequence[Alert],
                          now: datetime) -> dict[tuple[str, str | None], list[tuple[datetime, int]]]:
