@@ -302,3 +302,18 @@ def test_one_dockerfile_for_both_python_services(compose: dict[str, Any]) -> Non
     ignored = (REPO / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", "deploy/secrets", "tests"):
         assert entry in ignored
+
+
+def test_amtool_accepts_the_mounted_alertmanager_config(compose: dict[str, Any], tmp_path: Path) -> None:
+    amtool = require_binary("amtool")
+    service = compose["services"]["alertmanager"]
+    source = _mount_source(compose, "alertmanager", _command_flag(service, "--config.file"))
+    token = tmp_path / "notifier_webhook_token"
+    token.write_text("test-token\n")
+    copy = tmp_path / "alertmanager.yml"
+    copy.write_text(source.read_text().replace("/run/secrets/notifier_webhook_token", str(token)))
+    env = {"PATH": "/usr/bin:/bin", "ZONEINFO": str(REPO / "deploy/alertmanager/zoneinfo")}
+    result = subprocess.run([amtool, "check-config", str(copy)], capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
