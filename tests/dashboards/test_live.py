@@ -314,7 +314,7 @@ def test_every_panel_returns_data_on_the_demo_stack(demo_stack: Demo) -> None:
 
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
-        wait_until(poll, timeout=150, interval=2.0, what="every panel showing data")
+        wait_until(poll, timeout=240, interval=2.0, what="every panel showing data")
     assert not errors, errors
     empty = sorted(expected - filled)
     assert not empty, (f"panels without data after {time.monotonic() - started:.0f}s "
