@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
+SERVICE_KEYS = frozenset({"intake", "processing", "pipeline"})
+"""The `service` label values other parts of the bundle (dashboards, notifier, reports) rely on."""
 
 _DURATION_RE = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
 _UNIT_SECONDS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
@@ -202,7 +204,8 @@ class Thresholds(Strict):
     evaluation_interval: PromDuration
     check_failing_for_default: PromDuration
     items: dict[ItemKey, ItemRule]
-    services: dict[Literal["intake", "processing", "pipeline"], Service]
+    services: dict[str, Service]
+    """Keyed by the fixed `service` label values: intake, processing, pipeline."""
     sla: Sla
     certificates: Certificates
     latency: Latency
@@ -214,9 +217,12 @@ class Thresholds(Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
-        missing = {"intake", "processing", "pipeline"} - set(self.services)
-        if missing:
-            raise ValueError(f"services: missing {', '.join(sorted(missing))}")
+        missing = SERVICE_KEYS - set(self.services)
+        unknown = set(self.services) - SERVICE_KEYS
+        if missing or unknown:
+            raise ValueError(f"services must be exactly {', '.join(sorted(SERVICE_KEYS))}"
+                             f" (missing: {', '.join(sorted(missing)) or '-'};"
+                             f" unknown: {', '.join(sorted(unknown)) or '-'})")
         return self
 
     def item_for(self, item: str) -> str:

@@ -108,6 +108,9 @@ def test_bad_threshold_names_the_key(tmp_path: Path) -> None:
     broken = text.replace("  retention: 400d", "  retention: 15d")
     with pytest.raises(ThresholdsError, match=r"sla.*retention must exceed a year"):
         load_thresholds(_write(tmp_path, broken))
+    broken = text.replace("  pipeline:\n", "  pipe_line:\n")
+    with pytest.raises(ThresholdsError, match=r"missing: pipeline; unknown: pipe_line"):
+        load_thresholds(_write(tmp_path, broken))
     broken = text.replace('{start: "14:30", end: "22:00"}', '{start: "22:00", end: "02:00"}')
     with pytest.raises(ThresholdsError, match=r"routing\.onsite_hours\.1.*crosses midnight"):
         load_thresholds(_write(tmp_path, broken))
