@@ -288,11 +288,17 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
             details = [{"loc": ".".join(str(part) for part in error["loc"]), "msg": error["msg"]}
                        for error in exc.errors()[:20]]
             return _error(422, "payload is not an Alertmanager version 4 notification", details=details)
+        if notification.truncated_alerts:
+            log.warning("notification from receiver %s dropped %d alert(s) (max_alerts in Alertmanager's "
+                        "webhook_config): those alerts get no ticket", notification.receiver,
+                        notification.truncated_alerts)
         try:
             result = await run_in_threadpool(service.ingest, notification, route or "first_line")
         except StoreUnavailableError as exc:
             log.warning("webhook: could not store notification (%s); answering 503", exc)
             return _error(503, "ticket store unavailable; retry later")
+        log.debug("webhook: %d alert(s), %d new event(s), %d new ticket(s), %d message(s)", result.alerts,
+                  result.new_events, result.new_tickets, result.messages)
         return JSONResponse({"status": "ok", "alerts": result.alerts, "new_events": result.new_events,
                              "new_tickets": result.new_tickets})
 
