@@ -296,7 +296,9 @@ def detail_groups(th: Thresholds) -> list[dict[str, Any]]:
         f"且已连续增长 {_zh(kafka.lag_growing_for)}。请检查消费者实例数、处理耗时与下游依赖。",
         for_=kafka.lag_growing_for,
     ))
-    lag_s = "kafka_consumergroup_lag_seconds"
+    # The kafka collector names lag in seconds as kafka-lag-exporter does; the group's maximum over
+    # its partitions is one series per group, which is what a person is paged for.
+    lag_s = "kafka_consumergroup_group_max_lag_seconds"
     rules.append(_alert(
         th, "EinvoiceKafkaLagHigh",
         f"{lag_s} > {_num(kafka.lag_seconds_warning)} and {lag_s} <= {_num(kafka.lag_seconds_critical)}",
