@@ -37,8 +37,11 @@ lint: venv
 generate: venv
 	$(VENV)/bin/einvoice-generate
 
-bench: venv
-	$(PY) benchmarks/run_all.py
+# Side-by-side benchmarks against the reference tools (each prints its table and ratios).
+bench: deps venv
+	$(PY) benchmarks/blackbox_compare.py
+	$(PY) benchmarks/redis_compare.py
+	$(PY) benchmarks/notifier_ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
