@@ -47,6 +47,14 @@ HEADER = (
 # "probes behind an unreachable domain" matches on.
 DOMAIN_REGEX = r"(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^@/]*@)?([^:/?#]+).*"
 
+# The exporter's failure reasons (outcome.Reason values, kept in step by a test) as people read them.
+REASONS_ZH = {
+    "timeout": "超时", "refused": "连接被拒绝或主机不可达", "reset": "连接被对端重置",
+    "dns": "域名解析失败或结果不符", "tls": "TLS 握手或证书错误", "auth": "认证失败",
+    "bad_status": "应答状态码异常", "bad_content": "应答内容不符合预期", "threshold": "指标超过阈值",
+    "state": "目标自报状态异常", "error": "其他错误",
+}
+
 # Item alerts a service outage explains (inhibited while the service is in outage).
 EXPLAINED_BY_OUTAGE = (
     "EinvoiceCheckFailing", "EinvoiceProbeSlow", "EinvoiceRedisClusterStateNotOk",
@@ -126,6 +134,17 @@ def _with_domain(expr: str) -> str:
     return f'label_replace(\n  {inner},\n  "domain", "$1", "target", "{DOMAIN_REGEX}"\n)'
 
 
+def _reason_template() -> str:
+    """The reason of the check's most recent failures, read from the failure counters at alert time."""
+    names = "".join(f'{{{{ {"if" if i == 0 else "else if"} eq .Labels.reason "{key}" }}}}{zh}'
+                    for i, (key, zh) in enumerate(REASONS_ZH.items()))
+    query = ('printf "topk(1, increase(einvoice_check_failures_total{check=%q,target=%q}[15m]) > 0)" '
+             "$labels.check $labels.target")
+    return (f"{{{{ with {query} | query }}}}{{{{ with first . }}}}最近的失败原因：{names}"
+            "{{ else }}{{ .Labels.reason }}{{ end }}（{{ .Labels.reason }}）。{{ end }}"
+            "{{ else }}失败原因见 einvoice_check_failures_total 的 reason 标签。{{ end }}")
+
+
 def _service_name_template(th: Thresholds) -> str:
     """Chinese service name chosen in the template: the service label stays the fixed English value."""
     parts = []
@@ -165,7 +184,7 @@ def item_groups(th: Thresholds) -> list[dict[str, Any]]:
             f"【{item.id} {item.name_zh}】检查 {{{{ $labels.check }}}} 失败",
             f"{zone_zh}第 {item.id} 项“{item.name_zh}”的检查 {{{{ $labels.check }}}}"
             f"（目标 {{{{ $labels.target }}}}）已连续失败超过 {_zh(for_)}。"
-            f"请检查：{item.meaning_zh}。失败原因见 einvoice_check_failures_total 的 reason 标签。",
+            f"请检查：{item.meaning_zh}。" + _reason_template(),
             for_=for_, anchor=f"einvoicecheckfailing-{item.id}",
             labels={"item": item.id},  # one rule per item: keeps promtool's duplicate-rule lint clean
         ))

@@ -143,3 +143,12 @@ def test_alertmanager_target_is_substitutable() -> None:
     assert urls["important-period"].endswith("?route=important_period")
     assert {r["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"]
             for r in config["receivers"]} == {"/tmp/demo/token"}
+
+
+def test_reason_names_cover_the_exporters_reasons() -> None:
+    """The generator must not import the exporter, so the reason values are read from its source."""
+    source = (ROOT / "exporters" / "einvoice_exporter" / "outcome.py").read_text(encoding="utf-8")
+    body = source.split("class Reason(StrEnum):", 1)[1].split("\nclass ", 1)[0]
+    values = set(re.findall(r'^\s+[A-Z_]+ = "([a-z_]+)"', body, flags=re.MULTILINE))
+    assert len(values) >= 10
+    assert set(rules.REASONS_ZH) == values
