@@ -206,3 +206,28 @@ def test_every_metric_a_panel_uses_is_produced(boards: dict[str, dict[str, Any]]
     if pending:
         pytest.skip(f"{len(pending)} names wait for parts not landed yet: "
                     + "; ".join(sorted(set(pending.values()))))
+
+
+def test_every_variable_a_query_uses_is_defined(boards: dict[str, dict[str, Any]]) -> None:
+    """An undefined `$name` reaches Prometheus literally and the panel silently shows nothing."""
+    for stem, board in boards.items():
+        defined = {var["name"] for var in board["templating"]["list"]}
+        for query in inv.queries({stem: board}):
+            used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", query.expr)) - {"__range", "__rate_interval",
+                                                                           "__interval"}
+            assert used <= defined, f"{query.key} uses undefined {used - defined}"
+
+
+def test_links_point_at_dashboards_that_exist(boards: dict[str, dict[str, Any]]) -> None:
+    uids = set(EXPECTED_UIDS.values())
+    links = 0
+    for stem, board in boards.items():
+        for panel in inv.panels(board):
+            for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+                target = re.match(r"/d/([\w-]+)", link["url"])
+                assert target and target.group(1) in uids, f"{stem}/{panel['title']}: {link['url']}"
+                variables = re.findall(r"var-(\w+)=", link["url"])
+                target_board = next(b for b in boards.values() if b["uid"] == target.group(1))
+                assert set(variables) <= {v["name"] for v in target_board["templating"]["list"]}
+                links += 1
+    assert links >= 3  # the ops wall's item tiles open the item detail dashboard
