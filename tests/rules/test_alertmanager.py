@@ -288,20 +288,37 @@ def test_inhibitions(tmp_path: Path, sink: WebhookSink) -> None:
                   "check": "partner", "target": "https://fpdk.example.gov.cn/api",
                   "domain": "fpdk.example.gov.cn"}
         elsewhere = {**behind, "target": "https://other.example.com/api", "domain": "other.example.com"}
-        am.post(outage, explained, unrelated, domain_down, same_domain_http, behind, elsewhere)
+        exporter_down = {"alertname": "EinvoiceExporterDown", "severity": "critical",
+                         "job": "einvoice-exporter", "instance": "exporter:9877"}
+        vanished = {"alertname": "EinvoiceCheckVanished", "severity": "warning", "item": "07",
+                    "zone": "extranet", "check": "auth_http", "target": "https://auth.example.gov.cn/"}
+        lag = {"item": "13", "zone": "intranet", "check": "kafka_lag", "target": "10.1.0.13:9092"}
+        lag_critical = {"alertname": "EinvoiceKafkaLagHigh", "severity": "critical", **lag,
+                        "consumergroup": "verify"}
+        lag_warning_same = {**lag_critical, "severity": "warning", "target": lag["target"]}
+        lag_warning_other = {**lag_warning_same, "consumergroup": "invoice-push"}
+        am.post(outage, explained, unrelated, domain_down, same_domain_http, behind, elsewhere,
+                exporter_down, vanished, lag_critical, lag_warning_same, lag_warning_other)
 
         def state() -> dict[tuple[str, str], list[str]]:
-            return {(a["labels"]["alertname"], a["labels"].get("target", "")): a["status"]["inhibitedBy"]
-                    for a in am.alerts()}
+            return {(f"{a['labels']['alertname']}/{a['labels'].get('severity')}",
+                     a["labels"].get("target", "") + a["labels"].get("consumergroup", "")):
+                    a["status"]["inhibitedBy"] for a in am.alerts()}
 
-        wait_until(lambda: len(state()) == 7, what="7 alerts in alertmanager")
+        wait_until(lambda: len(state()) == 12, what="12 alerts in alertmanager")
         status = state()
-        assert status[("EinvoiceCheckFailing", explained["target"])], "the outage explains item 05"
-        assert status[("EinvoiceProbeSlow", behind["target"])], "the unreachable domain explains it"
-        for key in [("EinvoiceServiceOutage", ""), ("EinvoiceCheckFailing", unrelated["target"]),
-                    ("EinvoiceCheckFailing", domain_down["target"]),
-                    ("EinvoiceCheckFailing", same_domain_http["target"]),
-                    ("EinvoiceProbeSlow", elsewhere["target"])]:
+        assert status[("EinvoiceCheckFailing/critical", explained["target"])], "the outage explains item 05"
+        assert status[("EinvoiceProbeSlow/warning", behind["target"])], "the unreachable domain explains it"
+        assert status[("EinvoiceCheckVanished/warning", vanished["target"])], "the exporter is down"
+        assert status[("EinvoiceKafkaLagHigh/warning", lag["target"] + "verify")], "the critical one says it"
+        for key in [("EinvoiceServiceOutage/critical", ""),
+                    ("EinvoiceCheckFailing/critical", unrelated["target"]),
+                    ("EinvoiceCheckFailing/critical", domain_down["target"]),
+                    ("EinvoiceCheckFailing/critical", same_domain_http["target"]),
+                    ("EinvoiceProbeSlow/warning", elsewhere["target"]),
+                    ("EinvoiceExporterDown/critical", ""),
+                    ("EinvoiceKafkaLagHigh/critical", lag["target"] + "verify"),
+                    ("EinvoiceKafkaLagHigh/warning", lag["target"] + "invoice-push")]:
             assert status[key] == [], f"{key} must not be inhibited"
     finally:
         am.proc.stop()
