@@ -172,19 +172,21 @@ def _down_items_template(th: Thresholds) -> str:
 # Rule groups
 
 
+def _item_description(item: Item, for_: str, check: str, target: str) -> str:
+    return (f"{ZONE_NAMES_ZH[item.zone]}第 {item.id} 项“{item.name_zh}”的检查 {check}（目标 {target}）"
+            f"已连续失败超过 {_zh(for_)}。请检查：{item.meaning_zh}。")
+
+
 def item_groups(th: Thresholds) -> list[dict[str, Any]]:
     alerts = []
     for item in ITEMS:
         for_ = th.item_for(item.id)
-        zone_zh = ZONE_NAMES_ZH[item.zone]
         alerts.append(_alert(
             th, "EinvoiceCheckFailing",
             _with_domain(f'einvoice_check_up{{item="{item.id}"}} == 0'),
             th.item_severity(item.id),
             f"【{item.id} {item.name_zh}】检查 {{{{ $labels.check }}}} 失败",
-            f"{zone_zh}第 {item.id} 项“{item.name_zh}”的检查 {{{{ $labels.check }}}}"
-            f"（目标 {{{{ $labels.target }}}}）已连续失败超过 {_zh(for_)}。"
-            f"请检查：{item.meaning_zh}。" + _reason_template(),
+            _item_description(item, for_, "{{ $labels.check }}", "{{ $labels.target }}") + _reason_template(),
             for_=for_, anchor=f"einvoicecheckfailing-{item.id}",
             labels={"item": item.id},  # one rule per item: keeps promtool's duplicate-rule lint clean
         ))
@@ -725,28 +727,38 @@ def alertmanager_yaml(th: Thresholds, periods: ImportantPeriods, *,
 # Generated promtool tests for the 20 per-item alerts (the other alerts' tests are hand-written).
 
 
-def _item_test(th: Thresholds, item: Item) -> dict[str, Any]:
+def _item_test(th: Thresholds, item: Item, index: int) -> dict[str, Any]:
+    """Item `index` fails with the index-th reason (cycling), so every reason's Chinese name is shown
+    once; a second reason's counter stays flat and must not be named."""
     step = duration_seconds(th.evaluation_interval)
     for_s = duration_seconds(th.item_for(item.id))
     zeros = int(for_s // step) + 1
+    reasons = list(REASONS_ZH)
+    reason, flat = reasons[index % len(reasons)], reasons[(index + 1) % len(reasons)]
     labels = {"item": item.id, "zone": str(item.zone), "check": f"probe_{item.id}",
               "target": f"https://svc{item.id}.example.gov.cn:8443/health"}
-    series = "einvoice_check_up{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+    def series(name: str, extra: dict[str, str] | None = None) -> str:
+        return name + "{" + ",".join(f'{k}="{v}"' for k, v in {**labels, **(extra or {})}.items()) + "}"
+
     fired_at = step + for_s
-    rule = next(r for r in item_groups(th)[0]["rules"]
-                if r.get("alert") == "EinvoiceCheckFailing" and f'"{item.id}"' in r["expr"])
     annotations = {
-        "summary": rule["annotations"]["summary"].replace("{{ $labels.check }}", labels["check"]),
-        "description": rule["annotations"]["description"]
-        .replace("{{ $labels.check }}", labels["check"]).replace("{{ $labels.target }}", labels["target"]),
-        "runbook_url": rule["annotations"]["runbook_url"],
+        "summary": f"【{item.id} {item.name_zh}】检查 {labels['check']} 失败",
+        "description": _item_description(item, th.item_for(item.id), labels["check"], labels["target"])
+        + f"最近的失败原因：{REASONS_ZH[reason]}（{reason}）。",
+        "runbook_url": _runbook(th, f"einvoicecheckfailing-{item.id}"),
     }
     exp_labels = {**labels, "severity": str(th.item_severity(item.id)),
                   "domain": f"svc{item.id}.example.gov.cn"}
     return {
         "interval": th.evaluation_interval,
-        "name": f"item {item.id}: fails for {th.item_for(item.id)}",
-        "input_series": [{"series": series, "values": f"1 0x{zeros - 1} 1x3"}],
+        "name": f"item {item.id}: fails for {th.item_for(item.id)} with reason {reason}",
+        "input_series": [
+            {"series": series("einvoice_check_up"), "values": f"1 0x{zeros - 1} 1x3"},
+            {"series": series("einvoice_check_failures_total", {"reason": reason}),
+             "values": f"0 1+1x{zeros - 1} {zeros}x3"},
+            {"series": series("einvoice_check_failures_total", {"reason": flat}), "values": f"0x{zeros + 3}"},
+        ],
         "alert_rule_test": [
             {"eval_time": _dur(fired_at - step), "alertname": "EinvoiceCheckFailing", "exp_alerts": []},
             {"eval_time": _dur(fired_at), "alertname": "EinvoiceCheckFailing",
@@ -764,7 +776,7 @@ def items_test_yaml(th: Thresholds) -> str:
     doc = {
         "rule_files": ["../einvoice-items.rules.yml"],
         "evaluation_interval": th.evaluation_interval,
-        "tests": [_item_test(th, item) for item in ITEMS],
+        "tests": [_item_test(th, item, index) for index, item in enumerate(ITEMS)],
     }
     return HEADER + "# promtool test rules: each item's check alert is quiet one step before `for:`,\n" \
         "# fires exactly at `for:`, and clears when the check passes again.\n" + dump(doc)
