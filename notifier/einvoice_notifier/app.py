@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -36,6 +35,7 @@ from .payload import Notification
 from .service import (
     InvalidInputError,
     InvalidTransitionError,
+    MessageNotFoundError,
     StoreUnavailableError,
     TicketNotFoundError,
     TicketService,
@@ -389,8 +389,14 @@ def _api_router(notifier: Notifier) -> APIRouter:
                         limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[OutboxOut]:
         return [OutboxOut.model_validate(row) for row in list_messages(notifier.engine, state, limit)]
 
+    @router.post("/outbox/{message_id}/requeue", status_code=204, tags=["outbox"], summary="重新发送失败消息")
+    def requeue(message_id: int, who: Operator) -> Response:
+        try:
+            service.requeue_dead_letter(message_id, who.name)
+        except MessageNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except InvalidInputError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(status_code=204)
+
     return router
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)

@@ -52,8 +52,9 @@ STATE_ZH = {"open": "新建", "acknowledged": "已响应", "in_progress": "处�
             "closed": "已关闭"}
 SEVERITY_ZH = {"urgent": "高级别", "general": "中低级别", "outage": "卡顿/宕机"}
 _DEADLINE_ZH = {"response": "响应时限", "resolution": "解决时限"}
-ACTION_ZH = {"acknowledge": "响应", "start_progress": "开始处理", "resolve": "解决", "close": "关闭",
-             "add_note": "备注"}
+ACTION_ZH = {"create": "创建", "acknowledge": "响应", "start_progress": "开始处理", "add_note": "备注",
+             "resolve": "解决", "close": "关闭", "alert_resolved": "告警恢复", "escalate": "超时升级",
+             "second_line": "转二线", "requeue_message": "重新发送"}
 
 
 class TicketError(Exception):
@@ -64,6 +65,12 @@ class TicketNotFoundError(TicketError, LookupError):
     def __init__(self, ticket_id: int) -> None:
         super().__init__(f"工单 {ticket_id} 不存在")
         self.ticket_id = ticket_id
+
+
+class MessageNotFoundError(TicketError, LookupError):
+    def __init__(self, message_id: int) -> None:
+        super().__init__(f"消息 {message_id} 不存在")
+        self.message_id = message_id
 
 
 class InvalidTransitionError(TicketError, ValueError):
@@ -580,6 +587,28 @@ class TicketService:
                                   f"escalation|{row['id']}|{deadline}", now)
                 escalated.append(row["id"])
         return escalated
+
+    def requeue_dead_letter(self, message_id: int, actor: str) -> None:
+        """Send a dead letter again (after the operator fixed the channel); audited on its ticket."""
+        if not actor:
+            raise InvalidInputError("缺少操作人")
+        now = self.clock()
+        with self._write() as (conn, ctx):
+            row = conn.execute(select(db.outbox.c.id, db.outbox.c.ticket_id, db.outbox.c.state,
+                                      db.outbox.c.channel, db.outbox.c.last_error)
+                               .where(db.outbox.c.id == message_id)).first()
+            if row is None:
+                raise MessageNotFoundError(message_id)
+            if row.state != "dead":
+                raise InvalidInputError(f"消息 {message_id} 不是发送失败的消息")
+            conn.execute(update(db.outbox).where(db.outbox.c.id == message_id),
+                         {"state": "pending", "attempts": 0, "next_attempt_at": to_db(now)})
+            if row.ticket_id is not None:
+                self._audit(ctx, row.ticket_id, actor, "requeue_message",
+                            {"message": message_id, "state": "dead", "last_error": row.last_error},
+                            {"message": message_id, "state": "pending"}, f"重新发送消息（{row.channel}）",
+                            now)
+            ctx.channels.add(row.channel)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -278,6 +278,7 @@ def test_dead_letters_in_api_and_every_shared_metric_name(sqlite_client: Client)
 
     wait_until(lambda: len(dead()) == 1, what="a dead letter")
     assert dead()[0]["last_error"] == "errcode_93000" and dead()[0]["channel"] == "robot"
+    message_id = dead()[0]["id"]
     families = sqlite_client.metrics()
     ours = {name for name in families if name.startswith("einvoice_notifier")}
     assert ours == NOTIFIER_METRICS
@@ -286,3 +287,16 @@ def test_dead_letters_in_api_and_every_shared_metric_name(sqlite_client: Client)
     deadline_samples = families["einvoice_notifier_ticket_deadline_timestamp_seconds"].samples
     assert {s.labels["deadline"] for s in deadline_samples} == {"response", "resolution"}
     assert {s.labels["ticket_id"] for s in deadline_samples} == {str(tid + 1)}
+    # The operator fixed the robot: the dead letter goes out again, and the ticket says who asked.
+    requeue = sqlite_client.served.url + f"/api/v1/outbox/{message_id}/requeue"
+    viewer = _basic("victor", "victor-pw")
+    assert sqlite_client.http.post(requeue, headers=viewer, timeout=10).status_code == 403
+    sent_before = len(sqlite_client.robot.sent)
+    assert sqlite_client.http.post(requeue, headers=bearer, timeout=10).status_code == 204
+    wait_until(lambda: dead() == [], what="dead letter re-sent")
+    wait_until(lambda: len(sqlite_client.robot.sent) == sent_before + 1, what="the message delivered")
+    assert sqlite_client.http.post(requeue, headers=bearer, timeout=10).status_code == 409
+    assert sqlite_client.http.post(sqlite_client.served.url + "/api/v1/outbox/999999/requeue",
+                                   headers=bearer, timeout=10).status_code == 404
+    entry = service.timeline(tid)[-1]
+    assert (entry.actor, entry.action, entry.before["state"]) == ("token:script", "requeue_message", "dead")
