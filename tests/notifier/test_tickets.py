@@ -333,7 +333,7 @@ def test_migrations_are_recorded_and_rerun_safely(store_url: str) -> None:
 
 
 def test_unicode_round_trips_through_the_store(world: World) -> None:
-    text = "受理服务 😀 𠀀 \u200b ‮ e\u0301 ﷽"
+    text = "受理服务 😀 𠀀 \u200b ‮ e\u0301 ﷽ a\x00b \\ ' \" %s ; --"
     world.ingest(alert("c701", LUNCH, instance_note=text))
     (ticket,) = world.service.list_tickets()
     assert ticket.labels["instance_note"] == text
