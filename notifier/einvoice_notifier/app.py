@@ -114,6 +114,8 @@ class Notifier:
                         log.info("escalated %d ticket(s) past a deadline", len(escalated))
             except DBAPIError as exc:
                 log.warning("deadline check: database unavailable (%s)", type(exc.orig).__name__)
+            except Exception:  # a bug must not silently end escalations for good: log, keep going
+                log.exception("deadline check failed")
             wait = self.settings.scheduler_interval if self.migrated.is_set() else 2.0
             self._stop.wait(min(wait, self.settings.scheduler_interval))
 

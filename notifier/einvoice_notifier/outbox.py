@@ -170,6 +170,9 @@ class Sender:
                 log.warning("outbox %s: database unavailable (%s); will retry", self.channel.name,
                             type(exc.orig).__name__)
                 delay = self.settings.poll_interval
+            except Exception:  # a bug must not silently end deliveries for good: log, keep going
+                log.exception("outbox %s: unexpected error; will retry", self.channel.name)
+                delay = self.settings.poll_interval
             if delay == 0.0:
                 continue
             wait = self.settings.poll_interval if delay is None else min(delay, self.settings.poll_interval)

@@ -348,3 +348,25 @@ def test_times_keep_microseconds(world: World) -> None:
     world.ingest(alert("c801", moment))
     (ticket,) = world.service.list_tickets()
     assert ticket.starts_at == moment
+
+
+def test_a_later_migration_step_upgrades_an_existing_store(store_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a release adds a column: the step runs once, on data already there, on both backends."""
+    from sqlalchemy import text
+
+    before = World(store_url, FakeClock(LUNCH))
+    before.ingest(alert("d100", LUNCH))
+    before.notifier.engine.dispose()
+
+    def add_column(conn: Any) -> None:
+        conn.execute(text("ALTER TABLE tickets ADD COLUMN runbook_note VARCHAR(64)"))
+
+    monkeypatch.setattr(db, "MIGRATIONS", (*db.MIGRATIONS, (2, "tickets.runbook_note", add_column)))
+    engine = db.make_engine(store_url)
+    assert db.migrate(engine) == 2
+    assert db.migrate(engine) == 2
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM tickets WHERE runbook_note IS NULL")).scalar() == 1
+        assert sorted(conn.execute(select(db.schema_version.c.version)).scalars()) == [1, 2]
+    engine.dispose()
