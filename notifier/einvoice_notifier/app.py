@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -211,9 +212,14 @@ def _principal(request: Request) -> Principal:
     return found
 
 
-def _operator(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+def _operator(request: Request, who: Annotated[Principal, Depends(_principal)]) -> Principal:
     if not who.may("operator"):
         raise HTTPException(403, "the operator role is required")
+    origin = request.headers.get("origin")
+    public = urlsplit(request.app.state.notifier.settings.public_url).netloc
+    if origin is not None and urlsplit(origin).netloc not in (request.headers.get("host"), public):
+        # A browser remembers HTTP basic credentials; a page elsewhere must not act with them.
+        raise HTTPException(403, "cross-origin requests cannot change tickets")
     return who
 
 

@@ -235,7 +235,10 @@ def test_api_auth_roles_and_actions(sqlite_client: Client) -> None:
     tid = ticket["id"]
     assert http.post(f"{base}/tickets/{tid}/acknowledge", headers=_basic("victor", "victor-pw"),
                      timeout=10).status_code == 403
-    ack = http.post(f"{base}/tickets/{tid}/acknowledge", headers=_basic("alice", "alice-pw"), timeout=10)
+    evil = {**_basic("alice", "alice-pw"), "Origin": "https://evil.example"}
+    assert http.post(f"{base}/tickets/{tid}/acknowledge", headers=evil, timeout=10).status_code == 403
+    ack = http.post(f"{base}/tickets/{tid}/acknowledge", timeout=10,
+                    headers={**_basic("alice", "alice-pw"), "Origin": sqlite_client.served.url})
     assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
     again = http.post(f"{base}/tickets/{tid}/acknowledge", headers=_basic("alice", "alice-pw"), timeout=10)
     assert again.status_code == 409 and "已响应" in again.json()["detail"]
