@@ -370,3 +370,14 @@ def test_a_later_migration_step_upgrades_an_existing_store(store_url: str,
         assert conn.execute(text("SELECT COUNT(*) FROM tickets WHERE runbook_note IS NULL")).scalar() == 1
         assert sorted(conn.execute(select(db.schema_version.c.version)).scalars()) == [1, 2]
     engine.dispose()
+
+
+def test_stored_messages_are_already_redacted(world: World) -> None:
+    """What sits in the outbox is exactly what leaves: no taxpayer ID or invoice number in it."""
+    leaky = alert("d200", LUNCH)
+    leaky["annotations"]["summary"] = "推送失败：纳税人识别号 91450103198765432P，发票号码 00123456 未推送"
+    world.ingest(leaky)
+    (row,) = world.outbox_rows()
+    assert "91450103198765432P" not in row["content"] and "00123456" not in row["content"]
+    assert "〔税号已隐藏〕" in row["content"]
+    assert "/console/link/" in row["content"]
