@@ -241,10 +241,10 @@ class TicketService:
         for attempt in range(4):
             try:
                 return self._ingest_once(notification, route)
-            except IntegrityError:
+            except IntegrityError as exc:
                 # A concurrent delivery of the same alerts won the race: the retry sees its rows.
                 if attempt == 3:
-                    raise
+                    raise StoreUnavailableError(f"conflicting writes: {str(exc.orig)[:160]}") from exc
             except OperationalError as exc:
                 if _is_deadlock(exc) and attempt < 3:
                     continue
