@@ -32,6 +32,7 @@ import yaml
 from tests.dashboards import inventory as inv
 from tests.support.certs import TestCA
 from tests.support.procs import Proc, free_port, require_binary, wait_until
+from tests.support.stack import fast_stack_config
 
 pytestmark = pytest.mark.xdist_group("dashboards")
 
@@ -92,23 +93,6 @@ def _ready(port: int) -> bool:
             return resp.status == 200
     except OSError:
         return False
-
-
-def _short_rules(target: Path, interval: str, max_for: str) -> Path:
-    """The bundle's rule files with shorter evaluation intervals and `for:` (configuration only)."""
-    target.mkdir(parents=True, exist_ok=True)
-    files = inv.rule_files()
-    if not files:
-        pytest.skip("no generated alert_rules/*.rules.yml yet")
-    for path in files:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for group in doc["groups"]:
-            group["interval"] = interval
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = max_for
-        (target / path.name).write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +231,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     redis_server = require_binary("redis-server")
     if not (inv.REPO / "config" / "demo" / "exporter.yml").exists():
         pytest.skip("config/demo/exporter.yml has not landed yet")
-    from einvoice_stack.stack import Stack, StackConfig
+    from einvoice_stack.stack import Stack
 
     tmp = tmp_path_factory.mktemp("demo-stack")
     redis_port = free_port()
@@ -255,16 +239,10 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                   "--appendonly", "no", "--dir", str(tmp), "--maxmemory", "64mb"], tmp / "redis.log")
     tls = _TlsTarget(tmp / "certs")
     token = secrets.token_urlsafe(24)
-    config = StackConfig(
-        run_dir=tmp / "run", prometheus_port=free_port(), alertmanager_port=free_port(),
-        exporter_port=free_port(), notifier_port=free_port(), demo_target_port=free_port(),
-        scrape_interval="1s", evaluation_interval="1s",
-        rules_dir=_short_rules(tmp / "rules", interval="2s", max_for="2s"),
-        exporter_config=_demo_config_plus(tmp / "exporter.yml", redis_port, tls),
-        alertmanager_timing={"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h"},
+    config = fast_stack_config(
+        tmp, exporter_config=_demo_config_plus(tmp / "exporter.yml", redis_port, tls),
         notifier_overrides={"api_tokens": [{"name": "dashboards-test", "token": token, "role": "operator"}],
-                            "scheduler_interval": "1s"},
-        python_bin=inv.REPO / ".venv" / "bin")
+                            "scheduler_interval": "1s"})
     stack = Stack(config)
     try:
         redis.wait_port(redis_port)
