@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from einvoice_notifier.calendar import CalendarData, WorkingCalendar, load_calendar_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.notifier.support import shanghai
@@ -102,3 +104,21 @@ def test_add_then_measure_round_trips() -> None:
         end = DEFAULT.add_working_seconds(start, hours * 3600)
         assert DEFAULT.working_seconds_between(start, end) == pytest.approx(hours * 3600)
         assert end - start >= timedelta(hours=hours)
+
+
+PERIODS = WorkingCalendar(CalendarData.model_validate({
+    "holidays": [{"start": "2026-02-17", "end": "2026-02-18", "onsite_hours": []}],
+    "important_periods": [{"start": "2026-03-04T09:00:00+08:00", "end": "2026-03-06T13:15:00+08:00"}]}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.datetimes(min_value=datetime(2026, 2, 10), max_value=datetime(2026, 3, 10),
+                          timezones=st.just(UTC)),
+       seconds=st.floats(min_value=0, max_value=5 * 86400))
+def test_deadline_is_exactly_the_working_time_asked(start: datetime, seconds: float) -> None:
+    end = PERIODS.add_working_seconds(start, seconds)
+    assert end >= start
+    assert PERIODS.working_seconds_between(start, end) == pytest.approx(seconds, abs=1e-3)
+    # Nothing earlier would do: one second less of wall time is less working time.
+    if seconds >= 1:
+        assert PERIODS.working_seconds_between(start, end - timedelta(seconds=1)) < seconds
