@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
+from einvoice_core.configtypes import StrictModel
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
 SERVICE_KEYS = frozenset({"intake", "processing", "pipeline"})
@@ -49,22 +50,20 @@ def _check_ratio(value: float) -> float:
 Ratio = Annotated[float, AfterValidator(_check_ratio)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ItemRule(Strict):
+class ItemRule(StrictModel):
     for_: PromDuration = Field(alias="for")
     severity: Severity | None = None
     """None keeps the catalogue's severity."""
 
 
-class Service(Strict):
+class Service(StrictModel):
     name_zh: str
     items: tuple[ItemKey, ...] = Field(min_length=1)
 
 
-class BurnWindow(Strict):
+class BurnWindow(StrictModel):
     long: PromDuration
     short: PromDuration
     factor: float = Field(gt=0)
@@ -72,7 +71,7 @@ class BurnWindow(Strict):
     severity: Severity
 
 
-class Sla(Strict):
+class Sla(StrictModel):
     yearly_outage_budget: PromDuration
     max_single_outage: PromDuration
     restore_within: PromDuration
@@ -101,7 +100,7 @@ class Sla(Strict):
         return self
 
 
-class Certificates(Strict):
+class Certificates(StrictModel):
     warning_days: int = Field(gt=0)
     critical_days: int = Field(gt=0)
     for_: PromDuration = Field(alias="for")
@@ -113,37 +112,37 @@ class Certificates(Strict):
         return self
 
 
-class LatencyOverride(Strict):
+class LatencyOverride(StrictModel):
     good_seconds: float = Field(gt=0)
     alert_seconds: float = Field(gt=0)
 
 
-class Latency(Strict):
+class Latency(StrictModel):
     items: tuple[ItemKey, ...] = Field(min_length=1)
     """Items whose probes are the key interfaces of the response-time SLI."""
     good_seconds: float = Field(gt=0)
     alert_seconds: float = Field(gt=0)
     alert_for: PromDuration
-    overrides: dict[ItemKey, LatencyOverride] = {}
+    overrides: dict[ItemKey, LatencyOverride] = Field(default_factory=dict)
 
     def for_item(self, item: str) -> LatencyOverride:
         return self.overrides.get(item, LatencyOverride(good_seconds=self.good_seconds,
                                                         alert_seconds=self.alert_seconds))
 
 
-class Redis(Strict):
+class Redis(StrictModel):
     memory_ratio_warning: Ratio
     memory_for: PromDuration
     cluster_state_for: PromDuration
     cluster_slots_for: PromDuration
 
 
-class Elasticsearch(Strict):
+class Elasticsearch(StrictModel):
     red_for: PromDuration
     yellow_for: PromDuration
 
 
-class Kafka(Strict):
+class Kafka(StrictModel):
     lag_growing_for: PromDuration
     lag_growing_min_messages: int = Field(ge=0)
     lag_seconds_warning: float = Field(gt=0)
@@ -152,7 +151,7 @@ class Kafka(Strict):
     stalled_for: PromDuration
 
 
-class Monitoring(Strict):
+class Monitoring(StrictModel):
     exporter_down_for: PromDuration
     check_stale_after: PromDuration
     check_stale_for: PromDuration
@@ -176,7 +175,7 @@ def _check_clock(value: str) -> str:
 Clock = Annotated[str, AfterValidator(_check_clock)]
 
 
-class OnsiteWindow(Strict):
+class OnsiteWindow(StrictModel):
     start: Clock
     end: Clock
 
@@ -188,7 +187,7 @@ class OnsiteWindow(Strict):
         return self
 
 
-class Routing(Strict):
+class Routing(StrictModel):
     location: str
     onsite_hours: tuple[OnsiteWindow, ...] = Field(min_length=1)
     group_wait: PromDuration
@@ -198,7 +197,7 @@ class Routing(Strict):
     repeat_interval_sla: PromDuration
 
 
-class Thresholds(Strict):
+class Thresholds(StrictModel):
     runbook_url: str
     """Base of every alert's runbook_url; the anchor (#alertname) is appended."""
     evaluation_interval: PromDuration
@@ -236,7 +235,7 @@ class Thresholds(Strict):
         return next(i.severity for i in ITEMS if i.id == item)
 
 
-class ImportantPeriod(Strict):
+class ImportantPeriod(StrictModel):
     """A declared 重要时期: on-site staff are on 7×24 from `start` to `end` (whole days, inclusive)."""
 
     name: str
@@ -250,7 +249,7 @@ class ImportantPeriod(Strict):
         return self
 
 
-class ImportantPeriods(Strict):
+class ImportantPeriods(StrictModel):
     periods: tuple[ImportantPeriod, ...] = ()
 
 
@@ -258,7 +257,7 @@ class ThresholdsError(ValueError):
     """The thresholds or calendar file is invalid; the message names the file and the key."""
 
 
-def _load(path: Path, model: type[Strict]) -> Strict:
+def _load(path: Path, model: type[StrictModel]) -> StrictModel:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

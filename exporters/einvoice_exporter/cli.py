@@ -18,6 +18,7 @@ from .config import ConfigError, load_config
 log = logging.getLogger("einvoice_exporter")
 
 DEFAULT_LISTEN = ":9877"
+_NOISY_LIBRARIES = ("kafka", "urllib3", "redis", "elastic_transport")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -50,6 +51,10 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
+    # Client libraries narrate every connection at INFO (kafka-python) and log a dead target as an
+    # ERROR; a failing target is already a metric with a reason, so only their warnings pass.
+    for noisy in _NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(max(_LEVELS[level], logging.WARNING))
 
 
 def build_parser() -> argparse.ArgumentParser:

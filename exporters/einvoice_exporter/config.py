@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,11 +17,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .schema import KIND_MODULES, ExporterConfig
+from einvoice_core.configtypes import UniqueKeyLoader, expand_env
 
-_ENV_RE = re.compile(r"\$(\$)?\{([^}]*)\}")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_WORDS = ("password", "secret", "token", "passphrase", "credential", "key")
+from .schema import KIND_MODULES, ExporterConfig
 
 
 class ConfigError(Exception):
@@ -31,29 +28,6 @@ class ConfigError(Exception):
     def __init__(self, lines: Sequence[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = list(lines)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode,
-                       deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            first = seen[key].start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None,
-                f"duplicate key {key!r} (first defined on line {first.line + 1})",
-                key_node.start_mark)
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def format_path(path: Sequence[str | int], data: Any) -> str:
@@ -71,46 +45,6 @@ def format_path(path: Sequence[str | int], data: Any) -> str:
             text += f".{part}" if text else str(part)
             node = node.get(part) if isinstance(node, Mapping) else None
     return text
-
-
-def _looks_secret(path: Sequence[str | int]) -> bool:
-    last = next((p for p in reversed(path) if isinstance(p, str)), "")
-    return any(word in last.lower() for word in _SECRET_WORDS)
-
-
-def expand_env(data: Any, env: Mapping[str, str], path: tuple[str | int, ...] = (),
-               errors: list[tuple[tuple[str | int, ...], str]] | None = None,
-               secrets: set[str] | None = None) -> Any:
-    """Replace `${VAR}` in every string scalar; `$${VAR}` stays literally `${VAR}`.
-
-    Unset variables are collected in `errors` with their key path; values expanded into keys that
-    look like secrets are collected in `secrets` so that no message repeats them.
-    """
-    errors = [] if errors is None else errors
-    if isinstance(data, Mapping):
-        return {key: expand_env(value, env, (*path, str(key)), errors, secrets)
-                for key, value in data.items()}
-    if isinstance(data, list):
-        return [expand_env(value, env, (*path, index), errors, secrets) for index, value in enumerate(data)]
-    if not isinstance(data, str) or "${" not in data:
-        return data
-
-    def substitute(match: re.Match[str]) -> str:
-        escaped, name = match.group(1), match.group(2)
-        if escaped:
-            return "${" + name + "}"
-        if not _ENV_NAME_RE.match(name):
-            errors.append((path, f"${{{name}}} is not a valid environment variable reference"))
-            return ""
-        value = env.get(name)
-        if value is None:
-            errors.append((path, f"environment variable {name} is not set"))
-            return ""
-        if secrets is not None and _looks_secret(path) and value:
-            secrets.add(value)
-        return value
-
-    return _ENV_RE.sub(substitute, data)
 
 
 def _field_model(model: Any, path: Sequence[str | int]) -> type[BaseModel] | None:
@@ -201,7 +135,7 @@ def _redact(text: str, secrets: set[str]) -> str:
 def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> ExporterConfig:
     """Validate the text of a config file; raise ConfigError with one line per problem."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -1,70 +1,53 @@
-"""Reusable configuration types: strict models, durations, item ids, names, secrets."""
+"""Configuration types of the exporter: the shared building blocks, item ids, names, TLS files."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr, StringConstraints
+from pydantic import BeforeValidator, StringConstraints, model_validator
 
 from einvoice_core.catalogue import normalize_item_id
+from einvoice_core.configtypes import (
+    Duration,
+    PositiveDuration,
+    StrictModel,
+    one_of_secret,
+    parse_duration,
+    resolve_secret,
+)
 
+__all__ = [
+    "Duration", "ItemId", "Name", "PositiveDuration", "StrictModel", "TlsFiles", "check_tls_files",
+    "one_of_secret", "parse_duration", "resolve_secret",
+]
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
-
-
-def parse_duration(value: object) -> float:
-    """Prometheus-style durations ("500ms", "5s", "1m30s", "2h") or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration such as 5s, 1m30s or 500ms is required")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value.strip())
-        if not value.strip() or match is None or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration; write it like 5s, 1m30s or 500ms")
-        hours, minutes, secs, millis = match.groups()
-        seconds = (int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
-                   + int(millis or 0) / 1000)
-    else:
-        raise ValueError("a duration such as 5s, 1m30s or 500ms is required")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be longer than zero")
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""Seconds, written as a Prometheus duration."""
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 ItemId = Annotated[str, BeforeValidator(normalize_item_id)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 """Check and module names: they become label values, so short and plain."""
 
 
-def resolve_secret(value: SecretStr | None, file: Path | None) -> str | None:
-    """The secret given inline (after `${ENV}` expansion) or read from `*_file`, stripped of the
-    trailing newline. Models holding a secret validate that at most one of the two is set."""
-    if value is not None:
-        return value.get_secret_value()
-    if file is not None:
-        return file.read_text(encoding="utf-8").rstrip("\r\n")
-    return None
+def check_tls_files(ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> None:
+    """A client certificate needs its key, and every named file must exist (fail at start)."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together: set both or neither")
+    for key, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{key} {path} does not exist or is not a file")
 
 
-def one_of_secret(value: SecretStr | None, file: Path | None, key: str) -> None:
-    """Raise a readable error when both `key` and `key_file` are set, or the file is unreadable."""
-    if value is not None and file is not None:
-        raise ValueError(f"set either {key} or {key}_file, not both")
-    if file is not None and not file.is_file():
-        raise ValueError(f"{key}_file {file} does not exist or is not a file")
+class TlsFiles(StrictModel):
+    """TLS towards a target: whom to trust, which client certificate to show."""
+
+    ca_file: Path | None = None
+    """CA bundle (PEM) that signed the server certificate; the system store when absent."""
+    cert_file: Path | None = None
+    """Client certificate (PEM), for servers that require one; with `key_file`."""
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+    """Accept any server certificate (test systems only)."""
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> TlsFiles:
+        check_tls_files(self.ca_file, self.cert_file, self.key_file)
+        return self

@@ -9,21 +9,25 @@ the environment variable, and every secret has a `*_file` twin (Docker secrets).
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
     ValidationError,
     model_validator,
+)
+
+from einvoice_core.configtypes import (
+    PositiveDuration,
+    StrictModel,
+    expand_env,
+    one_of_secret,
+    resolve_secret,
 )
 
 from .messaging.config import ChannelConfig, ConsoleChannelConfig
@@ -33,50 +37,8 @@ SEVERITY_CLASSES = ("urgent", "general", "outage")
 SeverityClass = Literal["urgent", "general", "outage"]
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
-
-
-def parse_duration(value: object) -> float:
-    """"30m", "2h", "1d", "1m30s", "500ms" or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration such as 30s, 10m or 2h is required")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION_RE.fullmatch(value.strip())
-        if match is None or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration; write it like 30s, 10m or 2h")
-        days, hours, minutes, secs, millis = match.groups()
-        seconds = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
-                   + float(secs or 0) + int(millis or 0) / 1000)
-    else:
-        raise ValueError("a duration such as 30s, 10m or 2h is required")
-    if seconds <= 0:
-        raise ValueError("a duration must be longer than zero")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = PositiveDuration
 Mobile = Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{5,20}$")]
-
-
-def _read_secret(value: SecretStr | None, file: Path | None) -> str | None:
-    if value is not None:
-        return value.get_secret_value()
-    if file is not None:
-        return file.read_text(encoding="utf-8").rstrip("\r\n")
-    return None
-
-
-def _one_of(value: object, file: Path | None, key: str) -> None:
-    if value is not None and file is not None:
-        raise ValueError(f"set either {key} or {key}_file, not both")
-    if file is not None and not file.is_file():
-        raise ValueError(f"{key}_file {file} does not exist or is not a file")
 
 
 class User(StrictModel):
@@ -97,13 +59,13 @@ class ApiToken(StrictModel):
 
     @model_validator(mode="after")
     def _secret(self) -> ApiToken:
-        _one_of(self.token, self.token_file, "token")
+        one_of_secret(self.token, self.token_file, "token")
         if self.token is None and self.token_file is None:
             raise ValueError("an api token needs `token` or `token_file`")
         return self
 
     def value(self) -> str:
-        found = _read_secret(self.token, self.token_file)
+        found = resolve_secret(self.token, self.token_file)
         assert found is not None
         return found
 
@@ -180,9 +142,9 @@ class Settings(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        _one_of(self.database_url, self.database_url_file, "database_url")
-        _one_of(self.webhook_token, self.webhook_token_file, "webhook_token")
-        _one_of(self.console_secret_key, self.console_secret_key_file, "console_secret_key")
+        one_of_secret(self.database_url, self.database_url_file, "database_url")
+        one_of_secret(self.webhook_token, self.webhook_token_file, "webhook_token")
+        one_of_secret(self.console_secret_key, self.console_secret_key_file, "console_secret_key")
         if self.console_secret_key is not None and len(self.console_secret_key.get_secret_value()) < 16:
             raise ValueError("console_secret_key must be at least 16 characters")
         missing = sorted({*self.routing.first_line, *self.routing.second_line} - set(self.channel_names()))
@@ -208,16 +170,16 @@ class Settings(StrictModel):
         return int(self.listen.rsplit(":", 1)[1])
 
     def resolved_database_url(self) -> str:
-        url = _read_secret(self.database_url, self.database_url_file)
+        url = resolve_secret(self.database_url, self.database_url_file)
         return url or f"sqlite:///{self.state_dir / 'notifier.db'}"
 
     def configured_webhook_token(self) -> str | None:
         """The token from the file, `webhook_token`, or the environment; None: generate one."""
-        return (_read_secret(self.webhook_token, self.webhook_token_file)
+        return (resolve_secret(self.webhook_token, self.webhook_token_file)
                 or os.environ.get(ENV_WEBHOOK_TOKEN) or None)
 
     def configured_console_secret(self) -> bytes | None:
-        found = _read_secret(self.console_secret_key, self.console_secret_key_file)
+        found = resolve_secret(self.console_secret_key, self.console_secret_key_file)
         return found.encode() if found else None
 
 
@@ -225,28 +187,18 @@ def _channel_name(channel: object) -> str:
     return str(getattr(channel, "name", ""))
 
 
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 class ConfigError(ValueError):
     """The file is unreadable or invalid; the message names the key."""
 
 
-def _expand_env(node: object, where: str) -> object:
-    if isinstance(node, str):
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
-            return os.environ[name]
-
-        return _ENV_RE.sub(substitute, node)
-    if isinstance(node, dict):
-        return {key: _expand_env(value, f"{where}.{key}" if where else str(key))
-                for key, value in node.items()}
-    if isinstance(node, list):
-        return [_expand_env(value, f"{where}[{index}]") for index, value in enumerate(node)]
-    return node
+def _expand_env(node: object) -> object:
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    expanded = expand_env(node, os.environ, (), errors)
+    if errors:
+        path, message = errors[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+        raise ConfigError(f"{where or 'config'}: {message}")
+    return expanded
 
 
 def _format_errors(exc: ValidationError) -> str:
@@ -264,7 +216,7 @@ def parse_settings(raw: object) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError("the notifier config must be a mapping of keys")
     try:
-        settings = Settings.model_validate(_expand_env(raw, ""))
+        settings = Settings.model_validate(_expand_env(raw))
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc)) from None
     return settings

@@ -12,12 +12,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
-
-from ..fields import StrictModel
+from ..fields import TlsFiles
 from ..outcome import MetricSet, Outcome, Reason
 
 IpProtocol = Literal["auto", "ip4", "ip6"]
@@ -183,29 +180,13 @@ _TLS_VERSIONS = {
 _VERSION_LABELS = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
 
 
-class TlsClientSettings(StrictModel):
-    """How a probe speaks TLS, with the keys of Prometheus' `tls_config`."""
+class TlsClientSettings(TlsFiles):
+    """How a probe speaks TLS, with the keys of Prometheus' `tls_config` (with `insecure_skip_verify`
+    the expiry is still measured)."""
 
-    ca_file: Path | None = None
-    """Trust these CAs (PEM) instead of the system's."""
-    cert_file: Path | None = None
-    """Client certificate (PEM), for servers that require one; with `key_file`."""
-    key_file: Path | None = None
     server_name: str | None = None
     """SNI and the name the certificate must carry; defaults to the target's host."""
-    insecure_skip_verify: bool = False
-    """Accept any certificate (expiry is still measured). For test systems only."""
     min_version: TlsVersion | None = None
-
-    @model_validator(mode="after")
-    def _check_files(self) -> TlsClientSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both or neither")
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{key} {path} does not exist or is not a file")
-        return self
 
     def has_files(self) -> bool:
         return any(path is not None for path in (self.ca_file, self.cert_file, self.key_file))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
 
-from ..fields import StrictModel, one_of_secret, resolve_secret
+from ..fields import StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import MetricSet, Outcome, Reason
 
 if TYPE_CHECKING:
@@ -30,26 +30,9 @@ IDLE_PRUNE_SECONDS = 600.0
 """A kept connection unused this long is closed."""
 
 
-class RedisTls(StrictModel):
-    """TLS towards Redis (`tls-port`); present (even empty) means the connection uses TLS."""
-
-    ca_file: Path | None = None
-    """CA bundle that signed the server certificate; the system store when absent."""
-    cert_file: Path | None = None
-    """Client certificate, for servers with `tls-auth-clients yes`."""
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
-    """Accept any server certificate (test setups only)."""
-
-    @model_validator(mode="after")
-    def _files(self) -> RedisTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both or neither")
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{key} {path} does not exist or is not a file")
-        return self
+class RedisTls(TlsFiles):
+    """TLS towards Redis (`tls-port`); present (even empty) means the connection uses TLS, and a
+    client certificate serves servers with `tls-auth-clients yes`."""
 
 
 class ConnectionSettings(StrictModel):

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from ..fields import StrictModel, one_of_secret, resolve_secret
+from ..fields import StrictModel, check_tls_files, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
 
 COLORS = ("green", "yellow", "red")
@@ -81,12 +81,7 @@ class Settings(StrictModel):
             raise ValueError("password needs username")
         if self.username is not None and has_key:
             raise ValueError("use either username/password or api_key, not both")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{key} {path} does not exist or is not a file")
+        check_tls_files(self.ca_file, self.cert_file, self.key_file)
         return self
 
 

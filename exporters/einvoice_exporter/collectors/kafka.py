@@ -37,7 +37,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from ..fields import Duration, StrictModel, one_of_secret, resolve_secret
+from ..fields import Duration, StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import Check, Outcome, Reason
 
 GROUP_STATES: tuple[str, ...] = (
@@ -65,22 +65,8 @@ class SaslSettings(StrictModel):
         return self
 
 
-class TlsSettings(StrictModel):
-    ca_file: Path | None = None
-    """CA bundle for the brokers' certificates; the system store when absent."""
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("tls cert_file and key_file go together")
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"tls {key} {path} does not exist or is not a file")
-        return self
+class TlsSettings(TlsFiles):
+    """TLS towards the brokers."""
 
 
 class GroupOverride(StrictModel):

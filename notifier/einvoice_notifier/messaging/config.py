@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -26,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from einvoice_core.configtypes import StrictModel
+
 from .base import Channel
 
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -34,8 +35,6 @@ ChannelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 def expand_env(value: str) -> str:
@@ -62,7 +61,7 @@ def _secret(value: SecretStr | None, file: Path | None, key: str) -> str | None:
     return None
 
 
-class WeChatRobotConfig(_Strict):
+class WeChatRobotConfig(StrictModel):
     """A WeCom group robot (群机器人): POST {base_url}/cgi-bin/webhook/send?key=KEY."""
 
     type: Literal["wechat_robot"]
@@ -107,7 +106,7 @@ class WeChatRobotConfig(_Strict):
         return f"{self.base_url.rstrip('/')}/cgi-bin/webhook/send?key={key}"
 
 
-class WeChatAppConfig(_Strict):
+class WeChatAppConfig(StrictModel):
     """A WeCom application (应用消息): gettoken with corp id + secret, then message/send."""
 
     type: Literal["wechat_app"]
@@ -138,7 +137,7 @@ class WeChatAppConfig(_Strict):
         return _secret(self.secret, self.secret_file, "secret") or ""
 
 
-class ConsoleChannelConfig(_Strict):
+class ConsoleChannelConfig(StrictModel):
     """The demo channel: messages appended to a file and/or printed."""
 
     type: Literal["console"]
