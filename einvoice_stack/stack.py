@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import yaml
 
 log = logging.getLogger("einvoice_stack")
@@ -149,6 +150,9 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.demo_target: DemoTarget | None = None
         self.webhook_token = secrets.token_urlsafe(24)
+        self.console_user = "demo"
+        self.console_password = secrets.token_urlsafe(9)
+        """A fresh operator login for the demo's ticket console, printed at start."""
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -202,6 +206,10 @@ class Stack:
             "webhook_token_file": str(token_file),
             "channels": [{"type": "console", "name": "console",
                           "path": str(self.run_dir / "notifier" / "messages.log")}],
+            "users": [{"name": self.console_user, "role": "operator", "display_name": "演示值班员",
+                       "password_hash": bcrypt.hashpw(self.console_password.encode(),
+                                                      bcrypt.gensalt(rounds=10)).decode()}],
+            "console_secret_key": secrets.token_urlsafe(32),
         }
         notifier_cfg.update(cfg.notifier_overrides)
         self._write_yaml("notifier.yml", notifier_cfg)
@@ -295,7 +303,8 @@ class Stack:
             "Prometheus": cfg.url(cfg.prometheus_port),
             "Alertmanager": cfg.url(cfg.alertmanager_port),
             "exporter": cfg.url(cfg.exporter_port),
-            "notifier console": f"{cfg.url(cfg.notifier_port)}/console/",
+            "notifier console": f"{cfg.url(cfg.notifier_port)}/console/ "
+                                f"(login {self.console_user} / {self.console_password})",
             "notifier API": f"{cfg.url(cfg.notifier_port)}/docs",
             "messages file": str(self.run_dir / "notifier" / "messages.log"),
         }

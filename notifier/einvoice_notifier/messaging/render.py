@@ -78,7 +78,7 @@ def _zone_zh(zone: object) -> str:
     try:
         return ZONE_NAMES_ZH[Zone(str(zone))]
     except ValueError:
-        return str(zone or "未知")
+        return str(zone or "")
 
 
 def ticket_context(ticket: object, event: str) -> dict[str, Any]:
@@ -93,8 +93,12 @@ def ticket_context(ticket: object, event: str) -> dict[str, Any]:
     severity = str(get("severity_class", "general"))
     breached = [name for name, flag in (("响应", get("response_breached")),
                                         ("解决", get("resolution_breached"))) if flag]
+    summary = (get("summary") or "").strip()
+    # Service-level alerts (an outage of 受理服务...) carry no item: their summary names them.
+    subject = f"第{item}项 {item_name}" if get("item") else (summary or str(get("alertname", "")))
     return {
         "event": event,
+        "subject": subject,
         "ticket_id": get("id"),
         "state_zh": STATE_ZH.get(str(get("state", "open")), str(get("state", ""))),
         "alertname": get("alertname", ""),
@@ -104,7 +108,7 @@ def ticket_context(ticket: object, event: str) -> dict[str, Any]:
         "target": get("target") or labels.get("target") or labels.get("instance") or "",
         "severity": severity,
         "severity_zh": SEVERITY_ZH.get(severity, severity),
-        "summary": (get("summary") or "").strip(),
+        "summary": summary,
         "description": (get("description") or "").strip(),
         "labels": dict(labels),
         "starts_at": _local(starts_at),

@@ -138,3 +138,12 @@ def test_any_text_fits_and_keeps_the_link(description, summary, max_bytes):
     for message in messages:
         assert size(message.content) <= min(max_bytes, 2048 if message.format == "text" else max_bytes)
         assert URL in message.content
+
+
+def test_service_outage_without_item_is_named_by_its_summary():
+    ticket = Ticket(item=None, zone=None, alertname="EinvoiceServiceOutage", summary="受理服务宕机",
+                    severity_class="outage")
+    card, text = render_ticket_messages(ticket, "firing", URL, 4096, mentions=("13800138000",))
+    assert card.content.splitlines()[0] == '## <font color="warning">【告警】</font>卡顿/宕机 · 受理服务宕机'
+    assert "未归属" not in card.content and "区域" not in card.content
+    assert text.content.splitlines()[0] == "【卡顿/宕机】工单 #7 受理服务宕机。请值班人员尽快响应。"
