@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         notifier_port=args.notifier_port, demo_target_port=args.demo_target_port)
     stack = Stack(config)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
+        signal.signal(signum, lambda *_: stop.set())
     try:
         # Up for a minute (so the first scrapes see it healthy), then the down/up cycle.
         stack.start(demo_schedule=[(True, 60), (False, args.down_seconds), (True, args.up_seconds)])
@@ -52,15 +53,12 @@ def main(argv: list[str] | None = None) -> int:
           f"start for {args.down_seconds:.0f} s, then recovers; watch the alert fire in Prometheus and "
           "Alertmanager, the ticket open in the console and the message in the messages file.")
     print(f"Logs: {config.run_dir / 'logs'}. Press Ctrl-C to stop.\n")
-    try:
-        while not stop.wait(1.0):
-            for name, proc in stack.processes():
-                if proc.poll() is not None:
-                    print(f"error: {name} exited with code {proc.returncode}:\n{stack.log_tail(name)}",
-                          file=sys.stderr)
-                    stop.set()
-    except KeyboardInterrupt:
-        pass
+    while not stop.wait(1.0):
+        for name, proc in stack.processes():
+            if proc.poll() is not None:
+                print(f"error: {name} exited with code {proc.returncode}:\n{stack.log_tail(name)}",
+                      file=sys.stderr)
+                stop.set()
     print("stopping...")
     stack.stop()
     return 0
