@@ -2,7 +2,7 @@
 # Debian packages the bundle's tests and demo start for real. Idempotent; needs root (or sudo).
 set -euo pipefail
 packages=(
-  python3-venv
+  make python3-venv
   prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-redis-exporter
   redis-server redis-tools mariadb-server nginx
   chromium fonts-noto-cjk faketime openssl
