@@ -204,6 +204,7 @@ class Stack:
             "public_url": notifier_base,
             "database_url": f"sqlite:///{self.run_dir / 'notifier' / 'notifier.db'}",
             "webhook_token_file": str(token_file),
+            "calendar_file": str(REPO / "deploy" / "notifier" / "calendar.yml"),
             "channels": [{"type": "console", "name": "console",
                           "path": str(self.run_dir / "notifier" / "messages.log")}],
             "users": [{"name": self.console_user, "role": "operator", "display_name": "演示值班员",

@@ -11,6 +11,8 @@ counts. Both are data the operator edits in a YAML file, not code:
       - {start: 2026-10-01, end: 2026-10-03, name: 国庆节, onsite_hours: []}
     important_periods:
       - {name: 全国两会, start: "2026-03-04T00:00:00+08:00", end: "2026-03-12T00:00:00+08:00"}
+    # whole-day periods shared with Alertmanager's routing (one list for both), relative to this file
+    important_periods_file: ../../alert_rules/important_periods.yml
 
 What a holiday means: the contract says on-site hours apply *every day*, holidays included, so a
 holiday listed without `onsite_hours` keeps the normal hours (it is only named on reports). The
@@ -30,6 +32,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from einvoice_core.thresholds import load_important_periods
 
 _MAX_DAYS = 800
 """How far a search for working time may walk before concluding the calendar has none."""
@@ -104,6 +108,9 @@ class CalendarData(_Strict):
     onsite_hours: list[Span] = Field(default_factory=lambda: [("07:30", "12:00"), ("14:30", "22:00")])
     holidays: list[Holiday] = Field(default_factory=list)
     important_periods: list[ImportantPeriod] = Field(default_factory=list)
+    important_periods_file: Path | None = None
+    """The important-period calendar Alertmanager's routing is generated from
+    (alert_rules/important_periods.yml: whole days, inclusive), so both read one list."""
 
     @model_validator(mode="after")
     def _known_zone(self) -> CalendarData:
@@ -119,7 +126,17 @@ def load_calendar_data(path: Path | None) -> CalendarData:
     if path is None:
         return CalendarData()
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return CalendarData.model_validate(raw)
+    data = CalendarData.model_validate(raw)
+    if data.important_periods_file is None:
+        return data
+    shared = path.parent / data.important_periods_file
+    tz = ZoneInfo(data.timezone)
+    whole_days = [
+        ImportantPeriod(name=period.name, start=datetime.combine(period.start, time(0), tz),
+                        end=datetime.combine(period.end + timedelta(days=1), time(0), tz))
+        for period in load_important_periods(shared).periods
+    ]
+    return data.model_copy(update={"important_periods": [*data.important_periods, *whole_days]})
 
 
 @dataclass(frozen=True, slots=True)

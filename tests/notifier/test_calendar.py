@@ -122,3 +122,18 @@ def test_deadline_is_exactly_the_working_time_asked(start: datetime, seconds: fl
     # Nothing earlier would do: one second less of wall time is less working time.
     if seconds >= 1:
         assert PERIODS.working_seconds_between(start, end - timedelta(seconds=1)) < seconds
+
+
+def test_important_periods_from_the_shared_routing_calendar_count_24_hours(tmp_path):
+    """The notifier reads the whole-day periods of alert_rules/important_periods.yml (the file the
+    Alertmanager routing is generated from): inside one, every hour is working time."""
+    (tmp_path / "routing").mkdir()
+    (tmp_path / "routing" / "important_periods.yml").write_text(
+        "periods:\n  - {name: 征期, start: 2026-03-04, end: 2026-03-05}\n", encoding="utf-8")
+    (tmp_path / "calendar.yml").write_text(
+        "important_periods_file: routing/important_periods.yml\n", encoding="utf-8")
+    calendar = WorkingCalendar(load_calendar_data(tmp_path / "calendar.yml"))
+    night = shanghai(2026, 3, 5, 1, 0)  # 01:00 on the period's last day
+    assert calendar.add_working_seconds(night, 3600) == night + timedelta(hours=1)
+    after = shanghai(2026, 3, 6, 1, 0)  # the day after: back to on-site hours
+    assert calendar.add_working_seconds(after, 3600) == shanghai(2026, 3, 6, 8, 30)

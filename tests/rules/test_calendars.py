@@ -1,5 +1,5 @@
-"""The two calendars that declare important periods (重要时期) agree: Alertmanager's routing reads
-alert_rules/important_periods.yml, the notifier's deadline clock reads deploy/notifier/calendar.yml."""
+"""Alertmanager's routing and the notifier's deadline clock share one calendar of important periods
+(重要时期, alert_rules/important_periods.yml) and the same on-site hours."""
 
 from __future__ import annotations
 
@@ -16,25 +16,23 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTIFIER_CALENDAR = ROOT / "deploy" / "notifier" / "calendar.yml"
 
 
-def test_important_periods_agree_with_the_notifier_calendar() -> None:
+def test_the_notifier_calendar_reads_the_same_important_periods() -> None:
+    """One list of important periods: the notifier's calendar points at the file the routing is
+    generated from, and the periods it loads are exactly those days (00:00 to 00:00 after the last)."""
     if not NOTIFIER_CALENDAR.is_file():
         pytest.skip("deploy/notifier/calendar.yml is not in this checkout")
+    calendar = yaml.safe_load(NOTIFIER_CALENDAR.read_text(encoding="utf-8")) or {}
+    assert "important_periods" not in calendar, "declare important periods only in alert_rules/"
+    shared = (NOTIFIER_CALENDAR.parent / calendar["important_periods_file"]).resolve()
+    assert shared == (ROOT / "alert_rules" / "important_periods.yml").resolve()
+    notifier_calendar = pytest.importorskip("einvoice_notifier.calendar")
+    loaded = notifier_calendar.load_calendar_data(NOTIFIER_CALENDAR)
     zone = ZoneInfo(load_thresholds().routing.location)
     ours = {
         (datetime.combine(p.start, time(0), zone), datetime.combine(p.end + timedelta(days=1), time(0), zone))
-        for p in load_important_periods(ROOT / "alert_rules" / "important_periods.yml").periods
+        for p in load_important_periods(shared).periods
     }
-    calendar = yaml.safe_load(NOTIFIER_CALENDAR.read_text(encoding="utf-8")) or {}
-    assert calendar.get("timezone", "Asia/Shanghai") == "Asia/Shanghai"
-
-    def instant(value: object) -> datetime:
-        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
-
-    theirs = {(instant(p["start"]), instant(p["end"])) for p in calendar.get("important_periods") or []}
-    assert ours == theirs, (
-        "declare the same important periods in alert_rules/important_periods.yml and "
-        "deploy/notifier/calendar.yml (then run make generate)")
+    assert {(p.start, p.end) for p in loaded.important_periods} == ours
 
 
 def test_onsite_hours_agree_with_the_notifier_calendar() -> None:
