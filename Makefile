@@ -25,13 +25,14 @@ demo: deps venv
 exporter-demo: venv
 	$(VENV)/bin/einvoice-exporter --config config/demo/exporter.yml --web.listen-address 127.0.0.1:9877
 
-test: venv
+test: deps venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy einvoice_core exporters/einvoice_exporter notifier/einvoice_notifier
+	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier
 
 # Regenerate rules and dashboards from the catalogue and thresholds (commit the result).
 generate: venv
