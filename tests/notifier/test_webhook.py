@@ -303,3 +303,27 @@ def test_dead_letters_in_api_and_every_shared_metric_name(sqlite_client: Client)
                                    headers=bearer, timeout=10).status_code == 404
     entry = service.timeline(tid)[-1]
     assert (entry.actor, entry.action, entry.before["state"]) == ("token:script", "requeue_message", "dead")
+
+
+def test_an_operator_template_that_breaks_on_one_alert_costs_neither_ticket_nor_message(
+        tmp_path: Any) -> None:
+    """The override passes the start-up check (it renders the sample, item 10) but fails on item 05:
+    the alert is still stored and answered 200, and the built-in card goes out instead."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "alert_card.md.j2").write_text(
+        '{% if item == "05" %}{{ labels.no_such_label }}{% endif %}# 自定义卡片\n{{ link_line }}\n',
+        encoding="utf-8")
+    robot = RecordingChannel("robot")
+    notifier = Notifier(_settings(template_dir=str(templates)),
+                        db.make_engine(f"sqlite:///{tmp_path / 'n.db'}"), channels={"robot": robot},
+                        webhook_token=TOKEN)
+    with ServedNotifier(notifier) as served:
+        client = Client(served, robot)
+        answer = client.post(notification(alert("f1", NOW)))
+        assert answer.status_code == 200, answer.text
+        assert client.count(db.tickets) == 1
+        wait_until(lambda: len(robot.sent) == 1, what="the fallback card sent")
+    notifier.engine.dispose()
+    [card] = robot.sent
+    assert "自定义卡片" not in card.content and "受理服务健康检查失败" in card.content
