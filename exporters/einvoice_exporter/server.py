@@ -98,6 +98,9 @@ class App:
 class ExporterServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a burst of /probe connections (one Prometheus scraping
+    # many targets at once) overflowed it and waited for SYN retransmits, 1 s and 3 s later.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
@@ -139,6 +142,9 @@ def _scrape_timeout(headers: Any) -> float | None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes: with Nagle on, a kept-alive connection (as
+    # Prometheus keeps them) waits for the peer's delayed ACK, about 40 ms, on every answer.
+    disable_nagle_algorithm = True
     server_version = "einvoice-exporter"
     sys_version = ""
     timeout = IDLE_TIMEOUT
