@@ -500,6 +500,22 @@ def ops_wall(obj: Objectives) -> Dashboard:
         panels, refresh="30s", time_from="now-1h", extra_tags=["大屏"], hide_datasource=True, kiosk=True)
 
 
+def _severity_class_names() -> list[dict[str, Any]]:
+    """Show the notifier's severity classes (urgent, general, outage) by their Chinese names."""
+    return [rename(key, name) for key, name in SEVERITY_CLASS_NAMES_ZH.items()]
+
+
+def _monthly_mean_by_class(title: str, description: str, histogram: str, *, amber: float,
+                           red: float) -> dict[str, Any]:
+    """This month's mean of a notifier duration histogram (MTTA, MTTR), one value per class."""
+    mean = (f"sum by (severity_class) (increase({histogram}_sum[$__range])) / "
+            f"sum by (severity_class) (increase({histogram}_count[$__range]))")
+    return stat(title, description, [query(mean, "{{severity_class}}", instant=True)],
+                w=6, h=6, unit="s", text_mode="value_and_name", color_mode="value",
+                thresholds=steps((None, GREEN), (amber, AMBER), (red, RED)), time_from="now/M",
+                overrides=_severity_class_names())
+
+
 def sla(obj: Objectives) -> Dashboard:
     budget_h = obj.outage_budget_seconds / 3600
     objective_pct = f"{obj.availability * 100:.3f}%"
@@ -582,31 +598,19 @@ def sla(obj: Objectives) -> Dashboard:
         gauge("一次性解决率", f"关闭后 30 天内未复发的工单比例，目标 ≥ {obj.one_time_resolution_ratio:.0%}。",
               [query("einvoice_notifier_one_time_resolution_ratio", "一次性解决率", instant=True)], w=6,
               unit="percentunit", thresholds=ratio_steps(obj.one_time_resolution_ratio)),
-        stat("平均响应时间 MTTA（本月）", "本月工单从新建到响应的平均时间，按工单级别。",
-             [query("sum by (severity_class) (increase(einvoice_notifier_time_to_acknowledge_seconds_sum"
-                    "[$__range])) / sum by (severity_class) (increase("
-                    "einvoice_notifier_time_to_acknowledge_seconds_count[$__range]))", "{{severity_class}}",
-                    instant=True)],
-             w=6, h=6, unit="s", text_mode="value_and_name", color_mode="value",
-             thresholds=steps((None, GREEN), (3600, AMBER), (7200, RED)), time_from="now/M",
-             overrides=[rename(k, v) for k, v in SEVERITY_CLASS_NAMES_ZH.items()]),
-        stat("平均解决时间 MTTR（本月）", "本月工单从新建到解决的平均时间，按工单级别。",
-             [query("sum by (severity_class) (increase(einvoice_notifier_time_to_resolve_seconds_sum"
-                    "[$__range])) / sum by (severity_class) (increase("
-                    "einvoice_notifier_time_to_resolve_seconds_count[$__range]))", "{{severity_class}}",
-                    instant=True)],
-             w=6, h=6, unit="s", text_mode="value_and_name", color_mode="value",
-             thresholds=steps((None, GREEN), (7200, AMBER), (14400, RED)), time_from="now/M",
-             overrides=[rename(k, v) for k, v in SEVERITY_CLASS_NAMES_ZH.items()]),
+        _monthly_mean_by_class("平均响应时间 MTTA（本月）", "本月工单从新建到响应的平均时间，按工单级别。",
+                               "einvoice_notifier_time_to_acknowledge_seconds", amber=3600, red=7200),
+        _monthly_mean_by_class("平均解决时间 MTTR（本月）", "本月工单从新建到解决的平均时间，按工单级别。",
+                               "einvoice_notifier_time_to_resolve_seconds", amber=7200, red=14400),
         timeseries("响应时间 P90", "90% 的工单在此时间内得到响应（按级别，1 天窗口）。",
                    [query("histogram_quantile(0.9, sum by (le, severity_class) (increase("
                           "einvoice_notifier_time_to_acknowledge_seconds_bucket[1d])))",
                           "{{severity_class}}")],
-                   unit="s", overrides=[rename(k, v) for k, v in SEVERITY_CLASS_NAMES_ZH.items()]),
+                   unit="s", overrides=_severity_class_names()),
         timeseries("解决时间 P90", "90% 的工单在此时间内解决（按级别，1 天窗口）。",
                    [query("histogram_quantile(0.9, sum by (le, severity_class) (increase("
                           "einvoice_notifier_time_to_resolve_seconds_bucket[1d])))", "{{severity_class}}")],
-                   unit="s", overrides=[rename(k, v) for k, v in SEVERITY_CLASS_NAMES_ZH.items()]),
+                   unit="s", overrides=_severity_class_names()),
     ]
     return dashboard(
         "einvoice-sla", "电子发票 SLA 管理",

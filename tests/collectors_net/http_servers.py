@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .servers import TcpServer
+
 ACTUATOR_UP = {
     "status": "UP",
     "components": {
@@ -160,48 +162,32 @@ class ForwardProxy:
 
     def __init__(self) -> None:
         self.seen: list[str] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        self.server = TcpServer(self._handle)
+        self.url = f"http://{self.server.address}"
 
     def _handle(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn:
-            conn.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
-            request_line, _, rest = head.partition(b"\r\n")
-            method, target, version = request_line.decode().split(" ")
-            self.seen.append(f"{method} {target}")
-            if method == "CONNECT":
-                host, port = target.rsplit(":", 1)
-                with socket.create_connection((host, int(port)), timeout=5) as upstream:
-                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    _pipe(conn, upstream)
+        # TcpServer closes the connection and swallows OSError from it afterwards.
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
                 return
-            parts = urlsplit(target)
-            origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            with socket.create_connection((parts.hostname, parts.port or 80), timeout=5) as upstream:
-                upstream.sendall(f"{method} {origin} {version}\r\n".encode() + rest)
+            head += chunk
+        request_line, _, rest = head.partition(b"\r\n")
+        method, target, version = request_line.decode().split(" ")
+        self.seen.append(f"{method} {target}")
+        if method == "CONNECT":
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=5) as upstream:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 _pipe(conn, upstream)
+            return
+        parts = urlsplit(target)
+        origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=5) as upstream:
+            upstream.sendall(f"{method} {origin} {version}\r\n".encode() + rest)
+            _pipe(conn, upstream)
 
     def close(self) -> None:
-        self._stop.set()
-        self.listener.close()
-        self._thread.join(2)
+        self.server.close()

@@ -11,6 +11,8 @@ from einvoice_exporter.collectors import dns as dns_collector
 from einvoice_exporter.collectors.dns import Settings
 from einvoice_exporter.outcome import Outcome, Reason
 
+from tests.support.collectors import reason, run_once
+
 from .dns_server import DnsResponder, dns_responder
 
 
@@ -21,15 +23,7 @@ def responder() -> Iterator[DnsResponder]:
 
 
 def probe(settings: Settings, target: str, timeout: float = 2.0) -> Outcome:
-    check = dns_collector.build(settings)
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
-
-
-def reason(outcome: Outcome) -> Reason | None:
-    return outcome.failure.reason if outcome.failure else None
+    return run_once(dns_collector, settings, target, timeout)
 
 
 def test_a_records_from_a_given_resolver(responder):

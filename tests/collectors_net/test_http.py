@@ -11,21 +11,15 @@ from einvoice_exporter.collectors._net import TlsClientSettings
 from einvoice_exporter.collectors.http import BasicAuth, JsonExpect, Settings
 from einvoice_exporter.outcome import Outcome, Reason
 
+from tests.support.collectors import reason, run_once
+
 from .conftest import Pki, server_context
 from .http_servers import BASIC_PASSWORD, BASIC_USER, BEARER_TOKEN, ForwardProxy, http_app
 from .servers import closed_port, garbage, http_ok, ipv6_available, read_then_reset, serving, silent
 
 
 def probe(settings: Settings, target: str, timeout: float = 3.0) -> Outcome:
-    check = http.build(settings)
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
-
-
-def reason(outcome: Outcome) -> Reason | None:
-    return outcome.failure.reason if outcome.failure else None
+    return run_once(http, settings, target, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,14 @@ from einvoice_exporter.collectors._net import TlsClientSettings
 from einvoice_exporter.collectors.tcp import QueryResponse, Settings
 from einvoice_exporter.outcome import Reason
 
+from tests.support.collectors import run_once
+
 from .conftest import Pki, server_context
 from .servers import closed_port, garbage, ipv6_available, line_dialogue, resetting, serving, silent
 
 
 def run(settings: Settings, target: str, timeout: float = 2.0):
-    check = tcp.build(settings)
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
+    return run_once(tcp, settings, target, timeout)
 
 
 def test_connect_succeeds_and_reports_probe_series():

@@ -8,16 +8,14 @@ from einvoice_exporter.collectors import tls
 from einvoice_exporter.collectors.tls import Collector, Settings
 from einvoice_exporter.outcome import Outcome, Reason
 
+from tests.support.collectors import run_once
+
 from .conftest import Pki, server_context
 from .servers import closed_port, serving, silent
 
 
 def probe(settings: Settings, target: str, timeout: float = 3.0) -> Outcome:
-    check = tls.build(settings)
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
+    return run_once(tls, settings, target, timeout)
 
 
 def test_valid_chain(pki: Pki):

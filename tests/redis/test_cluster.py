@@ -15,6 +15,7 @@ from einvoice_exporter.collectors.redis_cluster import parse_cluster_nodes
 from einvoice_exporter.outcome import Outcome, Reason
 
 from tests.redis.conftest import Cluster, StartRedis, start_cluster
+from tests.support.collectors import run_once
 from tests.support.procs import free_port, wait_until
 
 pytestmark = pytest.mark.xdist_group("redis_cluster")
@@ -31,11 +32,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def run(target: str, timeout: float = 5.0, **settings: object) -> Outcome:
-    check = cluster_kind.build(cluster_kind.Settings.model_validate(settings))
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
+    return run_once(cluster_kind, cluster_kind.Settings.model_validate(settings), target, timeout)
 
 
 def instance_roles(outcome: Outcome) -> dict[str, str]:

@@ -24,15 +24,12 @@ from pydantic import ValidationError
 
 from tests.redis.conftest import StartRedis, established_to
 from tests.support.certs import TestCA, self_signed
+from tests.support.collectors import run_once
 from tests.support.procs import Proc, free_port, wait_until
 
 
 def run(target: str, timeout: float = 5.0, **settings: object) -> Outcome:
-    check = redis_kind.build(redis_kind.Settings.model_validate(settings))
-    try:
-        return check.run(target, timeout)
-    finally:
-        check.close()
+    return run_once(redis_kind, redis_kind.Settings.model_validate(settings), target, timeout)
 
 
 def label_values(outcome: Outcome) -> set[str]:
