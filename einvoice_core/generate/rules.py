@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
+from einvoice_core.contract import REASON_ZH
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -47,13 +48,8 @@ HEADER = (
 # "probes behind an unreachable domain" matches on.
 DOMAIN_REGEX = r"(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^@/]*@)?([^:/?#]+).*"
 
-# The exporter's failure reasons (outcome.Reason values, kept in step by a test) as people read them.
-REASONS_ZH = {
-    "timeout": "超时", "refused": "连接被拒绝或主机不可达", "reset": "连接被对端重置",
-    "dns": "域名解析失败或结果不符", "tls": "TLS 握手或证书错误", "auth": "认证失败",
-    "bad_status": "应答状态码异常", "bad_content": "应答内容不符合预期", "threshold": "指标超过阈值",
-    "state": "目标自报状态异常", "error": "其他错误",
-}
+# The exporter's failure reasons as people read them.
+REASONS_ZH = {reason.value: zh for reason, zh in REASON_ZH.items()}
 
 # Item alerts a service outage explains (inhibited while the service is in outage).
 EXPLAINED_BY_OUTAGE = (

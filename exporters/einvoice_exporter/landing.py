@@ -11,23 +11,9 @@ from collections.abc import Sequence
 from html import escape
 
 from einvoice_core.catalogue import ZONE_NAMES_ZH, Zone, get_item
+from einvoice_core.contract import REASON_ZH
 
-from .outcome import Reason
 from .runtime import CheckRow
-
-REASON_ZH: dict[Reason, str] = {
-    Reason.TIMEOUT: "超时",
-    Reason.REFUSED: "连接被拒绝或不可达",
-    Reason.RESET: "连接被重置",
-    Reason.DNS: "域名解析失败",
-    Reason.TLS: "TLS/证书错误",
-    Reason.AUTH: "认证失败",
-    Reason.BAD_STATUS: "状态码异常",
-    Reason.BAD_CONTENT: "应答内容异常",
-    Reason.THRESHOLD: "超出阈值",
-    Reason.STATE: "目标自报异常",
-    Reason.ERROR: "其他错误",
-}
 
 _BEIJING = dt.timezone(dt.timedelta(hours=8))
 

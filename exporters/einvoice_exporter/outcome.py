@@ -12,39 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal, Protocol
 
 from prometheus_client.core import Metric
 
+from einvoice_core.contract import Reason
+
 IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
-
-
-class Reason(StrEnum):
-    """The fixed set of failure reasons, the values of the `reason` label."""
-
-    TIMEOUT = "timeout"
-    """No answer in time (connect, read or the check's own deadline)."""
-    REFUSED = "refused"
-    """Connection refused or host unreachable."""
-    RESET = "reset"
-    """Connection reset or closed by the peer mid-conversation."""
-    DNS = "dns"
-    """Name did not resolve, or resolved to something other than expected."""
-    TLS = "tls"
-    """Handshake failed, certificate invalid, expired or for another host."""
-    AUTH = "auth"
-    """Credentials refused (401/403, Redis NOAUTH/WRONGPASS, SASL failure)."""
-    BAD_STATUS = "bad_status"
-    """Answered with a status code that is not a valid one."""
-    BAD_CONTENT = "bad_content"
-    """Answered, but the content is not what was expected or is not parseable."""
-    THRESHOLD = "threshold"
-    """A measured quantity is beyond its configured threshold (lag, memory, latency...)."""
-    STATE = "state"
-    """The target reports itself unhealthy (cluster state fail, ES red, consumer stalled...)."""
-    ERROR = "error"
-    """Anything else, including a bug in the collector."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,158 @@
+"""The vocabulary the layers agree on, defined once: every side imports it, none repeats it.
+
+What the exporter says about a failing check (its `reason`, and whether that means the service is
+down or only degraded), what the rules put on an alert for the notifier (the ticket class label, the
+receiver routes in Alertmanager's URLs) and what the notifier and the console show (ticket states,
+classes and their Chinese names) are all here. Like the catalogue, this module imports only the
+standard library, so reading it never pulls in a collector, a web framework or a database driver.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+
+class Reason(StrEnum):
+    """The fixed set of failure reasons, the values of the `reason` label."""
+
+    TIMEOUT = "timeout"
+    """No answer in time (connect, read or the check's own deadline)."""
+    REFUSED = "refused"
+    """Connection refused or host unreachable."""
+    RESET = "reset"
+    """Connection reset or closed by the peer mid-conversation."""
+    DNS = "dns"
+    """Name did not resolve, or resolved to something other than expected."""
+    TLS = "tls"
+    """Handshake failed, certificate invalid, expired or for another host."""
+    AUTH = "auth"
+    """Credentials refused (401/403, Redis NOAUTH/WRONGPASS, SASL failure)."""
+    BAD_STATUS = "bad_status"
+    """Answered with a status code that is not a valid one."""
+    BAD_CONTENT = "bad_content"
+    """Answered, but the content is not what was expected or is not parseable."""
+    THRESHOLD = "threshold"
+    """A measured quantity is beyond its configured threshold (lag, memory, latency...)."""
+    STATE = "state"
+    """The target reports itself unhealthy (cluster state fail, ES red, consumer stalled...)."""
+    ERROR = "error"
+    """Anything else, including a bug in the collector."""
+
+
+REASON_ZH: Final = MappingProxyType({
+    Reason.TIMEOUT: "超时",
+    Reason.REFUSED: "连接被拒绝或主机不可达",
+    Reason.RESET: "连接被对端重置",
+    Reason.DNS: "域名解析失败或结果不符",
+    Reason.TLS: "TLS 握手或证书错误",
+    Reason.AUTH: "认证失败",
+    Reason.BAD_STATUS: "应答状态码异常",
+    Reason.BAD_CONTENT: "应答内容不符合预期",
+    Reason.THRESHOLD: "指标超过阈值",
+    Reason.STATE: "目标自报状态异常",
+    Reason.ERROR: "其他错误",
+})
+"""Each reason as people read it (landing page, alert descriptions, cards, reports)."""
+
+
+class FailureClass(StrEnum):
+    """What a failing check says about its service, in the contract's words (seed §三.(四) 3, 9).
+
+    `down` (宕机): the service does not answer, or answers with errors. It spends the yearly 12-hour
+    outage budget and is held to the 2-hour cap. `degraded` (卡顿): it answers, but slow, behind or
+    self-reported unhealthy. It is held to the 30-minute restore like an outage, but is not outage time.
+    """
+
+    DOWN = "down"
+    DEGRADED = "degraded"
+
+
+FAILURE_CLASS_ZH: Final = MappingProxyType({FailureClass.DOWN: "宕机", FailureClass.DEGRADED: "卡顿"})
+
+REASON_FAILURE_CLASS: Final = MappingProxyType({
+    Reason.TIMEOUT: FailureClass.DOWN,
+    Reason.REFUSED: FailureClass.DOWN,
+    Reason.RESET: FailureClass.DOWN,
+    Reason.DNS: FailureClass.DOWN,
+    Reason.TLS: FailureClass.DOWN,
+    Reason.AUTH: FailureClass.DOWN,
+    Reason.BAD_STATUS: FailureClass.DOWN,
+    Reason.BAD_CONTENT: FailureClass.DOWN,
+    Reason.ERROR: FailureClass.DOWN,
+    Reason.THRESHOLD: FailureClass.DEGRADED,
+    Reason.STATE: FailureClass.DEGRADED,
+})
+"""The default class of each reason; a check may override it in config, with a reason."""
+
+
+class Route(StrEnum):
+    """Which people an Alertmanager receiver stands for: the `route` query parameter of its URL."""
+
+    FIRST_LINE = "first_line"
+    """On-site staff (驻场运维), during on-site hours."""
+    SECOND_LINE = "second_line"
+    """Second line (二线, 7×24): critical alerts outside on-site hours, and escalations."""
+    IMPORTANT_PERIOD = "important_period"
+    """重要时期: everyone, around the clock."""
+
+
+ROUTE_ZH: Final = MappingProxyType({
+    Route.FIRST_LINE: "一线（驻场）",
+    Route.SECOND_LINE: "二线",
+    Route.IMPORTANT_PERIOD: "重要时期（全员）",
+})
+
+WEBHOOK_PATH: Final = "/api/v1/webhook/alertmanager"
+"""Where Alertmanager posts (webhook v4) on the notifier."""
+ROUTE_PARAM: Final = "route"
+
+
+def receiver_url(base: str, route: Route) -> str:
+    """The webhook URL of one receiver: `base` is the notifier's origin plus WEBHOOK_PATH."""
+    return base if route is Route.FIRST_LINE else f"{base}?{ROUTE_PARAM}={route.value}"
+
+
+class TicketClass(StrEnum):
+    """The class of a ticket: which response and resolution clocks apply (SPEC §3 #5, #8, #9)."""
+
+    ROUTINE = "routine"
+    """日常: routine request; substantive response < 2 h."""
+    GENERAL = "general"
+    """非日常, 一般 (中低级别): response < 4 h, resolution < 4 working hours."""
+    URGENT = "urgent"
+    """非日常, 紧急 (高级别): response < 2 h, resolution < 2 working hours."""
+    STALL = "stall"
+    """卡顿: degraded service, restored within 30 minutes around the clock."""
+    OUTAGE = "outage"
+    """宕机: the service is down, restored within 30 minutes around the clock."""
+
+
+TICKET_CLASS_ZH: Final = MappingProxyType({
+    TicketClass.ROUTINE: "日常",
+    TicketClass.GENERAL: "一般（中低级别）",
+    TicketClass.URGENT: "紧急（高级别）",
+    TicketClass.STALL: "卡顿",
+    TicketClass.OUTAGE: "宕机",
+})
+
+TICKET_CLASS_LABEL: Final = "severity_class"
+"""The alert label the rules set and the notifier reads to choose a ticket's class."""
+
+
+class TicketState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+TICKET_STATE_ZH: Final = MappingProxyType({
+    TicketState.OPEN: "新建",
+    TicketState.ACKNOWLEDGED: "已响应",
+    TicketState.IN_PROGRESS: "处理中",
+    TicketState.RESOLVED: "已解决",
+    TicketState.CLOSED: "已关闭",
+})
