@@ -156,3 +156,37 @@ TICKET_STATE_ZH: Final = MappingProxyType({
     TicketState.RESOLVED: "已解决",
     TicketState.CLOSED: "已关闭",
 })
+
+
+SERVICE_LABEL: Final = "service"
+"""The business service (thresholds.yaml `services`) a service-level alert is about."""
+
+SLA_EVENT_LABEL: Final = "sla_event"
+"""Set on the follow-up alerts of one outage or stall. The notifier adds them to the open ticket of
+that service and class (a timeline entry and an escalation), and never opens a second ticket."""
+
+
+class SlaEvent(StrEnum):
+    RESTORE_WARNING = "restore_warning"
+    """The 30-minute restore is near (warning before it is broken)."""
+    RESTORE_BREACHED = "restore_breached"
+    """Not restored within 30 minutes (卡顿、宕机 30 分钟内恢复, SPEC §3 #9)."""
+    LIMIT_NEAR = "limit_near"
+    """An outage approaches the 2-hour cap of a single outage."""
+    LIMIT_EXCEEDED = "limit_exceeded"
+    """An outage has lasted longer than 2 hours (每次宕机时间不超过 2 小时)."""
+
+
+SLA_EVENT_ZH: Final = MappingProxyType({
+    SlaEvent.RESTORE_WARNING: "即将超过 30 分钟恢复时限",
+    SlaEvent.RESTORE_BREACHED: "超过 30 分钟未恢复",
+    SlaEvent.LIMIT_NEAR: "单次宕机即将超过 2 小时",
+    SlaEvent.LIMIT_EXCEEDED: "单次宕机已超过 2 小时",
+})
+
+ANNOTATION_FAILING_CHECKS: Final = "failing_checks"
+"""Annotation of a service-level alert: the failing member checks, one per line, as
+`第NN项 <item name> · <check> · <target> · <reason in Chinese>` (so the card says where)."""
+ANNOTATION_STARTED_AT: Final = "started_at"
+"""Annotation of a service-level alert: when the outage or stall began (Unix seconds), which is
+earlier than the alert's startsAt by its `for:` and an evaluation."""
