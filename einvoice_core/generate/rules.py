@@ -371,16 +371,23 @@ def _state_clock(name: str, step: str, state: str, gap: str) -> dict[str, Any]:
 
 def _event(name: str, clock: str, step: str, limit_s: float, labels: dict[str, str] | None = None,
            state: str | None = None) -> dict[str, Any]:
-    """1 at the one evaluation in which `clock` passes `limit_s` (the previous value, clock - step,
-    was not above it), else 0: sums of it over a window count episodes, not samples."""
-    expr = (f"({clock} > bool {_num(limit_s)})\n"
-            f"* on (service) ({clock} - {step} <= bool {_num(limit_s)})")
+    """1 at the one evaluation in which `clock` passes `limit_s` (its previous value, clock - step,
+    was not above it), absent otherwise: sums of it over a window count episodes, and the series
+    stays a few samples a year (the yearly counts read those, not a year of zeros)."""
+    expr = f"{clock} > {_num(limit_s)}\nand on (service) {clock} - {step} <= {_num(limit_s)}"
     if state:
-        expr += f"\n* on (service) {state}"
-    rule: dict[str, Any] = {"record": name, "expr": _expr(expr)}
+        expr += f"\nand on (service) {state} == 1"
+    rule: dict[str, Any] = {"record": name, "expr": _expr(f"0 * (\n  {expr.replace(chr(10), chr(10) + '  ')}\n) + 1")}
     if labels:
         rule["labels"] = labels
     return rule
+
+
+def _count(name: str, event: str, window: str, classes: Iterable[str] = ()) -> dict[str, Any]:
+    """Episodes in `window`, 0 (per class) when there were none."""
+    zeros = [f'label_replace(0 * einvoice:service_up, "{TICKET_CLASS_LABEL}", "{c}", "", "")' for c in classes]
+    expr = "\nor ".join([f"sum_over_time({event}[{window}])", *(zeros or ["0 * einvoice:service_up"])])
+    return {"record": name, "expr": _expr(expr)}
 
 
 def _item_names_template(var: str, items: Iterable[str]) -> str:
@@ -500,7 +507,7 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     fast.append(_event("einvoice:service_outage_over_limit_event", "einvoice:service_outage_current_seconds",
                        "einvoice:service_outage_step_seconds", limit_s))
     for ticket, state in ((TicketClass.OUTAGE, "(1 - einvoice:service_up)"),
-                          (TicketClass.STALL, "einvoice:service_stalled")):
+                          (TicketClass.STALL, "einvoice:service_stalled")):  # each 1 in its state
         fast.append(_event("einvoice:service_restore_late_event", "einvoice:service_impaired_current_seconds",
                            f"({step} * on (service) einvoice:service_impaired)", restore_s,
                            {TICKET_CLASS_LABEL: ticket.value}, state))
@@ -514,14 +521,14 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
     slow_items = _members_template(th, "einvoice:item_degraded")
     outage_zh, stall_zh = FAILURE_CLASS_ZH[FailureClass.DOWN], FAILURE_CLASS_ZH[FailureClass.DEGRADED]
     fast.append(_service_alert(
-        th, "EinvoiceServiceOutage", f"{outage_now} > 0",
+        th, "EinvoiceServiceOutage", f"{outage_now} > 0\nor on (service) einvoice:service_up == 0",
         f"{name}{outage_zh}",
         f"{name}已{outage_zh}：成员检查项 {down_items} 有检查不可用。"
         f"须在 {_zh(sla.restore_within)} 内恢复，单次{outage_zh}不得超过 {_zh(sla.max_single_outage)}。"
         f"成员检查项的单项告警在{outage_zh}期间被抑制。",
         TicketClass.OUTAGE, for_=sla.outage_alert_for))
     fast.append(_service_alert(
-        th, "EinvoiceServiceStall", f"{stall_now} > 0",
+        th, "EinvoiceServiceStall", f"{stall_now} > 0\nor on (service) einvoice:service_stalled == 1",
         f"{name}{stall_zh}",
         f"{name}{stall_zh}：成员检查项 {slow_items} 有应答但缓慢、积压或自报异常，没有成员不可用。"
         f"须在 {_zh(sla.restore_within)} 内恢复；{stall_zh}不计入年度宕机时间。",
@@ -595,10 +602,11 @@ def sla_groups(th: Thresholds) -> list[dict[str, Any]]:
              ") * on (service) einvoice:service_up")},
     ]
     for window in COUNT_WINDOWS:
-        slow.append({"record": f"einvoice:service_outages_over_limit:count_{window}",
-                     "expr": f"sum_over_time(einvoice:service_outage_over_limit_event[{window}])"})
-        slow.append({"record": f"einvoice:service_restores_late:count_{window}",
-                     "expr": f"sum_over_time(einvoice:service_restore_late_event[{window}])"})
+        slow.append(_count(f"einvoice:service_outages_over_limit:count_{window}",
+                           "einvoice:service_outage_over_limit_event", window))
+        slow.append(_count(f"einvoice:service_restores_late:count_{window}",
+                           "einvoice:service_restore_late_event", window,
+                           (TicketClass.OUTAGE.value, TicketClass.STALL.value)))
     slow += [
         _alert(
             th, "EinvoiceOutageBudgetLow",
@@ -762,8 +770,10 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None) -> dict[str
         "#                                               last normal (stall or outage), 0 when normal\n"
         "#   einvoice:service_down_timestamp_seconds     time() while in outage, absent otherwise (sparse)\n"
         "#   einvoice:service_outage_over_limit_event    1 once when an outage passes max_single_outage\n"
+        "#                                               (sparse: absent otherwise)\n"
         "#   einvoice:service_restore_late_event{severity_class}  1 once when a stall/outage passes the\n"
-        "#                                               30-minute restore (class: state at that moment)\n"
+        "#                                               30-minute restore (class: state at that moment;\n"
+        "#                                               sparse)\n"
         "#   einvoice:service_seen_timestamp_seconds     time() of the last evaluation with data\n"
         "#   einvoice:service_outage_seconds_year        sum of outage steps over the last 365 days\n"
         "#   einvoice:service_outage_budget_remaining:ratio  share of the yearly budget left (>= 0)\n"
