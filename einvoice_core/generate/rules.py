@@ -377,7 +377,8 @@ def _event(name: str, clock: str, step: str, limit_s: float, labels: dict[str, s
     expr = f"{clock} > {_num(limit_s)}\nand on (service) {clock} - {step} <= {_num(limit_s)}"
     if state:
         expr += f"\nand on (service) {state} == 1"
-    rule: dict[str, Any] = {"record": name, "expr": _expr(f"0 * (\n  {expr.replace(chr(10), chr(10) + '  ')}\n) + 1")}
+    indented = expr.replace("\n", "\n  ")
+    rule: dict[str, Any] = {"record": name, "expr": _expr(f"0 * (\n  {indented}\n) + 1")}
     if labels:
         rule["labels"] = labels
     return rule
@@ -385,7 +386,8 @@ def _event(name: str, clock: str, step: str, limit_s: float, labels: dict[str, s
 
 def _count(name: str, event: str, window: str, classes: Iterable[str] = ()) -> dict[str, Any]:
     """Episodes in `window`, 0 (per class) when there were none."""
-    zeros = [f'label_replace(0 * einvoice:service_up, "{TICKET_CLASS_LABEL}", "{c}", "", "")' for c in classes]
+    zeros = [f'label_replace(0 * einvoice:service_up, "{TICKET_CLASS_LABEL}", "{c}", "", "")'
+             for c in classes]
     expr = "\nor ".join([f"sum_over_time({event}[{window}])", *(zeros or ["0 * einvoice:service_up"])])
     return {"record": name, "expr": _expr(expr)}
 
