@@ -31,8 +31,8 @@ GREEN, AMBER, RED, GREY, BLUE = "green", "orange", "red", "#808080", "blue"
 
 SERVICE_NAMES_ZH: dict[str, str] = {"intake": "受理服务", "processing": "处理服务", "pipeline": "数据管道"}
 SEVERITY_NAMES_ZH: dict[str, str] = {"critical": "严重", "warning": "警告"}
-SEVERITY_CLASS_NAMES_ZH: dict[str, str] = {"urgent": "紧急（高级别）", "general": "一般（中低级别）",
-                                           "outage": "卡顿/宕机"}
+SEVERITY_CLASS_NAMES_ZH: dict[str, str] = {cls.value: TICKET_CLASS_ZH[cls] for cls in TicketClass}
+"""The notifier's ticket classes (label severity_class) by their contract names."""
 TICKET_STATE_NAMES_ZH: dict[str, str] = {"open": "新建", "acknowledged": "已响应", "in_progress": "处理中",
                                          "resolved": "已解决", "closed": "已关闭"}
 DEADLINE_NAMES_ZH: dict[str, str] = {"response": "响应时限", "resolution": "解决时限"}
