@@ -6,10 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import einvoice_core.redaction as core
 from einvoice_notifier.messaging import redact as notifier_redact
 from hypothesis import given
 from hypothesis import strategies as st
+
+import einvoice_core.redaction as core
 
 
 def test_the_notifier_uses_the_shared_detectors():
