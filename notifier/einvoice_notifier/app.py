@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -31,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import db
-from .auth import Authenticator, Principal
+from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
 from .metrics import Counters, StoreCollector
 from .outbox import Outbox, list_messages
@@ -65,7 +66,7 @@ class Notifier:
 
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  clock: Callable[[], datetime] = db.utcnow, channels: Mapping[str, Channel] | None = None,
-                 webhook_token: str | None = None) -> None:
+                 webhook_token: str | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.engine = engine or db.make_engine(settings.resolved_database_url())
         self.clock = clock
@@ -78,7 +79,8 @@ class Notifier:
         self.service = TicketService(self.engine, settings, clock, self.channels,
                                      on_enqueue=self.outbox.notify)
         self.registry.register(StoreCollector(self.engine, self.channels, clock))
-        self.authenticator = Authenticator(settings)
+        self.monotonic = monotonic
+        self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
         self.migrated = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -207,8 +209,17 @@ class OutboxOut(BaseModel):
     last_error: str
 
 
+def source_of(request: Request) -> str:
+    """The TCP peer (X-Forwarded-For is not trusted: anyone can write it)."""
+    return request.client.host if request.client is not None else ""
+
+
 def _principal(request: Request) -> Principal:
-    found = request.app.state.notifier.authenticator.authenticate(request.headers.get("authorization"))
+    authenticator: Authenticator = request.app.state.notifier.authenticator
+    try:
+        found = authenticator.authenticate(request.headers.get("authorization"), source_of(request))
+    except Throttled as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": f"{exc.retry_after:.0f}"}) from None
     if found is None:
         raise HTTPException(401, "authentication required",
                             headers={"WWW-Authenticate": 'Basic realm="einvoice-notifier"'})
@@ -402,7 +413,7 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
     except ImportError:
         log.info("console package not available; serving the JSON API only")
     else:
-        router = build_router(service, notifier.settings)
+        router = build_router(service, notifier.settings, notifier.authenticator)
         if router.prefix:
             app.include_router(router)
         else:
