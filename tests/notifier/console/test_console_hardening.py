@@ -151,7 +151,7 @@ def test_time_left_at_the_lunch_break_says_why():
     deadline = CALENDAR.add_working_seconds(now, 7200)
     note = deadline_note("response", "open", deadline, now, CALENDAR, working_clock=True)
     assert note is not None and not note.late
-    assert note.left == "还剩 4 小时 0 分钟" or note.left == "还剩 4 小时"
+    assert note.left == "还剩 4 小时"
     assert "午休" in note.why and "14:30 恢复计时" in note.why and "剩余值守时间 2 小时" in note.why
 
 
