@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from einvoice_core.contract import WEBHOOK_PATH, Route, TicketClass
+
 from . import db
 from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
@@ -50,7 +52,6 @@ from .settings import Settings, generate_token
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/api/v1/webhook/alertmanager"
 _DRAIN_LIMIT = 128 * 1024 * 1024
 """An oversized body is read and discarded up to this size so the client sees the 413."""
 
@@ -136,7 +137,7 @@ class TicketOut(BaseModel):
     item: str | None
     zone: str | None
     target: str | None
-    severity_class: Literal["urgent", "general", "outage"]
+    severity_class: TicketClass
     severity_zh: str
     state: Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
     state_zh: str
@@ -347,8 +348,8 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
             response = _error(401, "missing or wrong bearer token")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        if route not in (None, "first_line", "second_line"):
-            return _error(400, "query parameter route must be first_line or second_line")
+        if route is not None and route not in set(Route):
+            return _error(400, "query parameter route must be one of " + ", ".join(Route))
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
             return _error(413, f"body larger than {limit} bytes")
@@ -440,7 +441,7 @@ def _api_router(notifier: Notifier) -> APIRouter:
     @router.get("/tickets", response_model=list[TicketOut], summary="工单列表")
     def list_tickets(_who: Viewer,
                      state: StateName | None = None,
-                     severity_class: Literal["urgent", "general", "outage"] | None = None,
+                     severity_class: TicketClass | None = None,
                      item: str | None = None, overdue: bool | None = None,
                      limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[TicketOut]:
         found = service.list_tickets(state, severity_class, item, overdue, limit)
