@@ -76,7 +76,8 @@ def test_severity_class_from_labels() -> None:
     assert severity_class_of({"severity_class": "stall", "severity": "critical"}) == "stall"
     assert severity_class_of({"severity_class": "routine"}) == "routine"
     # The class comes from the label the rules set, never from the alert's name.
-    assert severity_class_of({"alertname": "EinvoiceServiceOutageLimitExceeded", "severity": "critical"}) == "urgent"
+    named = {"alertname": "EinvoiceServiceOutageLimitExceeded", "severity": "critical"}
+    assert severity_class_of(named) == "urgent"
     assert severity_class_of({"severity": "critical"}) == "urgent"
     assert severity_class_of({"severity": "warning"}) == "general"
     assert severity_class_of({"severity": "info", "severity_class": "bogus"}) == "general"
