@@ -47,6 +47,7 @@ from .service import (
     TicketNotFoundError,
     TicketService,
     TicketView,
+    month_bounds,
 )
 from .settings import Settings, generate_token
 
@@ -194,6 +195,19 @@ class CloseIn(BaseModel):
     solution: str = Field(min_length=1, max_length=10000)
     resolved_locally: bool
     """True: solved by the on-site team (本级解决); False: escalated to the second line/vendor."""
+
+
+class RatesOut(BaseModel):
+    """本级解决率 and 一次性解决率 of [start, end) (service.ResolutionRates); null: nothing to count."""
+
+    start: datetime
+    end: datetime
+    closed: int
+    closed_locally: int
+    local_ratio: float | None
+    resolved: int
+    recurred: int
+    one_time_ratio: float | None
 
 
 class OutboxOut(BaseModel):
@@ -475,6 +489,20 @@ def _api_router(notifier: Notifier) -> APIRouter:
     def close(ticket_id: int, body: CloseIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.close(ticket_id, who.name, body.cause, body.solution,
                                          body.resolved_locally))
+
+    @router.get("/rates", response_model=RatesOut, tags=["reports"], summary="本级/一次性解决率（按区间）")
+    def rates(_who: Viewer, start: datetime | None = None, end: datetime | None = None) -> RatesOut:
+        if start is None and end is None:  # the current calendar month, as /metrics shows it
+            start, end = month_bounds(notifier.clock(), service.calendar.tz)
+        if start is None or end is None:
+            raise HTTPException(422, "start 与 end 需同时给出（ISO 8601，带时区）")
+        try:
+            found = service.rates(start, end)
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RatesOut(start=found.start, end=found.end, closed=found.closed,
+                        closed_locally=found.closed_locally, local_ratio=found.local_ratio,
+                        resolved=found.resolved, recurred=found.recurred, one_time_ratio=found.one_time_ratio)
 
     @router.get("/outbox", response_model=list[OutboxOut], tags=["outbox"], summary="消息队列（默认死信）")
     def outbox_messages(_who: Viewer, state: Literal["pending", "sent", "dead"] | None = "dead",

@@ -21,6 +21,7 @@ import requests
 import yaml
 from einvoice_notifier import db
 from einvoice_notifier.app import Notifier
+from einvoice_notifier.payload import Notification
 from einvoice_notifier.settings import parse_settings
 from sqlalchemy import select
 
@@ -33,6 +34,7 @@ SHIPPED = ROOT / "alert_rules" / "alertmanager.yml"
 SHIPPED_BASE = "http://notifier:9878" + WEBHOOK_PATH
 """The notifier URL the generated file carries (deployment substitutes it)."""
 TOKEN = "receivers-webhook-token"
+API_TOKEN = "receivers-api-token"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
@@ -56,6 +58,7 @@ class World:
                          {"type": "console", "name": "oncall", "stdout": False}],
             "routing": {"first_line": ["robot"], "second_line": ["oncall"]},
             "outbox": {"poll_interval": "100ms"}, "scheduler_interval": "1h",
+            "api_tokens": [{"name": "reports", "token": API_TOKEN, "role": "viewer"}],
         })
         self.robot, self.oncall = RecordingChannel("robot"), RecordingChannel("oncall")
         engine = db.make_engine(f"sqlite:///{tmp / 'notifier.db'}")
@@ -98,6 +101,29 @@ def test_every_receiver_url_of_the_generated_config_is_accepted(world: World) ->
             assert 200 <= answer.status_code < 300, (receiver, url, answer.status_code, answer.text)
     assert len(world.service.list_tickets()) == len(urls)
     assert set(world.routes()) == {route.value for route in Route}
+
+
+def test_rates_api_per_period(world: World) -> None:
+    """The monthly report reads the two rates of a period over the JSON API."""
+    def get(query: str) -> requests.Response:
+        return requests.get(f"{world.served.url}/api/v1/rates{query}", timeout=30,
+                            headers={"Authorization": f"Bearer {API_TOKEN}"})
+
+    now = datetime.now(UTC)
+    world.service.ingest(Notification.model_validate(notification(alert("0101", now))))
+    (ticket,) = world.service.list_tickets()
+    world.service.resolve(ticket.id, "alice")
+    world.service.close(ticket.id, "alice", "原因", "方案", True)
+    month = get("")
+    assert month.status_code == 200, month.text
+    body = month.json()
+    assert (body["closed"], body["closed_locally"], body["local_ratio"]) == (1, 1, 1.0)
+    assert (body["resolved"], body["recurred"], body["one_time_ratio"]) == (1, 0, 1.0)
+    empty = get("?start=2020-01-01T00:00:00%2B08:00&end=2020-02-01T00:00:00%2B08:00").json()
+    assert (empty["closed"], empty["local_ratio"], empty["one_time_ratio"]) == (0, None, None)
+    assert get("?start=2020-01-01T00:00:00%2B08:00").status_code == 422
+    assert get("?start=2020-02-01T00:00:00%2B08:00&end=2020-01-01T00:00:00%2B08:00").status_code == 422
+    assert requests.get(f"{world.served.url}/api/v1/rates", timeout=30).status_code == 401
 
 
 # ------------------------------------------------------------------------------------------------
