@@ -397,7 +397,7 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
                         "webhook_config): those alerts get no ticket", notification.receiver,
                         notification.truncated_alerts)
         try:
-            result = await run_in_threadpool(service.ingest, notification, route or "first_line")
+            result = await run_in_threadpool(service.ingest, notification, route or Route.FIRST_LINE)
         except StoreUnavailableError as exc:
             log.warning("webhook: could not store notification (%s); answering 503", exc)
             return _error(503, "ticket store unavailable; retry later")
