@@ -152,3 +152,18 @@ def test_outage_clock_runs_from_when_the_outage_began(world: World) -> None:
     world.ingest(bogus)
     stall = world.service.list_tickets(severity_class="stall")[0]
     assert (stall.severity_zh, stall.resolution_deadline) == ("卡顿", fired + timedelta(minutes=30))
+
+
+def test_console_time_left_counts_the_response_around_the_clock(world: World) -> None:
+    """The console's "time left": at 12:30 (lunch) an urgent ticket has 2 wall-clock hours to be
+    answered, while its resolution clock is paused until 14:30."""
+    from einvoice_notifier.console.deadlines import deadline_notes, uses_working_clock
+
+    world.clock.now = S(25, 12, 30)
+    world.ingest(alert("c106", S(25, 12, 30)))
+    (ticket,) = world.service.list_tickets()
+    notes = deadline_notes(ticket, S(25, 12, 30), world.service.calendar,
+                           uses_working_clock(world.service.settings, ticket.severity_class))
+    response, resolution = notes["response"], notes["resolution"]
+    assert response is not None and response.left == "还剩 2 小时" and "自然小时" in response.why
+    assert resolution is not None and resolution.left == "还剩 4 小时" and "14:30 恢复计时" in resolution.why
