@@ -243,6 +243,9 @@ class _Ctx:
 
     channels: set[str] = field(default_factory=set)
     messages: int = 0
+    shared_messages: bool = False
+    """Some alert of this transaction was also delivered on the route that shares its message keys
+    (on-site and important period): look for its messages already in the outbox before inserting."""
     audit: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
@@ -252,7 +255,7 @@ class _Ctx:
 
         A message already in the outbox under the same key is dropped: the on-site and the
         important-period receivers deliver the same alert, and each channel gets it once."""
-        if self.outbox:
+        if self.outbox and self.shared_messages:
             keys = [row["dedupe_key"] for row in self.outbox]
             taken: set[str] = set()
             for start in range(0, len(keys), 500):
@@ -355,9 +358,14 @@ class TicketService:
             keyed = [(alert, _event_key(alert, route)) for alert in notification.alerts]
             seen: set[str] = set()
             if keyed:
+                # The on-site and important-period deliveries of one alert share message keys:
+                # whether the other one came already is asked in the same query.
+                partner = _SHARED_ROUTE.get(route)
+                others = [_event_key(alert, partner) for alert, _ in keyed] if partner else []
                 found = conn.execute(select(alert_events.c.event_key).where(
-                    alert_events.c.event_key.in_([key for _, key in keyed]))).scalars()
+                    alert_events.c.event_key.in_([key for _, key in keyed] + others))).scalars()
                 seen = set(found)
+                ctx.shared_messages = not seen.isdisjoint(others)
             fresh: list[tuple[Alert, str]] = []
             for alert, key in keyed:
                 if key not in seen:  # also drops the same alert twice in one payload
@@ -412,9 +420,10 @@ class TicketService:
         rows = {row["id"]: dict(row) for row in conn.execute(
             select(tickets).where(tickets.c.fingerprint.in_(fingerprints))).mappings()}
         index = {(row["fingerprint"], row["starts_at"]): ticket_id for ticket_id, row in rows.items()}
+        joinable = sorted({alert.fingerprint for alert in alerts if alert.labels.get(SERVICE_LABEL)})
         links = conn.execute(select(ticket_alerts.c.fingerprint, ticket_alerts.c.starts_at,
                                     ticket_alerts.c.ticket_id)
-                             .where(ticket_alerts.c.fingerprint.in_(fingerprints))).all()
+                             .where(ticket_alerts.c.fingerprint.in_(joinable))).all() if joinable else []
         for fingerprint, starts_at, ticket_id in links:
             index[(fingerprint, starts_at)] = ticket_id
             self._load(conn, rows, ticket_id)
@@ -836,6 +845,10 @@ class TicketService:
 def _event_key(alert: Alert, route: Route) -> str:
     starts = alert.starts_utc().strftime("%Y%m%dT%H%M%S.%f")
     return f"{alert.fingerprint}|{starts}|{alert.status}|{route.value}"
+
+
+_SHARED_ROUTE = {Route.FIRST_LINE: Route.IMPORTANT_PERIOD, Route.IMPORTANT_PERIOD: Route.FIRST_LINE}
+"""Routes whose deliveries of one alert share message keys (see _message_key)."""
 
 
 def _message_key(alert: Alert, route: Route) -> str:
