@@ -26,7 +26,7 @@ from prometheus_client.core import Metric
 from . import landing
 from .config import ConfigError
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode, wants_openmetrics
-from .runtime import ProbeError, Runtime, version
+from .runtime import ProbeRequestError, Runtime, version
 from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context, load_web_config
 
 log = logging.getLogger("einvoice_exporter.server")
@@ -289,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             families = self.server.app.runtime.probe(first("module"), first("target"), first("item"),
                                                      scrape_timeout)
-        except ProbeError as exc:
+        except ProbeRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n")
             return
         self._encode(lambda: iter(families))

@@ -35,10 +35,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ..fields import PositiveDuration, StrictModel, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 from ._net import (
-    Deadline,
     IpProtocol,
-    ProbeError,
     TlsClientSettings,
     TlsFacts,
     add_ip_protocol,
@@ -247,25 +246,25 @@ class _Reader:
                 size = end + 2
                 break
             if len(self.buffer) > _HEAD_LIMIT:
-                raise ProbeError(Reason.BAD_CONTENT, "response headers longer than 64 KiB")
+                raise CheckError(Reason.BAD_CONTENT, "response headers longer than 64 KiB")
             if not self._fill("reading the response"):
                 if not self.buffer:
-                    raise ProbeError(Reason.RESET, "connection closed by the server before an answer")
+                    raise CheckError(Reason.RESET, "connection closed by the server before an answer")
                 if not self.buffer.startswith(b"HTTP/"):
-                    raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
-                raise ProbeError(Reason.RESET, "connection closed in the middle of the headers")
+                    raise CheckError(Reason.BAD_CONTENT, "the answer is not HTTP")
+                raise CheckError(Reason.RESET, "connection closed in the middle of the headers")
             if len(self.buffer) >= 5 and not self.buffer.startswith(b"HTTP/"):
-                raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
+                raise CheckError(Reason.BAD_CONTENT, "the answer is not HTTP")
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
 
     def exactly(self, size: int, limit: int) -> bytes:
         if size > limit:
-            raise ProbeError(Reason.BAD_CONTENT, f"body of {size} bytes exceeds body_size_limit")
+            raise CheckError(Reason.BAD_CONTENT, f"body of {size} bytes exceeds body_size_limit")
         while len(self.buffer) < size:
             if not self._fill("reading the body"):
-                raise ProbeError(Reason.RESET, "connection closed before the whole body arrived")
+                raise CheckError(Reason.RESET, "connection closed before the whole body arrived")
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
@@ -278,7 +277,7 @@ class _Reader:
                 del self.buffer[:end + 1]
                 return data
             if len(self.buffer) > _HEAD_LIMIT or not self._fill("reading the body"):
-                raise ProbeError(Reason.BAD_CONTENT, "malformed chunked body")
+                raise CheckError(Reason.BAD_CONTENT, "malformed chunked body")
 
     def chunked(self, limit: int) -> bytes:
         body = bytearray()
@@ -287,7 +286,7 @@ class _Reader:
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise ProbeError(Reason.BAD_CONTENT, "malformed chunk size in the body") from None
+                raise CheckError(Reason.BAD_CONTENT, "malformed chunk size in the body") from None
             if size == 0:
                 while self.line().strip():  # trailers
                     pass
@@ -298,10 +297,10 @@ class _Reader:
     def rest(self, limit: int) -> bytes:
         while not self.eof:
             if len(self.buffer) > limit:
-                raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
+                raise CheckError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
             self._fill("reading the body")
         if len(self.buffer) > limit:
-            raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
+            raise CheckError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
         return bytes(self.buffer)
 
 
@@ -327,7 +326,7 @@ def _parse_head(head: bytes) -> tuple[float, int, dict[str, str]]:
         version = float(status_line[0][5:])
         status = int(status_line[1])
     except (ValueError, IndexError):
-        raise ProbeError(Reason.BAD_CONTENT, "malformed HTTP status line") from None
+        raise CheckError(Reason.BAD_CONTENT, "malformed HTTP status line") from None
     headers: dict[str, str] = {}
     for raw in lines[1:]:
         name, sep, value = raw.rstrip("\r").partition(":")
@@ -363,7 +362,7 @@ def _json_matches(expect: JsonExpect, actual: Any) -> bool:
     return isinstance(wanted, str) and text == wanted
 
 
-class _BodyMismatchError(ProbeError):
+class _BodyMismatchError(CheckError):
     """A body regex failed: also shown by probe_failed_due_to_regex."""
 
 
@@ -459,7 +458,7 @@ class Collector:
         if status != 200:
             sock.close()
             reason = Reason.AUTH if status == 407 else Reason.BAD_STATUS
-            raise ProbeError(reason, f"proxy answered {status} to CONNECT")
+            raise CheckError(reason, f"proxy answered {status} to CONNECT")
 
     def _exchange(self, method: str, url: _Url, body: bytes | None, send_auth: bool, deadline: Deadline,
                   phases: dict[str, float], metrics: MetricSet) -> _Response:
@@ -484,12 +483,12 @@ class Collector:
                 try:
                     length = int(headers["content-length"])
                 except ValueError:
-                    raise ProbeError(Reason.BAD_CONTENT, "malformed Content-Length header") from None
+                    raise CheckError(Reason.BAD_CONTENT, "malformed Content-Length header") from None
                 data = reader.exactly(length, limit)
             else:
                 data = reader.rest(limit)
             phases["transfer"] += time.perf_counter() - first_byte
-        except ProbeError:
+        except CheckError:
             raise
         except OSError as exc:
             raise classify_os_error(exc, "the HTTP exchange") from None
@@ -511,7 +510,7 @@ class Collector:
             try:
                 url = _parse_url(target)
             except ValueError as exc:
-                raise ProbeError(Reason.ERROR, f"target: {exc}") from None
+                raise CheckError(Reason.ERROR, f"target: {exc}") from None
             first_host = url.host_header
             method, body = self.settings.method, self.body
             while True:
@@ -521,16 +520,16 @@ class Collector:
                 if not (self.settings.follow_redirects and response.status in _REDIRECTS and location):
                     break
                 if redirects >= self.settings.max_redirects:
-                    raise ProbeError(Reason.BAD_STATUS, f"more than {self.settings.max_redirects} redirects")
+                    raise CheckError(Reason.BAD_STATUS, f"more than {self.settings.max_redirects} redirects")
                 redirects += 1
                 try:
                     url = _parse_url(urljoin(url.text, location))
                 except ValueError as exc:
-                    raise ProbeError(Reason.BAD_CONTENT, f"redirect to an unusable location: {exc}") from None
+                    raise CheckError(Reason.BAD_CONTENT, f"redirect to an unusable location: {exc}") from None
                 if response.status in (301, 302, 303) and method not in ("GET", "HEAD"):
                     method, body = "GET", None
             self._judge(response, deadline)
-        except ProbeError as exc:
+        except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
             regex_failed = isinstance(exc, _BodyMismatchError)
         except OSError as exc:
@@ -546,11 +545,11 @@ class Collector:
         if not valid:
             wanted = ", ".join(map(str, sorted(self.valid))) if self.valid else "2xx"
             reason = Reason.AUTH if status in (401, 403, 407) else Reason.BAD_STATUS
-            raise ProbeError(reason, f"status {status} is not one of the valid codes ({wanted})")
+            raise CheckError(reason, f"status {status} is not one of the valid codes ({wanted})")
         if self.settings.fail_if_ssl and response.tls is not None:
-            raise ProbeError(Reason.TLS, "the final response came over TLS (fail_if_ssl)")
+            raise CheckError(Reason.TLS, "the final response came over TLS (fail_if_ssl)")
         if self.settings.fail_if_not_ssl and response.tls is None:
-            raise ProbeError(Reason.TLS, "the final response did not come over TLS (fail_if_not_ssl)")
+            raise CheckError(Reason.TLS, "the final response did not come over TLS (fail_if_not_ssl)")
         if self.body_bad or self.body_good:
             text = response.body.decode("utf-8", "replace")
             for pattern in self.body_bad:
@@ -563,19 +562,19 @@ class Collector:
             try:
                 document = json.loads(response.body)
             except ValueError:
-                raise ProbeError(Reason.BAD_CONTENT, "json_expect: the body is not JSON") from None
+                raise CheckError(Reason.BAD_CONTENT, "json_expect: the body is not JSON") from None
             for expect in self.settings.json_expect:
                 found, actual = _json_lookup(document, expect.path)
                 if not found:
-                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} is missing")
+                    raise CheckError(Reason.BAD_CONTENT, f"json_expect: {expect.path} is missing")
                 if not _json_matches(expect, actual):
                     # the actual value stays out of the detail: it is the target's data
                     wanted = (f"does not match {expect.regex!r}" if expect.regex is not None
                               else f"is not equal to {expect.equals!r}")
-                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} {wanted}")
+                    raise CheckError(Reason.BAD_CONTENT, f"json_expect: {expect.path} {wanted}")
         limit = self.settings.max_response_time
         if limit is not None and deadline.elapsed() > limit:
-            raise ProbeError(Reason.THRESHOLD,
+            raise CheckError(Reason.THRESHOLD,
                              f"response took {deadline.elapsed():.3f}s, over max_response_time {limit:g}s")
 
     @staticmethod
