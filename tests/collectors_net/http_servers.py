@@ -143,9 +143,6 @@ class _App(BaseHTTPRequestHandler):
             self._stream(parse_qs(urlsplit(self.path).query))
         elif path == "/big":
             self._send(200, b"x" * 200_000)
-        elif path == "/slow":
-            self.server.release.wait(0.3)  # a deliberately slow answer (cut short at teardown)
-            self._send(200, b"late")
         elif path == "/echo":
             self._json(200, {"method": self.command, "body": body.decode(),
                              "headers": {k.lower(): v for k, v in self.headers.items()}})

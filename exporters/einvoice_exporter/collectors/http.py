@@ -28,6 +28,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -480,8 +481,9 @@ class _BodyMismatchError(CheckError):
 
 
 class Collector:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         # files are loaded at once (a bad key fails at start); the system store only when an
         # https URL is first probed, since most intranet health checks are plain http
         self._context = settings.tls_config.context() if settings.tls_config.has_files() else None
@@ -620,7 +622,7 @@ class Collector:
     # -- the probe ------------------------------------------------------------------------------
 
     def run(self, target: str, timeout: float) -> Outcome:
-        deadline = Deadline(timeout)
+        deadline = Deadline(timeout, clock=self.clock)
         outcome = Outcome()
         metrics = outcome.metrics
         phases = dict.fromkeys(PHASES, 0.0)
