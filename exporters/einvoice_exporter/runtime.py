@@ -72,7 +72,8 @@ def _timeout_outcome(seconds: float, detail: str = "", progress: Progress | None
     if not detail:
         detail = f"no result within {seconds:.3g}s"
         if progress is not None:
-            detail += f" ({progress.describe()})"
+            fact = f", {progress.detail}" if progress.detail else ""
+            detail += f" (phase: {progress.phase}{fact})"
     return Outcome().fail(Reason.TIMEOUT, detail)
 
 
@@ -143,6 +144,7 @@ def execute(handle: _Handle, target: str, retries: int, run: _Run,
                 return _timeout_outcome(timeout, "waited for a free worker past the deadline")
             run.attempts += 1
             try:
+                run.progress.phase, run.progress.detail = "running", ""
                 with tracking(run.progress):
                     outcome = handle.check.run(target, remaining)
             except CheckError as exc:

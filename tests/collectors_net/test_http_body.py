@@ -14,6 +14,7 @@ from einvoice_exporter.outcome import Outcome, Reason
 from tests.support.collectors import reason, run_once
 
 from .http_servers import http_app
+from .servers import serving, silent, stalls_mid_body
 
 MIB = 1024 * 1024
 
@@ -100,3 +101,19 @@ def test_json_expect_keeps_the_body_up_to_its_own_bound(app, monkeypatch: pytest
     too_long = probe(settings, f"{app.url}/stream?size=5000&framing=length")
     assert reason(too_long) == Reason.BAD_CONTENT
     assert too_long.failure is not None and "too long to parse" in too_long.failure.detail
+
+
+def test_a_timeout_says_which_phase_the_probe_was_in():
+    with serving(silent) as server:
+        waiting = probe(Settings(), f"http://127.0.0.1:{server.port}/", timeout=0.5)
+    assert reason(waiting) == Reason.TIMEOUT
+    assert waiting.failure is not None and "waiting for the first byte" in waiting.failure.detail
+    with serving(stalls_mid_body) as server:
+        reading = probe(Settings(), f"http://127.0.0.1:{server.port}/", timeout=0.5)
+    assert reason(reading) == Reason.TIMEOUT
+    assert reading.failure is not None
+    assert reading.failure.detail == "timeout during reading the body (10 body bytes read)"
+    # what was seen before the stall is reported, not zeroed
+    assert reading.metrics.value("probe_http_status_code") == 200
+    assert reading.metrics.value("probe_http_content_length") == 1000
+    assert reading.metrics.value("probe_http_uncompressed_body_length") == 10

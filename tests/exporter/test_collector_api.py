@@ -53,7 +53,7 @@ def test_deadline_runs_on_the_injected_clock_and_records_the_phase():
     clock.advance(3)
     assert deadline.remaining("reading the body") == 2
     assert deadline.elapsed() == 3 and not deadline.expired()
-    assert progress.describe() == "while reading the body"
+    assert progress.doing() == "reading the body"
     clock.advance(2)
     assert deadline.expired() and deadline.left(0.01) == 0.01
     with pytest.raises(CheckError) as raised:
@@ -66,7 +66,7 @@ def test_a_deadline_reports_to_the_progress_the_runtime_tracks():
     progress = Progress()
     with tracking(progress):
         Deadline(1).phase("waiting for the first byte", "request sent")
-    assert progress.describe() == "while waiting for the first byte, request sent"
+    assert progress.doing() == "waiting for the first byte (request sent)"
     outside = Deadline(1)
     outside.phase("connecting")
     assert progress.phase == "waiting for the first byte", "outside tracking a deadline keeps its own"
@@ -116,7 +116,7 @@ def test_timed_out_check_in_metrics_has_probe_series_and_says_which_phase_it_was
     failure = row.last.outcome.failure if row.last else None
     assert failure is not None
     if entered.is_set():  # on a loaded machine the run may not have started at all: then no phase
-        assert failure.detail == "no result within 0.3s (while reading the body, 65536 body bytes read)"
+        assert failure.detail == "no result within 0.3s (phase: reading the body, 65536 body bytes read)"
 
 
 def test_cached_and_scripted_results_without_probe_series_get_them():

@@ -16,7 +16,7 @@ Inside `run`, three helpers from this package, and nothing else, carry time and 
 * `Deadline(timeout)` — the run's time budget, with an injectable `clock`. `deadline.remaining(
   "connecting")` gives the seconds left for a blocking call *and* records "connecting" as the
   phase the run is in, so a run the scheduler has to abandon is reported as e.g. "no result within
-  5s (while reading the body)"; it raises `CheckError(Reason.TIMEOUT, ...)` when no time is left.
+  5s (phase: reading the body)"; it raises `CheckError(Reason.TIMEOUT, ...)` when no time is left.
   `deadline.phase("...")` records a phase without asking for time; `deadline.left()` never raises.
 * `CheckError(reason, detail)` — the one way to fail: a bounded `Reason` from
   `einvoice_core.contract` and a one-line English detail (no secrets, no taxpayer data). Raise it
@@ -112,12 +112,13 @@ class Progress:
     __slots__ = ("detail", "phase")
 
     def __init__(self) -> None:
-        self.phase = "starting"
+        self.phase = "waiting for a free worker"
         self.detail = ""
         """A short fact about the phase, e.g. "65536 body bytes read"."""
 
-    def describe(self) -> str:
-        return f"while {self.phase}" + (f", {self.detail}" if self.detail else "")
+    def doing(self) -> str:
+        """The phase and its fact: "reading the body (65536 body bytes read)"."""
+        return self.phase + (f" ({self.detail})" if self.detail else "")
 
 
 _PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("einvoice_check_progress",
@@ -173,6 +174,10 @@ class Deadline:
 
     def elapsed(self) -> float:
         return self.clock() - self.start
+
+    def doing(self) -> str:
+        """What the run is doing now, for a failure's detail ("timeout during " + doing())."""
+        return self.progress.doing()
 
 
 # --- the registry ------------------------------------------------------------------------------

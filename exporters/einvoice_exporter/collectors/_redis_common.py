@@ -216,6 +216,7 @@ class RedisConnector:
         from redis.exceptions import ResponseError
 
         per_read = _read_timeout_supported()
+        deadline.phase("waiting for the answers")
         answers: list[Any] = []
         for _ in range(count):
             try:

@@ -580,7 +580,10 @@ class Collector:
             raise CheckError(reason, f"proxy answered {status} to CONNECT")
 
     def _exchange(self, method: str, url: _Url, body: bytes | None, send_auth: bool, deadline: Deadline,
-                  phases: dict[str, float], metrics: MetricSet) -> _Response:
+                  phases: dict[str, float], metrics: MetricSet, seen: list[_Response]) -> _Response:
+        """One request and its answer; `seen` gets the answer as soon as its head arrived, so a
+        failure while reading the body still reports the status and the bytes that came."""
+        seen.clear()
         sock, facts = self._open(url, deadline, phases, metrics)
         try:
             ready = time.perf_counter()
@@ -594,6 +597,7 @@ class Collector:
             first_byte = time.perf_counter()
             phases["processing"] += first_byte - ready
             sink = self._sink()
+            seen.append(_Response(version, status, headers, sink, facts))
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 pass
             elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -614,10 +618,10 @@ class Collector:
         except CheckError:
             raise
         except OSError as exc:
-            raise classify_os_error(exc, "the HTTP exchange") from None
+            raise classify_os_error(exc, deadline.doing()) from None
         finally:
             sock.close()
-        return _Response(version, status, headers, sink, facts)
+        return seen[0]
 
     # -- the probe ------------------------------------------------------------------------------
 
@@ -628,6 +632,7 @@ class Collector:
         phases = dict.fromkeys(PHASES, 0.0)
         redirects = 0
         response: _Response | None = None
+        seen: list[_Response] = []
         regex_failed = False
         try:
             try:
@@ -638,7 +643,7 @@ class Collector:
             method, body = self.settings.method, self.body
             while True:
                 response = self._exchange(method, url, body, url.host_header == first_host,
-                                          deadline, phases, metrics)
+                                          deadline, phases, metrics, seen)
                 location = response.headers.get("location")
                 follow = self.settings.follow_redirects and response.status in _REDIRECTS and location
                 if response.body.overflow or not follow:
@@ -657,8 +662,10 @@ class Collector:
             outcome.fail(exc.reason, exc.detail)
             regex_failed = isinstance(exc, _BodyMismatchError)
         except OSError as exc:
-            error = classify_os_error(exc, "the probe")
+            error = classify_os_error(exc, deadline.doing())
             outcome.fail(error.reason, error.detail)
+        if seen:
+            response = seen[0]  # the last exchange's answer, complete or cut short
         self._metrics(metrics, phases, redirects, response, regex_failed)
         return finish(outcome, deadline)
 

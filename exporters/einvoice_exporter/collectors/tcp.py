@@ -157,7 +157,7 @@ class Collector:
         except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
         except OSError as exc:
-            error = classify_os_error(exc, "the dialogue")
+            error = classify_os_error(exc, deadline.doing())
             outcome.fail(error.reason, error.detail)
         finally:
             if sock is not None:
