@@ -69,11 +69,10 @@ class Result:
 
 def _timeout_outcome(seconds: float, detail: str = "", progress: Progress | None = None) -> Outcome:
     """A timeout decided by the scheduler; `progress` says which phase the abandoned run was in."""
-    if not detail:
-        detail = f"no result within {seconds:.3g}s"
-        if progress is not None:
-            fact = f", {progress.detail}" if progress.detail else ""
-            detail += f" (phase: {progress.phase}{fact})"
+    detail = detail or f"no result within {seconds:.3g}s"
+    if progress is not None:
+        fact = f", {progress.detail}" if progress.detail else ""
+        detail += f" (phase: {progress.phase}{fact})"
     return Outcome().fail(Reason.TIMEOUT, detail)
 
 
@@ -371,7 +370,8 @@ class Runtime:
                     return run, now + timeout
                 if not run.future.done():
                     return state.record(Result(
-                        _timeout_outcome(timeout, "the previous run is still going past its deadline"),
+                        _timeout_outcome(timeout, "the previous run is still going past its deadline",
+                                         run.progress),
                         run.attempts, now - run.started_mono, run.started))
             run = self._start(gen, state, gen.handles[state.config.module], timeout)
             state.run = run

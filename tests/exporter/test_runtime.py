@@ -93,6 +93,11 @@ def test_a_hung_run_is_not_started_twice_and_is_counted_while_it_overruns():
         assert timeouts is not None and timeouts >= 2
         assert sample(third, "einvoice_check_failures_total", check="c0", reason="timeout") == timeouts + 1
         assert sample(third, "einvoice_exporter_checks_overrunning") == 1
+        assert sample(third, "probe_success", check="c0") == 0
+        last = runtime.rows()[0].last
+        assert last is not None and last.outcome.failure is not None
+        detail = last.outcome.failure.detail
+        assert detail == "the previous run is still going past its deadline (phase: running)"
         release.set()
         wait_until(lambda: sample(scrape(runtime), "einvoice_exporter_checks_overrunning") == 0, timeout=10,
                    what="the hung run to end")
