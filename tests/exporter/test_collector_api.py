@@ -3,6 +3,7 @@ community series the runtime adds to every check whatever happened."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import pytest
@@ -21,6 +22,7 @@ from einvoice_exporter.outcome import Outcome, Reason
 from einvoice_exporter.runtime import Runtime
 
 from tests.exporter.conftest import Factory, FakeClock, make_config, sample, scrape
+from tests.support.procs import require_binary
 
 
 def test_every_registered_kind_is_a_module_model_and_nothing_else_is():
@@ -138,3 +140,30 @@ def test_cached_and_scripted_results_without_probe_series_get_them():
         assert sample(text, "redis_up", check="c0") == 1
         assert sample(text, "probe_success", check="c0") == 1
         assert sample(text, "probe_duration_seconds", check="c0") is not None
+
+
+def test_the_exposition_with_added_probe_series_passes_promtool():
+    def bare(_target: str, _timeout: float) -> Outcome:
+        outcome = Outcome()
+        outcome.metrics.gauge("redis_up", "Whether the instance answered", 0)
+        return outcome.fail(Reason.REFUSED, "connection refused")
+
+    def complete(_target: str, _timeout: float) -> Outcome:
+        outcome = Outcome()
+        outcome.metrics.gauge("probe_duration_seconds", "How long the probe took in seconds", 0.01)
+        outcome.metrics.gauge("probe_success", "Displays whether or not the probe was a success", 1)
+        return outcome
+
+    runtime = Runtime(make_config(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]),
+                      check_factory=Factory({"10.0.0.1:80": bare, "10.0.0.2:80": complete}))
+    try:
+        text = scrape(runtime)
+    finally:
+        runtime.close()
+    assert text.count("# TYPE probe_success gauge") == 1
+    assert [sample(text, "probe_success", check=f"c{i}") for i in range(3)] == [0, 1, 1]
+    promtool = require_binary("promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), \
+        checked.stdout + checked.stderr
