@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 from einvoice_core.catalogue import ITEMS, get_item, normalize_item_id
 
 from . import selfmetrics as sm
-from .collectors import CheckError, Progress, build_check, tracking, validate_target
+from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
 from .outcome import Check, MetricSet, Outcome, Reason, merge_families
 from .schema import KIND_NAMES, CheckConfig, ExporterConfig, Module
 
@@ -445,7 +445,8 @@ class Runtime:
             gen.leave()
         yield from uniform_families((state.label_values(), failures, result)
                                     for state, result, failures in results)
-        yield from merge_families((state.identity, with_basics(result)) for state, result, _ in results)
+        yield from merge_families((state.identity, with_basics(result, state.module.kind))
+                                  for state, result, _ in results)
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
         config = gen.config
         kinds = dict.fromkeys(KIND_NAMES, 0)
@@ -523,7 +524,7 @@ class Runtime:
         result = Result(outcome, run.attempts, duration, run.started)
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
-        families = list(merge_families([({}, with_basics(result))]))
+        families = list(merge_families([({}, with_basics(result, module.kind))]))
         families.extend(uniform_families([((item_id, zone, module_name, target), failures, result)]))
         return families
 
@@ -539,12 +540,15 @@ class Runtime:
             return dict(counts)
 
 
-def with_basics(result: Result) -> MetricSet:
+def with_basics(result: Result, kind: str | None = None) -> MetricSet:
     """The run's metrics, plus probe_success and probe_duration_seconds as blackbox_exporter always
-    shows them when the outcome does not carry them (a timeout, an exception, a kind without them)."""
+    shows them when the outcome does not carry them (a timeout, an exception, a kind without them),
+    and the kind's own `unanswered` series when the run ended without the collector's word."""
     metrics = result.outcome.metrics
     names = metrics.names()
-    if "probe_success" in names and "probe_duration_seconds" in names:
+    hook = kinds()[kind].unanswered if kind in kinds() else None
+    missing_own = hook is not None and not result.up and not names
+    if "probe_success" in names and "probe_duration_seconds" in names and not missing_own:
         return metrics
     basics = MetricSet()
     basics.gauge("probe_success", "Displays whether or not the probe was a success", 1 if result.up else 0)
@@ -555,6 +559,8 @@ def with_basics(result: Result) -> MetricSet:
             continue
         for labels, value in samples:
             basics.add(name, type_, documentation, value, labels)
+    if missing_own and hook is not None:
+        hook(basics)
     return basics
 
 

@@ -167,3 +167,28 @@ def test_the_exposition_with_added_probe_series_passes_promtool():
                              timeout=60, check=False)
     assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), \
         checked.stdout + checked.stderr
+
+
+def test_a_kinds_own_unanswered_series_is_added_when_the_run_could_not_say_it():
+    entered, release = threading.Event(), threading.Event()
+
+    def hung(_target: str, _timeout: float) -> Outcome:
+        entered.set()
+        release.wait(60)  # released at teardown
+        return Outcome()
+
+    config = parse_config("modules:\n  cache: {kind: redis, timeout: 300ms}\n"
+                          "checks:\n  - {name: c0, item: '11', module: cache, target: '10.0.0.1:6379'}\n"
+                          "  - {name: c1, item: '11', module: cache, target: '10.0.0.2:6379'}\n", "x.yml")
+    answered = Outcome()
+    answered.metrics.gauge("redis_up", "1 when the instance answered", 1)
+    runtime = Runtime(config, check_factory=Factory({"10.0.0.1:6379": hung,
+                                                     "10.0.0.2:6379": lambda _t, _s: answered}))
+    try:
+        text = scrape(runtime)
+    finally:
+        release.set()
+        runtime.close()
+    assert sample(text, "redis_up", check="c0") == 0, "a timed-out redis check still says redis_up 0"
+    assert sample(text, "probe_success", check="c0") == 0
+    assert sample(text, "redis_up", check="c1") == 1

@@ -10,6 +10,8 @@ A kind is a module `collectors/<kind>.py` plus its name in `KINDS`. The module d
 * `build(settings) -> Check` — builds the collector (any object with `run(target, timeout)` and
   `close()`, see `outcome.Check`). Import client libraries inside it, never at module level.
 * optionally `validate_target(target)` — raise `ValueError` with a sentence for a bad target.
+* optionally `unanswered(metrics)` — the kind's own "could not read it" series (`redis_up 0`),
+  which the runtime adds when a run timed out or raised before the collector could say so.
 
 Inside `run`, three helpers from this package, and nothing else, carry time and failure:
 
@@ -79,7 +81,7 @@ from einvoice_core.contract import Reason
 
 if TYPE_CHECKING:
     from ..fields import StrictModel
-    from ..outcome import Check
+    from ..outcome import Check, MetricSet
 
 KINDS: tuple[str, ...] = (
     "dns",
@@ -190,6 +192,7 @@ class Kind:
     settings: type[StrictModel]
     build: Callable[[Any], Check]
     validate_target: Callable[[str], object] | None
+    unanswered: Callable[[MetricSet], None] | None
 
 
 @functools.cache
@@ -201,7 +204,8 @@ def kinds() -> dict[str, Kind]:
         for required in ("Settings", "build"):
             if not hasattr(module, required):
                 raise TypeError(f"collector module {module.__name__} has no {required}")
-        found[name] = Kind(name, module.Settings, module.build, getattr(module, "validate_target", None))
+        found[name] = Kind(name, module.Settings, module.build, getattr(module, "validate_target", None),
+                           getattr(module, "unanswered", None))
     return found
 
 

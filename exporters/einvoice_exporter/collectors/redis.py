@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ..fields import one_of_secret
-from ..outcome import Check, Outcome, Reason
+from ..outcome import Check, MetricSet, Outcome, Reason
 from . import CheckError, Deadline
 from ._redis_common import (
     ConnectionSettings,
@@ -233,6 +233,11 @@ def _pairs(raw: Any) -> dict[str, str]:
 def _down(replica: dict[str, str]) -> bool:
     flags = set(replica.get("flags", "").split(","))
     return bool(flags & {"s_down", "o_down", "disconnected"})
+
+
+def unanswered(metrics: MetricSet) -> None:
+    """`redis_up 0` for a run that timed out or raised before it could say so itself."""
+    emit_up(metrics, False)
 
 
 def build(settings: Settings) -> Check:

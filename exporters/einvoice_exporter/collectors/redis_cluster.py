@@ -286,5 +286,10 @@ def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
+def unanswered(metrics: MetricSet) -> None:
+    """`redis_up 0` for a run that timed out or raised before it could say so itself."""
+    emit_up(metrics, False)
+
+
 def build(settings: Settings) -> Check:
     return RedisClusterCollector(settings)
