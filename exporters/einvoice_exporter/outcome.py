@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from prometheus_client.core import Metric
 
 from einvoice_core.contract import Reason
+
+if TYPE_CHECKING:
+    from .collectors import CheckError
 
 IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
 
@@ -54,16 +57,17 @@ class MetricSet:
 
     def gauge(self, name: str, documentation: str, value: float,
               labels: Mapping[str, str] | None = None) -> None:
-        self._add(name, "gauge", documentation, value, labels)
+        self.add(name, "gauge", documentation, value, labels)
 
     def counter(self, name: str, documentation: str, value: float,
                 labels: Mapping[str, str] | None = None) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
-        self._add(name, "counter", documentation, value, labels)
+        self.add(name, "counter", documentation, value, labels)
 
-    def _add(self, name: str, type_: MetricType, documentation: str, value: float,
-             labels: Mapping[str, str] | None) -> None:
+    def add(self, name: str, type_: MetricType, documentation: str, value: float,
+            labels: Mapping[str, str] | None = None) -> None:
+        """One sample of a family of any type (copying families between sets)."""
         own = dict(labels or {})
         clash = set(own) & set(IDENTITY_LABELS)
         if clash:
@@ -108,6 +112,10 @@ class Outcome:
         if self.failure is None:
             self.failure = Failure(reason, detail)
         return self
+
+    def fail_with(self, exc: CheckError) -> Outcome:
+        """Record a raised `CheckError` (keeping the metrics measured before it)."""
+        return self.fail(exc.reason, exc.detail)
 
 
 class Check(Protocol):

@@ -229,8 +229,6 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     redis_server = require_binary("redis-server")
-    if not (inv.REPO / "config" / "demo" / "exporter.yml").exists():
-        pytest.skip("config/demo/exporter.yml has not landed yet")
     from einvoice_stack.stack import Stack
 
     tmp = tmp_path_factory.mktemp("demo-stack")
