@@ -449,6 +449,7 @@ class Runtime:
                                   for state, result, _ in results)
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
         config = gen.config
+        yield sm.ITEM_MONITORED_ELSEWHERE.family(((item,), 1) for item in sorted(config.monitored_elsewhere))
         kinds = dict.fromkeys(KIND_NAMES, 0)
         for module in config.modules.values():
             kinds[module.kind] += 1
@@ -475,17 +476,29 @@ class Runtime:
     # ---- /probe -------------------------------------------------------------------------------
 
     def probe(self, module_name: str | None, target: str | None, item: str | None = None,
-              scrape_timeout: float | None = None) -> list[Metric]:
+              scrape_timeout: float | None = None, check: str | None = None) -> list[Metric]:
         """Blackbox-style probe of one target with one module: detail metrics without identity
-        labels, plus the uniform series with check=<module>. Raises ProbeRequestError for a bad request."""
+        labels, plus the uniform series with check=<module>. `check` names a configured check instead
+        (`/probe?check=NAME`, what `--file-sd` generates): its module, target and item, and
+        check=<NAME>. Raises ProbeRequestError for a bad request."""
         gen = self._acquire()
         try:
-            return self._probe(gen, module_name, target, item, scrape_timeout)
+            check_name = None
+            if check:
+                configured = next((c for c in gen.config.checks if c.name == check), None)
+                if configured is None:
+                    raise ProbeRequestError(f"unknown check {check!r}")
+                if module_name or target or item:
+                    raise ProbeRequestError("check names its module, target and item; "
+                                            "do not combine it with module, target or item")
+                module_name, target, item = configured.module, configured.target, configured.item
+                check_name = configured.name
+            return self._probe(gen, module_name, target, item, scrape_timeout, check_name)
         finally:
             gen.leave()
 
     def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
-               scrape_timeout: float | None) -> list[Metric]:
+               scrape_timeout: float | None, check_name: str | None = None) -> list[Metric]:
         if not module_name:
             raise ProbeRequestError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
         module = gen.config.modules.get(module_name)
@@ -525,7 +538,8 @@ class Runtime:
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
         families = list(merge_families([({}, with_basics(result, module.kind))]))
-        families.extend(uniform_families([((item_id, zone, module_name, target), failures, result)]))
+        label_values = (item_id, zone, check_name or module_name, target)
+        families.extend(uniform_families([(label_values, failures, result)]))
         return families
 
     def _probe_count(self, module: str, target: str, item: str, reason: Reason | None) -> dict[Reason, int]:

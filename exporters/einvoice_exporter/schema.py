@@ -79,10 +79,17 @@ class GlobalConfig(StrictModel):
     """Checks running at once in one scrape."""
 
 
+ElsewhereNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+
+
 class ExporterConfig(StrictModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     modules: dict[Name, Module] = Field(default_factory=dict)
     checks: list[CheckConfig] = Field(default_factory=list)
+    monitored_elsewhere: dict[ItemId, ElsewhereNote] = Field(default_factory=dict)
+    """Items watched outside this bundle on purpose, each with who watches it and how (Chinese, for
+    people): `{"15": "容器平台自带监控（xx 平台）负责，见运维手册 3.2"}`. They get no unmonitored-item
+    alert and show as 外部监控 on the wall. An item with checks here cannot also be declared elsewhere."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> ExporterConfig:
@@ -100,4 +107,7 @@ class ExporterConfig(StrictModel):
                 validate_target(module.kind, check.target)
             except ValueError as exc:
                 raise ValueError(f"{where}: target {check.target!r}: {exc}") from None
+            if check.item in self.monitored_elsewhere:
+                raise ValueError(f"{where}: item {check.item} is declared in monitored_elsewhere; remove "
+                                 "the declaration or the check, an item cannot be both")
         return self

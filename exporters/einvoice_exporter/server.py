@@ -301,7 +301,7 @@ class Handler(BaseHTTPRequestHandler):
 
         try:
             families = self.server.app.runtime.probe(first("module"), first("target"), first("item"),
-                                                     scrape_timeout)
+                                                     scrape_timeout, check=first("check"))
         except ProbeRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n")
             return
