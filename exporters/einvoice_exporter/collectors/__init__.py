@@ -90,6 +90,7 @@ KINDS: tuple[str, ...] = (
     "redis_cluster",
     "elasticsearch",
     "kafka",
+    "docker",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 
