@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from einvoice_exporter.collectors import docker as kind
 from einvoice_exporter.outcome import Outcome, Reason
+
 from tests.docker.conftest import IMAGE, Daemon
 from tests.support.collectors import reason, run_once
 from tests.support.procs import wait_until
@@ -132,7 +132,8 @@ def test_expected_container_that_disappears(docker: Daemon) -> None:
     assert ms.value("einvoice_container_expected_running", {"expected": "worker-1"}) == 0
     assert ms.value("einvoice_container_expected_running", {"expected": "worker-[0-9]+"}) == 1
     assert ms.value("einvoice_container_expected_min", {"expected": "worker-[0-9]+"}) == 2
-    assert ms.value("einvoice_container_state", {"name": "worker-1", "image": IMAGE, "state": "running"}) is None
+    gone = {"name": "worker-1", "image": IMAGE, "state": "running"}
+    assert ms.value("einvoice_container_state", gone) is None
     assert reason(outcome) is Reason.STATE
     assert outcome.failure is not None
     assert "container worker-1: none found, 1 must run" in outcome.failure.detail

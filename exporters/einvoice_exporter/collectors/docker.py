@@ -40,7 +40,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -182,7 +182,7 @@ def parse_time(value: object) -> float | None:
     except ValueError:
         return None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 
@@ -221,7 +221,7 @@ class Collector:
             response = conn.getresponse()
             body = response.read(MAX_BODY + 1)
             status = response.status
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise CheckError(Reason.TIMEOUT, f"the daemon gave no answer within {timeout:.1f}s "
                                              f"({deadline.doing()})") from None
         except ssl.SSLError as exc:
@@ -317,7 +317,8 @@ class Collector:
                    problems: list[str]) -> bool:
         s = self.settings
         c = {"name": name, "image": image}
-        state = info.get("State") if isinstance(info.get("State"), dict) else {}
+        raw_state = info.get("State")
+        state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
         status = str(state.get("Status", "")).lower()
         for each in STATES:
             ms.gauge("einvoice_container_state", "Whether the container is in this state",
@@ -363,7 +364,8 @@ class Collector:
             ms.gauge("einvoice_container_expected_min", "Containers that must run for an expectation",
                      expected.min_running, e)
             if up < expected.min_running:
-                what = f"container {expected.name}" if expected.name else f"containers matching {expected.pattern}"
+                what = (f"container {expected.name}" if expected.name
+                        else f"containers matching {expected.pattern}")
                 if not matched:
                     problems.append(f"{what}: none found, {expected.min_running} must run")
                 else:
