@@ -91,6 +91,8 @@ KINDS: tuple[str, ...] = (
     "elasticsearch",
     "kafka",
     "docker",
+    "weblogic",
+    "json_values",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 
