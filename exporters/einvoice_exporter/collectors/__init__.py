@@ -93,6 +93,7 @@ KINDS: tuple[str, ...] = (
     "docker",
     "weblogic",
     "json_values",
+    "service_registry",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 
