@@ -162,5 +162,13 @@ def test_settings_and_target_validation() -> None:
     for bad in ("wls-admin:7001", "http://u:p@wls:7001", "http://wls:7001/management"):
         with pytest.raises(ValueError):
             kind.validate_target(bad)
-    assert kind.snake("JMSServersCurrentCount") == "jms_servers_current_count"
-    assert kind.snake("waitingForConnectionCurrentCount") == "waiting_for_connection_current_count"
+
+def test_metric_names_are_weblogic_monitoring_exporters_snake_case() -> None:
+    import re
+
+    tables = (("wls_threadpool_", kind.THREADPOOL_METRICS), ("wls_datasource_", kind.DATASOURCE_METRICS),
+              ("wls_jms_", kind.JMS_METRICS), ("wls_jmsserver_", kind.JMS_SERVER_METRICS))
+    for prefix, table in tables:
+        for field, metric in table:
+            snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", field).lower()
+            assert metric == prefix + snake

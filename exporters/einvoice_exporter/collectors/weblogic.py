@@ -48,29 +48,40 @@ SERVER_STATES = ("RUNNING", "ADMIN", "STANDBY", "STARTING", "RESUMING", "SUSPEND
 HEALTH_STATES = ("ok", "warning", "critical", "failed", "overloaded")
 """healthState.state as the REST serialization writes it (lower case)."""
 DATASOURCE_STATES = ("Running", "Suspended", "Shutdown", "Overloaded", "Unknown", "Unhealthy")
-THREADPOOL_FIELDS = ("executeThreadTotalCount", "executeThreadIdleCount", "hoggingThreadCount",
-                     "stuckThreadCount", "queueLength", "throughput", "pendingUserRequestCount",
-                     "standbyThreadCount", "completedRequestCount")
-DATASOURCE_FIELDS = ("activeConnectionsCurrentCount", "activeConnectionsHighCount",
-                     "waitingForConnectionCurrentCount", "waitingForConnectionFailureTotal",
-                     "failuresToReconnectCount", "leakedConnectionCount", "currCapacity",
-                     "connectionDelayTime")
-JMS_FIELDS = ("connectionsCurrentCount", "JMSServersCurrentCount")
-JMS_SERVER_FIELDS = ("messagesCurrentCount", "messagesPendingCount", "bytesCurrentCount",
-                     "destinationsCurrentCount")
+THREADPOOL_METRICS = (
+    ("executeThreadTotalCount", "wls_threadpool_execute_thread_total_count"),
+    ("executeThreadIdleCount", "wls_threadpool_execute_thread_idle_count"),
+    ("hoggingThreadCount", "wls_threadpool_hogging_thread_count"),
+    ("stuckThreadCount", "wls_threadpool_stuck_thread_count"),
+    ("queueLength", "wls_threadpool_queue_length"),
+    ("throughput", "wls_threadpool_throughput"),
+    ("pendingUserRequestCount", "wls_threadpool_pending_user_request_count"),
+    ("standbyThreadCount", "wls_threadpool_standby_thread_count"),
+    ("completedRequestCount", "wls_threadpool_completed_request_count"),
+)
+"""ThreadPoolRuntime attribute -> weblogic-monitoring-exporter's name (prefix + snake case)."""
+DATASOURCE_METRICS = (
+    ("activeConnectionsCurrentCount", "wls_datasource_active_connections_current_count"),
+    ("activeConnectionsHighCount", "wls_datasource_active_connections_high_count"),
+    ("waitingForConnectionCurrentCount", "wls_datasource_waiting_for_connection_current_count"),
+    ("waitingForConnectionFailureTotal", "wls_datasource_waiting_for_connection_failure_total"),
+    ("failuresToReconnectCount", "wls_datasource_failures_to_reconnect_count"),
+    ("leakedConnectionCount", "wls_datasource_leaked_connection_count"),
+    ("currCapacity", "wls_datasource_curr_capacity"),
+    ("connectionDelayTime", "wls_datasource_connection_delay_time"),
+)
+JMS_METRICS = (
+    ("connectionsCurrentCount", "wls_jms_connections_current_count"),
+    ("JMSServersCurrentCount", "wls_jms_jms_servers_current_count"),
+)
+JMS_SERVER_METRICS = (
+    ("messagesCurrentCount", "wls_jmsserver_messages_current_count"),
+    ("messagesPendingCount", "wls_jmsserver_messages_pending_count"),
+    ("bytesCurrentCount", "wls_jmsserver_bytes_current_count"),
+    ("destinationsCurrentCount", "wls_jmsserver_destinations_current_count"),
+)
 MAX_BODY = 8 * 1024 * 1024
 LABEL_MAX = 64
-
-
-def snake(name: str) -> str:
-    """weblogic-monitoring-exporter's snake case: `JMSServersCurrentCount` -> `jms_servers_current_count`."""
-    out: list[str] = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i > 0 and (not name[i - 1].isupper()
-                                       or (i + 1 < len(name) and name[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
 
 
 class Settings(StrictModel):
@@ -125,15 +136,19 @@ def validate_target(target: str) -> str:
 
 def query(settings: Settings) -> dict[str, Any]:
     """The search body: serverRuntimes with their thread pool, data sources and JMS, no links."""
+    def fields(table: tuple[tuple[str, str], ...], *extra: str) -> list[str]:
+        return [*extra, *(field for field, _metric in table)]
+
     children: dict[str, Any] = {
-        "threadPoolRuntime": {"fields": [*THREADPOOL_FIELDS, "healthState"], "links": []},
+        "threadPoolRuntime": {"fields": fields(THREADPOOL_METRICS, "healthState"), "links": []},
     }
     if settings.datasources:
         children["JDBCServiceRuntime"] = {"fields": [], "links": [], "children": {
-            "JDBCDataSourceRuntimeMBeans": {"fields": ["name", "state", *DATASOURCE_FIELDS], "links": []}}}
+            "JDBCDataSourceRuntimeMBeans": {"fields": fields(DATASOURCE_METRICS, "name", "state"),
+                                            "links": []}}}
     if settings.jms:
-        children["JMSRuntime"] = {"fields": [*JMS_FIELDS, "healthState"], "links": [], "children": {
-            "JMSServers": {"fields": ["name", *JMS_SERVER_FIELDS, "healthState"], "links": []}}}
+        children["JMSRuntime"] = {"fields": fields(JMS_METRICS, "healthState"), "links": [], "children": {
+            "JMSServers": {"fields": fields(JMS_SERVER_METRICS, "name", "healthState"), "links": []}}}
     return {"fields": [], "links": [], "children": {"serverRuntimes": {
         "fields": ["name", "state", "healthState", "activationTime"], "links": [], "children": children}}}
 
@@ -285,10 +300,10 @@ class Collector:
             problems.append((Reason.STATE, f"server {name} health is {health}"))
         pool = server.get("threadPoolRuntime")
         if isinstance(pool, dict):
-            for field in THREADPOOL_FIELDS:
+            for field, metric in THREADPOOL_METRICS:
                 value = _number(pool.get(field))
                 if value is not None:
-                    ms.gauge(f"wls_threadpool_{snake(field)}", f"Self-tuning thread pool {field}", value, sv)
+                    ms.gauge(metric, f"Self-tuning thread pool {field}", value, sv)
             stuck = _number(pool.get("stuckThreadCount"))
             if s.max_stuck_threads is not None and stuck is not None and stuck > s.max_stuck_threads:
                 problems.append((Reason.THRESHOLD, f"server {name} has {stuck:.0f} stuck thread(s)"))
@@ -300,16 +315,16 @@ class Collector:
             self._datasource(name, ds, ms, problems)
         jms = server.get("JMSRuntime")
         if isinstance(jms, dict):
-            for field in JMS_FIELDS:
+            for field, metric in JMS_METRICS:
                 value = _number(jms.get(field))
                 if value is not None:
-                    ms.gauge(f"wls_jms_{snake(field)}", f"JMS runtime {field}", value, sv)
+                    ms.gauge(metric, f"JMS runtime {field}", value, sv)
             for jserver in _items(jms.get("JMSServers")):
                 j = {**sv, "jmsserver": str(jserver.get("name", ""))[:LABEL_MAX]}
-                for field in JMS_SERVER_FIELDS:
+                for field, metric in JMS_SERVER_METRICS:
                     value = _number(jserver.get(field))
                     if value is not None:
-                        ms.gauge(f"wls_jmsserver_{snake(field)}", f"JMS server {field}", value, j)
+                        ms.gauge(metric, f"JMS server {field}", value, j)
 
     def _datasource(self, server: str, ds: dict[str, Any], ms: MetricSet,
                     problems: list[tuple[Reason, str]]) -> None:
@@ -319,10 +334,10 @@ class Collector:
         for each in DATASOURCE_STATES:
             ms.gauge("einvoice_weblogic_datasource_state", "Whether the data source is in this state",
                      1 if state == each else 0, {**d, "state": each})
-        for field in DATASOURCE_FIELDS:
+        for field, metric in DATASOURCE_METRICS:
             value = _number(ds.get(field))
             if value is not None:
-                ms.gauge(f"wls_datasource_{snake(field)}", f"JDBC data source {field}", value, d)
+                ms.gauge(metric, f"JDBC data source {field}", value, d)
         if state != "Running":
             problems.append((Reason.STATE, f"data source {d['name']} on {server} is {state}"))
         waiting = _number(ds.get("waitingForConnectionCurrentCount"))
