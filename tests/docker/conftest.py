@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.procs import Proc, wait_until
+from tests.support.certs import CertFiles, TestCA
+from tests.support.procs import Proc, free_port, wait_until
 
 CACHE_DIR = Path(os.environ.get("EINVOICE_CI_CACHE", "/var/cache/einvoice-ci"))
 OWN_TARBALL = "debian-bookworm-minbase-einvoice-tests.tar"
@@ -74,7 +75,8 @@ def minbase_tarball() -> Path:
 
 
 class Daemon:
-    """One dockerd on a private socket; `cli(...)` runs the docker client against it."""
+    """One dockerd on a private socket, and on a loopback TCP port with TLS client certificates
+    (`--tlsverify`, as the intranet's remote daemons); `cli(...)` runs the docker client on the socket."""
 
     def __init__(self, directory: Path, dockerd: str, client: str) -> None:
         self.dir = directory
@@ -82,16 +84,26 @@ class Daemon:
         self.client = client
         self.socket = directory / "docker.sock"
         self.proc: Proc | None = None
+        self.ca = TestCA(directory / "tls")
+        self.server_cert = self.ca.issue("dockerd", hosts=("127.0.0.1",))
+        self.client_cert: CertFiles = self.ca.issue("exporter", hosts=("einvoice-exporter",), client=True)
+        self.tls_port = free_port()
 
     @property
     def target(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def tls_target(self) -> str:
+        return f"tcp://127.0.0.1:{self.tls_port}"
+
     def start(self) -> None:
         argv = [self.dockerd, "--host", self.target, "--data-root", str(self.dir / "data"),
                 "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.dir / "dockerd.pid"),
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-                "--shutdown-timeout", "2", "--storage-driver", "overlay2"]
+                "--shutdown-timeout", "2", "--storage-driver", "overlay2",
+                "--host", self.tls_target, "--tlsverify", "--tlscacert", str(self.ca.cert_path),
+                "--tlscert", str(self.server_cert.cert), "--tlskey", str(self.server_cert.key)]
         self.proc = Proc(argv, self.dir / "dockerd.log")
 
         def ready() -> bool:

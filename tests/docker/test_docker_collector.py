@@ -11,6 +11,7 @@ from einvoice_exporter.collectors import docker as kind
 from einvoice_exporter.outcome import Outcome, Reason
 
 from tests.docker.conftest import IMAGE, Daemon
+from tests.support.certs import TestCA
 from tests.support.collectors import reason, run_once
 from tests.support.procs import wait_until
 
@@ -159,6 +160,26 @@ def test_daemon_stopped_mid_scrape_is_a_reason(docker: Daemon, proxy_factory: An
     stopped = scrape(docker)
     assert reason(stopped) is Reason.REFUSED
     assert stopped.failure is not None and "listing containers" in stopped.failure.detail
+
+
+def test_remote_daemon_over_tls_with_a_client_certificate(docker: Daemon, tmp_path: Path) -> None:
+    docker.run("remote-app", "--init", IMAGE, "sleep", "infinity")
+    wait_until(lambda: docker.state("remote-app").get("Running") is True, timeout=30, what="running")
+    client = docker.client_cert
+    outcome = run_once(kind, settings(include="remote-app", ca_file=str(docker.ca.cert_path),
+                                      cert_file=str(client.cert), key_file=str(client.key)),
+                       docker.tls_target, 20.0)
+    assert outcome.success, outcome.failure
+    assert outcome.metrics.value("einvoice_container_state",
+                                 {"name": "remote-app", "image": IMAGE, "state": "running"}) == 1
+    # --tlsverify: a client without a certificate is refused during the handshake.
+    anonymous = run_once(kind, settings(ca_file=str(docker.ca.cert_path)), docker.tls_target, 20.0)
+    assert reason(anonymous) in (Reason.TLS, Reason.RESET)
+    # A daemon whose certificate the configured CA did not sign.
+    other = TestCA(tmp_path / "other-ca")
+    stranger = run_once(kind, settings(ca_file=str(other.cert_path), cert_file=str(client.cert),
+                                       key_file=str(client.key)), docker.tls_target, 20.0)
+    assert reason(stranger) is Reason.TLS
 
 
 def test_socket_that_is_not_a_daemon(tmp_path: Path) -> None:
