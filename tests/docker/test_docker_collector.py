@@ -67,18 +67,18 @@ def test_running_container_is_reported_without_env_or_command(docker: Daemon) ->
 def test_crash_loop_under_restart_policy_fails_with_restart_count(docker: Daemon) -> None:
     docker.run("crashy", "--restart", "always", IMAGE, "sh", "-c", "exit 3")
 
-    # Docker doubles the delay between restarts from 100 ms: after 5 restarts the container
-    # waits 3.2 s in `restarting`, long enough for one scrape on a loaded machine.
+    # Docker doubles the delay between restarts from 100 ms: after 6 restarts the container
+    # waits 6.4 s in `restarting`, long enough for one scrape on a loaded machine.
     def looping() -> bool:
         state = docker.inspect("crashy")
-        return state.get("RestartCount", 0) >= 5 and state["State"]["Status"] == "restarting"
+        return state.get("RestartCount", 0) >= 6 and state["State"]["Status"] == "restarting"
 
-    wait_until(looping, timeout=60, interval=0.05, what="5 restarts")
+    wait_until(looping, timeout=90, interval=0.05, what="6 restarts")
     outcome = scrape(docker, include="crashy")
     c = {"name": "crashy", "image": IMAGE}
     ms = outcome.metrics
     restarts = ms.value("einvoice_container_restarts_total", c)
-    assert restarts is not None and restarts >= 5
+    assert restarts is not None and restarts >= 6
     assert ms.value("einvoice_container_last_exit_code", c) == 3
     assert ms.value("einvoice_container_state", {**c, "state": "restarting"}) == 1
     assert reason(outcome) is Reason.STATE
