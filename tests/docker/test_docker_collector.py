@@ -107,8 +107,13 @@ def test_oom_killed_under_memory_limit(docker: Daemon) -> None:
     # The shell doubles a string until the 8 MiB limit (no swap) kills it.
     docker.run("oomer", "--memory", "8m", "--memory-swap", "8m", IMAGE,
                "sh", "-c", "x=a; while true; do x=$x$x; done")
-    wait_until(lambda: docker.state("oomer").get("Status") == "exited", timeout=60, what="OOM kill")
-    assert docker.state("oomer")["OOMKilled"] is True  # the kernel really killed it
+    # dockerd records the exit and the kernel's OOM event separately (either may come first): wait
+    # for both, which also proves the kernel really killed it.
+    def oom_killed() -> bool:
+        state = docker.state("oomer")
+        return state.get("Status") == "exited" and state.get("OOMKilled") is True
+
+    wait_until(oom_killed, timeout=60, what="exited with OOMKilled")
     outcome = scrape(docker, include="oomer", expected=[{"name": "oomer"}])
     c = {"name": "oomer", "image": IMAGE}
     assert outcome.metrics.value("einvoice_container_oom_killed", c) == 1
