@@ -197,6 +197,23 @@ class Routing(StrictModel):
     repeat_interval_sla: PromDuration
 
 
+class Apps(StrictModel):
+    """Containers, WebLogic and micro-service registries (items 05, 10, 15; rules_apps.py)."""
+
+    container_restarts: int = Field(gt=0)
+    """Restarts within `container_restart_window` that page (urgent)."""
+    container_restart_window: PromDuration
+    container_unhealthy_for: PromDuration
+    weblogic_stuck_threads: int = Field(ge=0)
+    """More stuck threads than this on a server alerts."""
+    weblogic_stuck_urgent_items: tuple[ItemKey, ...] = Field(min_length=1)
+    """Items whose servers page on a stuck thread (the intake servers); elsewhere a warning."""
+    weblogic_stuck_for: PromDuration
+    datasource_waiting_warning: int = Field(ge=0)
+    datasource_waiting_for: PromDuration
+    service_instances_for: PromDuration
+
+
 class Thresholds(StrictModel):
     runbook_url: str
     """Base of every alert's runbook_url; the anchor (#alertname) is appended."""
@@ -213,6 +230,7 @@ class Thresholds(StrictModel):
     kafka: Kafka
     monitoring: Monitoring
     routing: Routing
+    apps: Apps
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:

@@ -1046,6 +1046,12 @@ def exporter_health(obj: Objectives) -> Dashboard:
         panels, extra_tags=["详情"])
 
 
+def apps_dashboard(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_apps import apps
+
+    return apps(obj)
+
+
 BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "ops-wall": ops_wall,
     "sla": sla,
@@ -1058,6 +1064,7 @@ BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "pipeline": pipeline,
     "hosts": hosts,
     "exporter": exporter_health,
+    "apps": apps_dashboard,
 }
 """File stem -> builder; the uid of each is `einvoice-<stem>`."""
 

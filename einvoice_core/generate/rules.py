@@ -19,6 +19,7 @@ import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
 from einvoice_core.contract import REASON_ZH
+from einvoice_core.generate import rules_apps
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -578,6 +579,7 @@ def rule_files(th: Thresholds) -> dict[str, str]:
         "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)}),
         "einvoice-sla.rules.yml": HEADER + sla_doc + dump({"groups": sla_groups(th)}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
+        **rules_apps.rule_file(th),
     }
 
 

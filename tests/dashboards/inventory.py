@@ -193,7 +193,8 @@ def rule_files(rules_dir: Path = REPO / "alert_rules") -> list[Path]:
 
 def exporter_metrics() -> set[str]:
     return declared_metrics(REPO / "exporters" / "einvoice_exporter",
-                            ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_"))
+                            ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_", "wls_",
+                             "container_"))
 
 
 def notifier_metrics() -> set[str]:

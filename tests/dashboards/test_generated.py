@@ -25,6 +25,7 @@ EXPECTED_UIDS = {
     "pipeline": "einvoice-pipeline",
     "hosts": "einvoice-hosts",
     "exporter": "einvoice-exporter",
+    "apps": "einvoice-apps",
 }
 """Links, bookmarks and the TV's kiosk URL point at these: changing one is a breaking change."""
 

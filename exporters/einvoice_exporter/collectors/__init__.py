@@ -92,6 +92,10 @@ KINDS: tuple[str, ...] = (
     "redis_cluster",
     "elasticsearch",
     "kafka",
+    "docker",
+    "weblogic",
+    "json_values",
+    "service_registry",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 
