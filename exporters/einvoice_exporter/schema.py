@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .collectors import dns, elasticsearch, http, kafka, redis, redis_cluster, tcp, tls
+from .collectors import dns, elasticsearch, http, kafka, logfile, nginx, redis, redis_cluster, tcp, tls
 from .collectors.dns import Settings as DnsSettings
 from .collectors.elasticsearch import Settings as ElasticsearchSettings
 from .collectors.http import Settings as HttpSettings
@@ -80,15 +80,26 @@ class KafkaModule(ModuleBase):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
+class LogfileModule(ModuleBase):
+    kind: Literal["logfile"]
+    logfile: logfile.Settings = Field(default_factory=logfile.Settings)
+
+
+class NginxModule(ModuleBase):
+    kind: Literal["nginx"]
+    nginx: nginx.Settings = Field(default_factory=nginx.Settings)
+
+
 Module = Annotated[
     DnsModule | TcpModule | TlsModule | HttpModule | RedisModule | RedisClusterModule
-    | ElasticsearchModule | KafkaModule,
+    | ElasticsearchModule | KafkaModule | LogfileModule | NginxModule,
     Field(discriminator="kind"),
 ]
 
 KIND_MODULES = {
     "dns": dns, "tcp": tcp, "tls": tls, "http": http, "redis": redis,
     "redis_cluster": redis_cluster, "elasticsearch": elasticsearch, "kafka": kafka,
+    "logfile": logfile, "nginx": nginx,
 }
 
 
