@@ -300,7 +300,7 @@ class Collector:
         for source in sorted(counters.lines):
             metrics.counter("einvoice_log_long_lines_total", "Lines longer than max_line_bytes, cut",
                             counters.long_lines.get(source, 0), {"source": source})
-        sources = sorted(counters.lines) or ["none"]
+        sources = sorted(set(counters.lines) | {source for source, _ in counters.matches}) or ["none"]
         for source in sources:  # every pattern, also at 0, so increase() sees the first match
             for index, pattern in enumerate(self.patterns):
                 metrics.counter("einvoice_log_matches_total", "Lines matching a pattern, by pattern class",
