@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import re
 import resource
 import shutil
 import subprocess
@@ -32,13 +31,13 @@ from einvoice_exporter.collectors.logs.library import library
 PATTERNS = ["oom_kill", "blk_io_error", "ext4_error", "xfs_error", "segfault", "sshd_failed",
             "pam_failure", "hung_task", "nfs_not_responding", "no_space"]
 SAMPLES = {
-    "oom_kill": "kernel: [{n}.123456] Out of memory: Killed process {n} (java) total-vm:8388608kB, anon-rss:1kB",
+    "oom_kill": "kernel: [{n}.1] Out of memory: Killed process {n} (java) total-vm:8388608kB",
     "blk_io_error": "kernel: [{n}.1] blk_update_request: I/O error, dev sdb, sector {n} op 0x0:(READ)",
-    "ext4_error": "kernel: [{n}.2] EXT4-fs error (device sda1): ext4_find_entry:1455: inode #{n}: comm ls",
-    "xfs_error": "kernel: [{n}.3] XFS (dm-0): metadata I/O error in \"xfs_trans_read_buf_map\" at daddr 0x{n}",
-    "segfault": "kernel: [{n}.4] java[{n}]: segfault at 0000000000000008 ip 00007f ip 00007f sp 00007ffd error 4",
+    "ext4_error": "kernel: [{n}.2] EXT4-fs error (device sda1): ext4_find_entry:1455: inode #{n}",
+    "xfs_error": "kernel: [{n}.3] XFS (dm-0): metadata I/O error in xfs_trans_read_buf_map at 0x{n}",
+    "segfault": "kernel: [{n}.4] java[{n}]: segfault at 0000000000000008 ip 00007f sp 00007ffd error 4",
     "sshd_failed": "sshd[{n}]: Failed password for invalid user admin from 198.51.100.{m} port {n} ssh2",
-    "pam_failure": "sudo: pam_unix(sudo:auth): authentication failure; logname=ops uid=1000 euid=0 tty=/dev/pts/0",
+    "pam_failure": "sudo: pam_unix(sudo:auth): authentication failure; logname=ops uid=1000",
     "hung_task": "kernel: [{n}.5] INFO: task kworker/0:1:{n} blocked for more than 120 seconds.",
     "nfs_not_responding": "kernel: [{n}.6] nfs: server nfs01 not responding, still trying",
     "no_space": "intake[{n}]: write /data/spool/{n}.xml failed: No space left on device",
@@ -46,9 +45,9 @@ SAMPLES = {
 NOISE = [
     "systemd[1]: Started Session {n} of user ops.",
     "CRON[{n}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)",
-    "intake[2231]: INFO request handled in {m} ms status=200 path=/api/v1/invoice/verify",
-    "kernel: [{n}.7] eth0: renamed from veth{m}; link becomes ready",
-    "rsyslogd: imuxsock: Acquired UNIX socket '/run/systemd/journal/syslog' (fd 3) from systemd.",
+    "intake[2231]: INFO handled in {m} ms status=200 path=/api/v1/invoice/verify",
+    "kernel: [{n}.7] eth0: link becomes ready",
+    "rsyslogd: imuxsock: Acquired UNIX socket (fd 3) from systemd.",
 ]
 
 
@@ -56,7 +55,7 @@ def generate(path: Path, lines: int, seed: int = 11) -> None:
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8") as handle:
         for i in range(lines):
-            stamp = f"Dec  6 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d} ext-web-01 "
+            stamp = f"Dec  6 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d} web01 "
             template = SAMPLES[PATTERNS[i % 10]] if rng.random() < 0.01 else NOISE[i % len(NOISE)]
             handle.write(stamp + template.format(n=i, m=i % 251) + "\n")
 
@@ -121,7 +120,9 @@ def breakdown(path: Path, patterns: list) -> dict[str, float]:
     run("read + count newlines", lambda b: b.count(b"\n"))
     db = matcher._db
     if db is not None:
-        run("read + hyperscan pass (no callback work)", lambda b: db.scan(b, match_event_handler=lambda *a: None))
+        def bare(buffer: bytes) -> None:
+            db.scan(buffer, match_event_handler=lambda *a: None)
+        run("read + hyperscan pass (no callback work)", bare)
     run("read + full scan (candidates confirmed in Python)", matcher.scan)
     return stages
 
@@ -172,12 +173,13 @@ def main() -> None:
     progs = root / "progs"
     progs.mkdir(exist_ok=True)
     (progs / "os.mtail").write_text(mtail_program(chosen))
-    m_wall, m_rss, m_out = timed_child([mtail, "--progs", str(progs), "--logs", str(log), "--one_shot",
-                                        "--one_shot_format", "json", "--logtostderr"])
+    m_wall, m_rss, m_out = timed_child([mtail, "--progs", str(progs), "--logs", str(log),
+                                        "--one_shot", "--one_shot_format", "json", "--logtostderr"])
     m_counts: dict[str, int] = {}
     for name, metrics in json.loads(m_out).items():
         for metric in metrics if isinstance(metrics, list) else [metrics]:
-            m_counts[name] = int(sum(v.get("Value", {}).get("Value", 0) for v in metric.get("LabelValues", [])))
+            values = metric.get("LabelValues", [])
+            m_counts[name] = int(sum(v.get("Value", {}).get("Value", 0) for v in values))
 
     env = {**os.environ, "PYTHONPATH": f"{Path(__file__).resolve().parents[1] / 'exporters'}:"
            f"{Path(__file__).resolve().parents[1]}"}
@@ -202,7 +204,7 @@ def main() -> None:
     print(f"\n{'':<26}{'wall s':>10}{'lines/s':>14}{'peak RSS MB':>14}")
     print(f"{'mtail 3.0 (one_shot)':<26}{m_wall:>10.2f}{args.lines / m_wall:>14,.0f}{m_rss / 1e6:>14.1f}")
     print(f"{'ours (scan only)':<26}{o_wall:>10.2f}{args.lines / o_wall:>14,.0f}{o_rss / 1e6:>14.1f}")
-    print(f"{'ours (with interpreter start)':<26}{o_process_wall:>10.2f}{args.lines / o_process_wall:>14,.0f}")
+    print(f"{'ours (with Python start)':<26}{o_process_wall:>10.2f}{args.lines / o_process_wall:>14,.0f}")
     print(f"ratio lines/s ours/mtail: {m_wall / o_wall:.1f}x (scan), {m_wall / o_process_wall:.1f}x "
           f"(with Python start-up); RSS ours/mtail: {o_rss / m_rss:.2f}")
 

@@ -22,7 +22,8 @@ def write_journal(path: Path, entries: list[dict[str, str]], start_usec: int) ->
         pytest.skip("apt-get install systemd-journal-remote (and systemd for journalctl)")
     chunks = []
     for index, fields in enumerate(entries):
-        head = {"__REALTIME_TIMESTAMP": str(start_usec + index), "__MONOTONIC_TIMESTAMP": str(start_usec - 1_699_000_000_000_000 + index),
+        head = {"__REALTIME_TIMESTAMP": str(start_usec + index),
+                "__MONOTONIC_TIMESTAMP": str(start_usec - 1_699_000_000_000_000 + index),
                 "_BOOT_ID": "ee9cc6ef99ff44fb8e5333d29c4366d3"}
         chunks.append("".join(f"{k}={v}\n" for k, v in {**head, **fields}.items()) + "\n")
     done = subprocess.run([REMOTE, f"--output={path}", "-"], input="".join(chunks).encode(),
@@ -30,8 +31,8 @@ def write_journal(path: Path, entries: list[dict[str, str]], start_usec: int) ->
     assert done.returncode == 0, done.stderr
 
 
-OOM_ENTRY = {"MESSAGE": "Out of memory: Killed process 4242 (java) total-vm:8388608kB", "_TRANSPORT": "kernel",
-             "SYSLOG_IDENTIFIER": "kernel"}
+OOM_ENTRY = {"MESSAGE": "Out of memory: Killed process 4242 (java) total-vm:8388608kB",
+             "_TRANSPORT": "kernel", "SYSLOG_IDENTIFIER": "kernel"}
 
 
 def test_journal_counts_by_unit_and_resumes_after_its_cursor(tmp_path):
@@ -50,7 +51,8 @@ def test_journal_counts_by_unit_and_resumes_after_its_cursor(tmp_path):
     assert first.success, first.failure
     assert lines(first) == 2
     assert matches(first, "auth_failure", "journal/ssh.service") == 1
-    write_journal(journal / "b.journal", [OOM_ENTRY, {**OOM_ENTRY, "MESSAGE": OOM_ENTRY["MESSAGE"].replace("4242", "4343")}], 1_700_000_100_000_000)
+    other_kill = {**OOM_ENTRY, "MESSAGE": OOM_ENTRY["MESSAGE"].replace("4242", "4343")}
+    write_journal(journal / "b.journal", [OOM_ENTRY, other_kill], 1_700_000_100_000_000)
     restarted = collector(tmp_path, from_start=True, journal_units=["ssh.service"],
                           patterns=[{"name": "sshd_plain", "class": "auth_failure",
                                      "regex": "Failed password for"}])

@@ -95,8 +95,8 @@ class _Counters:
     long_lines: dict[str, int] = field(default_factory=dict)
     matches: dict[tuple[str, int], int] = field(default_factory=dict)
     rotations: dict[str, int] = field(default_factory=lambda: {"rename": 0, "truncate": 0})
-    last_match: dict[str, tuple[float, str]] = field(default_factory=dict)
-    """class -> (unix time, redacted text)."""
+    last_match: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    """class -> (unix time, the line's first bytes): kept in memory only, redacted when shown."""
 
     def to_json(self, names: list[str]) -> dict[str, Any]:
         return {"lines": self.lines, "read_bytes": self.read_bytes, "long_lines": self.long_lines,
@@ -114,7 +114,7 @@ class _Counters:
             if name in index:  # a pattern removed from config is forgotten
                 counters.matches[(source, index[name])] = int(count)
         for klass, when in data.get("last_match_time", {}).items():
-            counters.last_match[klass] = (float(when), "")
+            counters.last_match[klass] = (float(when), b"")
         return counters
 
 
@@ -249,7 +249,7 @@ class Collector:
         def on_hit(source: str, index: int, line: bytes) -> None:
             key = (source, index)
             counters.matches[key] = counters.matches.get(key, 0) + 1
-            counters.last_match[self.patterns[index].class_] = (self.clock(), _redacted(line))
+            counters.last_match[self.patterns[index].class_] = (self.clock(), line[:_LAST_MATCH_CHARS * 4])
         return on_hit
 
     # -- state ------------------------------------------------------------------------------------
@@ -314,8 +314,11 @@ class Collector:
                           "matched (Unix time)", when, {"class": klass})
 
     def last_matches(self) -> dict[str, dict[str, tuple[float, str]]]:
-        """target -> class -> (time, redacted text): the local last-match page."""
-        return {target: dict(state.counters.last_match) for target, state in self._targets.items()}
+        """target -> class -> (time, redacted text): the local last-match page. Redacted here, when
+        shown, not per match: redaction costs far more than matching."""
+        return {target: {klass: (when, _redacted(line)) for klass, (when, line) in
+                         state.counters.last_match.items()}
+                for target, state in self._targets.items()}
 
     def close(self) -> None:
         """Nothing held open between runs; the state is saved at the end of every run."""

@@ -48,23 +48,29 @@ class Matcher:
 
     def scan(self, buffer: bytes) -> list[Hit]:
         """Lines of `buffer` (complete lines, a final newline optional) matched by any pattern."""
-        candidates: dict[int, int] = {}  # line start -> line end
+        candidates: dict[int, tuple[int, set[int]]] = {}  # line start -> (line end, pattern ids)
         if self._db is not None:
-            def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            def on_match(pattern_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
                 start, stop = _line_bounds(buffer, to)
-                candidates[start] = stop
+                found = candidates.get(start)
+                if found is None:
+                    candidates[start] = (stop, {pattern_id})
+                else:
+                    found[1].add(pattern_id)
             with self._lock:
                 self._db.scan(buffer, match_event_handler=on_match)
         else:
-            for regex in self.regexes:
+            for pattern_id, regex in enumerate(self.regexes):
                 for match in _multiline(regex).finditer(buffer):
                     start, stop = _line_bounds(buffer, match.end() if match.end() > match.start()
                                                else match.start() + 1)
-                    candidates[start] = stop
+                    candidates.setdefault(start, (stop, set()))[1].add(pattern_id)
         hits: list[Hit] = []
+        regexes = self.regexes
         for start in sorted(candidates):
-            line = buffer[start:candidates[start]]
-            matched = [index for index, regex in enumerate(self.regexes) if regex.search(line)]
+            stop, ids = candidates[start]
+            line = buffer[start:stop]
+            matched = [index for index in sorted(ids) if regexes[index].search(line)]
             if matched:
                 hits.append((line, matched))
         return hits
