@@ -24,6 +24,8 @@ from .collectors.dns import Settings as DnsSettings
 from .collectors.elasticsearch import Settings as ElasticsearchSettings
 from .collectors.http import Settings as HttpSettings
 from .collectors.kafka import Settings as KafkaSettings
+from .collectors.logfile import Settings as LogfileSettings
+from .collectors.nginx import Settings as NginxSettings
 from .collectors.redis import Settings as RedisSettings
 from .collectors.redis_cluster import Settings as RedisClusterSettings
 from .collectors.tcp import Settings as TcpSettings
@@ -82,12 +84,12 @@ class KafkaModule(ModuleBase):
 
 class LogfileModule(ModuleBase):
     kind: Literal["logfile"]
-    logfile: logfile.Settings = Field(default_factory=logfile.Settings)
+    logfile: LogfileSettings = Field(default_factory=LogfileSettings)
 
 
 class NginxModule(ModuleBase):
     kind: Literal["nginx"]
-    nginx: nginx.Settings = Field(default_factory=nginx.Settings)
+    nginx: NginxSettings = Field(default_factory=NginxSettings)
 
 
 Module = Annotated[
