@@ -33,7 +33,8 @@ def test_exposition_through_the_runtime(tmp_path: Path):
     log, access = tmp_path / "syslog", tmp_path / "access.log"
     log.write_bytes(b"")
     access.write_bytes(b"")
-    config = parse_config(CONFIG.format(state=tmp_path / "s.json", access=access, log=log), "test.yml", env={})
+    text = CONFIG.format(state=tmp_path / "s.json", access=access, log=log)
+    config = parse_config(text, "test.yml", env={})
     runtime = Runtime(config)
     try:
         list(runtime.collect(None))
@@ -58,5 +59,5 @@ def test_exposition_through_the_runtime(tmp_path: Path):
 
 def test_unknown_pattern_set_is_refused_with_its_location(tmp_path: Path):
     text = CONFIG.format(state=tmp_path / "s.json", access=tmp_path / "a", log=tmp_path / "l")
-    with pytest.raises(ConfigError, match="pattern_sets.*unknown pattern set"):
+    with pytest.raises(ConfigError, match=r"pattern_sets.*unknown pattern set"):
         parse_config(text.replace("[os]", "[os, windows]"), "test.yml", env={})
