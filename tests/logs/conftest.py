@@ -9,6 +9,8 @@ import pytest
 from einvoice_exporter.collectors import logfile
 from einvoice_exporter.outcome import Outcome
 
+from tests.exporter.conftest import serve  # noqa: F401 (an in-process exporter server, for /logs)
+
 OOM = b"Dec  6 03:10:01 ext-web-01 kernel: [812.1] Out of memory: Killed process 4242 (java) total-vm:8G\n"
 SSHD = b"Dec  6 03:10:02 ext-web-01 sshd[991]: Failed password for root from 198.51.100.7 port 22 ssh2\n"
 NOISE = b"Dec  6 03:10:03 ext-web-01 CRON[77]: (root) CMD (run-parts /etc/cron.hourly)\n"

@@ -11,6 +11,9 @@ from einvoice_exporter.exposition import encode
 from einvoice_exporter.runtime import Runtime
 from prometheus_client.parser import text_string_to_metric_families
 
+from einvoice_core.redaction import MARK_PHONE
+from tests.exporter.conftest import http_get
+
 from .conftest import OOM, append
 
 CONFIG = """
@@ -61,3 +64,19 @@ def test_unknown_pattern_set_is_refused_with_its_location(tmp_path: Path):
     text = CONFIG.format(state=tmp_path / "s.json", access=tmp_path / "a", log=tmp_path / "l")
     with pytest.raises(ConfigError, match=r"pattern_sets.*unknown pattern set"):
         parse_config(text.replace("[os]", "[os, windows]"), "test.yml", env={})
+
+
+def test_last_match_page_is_redacted_and_escaped(tmp_path: Path, serve):
+    log = tmp_path / "auth.log"
+    log.write_bytes(b"")
+    text = CONFIG.format(state=tmp_path / "s.json", access=tmp_path / "a.log", log=log)
+    served = serve(Runtime(parse_config(text, "test.yml", env={})))
+    http_get(f"{served.url}/metrics")
+    append(log, b"Dec  6 03:10:02 h sshd[991]: Failed password for 13812345678 from 10.1.1.1 <script>x\n")
+    _, metrics, _ = http_get(f"{served.url}/metrics")
+    assert "13812345678" not in metrics
+    status, page, headers = http_get(f"{served.url}/logs")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "13812345678" not in page and MARK_PHONE in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "auth_failure" in page and "日志规则最近匹配" in page
