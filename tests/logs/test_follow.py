@@ -173,7 +173,11 @@ def test_glob_follows_new_files_from_their_start_with_bounded_sources(tmp_path):
     check.run(str(directory / "*.log"), 5)
     for name in ("b", "c", "d"):
         (directory / f"{name}.log").write_bytes(b"2026-12-06 03:00:00 job load_invoice FAILED\n")
-    outcome = check.run(str(directory / "*.log"), 5)
+    registered = check.run(str(directory / "*.log"), 5)  # new sources appear at 0 first ...
+    assert matches(registered, "etl_failed") == 0
+    assert registered.metrics.value("einvoice_log_matches_total", {
+        "source": str(directory / "b.log"), "class": "etl_failed", "pattern": "etl_failed"}) == 0
+    outcome = check.run(str(directory / "*.log"), 5)  # ... so that increase() sees their first matches
     assert matches(outcome, "etl_failed") == 3
     sources = {labels["source"] for _n, _t, _d, samples in outcome.metrics.items()
                for labels, _v in samples if "source" in labels}

@@ -126,6 +126,9 @@ class _Target:
         self.follower: Any = None
         self.position: Any = None
         self.sources: set[str] = set()
+        """Followed paths that have their own `source` label (at most max_sources)."""
+        self.labels: set[str] = set()
+        """Every source label exposed, so a new one appears at 0 before its first match."""
 
 
 class Collector:
@@ -171,6 +174,8 @@ class Collector:
 
         metrics = outcome.metrics
         if target == "kmsg" or target.startswith("journal"):
+            state.labels.update(["kmsg"] if target == "kmsg" else
+                                ["journal", *(f"journal/{unit}" for unit in self.settings.journal_units)])
             try:
                 if target == "kmsg":
                     state.position = state.position or KmsgPosition()
@@ -196,6 +201,8 @@ class Collector:
                                       from_start=self.settings.from_start, monotonic=self.monotonic)
         follower: Follower = state.follower
         stats: PollStats = follower.poll(self._consume(state), deadline, self.settings.max_bytes_per_run)
+        for path in follower.positions:
+            self._label(state, path)
         for method, count in stats.rotations.items():
             state.counters.rotations[method] = state.counters.rotations.get(method, 0) + count
         followed = len(follower.positions)
@@ -224,8 +231,11 @@ class Collector:
             return path
         if len(state.sources) < self.settings.max_sources:
             state.sources.add(path)
-            return path
-        return "other"
+            label = path
+        else:
+            label = "other"
+        state.labels.add(label)
+        return label
 
     def _consume(self, state: _Target) -> Callable[[str, bytes, int], None]:
         counters = state.counters
@@ -266,6 +276,7 @@ class Collector:
             return
         state.counters = _Counters.from_json(saved.get("counters", {}), self.names)
         state.sources = set(saved.get("sources", []))
+        state.labels = set(saved.get("labels", [])) | state.sources
         if "files" in saved:
             positions = {path: Position.from_json(p) for path, p in saved["files"].items()}
             state.follower = Follower(target, max_line=self.settings.max_line_bytes,
@@ -280,7 +291,7 @@ class Collector:
         from .logs.system import JournalPosition, KmsgPosition
 
         data: dict[str, Any] = {"counters": state.counters.to_json(self.names),
-                                "sources": sorted(state.sources)}
+                                "sources": sorted(state.sources), "labels": sorted(state.labels)}
         if state.follower is not None:
             data["files"] = {path: p.to_json() for path, p in state.follower.positions.items()}
         elif isinstance(state.position, JournalPosition):
@@ -293,14 +304,15 @@ class Collector:
 
     def _emit(self, state: _Target, metrics: MetricSet) -> None:
         counters = state.counters
-        for source, count in sorted(counters.lines.items()):
-            metrics.counter("einvoice_log_lines_total", "Lines read", count, {"source": source})
-        for source, count in sorted(counters.read_bytes.items()):
-            metrics.counter("einvoice_log_read_bytes_total", "Bytes read", count, {"source": source})
-        for source in sorted(counters.lines):
+        for source in sorted(state.labels | set(counters.lines)):
+            metrics.counter("einvoice_log_lines_total", "Lines read", counters.lines.get(source, 0),
+                            {"source": source})
+            metrics.counter("einvoice_log_read_bytes_total", "Bytes read", counters.read_bytes.get(source, 0),
+                            {"source": source})
+        for source in sorted(state.labels | set(counters.lines)):
             metrics.counter("einvoice_log_long_lines_total", "Lines longer than max_line_bytes, cut",
                             counters.long_lines.get(source, 0), {"source": source})
-        sources = sorted(set(counters.lines) | {source for source, _ in counters.matches}) or ["none"]
+        sources = sorted(state.labels | set(counters.lines) | {source for source, _ in counters.matches})
         for source in sources:  # every pattern, also at 0, so increase() sees the first match
             for index, pattern in enumerate(self.patterns):
                 metrics.counter("einvoice_log_matches_total", "Lines matching a pattern, by pattern class",

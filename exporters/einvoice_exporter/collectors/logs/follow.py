@@ -127,12 +127,15 @@ class Follower:
                   stats: PollStats, deadline: float, budget: int) -> None:
         pos = self.positions.get(path)
         if pos is None:
+            # A new file is only registered in this poll and read from the next one, so that its
+            # counters are exposed at 0 first and increase() sees its first matches.
             pos = Position(st.st_dev, st.st_ino)
             if first_sight and not self.from_start:
                 pos.offset = st.st_size  # first ever start: history is not news
                 self._sign(path, pos)
             self.positions[path] = pos
-        elif (pos.dev, pos.ino) != (st.st_dev, st.st_ino):
+            return
+        if (pos.dev, pos.ino) != (st.st_dev, st.st_ino):
             stats.rotations["rename"] += 1
             self._finish_rotated(path, pos, consume, stats, deadline)
             pos = self.positions[path] = Position(st.st_dev, st.st_ino)
