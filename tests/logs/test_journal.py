@@ -80,3 +80,26 @@ def test_kernel_log_resumes_after_the_last_sequence_number(tmp_path):
     assert seen > 0  # the boot messages at least
     again = collector(tmp_path, from_start=True).run("kmsg", 5)  # a restart: nothing read twice
     assert seen <= lines(again) < seen + 50
+
+
+def test_journal_reads_in_bounded_steps_without_loss(tmp_path):
+    from einvoice_exporter.collectors.logs.engine import Matcher
+    from einvoice_exporter.collectors.logs.library import library
+    from einvoice_exporter.collectors.logs.system import JournalPosition, read_journal
+
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    kills = [{**OOM_ENTRY, "MESSAGE": OOM_ENTRY["MESSAGE"].replace("4242", str(1000 + i))} for i in range(30)]
+    write_journal(journal / "a.journal", kills, 1_700_000_000_000_000)
+    matcher = Matcher(library()["os"])
+    position = JournalPosition()
+    hits: list[bytes] = []
+    steps = 0
+    while True:
+        result = read_journal(f"journal:{journal}", position, matcher, lambda _s, _i, line: hits.append(line),
+                              frozenset(), True, 20, max_bytes=1024)
+        if not result.entries:
+            break
+        steps += 1
+    assert steps >= 2  # cut after about max_bytes (plus one pipe read), resumed from the cursor
+    assert len(hits) == 30 and len(set(hits)) == 30

@@ -186,7 +186,8 @@ class Collector:
                     state.position = state.position or JournalPosition()
                     result = read_journal(target, state.position, self.matcher, self._on_hit(state),
                                           frozenset(self.settings.journal_units), self.settings.from_start,
-                                          max(deadline - self.monotonic(), 0.1), self.journalctl)
+                                          max(deadline - self.monotonic(), 0.1), self.journalctl,
+                                          min(self.settings.max_bytes_per_run, 64 * 1024 * 1024))
                     source = "journal"
             except SourceError as exc:
                 self._source_error(outcome, target, exc.kind, exc.detail)

@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,9 @@ def journal_argv(location: str, journalctl: str = "journalctl") -> list[str]:
 
 def read_journal(location: str, position: JournalPosition, matcher: Matcher, on_hit: Hit,
                  units: frozenset[str], from_start: bool, timeout: float,
-                 journalctl: str = "journalctl") -> JournalResult:
+                 journalctl: str = "journalctl", max_bytes: int = 64 * 1024 * 1024) -> JournalResult:
+    """Entries after `position` (at most about `max_bytes` of journalctl's JSON per call: the rest
+    comes next time, after the cursor of the last complete entry read)."""
     base = journal_argv(location, journalctl)
     result = JournalResult()
     if position.cursor is None and not from_start:
@@ -70,7 +73,7 @@ def read_journal(location: str, position: JournalPosition, matcher: Matcher, on_
     argv = [*base, "-o", "json", "--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER"]
     if position.cursor:
         argv.append(f"--after-cursor={position.cursor}")
-    output = _run(argv, timeout)
+    output = _run_bounded(argv, timeout, max_bytes)
     if not output:
         return result
     result.entries = output.count(b"\n")
@@ -86,6 +89,56 @@ def read_journal(location: str, position: JournalPosition, matcher: Matcher, on_
     last_line = output.rstrip(b"\n").rsplit(b"\n", 1)[-1]
     position.cursor = json.loads(last_line)["__CURSOR"]
     return result
+
+
+def _run_bounded(argv: list[str], timeout: float, max_bytes: int) -> bytes:
+    """journalctl's output up to its last complete line within `max_bytes`, or all of it."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise SourceError("missing", f"{argv[0]} is not installed") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: list[bytes] = []
+    size = 0
+    cut = False
+    watchdog = threading.Timer(max(timeout, 0.1), proc.kill)  # a hung journalctl cannot hold the run
+    watchdog.start()
+    try:
+        while size < max_bytes:
+            chunk = proc.stdout.read1(1024 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        else:
+            cut = True
+            proc.kill()
+        try:
+            _out, errors = proc.communicate(timeout=max(timeout, 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise SourceError("io", "journalctl did not finish in time") from None
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = b"".join(chunks)
+    if cut:
+        return output[:output.rfind(b"\n") + 1]
+    if proc.returncode != 0:
+        _raise_for(argv, proc.returncode, errors)
+    return output
+
+
+def _raise_for(argv: list[str], returncode: int, stderr: bytes) -> None:
+    text = stderr.decode("utf-8", "replace").strip().splitlines()
+    first = text[0][:200] if text else f"exit status {returncode}"
+    kind = "permission" if "ermission" in first or "No journal files were opened" in first else "io"
+    if "No such file" in first or "No journal files were found" in first:
+        kind = "missing"
+    raise SourceError(kind, f"{argv[0]}: {first}")
 
 
 def _field_bytes(value: object) -> bytes:
@@ -104,12 +157,7 @@ def _run(argv: list[str], timeout: float) -> bytes:
     except subprocess.TimeoutExpired:
         raise SourceError("io", "journalctl did not finish in time") from None
     if done.returncode != 0:
-        text = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        first = text[0][:200] if text else f"exit status {done.returncode}"
-        kind = "permission" if "ermission" in first or "No journal files were opened" in first else "io"
-        if "No such file" in first or "No journal files were found" in first:
-            kind = "missing"
-        raise SourceError(kind, f"journalctl: {first}")
+        _raise_for(argv, done.returncode, done.stderr)
     return done.stdout
 
 
