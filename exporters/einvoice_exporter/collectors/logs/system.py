@@ -105,7 +105,7 @@ def _run_bounded(argv: list[str], timeout: float, max_bytes: int) -> bytes:
     watchdog.start()
     try:
         while size < max_bytes:
-            chunk = proc.stdout.read1(1024 * 1024)
+            chunk = os.read(proc.stdout.fileno(), 1024 * 1024)
             if not chunk:
                 break
             chunks.append(chunk)
