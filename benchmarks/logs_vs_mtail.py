@@ -209,7 +209,7 @@ def main() -> None:
     print(f"ratio lines/s ours/mtail: {m_wall / o_wall:.1f}x (scan), {m_wall / o_process_wall:.1f}x "
           f"(with Python start-up); RSS ours/mtail: {o_rss / m_rss:.2f}")
 
-    print("\nwhere our time goes (each line: one pass over the file doing only that; differences = stage cost):")
+    print("\nwhere our time goes (one pass over the file per line; the differences are the stage costs):")
     for stage, seconds in breakdown(log, [by_name[n] for n in PATTERNS]).items():
         print(f"  {stage:<52}{seconds:>7.3f} s")
 
