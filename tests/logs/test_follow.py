@@ -182,3 +182,16 @@ def test_glob_follows_new_files_from_their_start_with_bounded_sources(tmp_path):
     sources = {labels["source"] for _n, _t, _d, samples in outcome.metrics.items()
                for labels, _v in samples if "source" in labels}
     assert "other" in sources and len(sources) <= 3
+
+
+@pytest.mark.parametrize("garbage", [
+    "not json at all",
+    '{"version": 1, "targets": {"%s": {"files": {"x": [1]}}}}',
+    '{"version": 1, "targets": {"%s": {"counters": {"matches": 5}}}}',
+])
+def test_unreadable_state_starts_over_instead_of_failing(tmp_path, log, garbage):
+    (tmp_path / "state.json").write_text(garbage.replace("%s", str(log)) if "%s" in garbage else garbage)
+    check = collector(tmp_path)
+    assert check.run(str(log), 5).success
+    append(log, OOM)
+    assert matches(check.run(str(log), 5), "oom") == 1

@@ -25,6 +25,7 @@ what the alert rules judge.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from ..fields import StrictModel
 from ..outcome import Check, MetricSet, Outcome, Reason
 from .logs.library import Pattern, library, select
 
+log = logging.getLogger("einvoice_exporter.logfile")
 Engine = Literal["auto", "hyperscan", "re"]
 _LAST_MATCH_CHARS = 300
 
@@ -275,18 +277,25 @@ class Collector:
         saved = self.state.target(target)
         if saved is None:
             return
-        state.counters = _Counters.from_json(saved.get("counters", {}), self.names)
-        state.sources = set(saved.get("sources", []))
-        state.labels = set(saved.get("labels", [])) | state.sources
-        if "files" in saved:
-            positions = {path: Position.from_json(p) for path, p in saved["files"].items()}
-            state.follower = Follower(target, max_line=self.settings.max_line_bytes,
-                                      from_start=self.settings.from_start, positions=positions,
-                                      monotonic=self.monotonic)
-        elif "cursor" in saved:
-            state.position = JournalPosition(saved["cursor"])
-        elif "kmsg" in saved:
-            state.position = KmsgPosition(*saved["kmsg"])
+        try:
+            state.counters = _Counters.from_json(saved.get("counters", {}), self.names)
+            state.sources = set(saved.get("sources", []))
+            state.labels = set(saved.get("labels", [])) | state.sources
+            if "files" in saved:
+                positions = {path: Position.from_json(p) for path, p in saved["files"].items()}
+                state.follower = Follower(target, max_line=self.settings.max_line_bytes,
+                                          from_start=self.settings.from_start, positions=positions,
+                                          monotonic=self.monotonic)
+            elif "cursor" in saved:
+                state.position = JournalPosition(saved["cursor"])
+            elif "kmsg" in saved:
+                state.position = KmsgPosition(*saved["kmsg"])
+        except (TypeError, ValueError, KeyError, AttributeError):
+            log.warning("state of %s in %s is unreadable; starting over from the end of its files",
+                        target, self.settings.state_file)
+            fresh = _Target()
+            state.counters, state.sources, state.labels = fresh.counters, fresh.sources, fresh.labels
+            state.follower = state.position = None
 
     def _save(self, target: str, state: _Target) -> None:
         from .logs.system import JournalPosition, KmsgPosition

@@ -26,8 +26,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 SIGNATURE = 64
@@ -51,12 +50,13 @@ class Position:
     size: int = -1
     mtime_ns: int = -1
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> list[Any]:
+        return [self.dev, self.ino, self.offset, self.skipping, self.head, self.tail, self.size,
+                self.mtime_ns]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Position:
-        return cls(**{k: data[k] for k in cls.__slots__ if k in data})
+    def from_json(cls, data: list[Any]) -> Position:
+        return cls(*data)
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ class Follower:
         if not glob.has_magic(self.pattern):
             return [self.pattern]
         found = sorted(glob.glob(self.pattern))  # noqa: PTH207 (absolute patterns)
-        return [p for p in found if not _ROTATED_NAME.search(Path(p).name) or p == self.pattern]
+        return [p for p in found if not _ROTATED_NAME.search(os.path.basename(p))]  # noqa: PTH119
 
     def poll(self, consume: Consume, deadline: float, budget: int) -> PollStats:
         stats = PollStats(rotations={"rename": 0, "truncate": 0}, errors={})
