@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from einvoice_exporter.collectors import nginx
-from einvoice_exporter.outcome import Outcome, Reason
+from einvoice_exporter.exposition import encode
+from einvoice_exporter.outcome import Outcome, Reason, merge_families
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
@@ -97,6 +99,13 @@ def collector(server: Nginx, **extra: object) -> nginx.Collector:
         "buckets": [0.1, 0.5, 1.0], **extra}))
 
 
+def exposition(outcome: Outcome) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples as the exporter exposes them (text format), by name and sorted labels."""
+    text = encode(merge_families([({}, outcome.metrics)])).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def class_count(outcome: Outcome, klass: str) -> float:
     return sum(v for name, _t, _d, samples in outcome.metrics.items()
                if name == "einvoice_log_matches_total" for labels, v in samples if labels["class"] == klass)
@@ -118,9 +127,9 @@ def test_access_and_error_logs_under_load(server: Nginx):
     for status, count in seen.items():
         assert outcome.metrics.value("nginx_http_response_count_total", {"status": str(status)}) == count
     assert outcome.metrics.value("nginx_parse_errors_total") == 0
-    inf_bucket = {"le": "+Inf", "__sample_suffix": "_bucket"}
-    assert outcome.metrics.value("nginx_http_response_time_seconds", inf_bucket) == len(paths)
-    slow = outcome.metrics.value("nginx_http_upstream_time_seconds", {"__sample_suffix": "_count"})
+    exposed = exposition(outcome)
+    assert exposed[("nginx_http_response_time_seconds_bucket", (("le", "+Inf"),))] == len(paths)
+    slow = exposed[("nginx_http_upstream_time_seconds_count", ())]
     assert slow == 12 + 4  # every proxied request, none of the local ones ($upstream_response_time "-")
     assert class_count(outcome, "upstream_timed_out") == 4
     assert class_count(outcome, "connect_failed") >= 1
