@@ -10,7 +10,7 @@ an exception that escapes `run` is counted by the runtime as reason `error` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -31,7 +31,9 @@ class Failure:
     """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
 
 
-MetricType = Literal["gauge", "counter", "info"]
+MetricType = Literal["gauge", "counter", "info", "histogram"]
+_SUFFIX = "__sample_suffix"
+"""Internal pseudo-label: which sample of a histogram (_bucket, _count, _sum) a value is."""
 
 
 @dataclass(slots=True)
@@ -64,6 +66,16 @@ class MetricSet:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
         self.add(name, "counter", documentation, value, labels)
+
+    def histogram(self, name: str, documentation: str, buckets: Sequence[tuple[float, float]],
+                  count: float, total: float, labels: Mapping[str, str] | None = None) -> None:
+        """Cumulative `buckets` as (upper bound, observations <= bound); +Inf is `count`."""
+        own = dict(labels or {})
+        for bound, observed in [*buckets, (float("inf"), count)]:
+            le = "+Inf" if bound == float("inf") else repr(float(bound))
+            self.add(name, "histogram", documentation, observed, {**own, "le": le, _SUFFIX: "_bucket"})
+        self.add(name, "histogram", documentation, count, {**own, _SUFFIX: "_count"})
+        self.add(name, "histogram", documentation, total, {**own, _SUFFIX: "_sum"})
 
     def add(self, name: str, type_: MetricType, documentation: str, value: float,
             labels: Mapping[str, str] | None = None) -> None:
@@ -151,5 +163,7 @@ def merge_families(
                 base = name.removesuffix("_total") if type_ == "counter" else name
                 family = merged[name] = Metric(base, documentation, type_)
             for own, value in samples:
-                family.add_sample(name, {**identity, **own}, value)
+                suffix = own.get(_SUFFIX, "")
+                labels = {k: v for k, v in own.items() if k != _SUFFIX} if suffix else own
+                family.add_sample(name + suffix, {**identity, **labels}, value)
     yield from merged.values()

@@ -463,6 +463,11 @@ class Runtime:
         yield sm.BUILD_INFO.family([((version(), ".".join(map(str, sys.version_info[:3]))), 1)])
         yield sm.SCRAPE_DURATION.family([((), self._monotonic() - started)])
 
+    def log_matches(self) -> dict[str, dict[str, dict[str, tuple[float, str]]]]:
+        """module -> target -> class -> (time, redacted line), from checks that keep them (logfile)."""
+        handles = self._generation.handles.items()
+        return {name: h.check.last_matches() for name, h in handles if hasattr(h.check, "last_matches")}
+
     def rows(self) -> list[CheckRow]:
         """The configured checks and their last results, without running anything."""
         rows = []

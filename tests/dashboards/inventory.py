@@ -129,10 +129,10 @@ def queries(boards: dict[str, dict[str, Any]]) -> list[Query]:
 
 # -- what the bundle produces -------------------------------------------------------------------------
 
-_DECLARING_CALLS = {"gauge", "counter", "Builtin", "GaugeMetricFamily", "CounterMetricFamily",
+_DECLARING_CALLS = {"gauge", "counter", "histogram", "Builtin", "GaugeMetricFamily", "CounterMetricFamily",
                     "HistogramMetricFamily", "SummaryMetricFamily", "InfoMetricFamily", "Gauge", "Counter",
                     "Histogram", "Summary", "Info", "Enum"}
-_HISTOGRAMS = {"Histogram", "HistogramMetricFamily", "Summary", "SummaryMetricFamily"}
+_HISTOGRAMS = {"histogram", "Histogram", "HistogramMetricFamily", "Summary", "SummaryMetricFamily"}
 _COUNTERS = {"Counter", "CounterMetricFamily"}
 
 
