@@ -40,7 +40,7 @@ CHANNEL_DOC = "消息通道（企业微信机器人、企业微信应用、控�
 
 NETWORK_ITEMS = ("01", "02", "05", "07", "08", "10", "19", "20")
 PIPELINE_ITEMS = ("13", "14", "16", "17", "18", "19")
-HOST_LOG_ITEMS = ("03", "09")
+HOST_LOG_ITEMS = ("03", "04", "09")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class Objectives:
     restore_seconds: float = 30 * 60
     continuous_running_days: float = 182
     continuous_run: str = "182d"
-    """thresholds.yaml apps.continuous_run as written: the suffix of the recorded 6-month series."""
+    """thresholds.yaml continuity.continuous_run as written: the suffix of the recorded 6-month series."""
     local_resolution_ratio: float = 0.80
     one_time_resolution_ratio: float = 0.90
     cert_warning_days: float = 30
@@ -85,8 +85,8 @@ def load_objectives(path: Path | None = None) -> Objectives:
         max_single_outage_seconds=seconds(cfg.sla.max_single_outage),
         restore_seconds=seconds(cfg.sla.restore_within),
         budget_remaining_warning_ratio=cfg.sla.budget_remaining_warning_ratio,
-        continuous_running_days=seconds(cfg.apps.continuous_run) / 86400,
-        continuous_run=cfg.apps.continuous_run,
+        continuous_running_days=seconds(cfg.continuity.continuous_run) / 86400,
+        continuous_run=cfg.continuity.continuous_run,
         cert_warning_days=cfg.certificates.warning_days,
         cert_critical_days=cfg.certificates.critical_days,
         probe_latency_seconds=cfg.latency.good_seconds,
@@ -1005,6 +1005,8 @@ def pipeline(obj: Objectives) -> Dashboard:
 
 
 def hosts(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_logs import log_panels  # builds on this module's helpers
+
     items = HOST_LOG_ITEMS
     sel = 'zone=~"$zone", item=~"$item", check=~"$check"'
     panels: list[Panel] = [
@@ -1019,6 +1021,7 @@ def hosts(obj: Objectives) -> Dashboard:
              text_mode="value_and_name",
              mappings=UP_MAPPINGS, thresholds=UP_STEPS),
         *_item_checks_panels(items, sel),
+        *log_panels(sel),
     ]
     return dashboard(
         "einvoice-hosts", "电子发票 主机与日志",
@@ -1101,6 +1104,12 @@ def exporter_health(obj: Objectives) -> Dashboard:
         panels, extra_tags=["详情"])
 
 
+def apps_dashboard(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_apps import apps
+
+    return apps(obj)
+
+
 BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "ops-wall": ops_wall,
     "sla": sla,
@@ -1113,6 +1122,7 @@ BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "pipeline": pipeline,
     "hosts": hosts,
     "exporter": exporter_health,
+    "apps": apps_dashboard,
 }
 """File stem -> builder; the uid of each is `einvoice-<stem>`."""
 

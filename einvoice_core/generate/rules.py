@@ -29,6 +29,7 @@ from einvoice_core.contract import (
     SlaEvent,
     TicketClass,
 )
+from einvoice_core.generate import rules_apps, rules_logs
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ChangeWindows,
@@ -644,7 +645,7 @@ def _in_windows(series: str, windows: ChangeWindows, location: str) -> str:
 
 def app_groups(th: Thresholds, windows: ChangeWindows) -> list[dict[str, Any]]:
     """应用连续运行 (seed §三.(四) 2): start times of the application instances, restarts and runs."""
-    apps = th.apps
+    apps = th.continuity
     start = f'process_start_time_seconds{{job="{apps.job}"}}'
     restarted = f"changes({start}[{apps.restart_alert_window}]) > 0"
     in_window = _in_windows(start, windows, th.routing.location)
@@ -668,8 +669,8 @@ def app_groups(th: Thresholds, windows: ChangeWindows) -> list[dict[str, Any]]:
             "请查明重启原因（崩溃、人为操作、未登记的变更），并补登变更或记录事件。",
         ),
     ]
-    return [{"name": "einvoice-apps", "interval": th.evaluation_interval, "rules": rules},
-            {"name": "einvoice-apps-long", "interval": th.sla.year_evaluation_interval, "rules": long}]
+    return [{"name": "einvoice-continuity", "interval": th.evaluation_interval, "rules": rules},
+            {"name": "einvoice-continuity-long", "interval": th.sla.year_evaluation_interval, "rules": long}]
 
 
 def _minutes(seconds: float) -> str:
@@ -789,8 +790,9 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None) -> dict[str
         "#                                               (w: 1d 30d 365d, rolling)\n"
         "# Application instances (job einvoice-apps, labels job, instance):\n"
         "#   einvoice:app_uptime_seconds                 since the process started\n"
-        f"#   einvoice:app_restarts:count_<w>             restarts in w (1d 30d {th.apps.continuous_run})\n"
-        f"#   einvoice:app_uptime_longest_seconds_{th.apps.continuous_run}  longest run seen\n"
+        "#   einvoice:app_restarts:count_<w>             restarts in w"
+        f" (1d 30d {th.continuity.continuous_run})\n"
+        f"#   einvoice:app_uptime_longest_seconds_{th.continuity.continuous_run}  longest run seen\n"
         f"# The yearly rules read 365 days of recorded series: run Prometheus with\n"
         f"#   --storage.tsdb.retention.time={th.sla.retention}\n"
     )
@@ -802,10 +804,12 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None) -> dict[str
     )
     return {
         "einvoice-items.rules.yml": HEADER + recorded + dump({"groups": item_groups(th)}),
-        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)}),
+        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)
+                                                                   + rules_logs.groups(th)}),
         "einvoice-sla.rules.yml": HEADER + sla_doc + dump(
             {"groups": [*sla_groups(th), *app_groups(th, windows or ChangeWindows())]}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
+        **rules_apps.rule_file(th),
     }
 
 
@@ -1019,7 +1023,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     windows_path = out / CHANGE_WINDOWS_FILE
     windows = load_change_windows(windows_path) if windows_path.is_file() else ChangeWindows()
     files = {**rule_files(th, windows), "alertmanager.yml": alertmanager_yaml(th, periods),
-             "tests/items.test.yml": items_test_yaml(th)}
+             "tests/items.test.yml": items_test_yaml(th),
+             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th))}
     written = []
     for name, content in sorted(files.items()):
         path = out / name
