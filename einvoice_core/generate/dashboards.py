@@ -402,13 +402,17 @@ ITEM_STATUS = (
 
 
 def item_status_expr(zone: Zone) -> str:
-    """The status of the zone's items joined with their Chinese names; unconfigured items show -1."""
+    """The status of the zone's items joined with their Chinese names; items declared monitored
+    outside the bundle (monitored_elsewhere) show -3, unconfigured items -1."""
     info = f'max by (item, name, zone) (einvoice_item_info{{zone="{zone.value}"}})'
     return (f"({ITEM_STATUS} * on (item, zone) group_left (name) {info})"
+            f" or on (item) (({info} - 4) * on (item) group_left max by (item)"
+            " (einvoice_item_monitored_elsewhere))"
             f" or on (item) ({info} - 2)")
 
 
 STATUS_MAPPINGS = [
+    range_map(-3.5, -2.5, "外部监控", BLUE, 0),
     range_map(-1.5, -0.5, "未配置", GREY, 0),
     range_map(-0.1, 0.0001, "故障", RED, 1),
     range_map(0.0001, 0.9999, "部分异常", AMBER, 2),
