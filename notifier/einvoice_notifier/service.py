@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -123,6 +123,8 @@ class TicketView:
     second_line: bool = False
     overdue: bool = False
     """A deadline has passed while the ticket is still open (as of when the view was read)."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    """The annotations of the alert a message is being rendered for (not stored; empty otherwise)."""
 
     @property
     def state_zh(self) -> str:
@@ -285,7 +287,7 @@ class TicketService:
                     row = self._change(conn, ctx, row, {"second_line": True}, SYSTEM_ACTOR, "second_line",
                                        "经二线路由送达", now)
                     existing[ticket_key] = row
-                self._enqueue(conn, ctx, row, alert.status, route, key, now)
+                self._enqueue(conn, ctx, row, alert.status, route, key, now, alert.annotations)
             conn.execute(notifications.insert(), {
                 "group_key": notification.group_key, "receiver": notification.receiver[:255],
                 "status": notification.status, "route": route, "alert_count": len(notification.alerts),
@@ -334,7 +336,9 @@ class TicketService:
         severity_class = severity_class_of(labels)
         starts = alert.starts_utc()
         response, resolution = self.deadlines(severity_class, starts)
-        target = (labels.get("target") or labels.get("instance") or "")[:512] or None
+        # An alert about an item (e.g. no check covers it) has no target: its instance is the exporter.
+        found = labels.get("target") or ("" if "item" in labels else labels.get("instance", ""))
+        target = found[:512] or None
         alertname = labels.get("alertname", "")[:255]
         since = to_db(starts - timedelta(seconds=self.settings.recurrence_window))
         recurrence = next((ticket_id for closed_at, ticket_id in closed.get((alertname, target), [])
@@ -414,12 +418,14 @@ class TicketService:
     # -- outbox --------------------------------------------------------------------------------
 
     def _enqueue(self, conn: Connection, ctx: _Ctx, row: Mapping[str, Any], event: str, route: str,
-                 key: str, now: datetime) -> None:
+                 key: str, now: datetime, annotations: Mapping[str, str] | None = None) -> None:
         routing = self.settings.routing
         names = routing.second_line if route == "second_line" else routing.first_line
         mobiles = routing.second_line_mobiles if route == "second_line" else routing.duty_mobiles
         mentions = tuple(mobiles) if event != "resolved" else ()
         view = self._view(row, now)
+        if annotations:  # the card reads where it fails and since when (failing_checks, started_at)
+            view = replace(view, annotations=dict(annotations))
         url = ticket_link(self.settings.public_url, view.id, self.link_secret,
                           now + timedelta(seconds=self.settings.link_ttl))
         for channel in names:
