@@ -39,7 +39,7 @@ DEMO_QUIET_ALERTS = ("EinvoiceItemUnmonitored", "EinvoiceErrorBudgetBurn", "Einv
 """Alerts the demo's Alertmanager routes to a receiver without a channel: they fire (Prometheus and
 Alertmanager show them) but open no ticket. The demo checks 5 of the 20 items, so the other 15 are
 rightly unmonitored; and a target that is down 4 minutes in every 11 burns the yearly outage budget
-at 30 times the allowed rate. Both are true and neither is the story the demo tells."""
+over 200 times faster than allowed. Both are true and neither is the story the demo tells."""
 DEMO_QUIET_RECEIVER = "demo-no-ticket"
 
 FRESH_DIRS = ("logs", "prometheus-data", "alertmanager-data", "notifier")
@@ -294,8 +294,13 @@ class Stack:
             "database_url": f"sqlite:///{self.run_dir / 'notifier' / 'notifier.db'}",
             "webhook_token_file": str(token_file),
             "calendar_file": str(REPO / "deploy" / "notifier" / "calendar.yml"),
-            "channels": [{"type": "console", "name": "console",
-                          "path": str(self.run_dir / "notifier" / "messages.log")}],
+            # The on-site group and the second line are two groups in production: two files here,
+            # so a critical alert outside on-site hours (sent to both) is not one file's duplicate.
+            "channels": [{"type": "console", "name": "console", "stdout": False,
+                          "path": str(self.run_dir / "notifier" / "messages.log")},
+                         {"type": "console", "name": "second-line", "stdout": False,
+                          "path": str(self.run_dir / "notifier" / "second-line.log")}],
+            "routing": {"first_line": ["console"], "second_line": ["second-line"]},
             "users": [{"name": self.console_user, "role": "operator", "display_name": "演示值班员",
                        "password_hash": bcrypt.hashpw(self.console_password.encode(),
                                                       bcrypt.gensalt(rounds=10)).decode()}],
@@ -394,6 +399,7 @@ class Stack:
                                 f"(login {self.console_user} / {self.console_password})",
             "notifier API": f"{cfg.url(cfg.notifier_port)}/docs",
             "messages file": str(self.run_dir / "notifier" / "messages.log"),
+            "second line file": str(self.run_dir / "notifier" / "second-line.log"),
         }
 
     def stop(self) -> None:

@@ -148,3 +148,25 @@ def test_demo_config_names_say_what_they_check() -> None:
     failing = checks["closed-port"]["item"]
     assert get_item(failing).severity is Severity.WARNING
     assert all(failing not in service.items for service in services.values())
+
+
+def test_rendered_configs_pass_each_tools_own_check(tmp_path: Path) -> None:
+    config = fast_stack_config(tmp_path)
+    Stack(config).render()
+    run, bin_dir = config.run_dir, config.python_bin
+    checks = [
+        [str(bin_dir / "einvoice-notifier"), "--config", str(run / "notifier.yml"), "--check-config"],
+        [str(bin_dir / "einvoice-exporter"), "--config", str(run / "exporter.yml"), "--check-config"],
+        [require_binary("amtool"), "check-config", str(run / "alertmanager.yml")],
+        [require_binary("promtool"), "check", "config", str(run / "prometheus.yml")],
+    ]
+    for argv in checks:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{argv}: {result.stdout}{result.stderr}"
+    notifier = yaml.safe_load((run / "notifier.yml").read_text())
+    # First line and second line write to their own files, so a critical alert outside on-site
+    # hours (sent to both) is not the same card twice in one file.
+    paths = {channel["name"]: Path(channel["path"]).name for channel in notifier["channels"]}
+    assert paths == {"console": "messages.log", "second-line": "second-line.log"}
+    assert notifier["routing"]["first_line"] == ["console"]
+    assert notifier["routing"]["second_line"] == ["second-line"]

@@ -72,7 +72,7 @@ def _local(value: object) -> str:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _duration_zh(seconds: float) -> str:
+def duration_zh(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -157,7 +157,7 @@ def ticket_context(ticket: object, event: str) -> dict[str, Any]:
         starts_at = min(started_at, starts_at)  # the outage began a `for:` before its alert
     duration = ""
     if starts_at is not None and ends_at is not None:
-        duration = _duration_zh((ends_at - starts_at) / timedelta(seconds=1))
+        duration = duration_zh((ends_at - starts_at) / timedelta(seconds=1))
     severity = str(get("severity_class", "general"))
     breached = [name for name, flag in (("响应", get("response_breached")),
                                         ("解决", get("resolution_breached"))) if flag]
