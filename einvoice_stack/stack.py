@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import secrets
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import bcrypt
 import yaml
@@ -160,6 +161,20 @@ class DemoTarget:
         self.server.server_close()
 
 
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Hold the run directory for this process: a second demo there would move to other ports and
+    then empty the first one's data under its feet. The lock goes with the process, however it ends."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StackError(f"another demo is running from {run_dir}: stop it first (Ctrl-C there) "
+                         "or give this one its own --run-dir") from None
+    return handle
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -234,6 +249,7 @@ class Stack:
         """A fresh operator login for the demo's ticket console, printed at start."""
         self.port_notes: list[str] = []
         """One sentence per default port that was taken and replaced (printed at start)."""
+        self._run_lock: IO[str] | None = None
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -329,6 +345,7 @@ class Stack:
             if shutil.which(binary) is None:
                 raise StackError(f"{binary} is not installed: run `make deps` (Debian packages "
                                  "prometheus and prometheus-alertmanager)")
+        self._run_lock = lock_run_dir(self.run_dir)
         self.config, self.port_notes = choose_ports(cfg)
         cfg = self.config
         for note in self.port_notes:
@@ -416,6 +433,9 @@ class Stack:
                 proc.wait(timeout=5)
         if self.demo_target is not None:
             self.demo_target.stop()
+        if self._run_lock is not None:
+            self._run_lock.close()
+            self._run_lock = None
 
     def __enter__(self) -> Stack:
         return self

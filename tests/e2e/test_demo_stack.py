@@ -28,6 +28,7 @@ from einvoice_stack.stack import (
     StackConfig,
     StackError,
     choose_ports,
+    lock_run_dir,
 )
 from tests.support.procs import free_port, require_binary, wait_until
 from tests.support.stack import fast_stack_config
@@ -170,3 +171,13 @@ def test_rendered_configs_pass_each_tools_own_check(tmp_path: Path) -> None:
     assert paths == {"console": "messages.log", "second-line": "second-line.log"}
     assert notifier["routing"]["first_line"] == ["console"]
     assert notifier["routing"]["second_line"] == ["second-line"]
+
+
+def test_a_second_demo_in_the_same_run_directory_is_refused(tmp_path: Path) -> None:
+    first = lock_run_dir(tmp_path)
+    try:
+        with pytest.raises(StackError, match="another demo is running from"):
+            lock_run_dir(tmp_path)
+    finally:
+        first.close()
+    lock_run_dir(tmp_path).close()  # free again once the first one is gone
