@@ -181,40 +181,53 @@ def duty_router(notifier: "Notifier") -> APIRouter:
         except InvalidInputError as exc:
             raise HTTPException(422, str(exc)) from None
 
-    @router.post("/tickets/report", response_model=TicketOut, status_code=201,
-                 summary="报告问题（人工建单）")
+    @router.post("/tickets/report", response_model=TicketOut, status_code=201, summary="报告问题（人工建单）")
     def report(body: ReportIn, who: Operator) -> TicketOut:
-        return _ticket_out(checked(lambda: service.report(
-            who.name, body.channel, body.reporter, body.summary, body.severity_class, body.description,
-            body.item, body.system, body.reported_at)))
+        return _ticket_out(
+            checked(
+                lambda: service.report(
+                    who.name,
+                    body.channel,
+                    body.reporter,
+                    body.summary,
+                    body.severity_class,
+                    body.description,
+                    body.item,
+                    body.system,
+                    body.reported_at,
+                )
+            )
+        )
 
-    @router.post("/tickets/{ticket_id}/escalate", response_model=TicketOut,
-                 summary="转二线或提交税务局系统管理员")
+    @router.post(
+        "/tickets/{ticket_id}/escalate", response_model=TicketOut, summary="转二线或提交税务局系统管理员"
+    )
     def escalate(ticket_id: int, body: EscalateIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.escalate(ticket_id, who.name, body.target, body.note))
 
-    @router.post("/tickets/{ticket_id}/major", response_model=TicketOut,
-                 summary="宣布重大事件（二线专家会诊）")
+    @router.post(
+        "/tickets/{ticket_id}/major", response_model=TicketOut, summary="宣布重大事件（二线专家会诊）"
+    )
     def major(ticket_id: int, body: MajorIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.declare_major_incident(ticket_id, who.name, body.note))
 
-    @router.post("/tickets/{ticket_id}/agreed-fix", response_model=TicketOut,
-                 summary="约定解决日期（税务局批准）")
+    @router.post(
+        "/tickets/{ticket_id}/agreed-fix", response_model=TicketOut, summary="约定解决日期（税务局批准）"
+    )
     def agreed_fix(ticket_id: int, body: AgreedFixIn, who: Operator) -> TicketOut:
-        return act(ticket_id, lambda: service.set_agreed_fix(ticket_id, who.name, body.fix_at, body.approval_ref))
+        return act(
+            ticket_id, lambda: service.set_agreed_fix(ticket_id, who.name, body.fix_at, body.approval_ref)
+        )
 
-    @router.post("/tickets/{ticket_id}/link", response_model=TicketOut,
-                 summary="关联同一问题（只计一次）")
+    @router.post("/tickets/{ticket_id}/link", response_model=TicketOut, summary="关联同一问题（只计一次）")
     def link(ticket_id: int, body: LinkIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.link_same_problem(ticket_id, body.same_as, who.name))
 
-    @router.post("/tickets/{ticket_id}/typical", response_model=TicketOut,
-                 summary="列为典型问题（季度手册）")
+    @router.post("/tickets/{ticket_id}/typical", response_model=TicketOut, summary="列为典型问题（季度手册）")
     def typical(ticket_id: int, body: TypicalIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.mark_typical(ticket_id, who.name, body.typical))
 
-    @router.get("/major-incidents", response_model=list[TicketOut],
-                 summary="重大事件（事件分析报告）")
+    @router.get("/major-incidents", response_model=list[TicketOut], summary="重大事件（事件分析报告）")
     def major_incidents(_who: Viewer, start: datetime, end: datetime) -> list[TicketOut]:
         if start.tzinfo is None or end.tzinfo is None or end <= start:
             raise HTTPException(422, "统计区间需要带时区的开始与结束时间，且结束晚于开始")
@@ -230,14 +243,12 @@ def duty_router(notifier: "Notifier") -> APIRouter:
             raise HTTPException(422, "区间需要带时区，结束晚于开始，最长 62 天")
         return lo, hi
 
-    @router.get("/roster", response_model=list[ShiftOut],
-                 summary="值班表（区间内的班次）")
+    @router.get("/roster", response_model=list[ShiftOut], summary="值班表（区间内的班次）")
     def roster(_who: Viewer, start: datetime | None = None, end: datetime | None = None) -> list[ShiftOut]:
         lo, hi = window(start, end)
         return [ShiftOut.model_validate(asdict(shift)) for shift in service.roster(lo, hi)]
 
-    @router.post("/roster", response_model=list[int], status_code=201,
-                 summary="添加班次")
+    @router.post("/roster", response_model=list[int], status_code=201, summary="添加班次")
     def add_shifts(body: ShiftsIn, who: Operator) -> list[int]:
         return checked(lambda: service.add_shifts(who.name, body.shifts))
 
@@ -253,27 +264,37 @@ def duty_router(notifier: "Notifier") -> APIRouter:
 
     @router.get("/roster/on-duty", summary="当前值班人员")
     def on_duty(_who: Viewer) -> dict[str, list[ShiftOut]]:
-        return {line: [ShiftOut.model_validate(asdict(s)) for s in shifts]
-                for line, shifts in service.on_duty().items()}
+        return {
+            line: [ShiftOut.model_validate(asdict(s)) for s in shifts]
+            for line, shifts in service.on_duty().items()
+        }
 
-    @router.get("/roster/cover", response_model=list[CoverOut],
-                 summary="需值守的班次及是否有人")
+    @router.get("/roster/cover", response_model=list[CoverOut], summary="需值守的班次及是否有人")
     def cover(_who: Viewer, start: datetime | None = None, end: datetime | None = None) -> list[CoverOut]:
         lo, hi = window(start, end)
-        return [CoverOut(line=r.line, start=r.start, end=r.end, important=r.important, covered=r.covered,
-                         people=list(r.people)) for r in service.roster_cover(lo, hi)]
+        return [
+            CoverOut(
+                line=r.line,
+                start=r.start,
+                end=r.end,
+                important=r.important,
+                covered=r.covered,
+                people=list(r.people),
+            )
+            for r in service.roster_cover(lo, hi)
+        ]
 
-    @router.post("/handovers", response_model=HandoverOut, status_code=201,
-                 summary="交接班")
+    @router.post("/handovers", response_model=HandoverOut, status_code=201, summary="交接班")
     def handover(body: HandoverIn, who: Operator) -> HandoverOut:
         found = checked(lambda: service.handover(who.name, body.from_person, body.to_person, body.notes))
         return HandoverOut.model_validate({**asdict(found), "open_tickets": list(found.open_tickets)})
 
-    @router.get("/handovers", response_model=list[HandoverOut],
-                 summary="交接班记录")
+    @router.get("/handovers", response_model=list[HandoverOut], summary="交接班记录")
     def handovers(_who: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[HandoverOut]:
-        return [HandoverOut.model_validate({**asdict(h), "open_tickets": list(h.open_tickets)})
-                for h in service.handovers(limit)]
+        return [
+            HandoverOut.model_validate({**asdict(h), "open_tickets": list(h.open_tickets)})
+            for h in service.handovers(limit)
+        ]
 
     # -- inspections ---------------------------------------------------------------------------------
 
@@ -285,25 +306,26 @@ def duty_router(notifier: "Notifier") -> APIRouter:
         found = service.inspection_prefill()
         return {"source": found.source, "error": found.error, "seen": found.seen}
 
-    @router.post("/inspections", response_model=InspectionOut, status_code=201,
-                 summary="签署日常巡检")
+    @router.post("/inspections", response_model=InspectionOut, status_code=201, summary="签署日常巡检")
     def sign(body: InspectionIn, who: Operator) -> InspectionOut:
         day = body.day or service.local_today()
-        return inspection_out(checked(lambda: service.sign_inspection(who.name, day, body.entries, body.notes,
-                                                                      body.source)))
+        return inspection_out(
+            checked(lambda: service.sign_inspection(who.name, day, body.entries, body.notes, body.source))
+        )
 
-    @router.get("/inspections/summary", response_model=InspectionSummaryOut,
-                 summary="巡检应做与已做（按区间）")
+    @router.get(
+        "/inspections/summary", response_model=InspectionSummaryOut, summary="巡检应做与已做（按区间）"
+    )
     def summary(_who: Viewer, start: date | None = None, end: date | None = None) -> InspectionSummaryOut:
         today = service.local_today()
         lo = start or today.replace(day=1)
         hi = end or today
         found = checked(lambda: service.inspection_summary(lo, hi))
         return InspectionSummaryOut.model_validate(
-            {**asdict(found), "days": [asdict(day) for day in found.days]})
+            {**asdict(found), "days": [asdict(day) for day in found.days]}
+        )
 
-    @router.get("/inspections/{day}", response_model=InspectionOut,
-                 summary="某日巡检记录")
+    @router.get("/inspections/{day}", response_model=InspectionOut, summary="某日巡检记录")
     def get_inspection(day: date, _who: Viewer) -> InspectionOut:
         found = service.inspection(day)
         if found is None:
@@ -312,10 +334,15 @@ def duty_router(notifier: "Notifier") -> APIRouter:
 
     # -- knowledge base ------------------------------------------------------------------------------
 
-    @router.get("/knowledge", response_model=list[KnowledgeOut],
-                 summary="知识库（已关闭工单的原因与解决方案）")
-    def knowledge(_who: Viewer, q: Annotated[str, Query(max_length=200)] = "", typical: bool = False,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[KnowledgeOut]:
+    @router.get(
+        "/knowledge", response_model=list[KnowledgeOut], summary="知识库（已关闭工单的原因与解决方案）"
+    )
+    def knowledge(
+        _who: Viewer,
+        q: Annotated[str, Query(max_length=200)] = "",
+        typical: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[KnowledgeOut]:
         return [KnowledgeOut.model_validate(row) for row in service.knowledge(q, typical, limit)]
 
     return router

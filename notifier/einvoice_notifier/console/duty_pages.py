@@ -21,11 +21,19 @@ from einvoice_core.contract import REPORT_CHANNEL_ZH, TICKET_CLASS_ZH, TicketCla
 from ..duty import InspectionEntry, RosterError, ShiftIn, parse_roster_yaml
 from .views import SHANGHAI
 
-REPORT_CLASSES = (TicketClass.ROUTINE, TicketClass.GENERAL, TicketClass.URGENT, TicketClass.STALL,
-                  TicketClass.OUTAGE)
+REPORT_CLASSES = (
+    TicketClass.ROUTINE,
+    TicketClass.GENERAL,
+    TicketClass.URGENT,
+    TicketClass.STALL,
+    TicketClass.OUTAGE,
+)
 SEEN_ZH = {"up": "正常", "down": "异常", "unknown": "无数据"}
-SOURCE_ZH = {"prometheus": "已按 Prometheus 当前检查结果预填", "none": "未配置 Prometheus（prometheus_url），未预填，请逐项检查",
-             "error": "Prometheus 查询失败，未预填，请逐项检查"}
+SOURCE_ZH = {
+    "prometheus": "已按 Prometheus 当前检查结果预填",
+    "none": "未配置 Prometheus（prometheus_url），未预填，请逐项检查",
+    "error": "Prometheus 查询失败，未预填，请逐项检查",
+}
 LINE_ZH = {"first_line": "一线（驻场）", "second_line": "二线"}
 STATE_DAY_ZH = {"on_time": "按时", "late": "逾期签署", "missing": "缺失", "pending": "待完成"}
 MAX_TEXT = 10000
@@ -39,10 +47,18 @@ def _local_input(text: str) -> datetime | None:
     return found.replace(tzinfo=SHANGHAI) if found.tzinfo is None else found
 
 
-def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of: Callable[[Request], Any],
-                   page: Callable[..., Response], to_login: Callable[[Request], Response],
-                   redirect: Callable[[str], Response], csrf_ok: Callable[[Any, str], bool],
-                   now: Callable[[], datetime]) -> None:
+def add_duty_pages(
+    router: APIRouter,
+    service: Any,
+    settings: Any,
+    *,
+    viewer_of: Callable[[Request], Any],
+    page: Callable[..., Response],
+    to_login: Callable[[Request], Response],
+    redirect: Callable[[str], Response],
+    csrf_ok: Callable[[Any, str], bool],
+    now: Callable[[], datetime],
+) -> None:
     def guard(request: Request, csrf: str | None = None) -> tuple[Any, Response | None]:
         """The viewer, or the answer when not logged in / not allowed (csrf given: a change)."""
         who = viewer_of(request)
@@ -56,11 +72,19 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
 
     # -- report a problem ----------------------------------------------------------------------------
 
-    def report_page(who: Any, status: int = 200, values: dict[str, str] | None = None,
-                    errors: list[str] | None = None) -> Response:
-        return page("report.html", status, who=who, values=values or {}, errors=errors or [],
-                    channels=REPORT_CHANNEL_ZH, classes={c.value: TICKET_CLASS_ZH[c] for c in REPORT_CLASSES},
-                    items=ITEMS)
+    def report_page(
+        who: Any, status: int = 200, values: dict[str, str] | None = None, errors: list[str] | None = None
+    ) -> Response:
+        return page(
+            "report.html",
+            status,
+            who=who,
+            values=values or {},
+            errors=errors or [],
+            channels=REPORT_CHANNEL_ZH,
+            classes={c.value: TICKET_CLASS_ZH[c] for c in REPORT_CLASSES},
+            items=ITEMS,
+        )
 
     @router.get("/report")
     def report_form(request: Request) -> Response:
@@ -68,54 +92,106 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
         return refused or report_page(who)
 
     @router.post("/report")
-    def report(request: Request, csrf: Annotated[str, Form()] = "", channel: Annotated[str, Form()] = "",
-               reporter: Annotated[str, Form()] = "", summary: Annotated[str, Form()] = "",
-               severity_class: Annotated[str, Form()] = "", description: Annotated[str, Form()] = "",
-               item: Annotated[str, Form()] = "", system: Annotated[str, Form()] = "",
-               reported_at: Annotated[str, Form()] = "") -> Response:
+    def report(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        channel: Annotated[str, Form()] = "",
+        reporter: Annotated[str, Form()] = "",
+        summary: Annotated[str, Form()] = "",
+        severity_class: Annotated[str, Form()] = "",
+        description: Annotated[str, Form()] = "",
+        item: Annotated[str, Form()] = "",
+        system: Annotated[str, Form()] = "",
+        reported_at: Annotated[str, Form()] = "",
+    ) -> Response:
         who, refused = guard(request, csrf)
         if refused:
             return refused
-        values = {"channel": channel, "reporter": reporter, "summary": summary, "severity_class": severity_class,
-                  "description": description, "item": item, "system": system, "reported_at": reported_at}
+        values = {
+            "channel": channel,
+            "reporter": reporter,
+            "summary": summary,
+            "severity_class": severity_class,
+            "description": description,
+            "item": item,
+            "system": system,
+            "reported_at": reported_at,
+        }
         moment = _local_input(reported_at) if reported_at.strip() else None
         if reported_at.strip() and moment is None:
             return report_page(who, 422, values, ["报告时间格式不正确"])
         if len(description) > MAX_TEXT:
             return report_page(who, 422, values, [f"问题描述最多 {MAX_TEXT} 字"])
         try:
-            found = service.report(who.name, channel, reporter, summary, severity_class, description,
-                                   item or None, system or None, moment)
+            found = service.report(
+                who.name,
+                channel,
+                reporter,
+                summary,
+                severity_class,
+                description,
+                item or None,
+                system or None,
+                moment,
+            )
         except ValueError as exc:
             return report_page(who, 422, values, str(exc).split("；"))
         return redirect(f"/console/tickets/{found.id}?notice=report")
 
     # -- roster ----------------------------------------------------------------------------------------
 
-    def roster_page(who: Any, status: int = 200, values: dict[str, str] | None = None,
-                    errors: list[str] | None = None, notice: str = "") -> Response:
+    def roster_page(
+        who: Any,
+        status: int = 200,
+        values: dict[str, str] | None = None,
+        errors: list[str] | None = None,
+        notice: str = "",
+    ) -> Response:
         start = now() - timedelta(hours=12)
         end = start + timedelta(days=7)
-        return page("roster.html", status, who=who, shifts=service.roster(start, end),
-                    cover=service.roster_cover(now(), now() + timedelta(days=2)), on_duty=service.on_duty(),
-                    uncovered=service.uncovered_shifts(), values=values or {}, errors=errors or [],
-                    notice=notice, LINE_ZH=LINE_ZH)
+        return page(
+            "roster.html",
+            status,
+            who=who,
+            shifts=service.roster(start, end),
+            cover=service.roster_cover(now(), now() + timedelta(days=2)),
+            on_duty=service.on_duty(),
+            uncovered=service.uncovered_shifts(),
+            values=values or {},
+            errors=errors or [],
+            notice=notice,
+            LINE_ZH=LINE_ZH,
+        )
 
     @router.get("/roster")
     def roster(request: Request, notice: str = "") -> Response:
         who, refused = guard(request)
-        return refused or roster_page(who, notice={"added": "班次已保存", "deleted": "班次已删除"}.get(notice, ""))
+        return refused or roster_page(
+            who, notice={"added": "班次已保存", "deleted": "班次已删除"}.get(notice, "")
+        )
 
     @router.post("/roster")
-    def add_shift(request: Request, csrf: Annotated[str, Form()] = "", line: Annotated[str, Form()] = "",
-                  person: Annotated[str, Form()] = "", mobile: Annotated[str, Form()] = "",
-                  start: Annotated[str, Form()] = "", end: Annotated[str, Form()] = "",
-                  roster_yaml: Annotated[str, Form()] = "") -> Response:
+    def add_shift(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        line: Annotated[str, Form()] = "",
+        person: Annotated[str, Form()] = "",
+        mobile: Annotated[str, Form()] = "",
+        start: Annotated[str, Form()] = "",
+        end: Annotated[str, Form()] = "",
+        roster_yaml: Annotated[str, Form()] = "",
+    ) -> Response:
         who, refused = guard(request, csrf)
         if refused:
             return refused
-        values = {"line": line, "person": person, "mobile": mobile, "start": start, "end": end,
-                  "roster_yaml": roster_yaml}
+        values = {
+            "line": line,
+            "person": person,
+            "mobile": mobile,
+            "start": start,
+            "end": end,
+            "roster_yaml": roster_yaml,
+        }
         errors: list[str] = []
         shifts: list[ShiftIn] = []
         if roster_yaml.strip():
@@ -133,8 +209,12 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
                 errors.append("请填写班次的开始与结束时间")
             if not errors and lo is not None and hi is not None:
                 try:
-                    shifts = [ShiftIn(line=line, person=person, mobile=mobile.strip() or None, start=lo,  # type: ignore[arg-type]
-                                      end=hi).checked()]
+                    shifts = [
+                        ShiftIn.model_validate(
+                            {"line": line, "person": person, "mobile": mobile.strip() or None,
+                             "start": lo, "end": hi}
+                        ).checked()
+                    ]
                 except (ValueError, RosterError) as exc:
                     errors.append("手机号格式不正确" if "mobile" in str(exc) else str(exc).splitlines()[0])
         if errors:
@@ -160,20 +240,39 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
 
     # -- handovers --------------------------------------------------------------------------------------
 
-    def handover_page(who: Any, status: int = 200, values: dict[str, str] | None = None,
-                      errors: list[str] | None = None, notice: str = "") -> Response:
-        return page("handovers.html", status, who=who, handovers=service.handovers(30),
-                    open_tickets=service.list_tickets(state=None, limit=500), values=values or {},
-                    errors=errors or [], notice=notice)
+    def handover_page(
+        who: Any,
+        status: int = 200,
+        values: dict[str, str] | None = None,
+        errors: list[str] | None = None,
+        notice: str = "",
+    ) -> Response:
+        return page(
+            "handovers.html",
+            status,
+            who=who,
+            handovers=service.handovers(30),
+            open_tickets=service.list_tickets(state=None, limit=500),
+            values=values or {},
+            errors=errors or [],
+            notice=notice,
+        )
 
     @router.get("/handovers")
     def handovers(request: Request, notice: str = "") -> Response:
         who, refused = guard(request)
-        return refused or handover_page(who, notice="交接班已记录，已通知值班人员" if notice == "done" else "")
+        return refused or handover_page(
+            who, notice="交接班已记录，已通知值班人员" if notice == "done" else ""
+        )
 
     @router.post("/handovers")
-    def handover(request: Request, csrf: Annotated[str, Form()] = "", from_person: Annotated[str, Form()] = "",
-                 to_person: Annotated[str, Form()] = "", notes: Annotated[str, Form()] = "") -> Response:
+    def handover(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        from_person: Annotated[str, Form()] = "",
+        to_person: Annotated[str, Form()] = "",
+        notes: Annotated[str, Form()] = "",
+    ) -> Response:
         who, refused = guard(request, csrf)
         if refused:
             return refused
@@ -193,16 +292,34 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
             return refused
         return inspection_page(who, notice="巡检已签署" if notice == "signed" else "")
 
-    def inspection_page(who: Any, status: int = 200, errors: list[str] | None = None, notice: str = "",
-                        typed: dict[str, str] | None = None) -> Response:
+    def inspection_page(
+        who: Any,
+        status: int = 200,
+        errors: list[str] | None = None,
+        notice: str = "",
+        typed: dict[str, str] | None = None,
+    ) -> Response:
         today: date = service.local_today()
         signed = service.inspection(today)
         prefill = service.inspection_prefill() if signed is None else None
         month = service.inspection_summary(today.replace(day=1), today)
-        return page("inspection.html", status, who=who, today=today.isoformat(), signed=signed,
-                    prefill=prefill, summary=month, items=ITEMS, errors=errors or [], notice=notice,
-                    typed=typed or {}, SEEN_ZH=SEEN_ZH, SOURCE_ZH=SOURCE_ZH, STATE_DAY_ZH=STATE_DAY_ZH,
-                    due=settings.inspection_due)
+        return page(
+            "inspection.html",
+            status,
+            who=who,
+            today=today.isoformat(),
+            signed=signed,
+            prefill=prefill,
+            summary=month,
+            items=ITEMS,
+            errors=errors or [],
+            notice=notice,
+            typed=typed or {},
+            SEEN_ZH=SEEN_ZH,
+            SOURCE_ZH=SOURCE_ZH,
+            STATE_DAY_ZH=STATE_DAY_ZH,
+            due=settings.inspection_due,
+        )
 
     @router.post("/inspection")
     async def sign_inspection(request: Request) -> Response:
@@ -222,14 +339,25 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
             if state == "abnormal" and not finding.strip():
                 errors.append(f"第 {item.id} 项为异常，请填写发现的问题")
             seen = typed.get(f"seen_{item.id}", "unknown")
-            entries.append(InspectionEntry(item=item.id, seen=seen if seen in SEEN_ZH else "unknown",  # type: ignore[arg-type]
-                                           normal=state == "normal", finding=finding))
+            entries.append(
+                InspectionEntry(
+                    item=item.id,
+                    seen=seen if seen in SEEN_ZH else "unknown",  # type: ignore[arg-type]
+                    normal=state == "normal",
+                    finding=finding,
+                )
+            )
         if errors:
             return inspection_page(who, 422, errors, typed=typed)
         source = typed.get("source", "none")
         try:
-            service.sign_inspection(who.name, service.local_today(), entries, typed.get("notes", "")[:MAX_TEXT],
-                                    source if source in SOURCE_ZH else "none")
+            service.sign_inspection(
+                who.name,
+                service.local_today(),
+                entries,
+                typed.get("notes", "")[:MAX_TEXT],
+                source if source in SOURCE_ZH else "none",
+            )
         except ValueError as exc:
             return inspection_page(who, 409, [str(exc)], typed=typed)
         return redirect("/console/inspection?notice=signed")
@@ -243,5 +371,4 @@ def add_duty_pages(router: APIRouter, service: Any, settings: Any, *, viewer_of:
             return refused
         query = q[:200]
         found = service.knowledge(query, typical == "yes", 200)
-        return page("knowledge.html", who=who, q=query, typical=typical == "yes", rows=found,
-                    quote=quote)
+        return page("knowledge.html", who=who, q=query, typical=typical == "yes", rows=found, quote=quote)

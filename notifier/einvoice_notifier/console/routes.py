@@ -394,7 +394,8 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
 
     @router.post("/tickets/{ticket_id}/agreed-fix")
     def agreed_fix(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
-                   fix_at: Annotated[str, Form()] = "", approval_ref: Annotated[str, Form()] = "") -> Response:
+                   fix_at: Annotated[str, Form()] = "",
+                   approval_ref: Annotated[str, Form()] = "") -> Response:
         form = FormState({"fix_at": fix_at, "approval_ref": approval_ref}, form="agreed_fix")
         moment = parse_local(fix_at)
         if moment is None:
@@ -488,7 +489,8 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
 
 _NOTICES = {"acknowledge": "已响应", "start_progress": "已开始处理", "add_note": "备注已添加",
             "resolve": "已标记为已解决", "close": "工单已关闭", "escalate_second_line": "已转二线并通知二线",
-            "escalate_bureau": "已提交税务局系统管理员核实处理", "major_incident": "已宣布重大事件，已呼叫二线专家会诊",
+            "escalate_bureau": "已提交税务局系统管理员核实处理",
+            "major_incident": "已宣布重大事件，已呼叫二线专家会诊",
             "agreed_fix": "约定解决日期已保存", "link": "已关联为同一问题", "typical": "典型问题标记已更新",
             "report": "问题已登记，已通知值班人员"}
 
