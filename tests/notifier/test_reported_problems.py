@@ -325,7 +325,7 @@ def test_bad_shifts_are_refused() -> None:
         ShiftIn(person="张三", start=S(27, 12), end=S(27, 8)).checked()
     with pytest.raises(duty.RosterError, match="时区"):
         ShiftIn(person="张三", start=datetime(2026, 11, 27, 8), end=datetime(2026, 11, 27, 12)).checked()
-    with pytest.raises(duty.RosterError, match="shifts.0.line"):
+    with pytest.raises(duty.RosterError, match=r"shifts\.0\.line"):
         parse_roster_yaml(
             "shifts: [{line: third, person: x, start: '2026-11-27T08:00:00+08:00', "
             "end: '2026-11-27T09:00:00+08:00'}]"
