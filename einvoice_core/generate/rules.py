@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
+from einvoice_core.generate.rules_tickets import ticket_rules
 from einvoice_core.contract import REASON_ZH
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
@@ -540,6 +541,7 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                "请检查企业微信接口连通性与凭据。",
                for_=mon.outbox_stuck_for),
     ]
+    rules += ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
     return [{"name": "einvoice-monitoring", "interval": th.evaluation_interval, "rules": rules}]
 
 
