@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
-from einvoice_core.generate.rules_tickets import ticket_rules
 from einvoice_core.contract import REASON_ZH
+from einvoice_core.generate.rules_tickets import ticket_rules
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
