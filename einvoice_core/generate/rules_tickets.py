@@ -32,8 +32,8 @@ def ticket_rules(th: Thresholds) -> list[dict[str, Any]]:
         "annotations": {
             "summary": f"重要时期{line_zh}有 {{{{ $value }}}} 个班次无人值班",
             "description": (f"值班表中，未来 24 小时内重要时期的{line_zh}有 {{{{ $value }}}} "
-                            "个班次无人或未排满（重要时期需 7×24 值守）。请在工单控制台“值班表”页补排值班人员，"
-                            "否则该时段的告警消息无人接收。"),
+                            "个班次无人或未排满（重要时期需 7×24 值守）。"
+                            "请在工单控制台“值班表”页补排值班人员，否则该时段的告警消息无人接收。"),
             "runbook_url": f"{th.runbook_url}#einvoicerosteruncoveredshift",
         },
     }]
