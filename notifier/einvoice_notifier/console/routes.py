@@ -196,7 +196,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
             state.errors.insert(0, error)
         return page("ticket.html", status, who=who, t=ticket, csrf=csrf_of(who), notice=notice,
                     timeline=timeline_rows(service.timeline(ticket_id)), link=None, form=state,
-                    deadlines=notes_of(ticket), firing=ticket.ends_at is None)
+                    deadlines=notes_of(ticket), firing=_firing(ticket))
 
     # -- login -----------------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
         form.errors += _too_long("处理说明", note)
         found = _row_id(ticket_id)
         ticket = service.get_ticket(found) if found is not None else None
-        if ticket is not None and ticket.ends_at is None and confirm_firing != "yes" and not form.errors:
+        if ticket is not None and _firing(ticket) and confirm_firing != "yes" and not form.errors:
             form.warning = ("告警仍在触发中（尚未收到恢复通知）。请确认故障已排除；"
                             "如仍要标记为已解决，请勾选确认后再次提交。")
         return act(request, ticket_id, csrf, "resolve", lambda tid, actor: service.resolve(tid, actor, note),
@@ -451,7 +451,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
         link = {"action": action, "exp": exp, "sig": sig, "csrf": signer.csrf_for("link", sig)}
         form = FormState(errors=[error] if error else [])
         return page("ticket.html", status, who=who, t=ticket, notice=notice, timeline=timeline, link=link,
-                    form=form, deadlines=notes, firing=ticket.ends_at is None)
+                    form=form, deadlines=notes, firing=_firing(ticket))
 
     @router.get("/link/{ticket_id}", response_class=HTMLResponse)
     def open_link(request: Request, ticket_id: str, action: str = "", exp: str = "",
@@ -506,6 +506,11 @@ def parse_local(text: str) -> datetime | None:
     if found.tzinfo is None:
         found = found.replace(tzinfo=SHANGHAI)
     return found.astimezone(UTC)
+
+
+def _firing(ticket: Any) -> bool:
+    """An alert ticket whose alert has not ended; a reported problem has no alert to wait for."""
+    return ticket.ends_at is None and getattr(ticket, "source", "alert") != "report"
 
 
 def _safe_next(target: str) -> str:
