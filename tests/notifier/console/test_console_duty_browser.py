@@ -153,7 +153,7 @@ def test_roster_handover_and_inspection_pages(stack, browser):
     assert page.locator("#signed").inner_text().startswith("已由 oper 于")
     assert "消费组落后 2 分钟" in page.locator("#checklist").inner_text()
     summary = page.locator("#month-summary").inner_text()
-    assert "已完成 1 天" in summary and "缺失" in summary  # today's, signed now (on time or late by the clock)
+    assert "已完成 1 天" in summary and "缺失" in summary  # today: on time or late by the clock
     context.close()
 
     # A viewer reads the pages but gets no forms.
