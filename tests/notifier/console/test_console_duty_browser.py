@@ -6,6 +6,7 @@ in the knowledge base. A viewer sees the pages without the forms."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from tests.support.procs import require_binary, wait_until
 
 pytestmark = pytest.mark.xdist_group("console")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+LINK = re.compile(r"\]\((http://[^)]+/console/link/\d+\?[^)]+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,13 @@ def test_an_operator_reports_escalates_and_closes_a_problem(stack, browser):
 
     wait_until(lambda: card() is not None, timeout=20, what="report card delivered")
     assert "13812345678" not in card() and "黄科长" in card()
+    # The card's signed link, opened without a login, shows the reporter redacted too.
+    link = LINK.search(card()).group(1).replace("&amp;", "&")
+    anonymous = browser.new_context(locale="zh-CN")
+    public = anonymous.new_page()
+    public.goto(link)
+    assert public.locator("#reporter").inner_text() == "南宁分局 黄科长 〔电话已隐藏〕"
+    anonymous.close()
 
     # Escalating without a target or a note: both errors; then to the bureau.
     page.click("#escalate")
