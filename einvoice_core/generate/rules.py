@@ -19,7 +19,7 @@ import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
 from einvoice_core.contract import REASON_ZH
-from einvoice_core.generate.rules_tickets import ticket_rules
+from einvoice_core.generate import rules_apps, rules_logs, rules_tickets
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -541,7 +541,7 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                "请检查企业微信接口连通性与凭据。",
                for_=mon.outbox_stuck_for),
     ]
-    rules += ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
+    rules += rules_tickets.ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
     return [{"name": "einvoice-monitoring", "interval": th.evaluation_interval, "rules": rules}]
 
 
@@ -577,9 +577,11 @@ def rule_files(th: Thresholds) -> dict[str, str]:
     )
     return {
         "einvoice-items.rules.yml": HEADER + recorded + dump({"groups": item_groups(th)}),
-        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)}),
+        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)
+                                                                   + rules_logs.groups(th)}),
         "einvoice-sla.rules.yml": HEADER + sla_doc + dump({"groups": sla_groups(th)}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
+        **rules_apps.rule_file(th),
     }
 
 
@@ -790,7 +792,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     calendar_path = out / CALENDAR_FILE
     periods = load_important_periods(calendar_path) if calendar_path.is_file() else ImportantPeriods()
     files = {**rule_files(th), "alertmanager.yml": alertmanager_yaml(th, periods),
-             "tests/items.test.yml": items_test_yaml(th)}
+             "tests/items.test.yml": items_test_yaml(th),
+             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th))}
     written = []
     for name, content in sorted(files.items()):
         path = out / name
