@@ -9,6 +9,7 @@ the environment variable, and every secret has a `*_file` twin (Docker secrets).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -197,10 +198,17 @@ class Settings(StrictModel):
     prometheus_url: str | None = None
     """Prometheus' base URL: the daily inspection is pre-filled from einvoice:item_up; None: blank."""
     prometheus_timeout: Duration = 5.0
-    inspection_due: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "12:00"
+    inspection_due: str = "12:00"
     """Local time of day by which the daily inspection is signed; later is late, none is missing."""
     roster_horizon: Duration = 86400.0
     """How far ahead an uncovered shift in an important period is counted (and alerted on)."""
+
+    @field_validator("inspection_due")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+            raise ValueError(f"{value!r} is not a time of day; write it like 12:00 (Asia/Shanghai)")
+        return value
 
     @field_validator("report_response", mode="after")
     @classmethod

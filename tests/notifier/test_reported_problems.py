@@ -523,3 +523,16 @@ def test_a_schema_2_store_upgrades_to_3(
         assert desk.service.escalate(old.id, "oper", "bureau", "提交核实").escalated_to == "bureau"
     finally:
         desk.notifier.engine.dispose()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"inspection_due": "25:00"}, "inspection_due: Value error, '25:00' is not a time of day"),
+    ({"report_response": {"fax": "10m"}}, "report_response.fax.[key]: Input should be"),
+    ({"routing": {"bureau_admins": ["nowhere"]}}, "routing names channels that are not configured: nowhere"),
+])
+def test_bad_settings_of_issue_18_name_the_key(raw: dict[str, Any], message: str) -> None:
+    from einvoice_notifier.settings import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert message in str(caught.value)
