@@ -536,3 +536,21 @@ def test_bad_settings_of_issue_18_name_the_key(raw: dict[str, Any], message: str
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw)
     assert message in str(caught.value)
+
+
+def test_a_long_notice_is_split_within_the_channel_limit_and_keeps_the_link() -> None:
+    from einvoice_notifier.notices import render_notice
+
+    note = "\n".join(f"第{i}行：磁盘 /data 使用率 9{i % 10}%，请关注 13812345678" for i in range(120))
+    parts = render_notice("handover", None, "http://notifier/console/handovers", 1024, ("13800000001",),
+                          subject="张三 → 李四", note=note)
+    markdown = [m for m in parts if m.format == "markdown"]
+    assert 2 <= len(markdown) <= 3
+    assert all(len(m.content.encode()) <= 1024 for m in parts)
+    assert all(m.content.endswith("[查看工单](http://notifier/console/handovers)") for m in markdown)
+    assert all("13812345678" not in m.content for m in parts)
+    (text_message,) = [m for m in parts if m.format == "text"]
+    assert text_message.mentioned_mobiles == ("13800000001",)
+    assert text_message.content.startswith("【交接班】张三 → 李四")
+    with pytest.raises(ValueError, match="notice kind"):
+        render_notice("firing", None, "http://x", 1024)  # type: ignore[arg-type]
