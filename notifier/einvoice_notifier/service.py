@@ -858,8 +858,9 @@ class TicketService:
             return {"state": "closed", "closed_at": now, "cause": cause.strip(), "solution": solution.strip(),
                     "resolved_locally": bool(resolved_locally) and not row["escalated"]}
 
-        note = "工单已升级二线，不计入本级解决" if resolved_locally else ""
         found = self.get_ticket(ticket_id)
+        where = "提交税务局系统管理员" if found is not None and found.escalated_to == "bureau" else "升级二线"
+        note = f"工单已{where}，不计入本级解决" if resolved_locally else ""
         return self._act(ticket_id, actor, "close", ("resolved",), changes,
                          note if found is not None and found.escalated else "")
 

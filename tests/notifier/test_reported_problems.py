@@ -241,6 +241,8 @@ def test_escalations_and_duplicates_in_the_rates(store_desk: Desk) -> None:
     rates = desk.service.rates(S(1, 0), shanghai(2026, 12, 1, 0))
     assert (rates.closed, rates.closed_locally, rates.local_ratio) == (5, 2, 0.4)
     assert (rates.resolved, rates.recurred) == (5, 0)
+    assert desk.service.timeline(tickets[1].id)[-1].note == "工单已提交税务局系统管理员，不计入本级解决"
+    assert desk.service.timeline(tickets[0].id)[-1].note == "工单已升级二线，不计入本级解决"
     assert [t.id for t in desk.service.major_incidents(S(1, 0), shanghai(2026, 12, 1, 0))] == [tickets[2].id]
 
 
