@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from .collectors import dns, elasticsearch, http, kafka, redis, redis_cluster, tcp, tls
+from .collectors import dns, elasticsearch, goldengate, http, kafka, redis, redis_cluster, sql, tcp, tls
 from .collectors.dns import Settings as DnsSettings
 from .collectors.elasticsearch import Settings as ElasticsearchSettings
 from .collectors.http import Settings as HttpSettings
@@ -80,15 +80,26 @@ class KafkaModule(ModuleBase):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
+class SqlModule(ModuleBase):
+    kind: Literal["sql"]
+    sql: sql.Settings
+
+
+class GoldenGateModule(ModuleBase):
+    kind: Literal["goldengate"]
+    goldengate: goldengate.Settings
+
+
 Module = Annotated[
     DnsModule | TcpModule | TlsModule | HttpModule | RedisModule | RedisClusterModule
-    | ElasticsearchModule | KafkaModule,
+    | ElasticsearchModule | KafkaModule | SqlModule | GoldenGateModule,
     Field(discriminator="kind"),
 ]
 
 KIND_MODULES = {
     "dns": dns, "tcp": tcp, "tls": tls, "http": http, "redis": redis,
     "redis_cluster": redis_cluster, "elasticsearch": elasticsearch, "kafka": kafka,
+    "sql": sql, "goldengate": goldengate,
 }
 
 
