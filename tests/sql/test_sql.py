@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from einvoice_exporter.collectors import sql
 from einvoice_exporter.config import ConfigError, parse_config
 from einvoice_exporter.outcome import Outcome, Reason
+
 from tests.sql.conftest import MONITOR, WRITER, MariaDB
 from tests.support.collectors import reason
 from tests.support.procs import wait_until
@@ -151,8 +151,8 @@ def test_mysql_grant_parsing() -> None:
         "GRANT USAGE ON *.* TO `monitor`@`%` IDENTIFIED BY PASSWORD '*X'",
         "GRANT SELECT, SHOW VIEW ON `einv`.* TO `monitor`@`%`",
         "GRANT SELECT (id, status) ON `einv`.`push_queue` TO `monitor`@`%`"]) == []
-    assert sql.mysql_write_privileges(["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]) \
-        == ["ALL PRIVILEGES", "GRANT OPTION"]
+    root = "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"
+    assert sql.mysql_write_privileges([root]) == ["ALL PRIVILEGES", "GRANT OPTION"]
     assert sql.mysql_write_privileges(["GRANT `etl_role` TO `monitor`@`%`"]) == ["role `etl_role`"]
 
 

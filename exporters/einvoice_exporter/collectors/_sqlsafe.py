@@ -11,6 +11,7 @@ for whatever a parser cannot know (a function that writes, a dialect quirk).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 Dialect = Literal["oracle", "mysql"]
@@ -25,13 +26,13 @@ _SIDE_EFFECT_FUNCTIONS = frozenset({
 
 def _describe_leading(sql: str, dialect: Dialect) -> str | None:
     """Name what a statement that the parser rejects or cannot place is, from its tokens."""
-    from sqlglot.tokens import Tokenizer
     from sqlglot import dialects
+    from sqlglot.tokens import Tokenizer
 
     tokenizer: Tokenizer = dialects.Dialect.get_or_raise(dialect).tokenizer()
     try:
         tokens = [t.text.upper() for t in tokenizer.tokenize(sql)]
-    except Exception:  # noqa: BLE001 - sqlglot raises its own TokenError and plain ValueErrors
+    except Exception:
         return None
     if not tokens:
         return "an empty statement"
@@ -39,7 +40,7 @@ def _describe_leading(sql: str, dialect: Dialect) -> str | None:
         return {"BEGIN": "a PL/SQL block", "DECLARE": "a PL/SQL block", "CREATE": "DDL (CREATE)",
                 "CALL": "a procedure call", "EXEC": "a procedure call",
                 "EXECUTE": "a procedure call"}[tokens[0]]
-    for first, second in zip(tokens, tokens[1:], strict=False):
+    for first, second in pairwise(tokens):
         if first == "INTO" and second in _INTO_TARGETS:
             return f"INTO {second}"
     if tokens[0] in {"LOCK", "HANDLER", "DO", "LOAD", "REPLACE", "TRUNCATE", "RENAME", "GRANT",

@@ -28,6 +28,7 @@ fails it too unless listed in `expected_stopped`. Lag thresholds are rules (thre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -172,10 +173,8 @@ def run_ggsci(program: Path, home: str, commands: list[str], timeout: float) -> 
     try:
         out, _ = proc.communicate(script.encode(), timeout=max(timeout, 0.1))
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
         proc.communicate()
         raise GgError(Reason.TIMEOUT, f"ggsci did not finish within {timeout:.1f}s") from None
     if proc.returncode != 0:

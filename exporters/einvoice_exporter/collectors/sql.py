@@ -41,6 +41,7 @@ values): a failure names the error code only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -163,7 +164,7 @@ def validate_target(target: str) -> str:
 # Turning a result into series
 
 
-class ResultRefused(Exception):
+class ResultRefusedError(Exception):
     """A result that must not be exported; the message names columns and counts, never values."""
 
     def __init__(self, reason: Reason, detail: str) -> None:
@@ -185,7 +186,7 @@ def _number(column: str, value: Any) -> float:
         return datetime(value.year, value.month, value.day).timestamp()
     if hasattr(value, "total_seconds"):  # timedelta, Oracle INTERVAL DAY TO SECOND
         return float(value.total_seconds())
-    raise ResultRefused(Reason.BAD_CONTENT, f"value column {column} is not a number")
+    raise ResultRefusedError(Reason.BAD_CONTENT, f"value column {column} is not a number")
 
 
 def _label(column: str, value: Any) -> str:
@@ -193,31 +194,31 @@ def _label(column: str, value: Any) -> str:
         return ""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     if len(text) > MAX_LABEL_LENGTH:
-        raise ResultRefused(Reason.BAD_CONTENT, f"label column {column} holds a value longer than"
+        raise ResultRefusedError(Reason.BAD_CONTENT, f"label column {column} holds a value longer than"
                                                 f" {MAX_LABEL_LENGTH} characters")
     cleaned = redact(text)
     if cleaned != text:
         kind = next((name for mark, name in _MARK_KIND.items() if mark in cleaned), "taxpayer data")
-        raise ResultRefused(Reason.BAD_CONTENT, f"label column {column} holds a value that looks like"
+        raise ResultRefusedError(Reason.BAD_CONTENT, f"label column {column} holds a value that looks like"
                                                 f" {kind}; labels must be categories, not identifiers")
     return text
 
 
 def result_samples(query: Query, columns: Sequence[str], rows: Sequence[Sequence[Any]]
                    ) -> list[tuple[str, dict[str, str], float]]:
-    """(metric, labels, value) for each value column of each row, or ResultRefused."""
+    """(metric, labels, value) for each value column of each row, or ResultRefusedError."""
     names = [c.lower() for c in columns]
     declared = {*query.values, *query.labels}
     undeclared = [c for c in names if c not in declared]
     if undeclared:
-        raise ResultRefused(Reason.BAD_CONTENT, f"query {query.name} returned undeclared column(s)"
+        raise ResultRefusedError(Reason.BAD_CONTENT, f"query {query.name} returned undeclared column(s)"
                             f" {', '.join(undeclared)}; declare each as a value or a label")
     missing = sorted(declared - set(names))
     if missing:
-        raise ResultRefused(Reason.BAD_CONTENT, f"query {query.name} did not return declared column(s)"
+        raise ResultRefusedError(Reason.BAD_CONTENT, f"query {query.name} did not return declared column(s)"
                             f" {', '.join(missing)}")
     if len(rows) > query.max_rows:
-        raise ResultRefused(Reason.BAD_CONTENT, f"query {query.name} returned more than {query.max_rows}"
+        raise ResultRefusedError(Reason.BAD_CONTENT, f"query {query.name} returned more than {query.max_rows}"
                             " rows (max_rows, the label cardinality cap)")
     index = {name: i for i, name in enumerate(names)}
     samples: list[tuple[str, dict[str, str], float]] = []
@@ -228,7 +229,7 @@ def result_samples(query: Query, columns: Sequence[str], rows: Sequence[Sequence
             labels[column] = _label(column, row[index[column]])
         key = tuple(labels.values())
         if key in seen:
-            raise ResultRefused(Reason.BAD_CONTENT, f"query {query.name} returned two rows with the same"
+            raise ResultRefusedError(Reason.BAD_CONTENT, f"query {query.name} returned two rows with the same"
                                 " labels; group by every label column")
         seen.add(key)
         for column in query.values:
@@ -376,7 +377,7 @@ class _MySQL:
                 (version,) = cursor.fetchone()
                 # Every transaction of this session is read-only; with autocommit each statement is one.
                 cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        except Exception as exc:  # noqa: BLE001 - classified below; pymysql raises many kinds
+        except Exception as exc:
             raise self.classify(exc) from None
         return _Conn(raw, mariadb="mariadb" in str(version).lower())
 
@@ -394,7 +395,7 @@ class _MySQL:
                 while cursor.fetchmany(1000):  # drain what the cap will refuse anyway
                     pass
                 return columns, rows
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             error = self.classify(exc)
             if error.connection_lost and time.monotonic() >= deadline:
                 self._kill(conn)
@@ -415,7 +416,7 @@ class _MySQL:
                     cursor.execute(f"KILL QUERY {int(thread_id)}")
             finally:
                 killer.close()
-        except Exception:  # noqa: BLE001,S110 - best effort; the check already reports the timeout
+        except Exception:  # noqa: S110 - best effort; the check already reports the timeout
             pass
 
     def write_privileges(self, conn: _Conn) -> list[str]:
@@ -430,10 +431,8 @@ class _MySQL:
         """Nothing to end: autocommit ended each read-only statement's transaction."""
 
     def close(self, conn: _Conn) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a connection that may be dead
             conn.raw.close()
-        except Exception:  # noqa: BLE001,S110 - closing a dead connection
-            pass
 
     @staticmethod
     def classify(exc: BaseException) -> DriverError:
@@ -459,7 +458,7 @@ def import_oracle_driver() -> Any:
     try:
         import oracledb
     except ImportError:
-        import cx_Oracle as oracledb  # type: ignore[import-not-found,no-redef]  # noqa: N813
+        import cx_Oracle as oracledb  # type: ignore[no-redef]
     return oracledb
 
 
@@ -467,17 +466,46 @@ class _Oracle:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.module = import_oracle_driver()
+        self.lock = threading.Lock()
+        self.hanging: set[str] = set()
 
     def connect(self, target: str, password: str | None, timeout: float) -> _Conn:
+        """Connect within `timeout`. The thin driver's tcp_connect_timeout bounds the TCP connect
+        only, not a listener that accepts and then never answers; so the attempt runs in a thread
+        that is abandoned at the deadline (one per target at most: while it hangs, later runs fail
+        at once instead of stacking threads), and closes what it gets if it ever connects."""
         parse_target(target)
         kwargs: dict[str, Any] = {"user": self.settings.username, "password": password or "", "dsn": target}
         if self.module.__name__ == "oracledb":
             kwargs["tcp_connect_timeout"] = min(self.settings.connect_timeout, timeout)
-        try:
-            raw = self.module.connect(**kwargs)
-        except Exception as exc:  # noqa: BLE001
-            raise self.classify(exc) from None
-        return _Conn(raw)
+        with self.lock:
+            if target in self.hanging:
+                raise DriverError(Reason.TIMEOUT, "an earlier connection attempt is still unanswered")
+            self.hanging.add(target)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = threading.Event()
+
+        def attempt() -> None:
+            try:
+                box["conn"] = self.module.connect(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting run
+                box["error"] = exc
+            finally:
+                done.set()
+                with self.lock:
+                    self.hanging.discard(target)
+                if abandoned.is_set() and "conn" in box:
+                    with contextlib.suppress(Exception):
+                        box["conn"].close()
+
+        threading.Thread(target=attempt, name=f"oracle-connect-{target}", daemon=True).start()
+        if not done.wait(timeout):
+            abandoned.set()
+            raise DriverError(Reason.TIMEOUT, f"no answer to the connection within {timeout:.1f}s")
+        if "error" in box:
+            raise self.classify(box["error"])
+        return _Conn(box["conn"])
 
     def run(self, conn: _Conn, query: Query, deadline: float) -> tuple[list[str], list[tuple[Any, ...]]]:
         remaining = deadline - time.monotonic()
@@ -496,7 +524,7 @@ class _Oracle:
                 return columns, rows
             finally:
                 cursor.close()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.classify(exc) from None
 
     def finish(self, conn: _Conn) -> None:
@@ -504,7 +532,7 @@ class _Oracle:
         conn.in_transaction = False
         try:
             conn.raw.rollback()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.classify(exc) from None
 
     def write_privileges(self, conn: _Conn) -> list[str]:
@@ -522,17 +550,15 @@ class _Oracle:
         return True
 
     def close(self, conn: _Conn) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing a connection that may be dead
             conn.raw.close()
-        except Exception:  # noqa: BLE001,S110
-            pass
 
     @staticmethod
     def classify(exc: BaseException) -> DriverError:
         error = exc.args[0] if exc.args else None
         code = str(getattr(error, "full_code", "") or "")
         if not code and getattr(error, "code", None):
-            code = f"ORA-{int(error.code):05d}"  # cx_Oracle's _Error has code only
+            code = f"ORA-{int(getattr(error, 'code', 0)):05d}"  # cx_Oracle's _Error has code only
         if code:
             reason, text = _ORACLE_CODES.get(code, (Reason.ERROR, "database error"))
             return DriverError(reason, f"oracle error {code}: {text}", connection_lost=code in _ORACLE_LOST)
@@ -631,7 +657,7 @@ class SqlCollector:
                     continue
                 metrics.gauge("einvoice_sql_up", "Whether the database session was established", 0)
                 return outcome.fail(exc.reason, exc.detail)
-            except Exception as exc:  # noqa: BLE001 - the privilege listing failed in the driver
+            except Exception as exc:
                 if conn is not None:
                     self.driver.close(conn)
                 error = self.driver.classify(exc)
@@ -681,7 +707,7 @@ class SqlCollector:
                         return True, True
                     break
                 continue
-            except ResultRefused as exc:
+            except ResultRefusedError as exc:
                 outcome.fail(exc.reason, exc.detail)
                 results.append((query, time.monotonic() - started, None))
                 continue
@@ -689,16 +715,16 @@ class SqlCollector:
         if not lost:
             try:
                 self.driver.finish(conn)
-            except DriverError as exc:
-                lost = exc.connection_lost
+            except DriverError as finish_error:
+                lost = finish_error.connection_lost
         metrics.gauge("einvoice_sql_up", "Whether the database session was established", 0 if lost else 1)
-        for query, duration, samples in results:
-            ok = samples is not None
+        for query, duration, exported in results:
+            ok = exported is not None
             metrics.gauge("einvoice_sql_query_success", "Whether the query ran and its result was exported",
                           1 if ok else 0, {"query": query.name})
             metrics.gauge("einvoice_sql_query_duration_seconds", "Time the query took", duration,
                           {"query": query.name})
-            for name, labels, value in samples or ():
+            for name, labels, value in exported or ():
                 if not math.isfinite(value):
                     value = math.nan
                 metrics.gauge(name, f"Value column of SQL query {query.name}", value, labels)
