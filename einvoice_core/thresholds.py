@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
 from einvoice_core.configtypes import StrictModel
+from einvoice_core.thresholds_data import DataChecks
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
 SERVICE_KEYS = frozenset({"intake", "processing", "pipeline"})
@@ -213,6 +214,7 @@ class Thresholds(StrictModel):
     kafka: Kafka
     monitoring: Monitoring
     routing: Routing
+    data: DataChecks
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:

@@ -19,6 +19,7 @@ import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
 from einvoice_core.contract import REASON_ZH
+from einvoice_core.generate import rules_data
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -789,6 +790,7 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     periods = load_important_periods(calendar_path) if calendar_path.is_file() else ImportantPeriods()
     files = {**rule_files(th), "alertmanager.yml": alertmanager_yaml(th, periods),
              "tests/items.test.yml": items_test_yaml(th)}
+    files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     written = []
     for name, content in sorted(files.items()):
         path = out / name
