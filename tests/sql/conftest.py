@@ -90,6 +90,7 @@ def start_mariadb(base: Path) -> MariaDB:
         " ('bank', 'DONE', '91450100MA5KQ7R2XH', NOW())",
         f"CREATE USER '{MONITOR[0]}'@'%' IDENTIFIED BY '{MONITOR[1]}'",
         f"GRANT SELECT ON {DATABASE}.* TO '{MONITOR[0]}'@'%'",
+        f"GRANT SELECT ON mysql.event TO '{MONITOR[0]}'@'%'",
         f"CREATE USER '{WRITER[0]}'@'%' IDENTIFIED BY '{WRITER[1]}'",
         f"GRANT SELECT, INSERT, UPDATE ON {DATABASE}.* TO '{WRITER[0]}'@'%'",
     )
