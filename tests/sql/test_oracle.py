@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from einvoice_exporter.collectors import sql
 from einvoice_exporter.outcome import Reason
+
 from tests.support.collectors import reason
 from tests.support.procs import free_port
 

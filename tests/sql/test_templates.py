@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from einvoice_core.generate.rules_data import SQL_COLUMNS
 from einvoice_exporter.collectors import sql
 from einvoice_exporter.config import parse_config
+from einvoice_exporter.schema import ExporterConfig
+
+from einvoice_core.generate.rules_data import SQL_COLUMNS
 from tests.sql.conftest import MONITOR, MariaDB
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,7 +18,7 @@ ENV = {"ACTUATOR_PASSWORD": "x", "IDAUTH_PROBE_TOKEN": "x", "SYNC_API_TOKEN": "x
        "EINV_ORACLE_PASSWORD": "x", "EINV_MYSQL_PASSWORD": MONITOR[1], "OGG_MONITOR_PASSWORD": "x"}
 
 
-def _config():  # type: ignore[no-untyped-def]
+def _config() -> ExporterConfig:
     path = REPO / "config" / "example.yml"
     return parse_config(path.read_text(encoding="utf-8"), str(path), env=ENV)
 
@@ -41,13 +43,14 @@ def test_mysql_templates_run_on_mariadb(mariadb: MariaDB) -> None:
         "CREATE TABLE IF NOT EXISTS einv.job_log (job_name VARCHAR(64), status VARCHAR(16),"
         " started_at DATETIME, expected_interval_seconds INT)",
         "INSERT INTO einv.job_log VALUES ('PUSH_DAILY', 'FAILED', NOW() - INTERVAL 2 HOUR, 86400),"
-        " ('PUSH_DAILY', 'OK', NOW() - INTERVAL 26 HOUR, 86400), ('SYNC_HOURLY', 'OK', NOW() - INTERVAL 3 HOUR, 3600)",
+        " ('PUSH_DAILY', 'OK', NOW() - INTERVAL 26 HOUR, 86400),"
+        " ('SYNC_HOURLY', 'OK', NOW() - INTERVAL 3 HOUR, 3600)",
         "CREATE TABLE IF NOT EXISTS einv.sync_queue (id INT PRIMARY KEY AUTO_INCREMENT, status VARCHAR(8),"
         " created_at DATETIME)",
         "INSERT INTO einv.sync_queue (status, created_at) VALUES ('NEW', NOW() - INTERVAL 10 MINUTE),"
         " ('RETRY', NOW() - INTERVAL 1 MINUTE), ('DONE', NOW() - INTERVAL 1 DAY)",
-        "CREATE EVENT IF NOT EXISTS einv.purge_tmp ON SCHEDULE EVERY 1 HOUR DISABLE DO DELETE FROM einv.sync_queue"
-        " WHERE status = 'DONE'",
+        "CREATE EVENT IF NOT EXISTS einv.purge_tmp ON SCHEDULE EVERY 1 HOUR DISABLE"
+        " DO DELETE FROM einv.sync_queue WHERE status = 'DONE'",
     )
     config = _config()
     results = {}

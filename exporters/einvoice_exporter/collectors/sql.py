@@ -489,7 +489,7 @@ class _Oracle:
         def attempt() -> None:
             try:
                 box["conn"] = self.module.connect(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting run
+            except Exception as exc:
                 box["error"] = exc
             finally:
                 done.set()
