@@ -111,7 +111,7 @@ _LIST = r"(?:\s*[、,，;；/]\s*{tok})*"
 
 _MOBILE = re.compile(_BEFORE + r"(?:\+?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}" + _AFTER)
 _LANDLINE = re.compile(_BEFORE + r"0[0-9]{2,3}-[0-9]{7,8}" + _AFTER)
-_ALNUM_RUN = re.compile(_BEFORE + r"[0-9A-Z]{15,20}" + _AFTER)
+_ALNUM_RUN = re.compile(_BEFORE + r"[0-9A-Za-z]{15,20}" + _AFTER)
 _INVOICE_CODE_12 = re.compile(_BEFORE + r"0[0-9]{11}" + _AFTER)
 _NAME_KEYS = (r"纳税人名称|企业名称|单位名称|公司名称|购买方名称|销售方名称|购方名称|销方名称|购买方|销售方"
               r"|nsrmc|gfmc|xfmc|taxpayer[_ -]?name|company[_ -]?name")
@@ -121,7 +121,11 @@ _BUSINESS_NAME = re.compile(r"[\u4e00-\u9fff（）()]{2,40}?"
                             r"(?:有限责任公司|股份有限公司|有限公司|分公司|合伙企业|个体工商户|经营部|门市部|商行)")
 _COUNTER_BEFORE = re.compile(
     r"(?:offset|lag|end|偏移量?|积压|bytes|字节|耗时|次数|count|total)\s*[:：=]?\s*$", re.IGNORECASE)
-_UNIT_AFTER = re.compile(r"^\s*(?:bytes|[KMGT]i?B|B|字节|条|张|次|ms|s)(?![A-Za-z])")
+_UNIT_AFTER = re.compile(r"^\s*(?:bytes|[KMGT]i?B|B|字节|ms|s)(?![A-Za-z])"
+                         r"|^\s*[条张次](?:(?![\u4e00-\u9fff])|(?:发票|记录|消息|请求|告警|数据|失败|成功|重试))")
+"""A number before a unit is a count. 条/张/次 are units only when no other ideograph follows them or
+when a noun of counted things does: in `…5808 张先生`, `…9445 张伟` and `…1488次日` they start a name or
+a word, and the digits before them are an identifier."""
 
 
 def _contextual(keys: str, token: str) -> re.Pattern[str]:
@@ -151,7 +155,9 @@ def _normalise_mobile(text: str) -> str:
 
 
 def _classify_run(run: str) -> str | None:
-    """What a standalone 15-20 character run of digits and capitals is, if it is taxpayer data."""
+    """What a standalone 15-20 character run of digits and letters is, if it is taxpayer data (case
+    does not matter: a lowercase `x` or a credit code typed in lower case is still one)."""
+    run = run.upper()
     if len(run) == 20 and run.isdigit():
         return MARK_TAX_ID if id_card_valid(run[:18]) else MARK_INVOICE
     if len(run) == 18:
@@ -191,7 +197,7 @@ def redact(text: str, keep: Iterable[str] = ()) -> str:
         text = _NAME_IN_CONTEXT.sub(lambda m: m.group("key") + MARK_NAME, text)
     if any(suffix in text for suffix in _BUSINESS_SUFFIXES):
         text = _BUSINESS_NAME.sub(MARK_NAME, text)
-    text = _sub_unless_counted(_ALNUM_RUN, text, lambda run: _classify_run(run) or run)
+    text = _ALNUM_RUN.sub(_run_replacement(text), text)
     text = _sub_unless_counted(_INVOICE_CODE_12, text, lambda _value: MARK_INVOICE)
     text = _sub_unless_counted(_MOBILE, text, phone_or_keep)
     return _LANDLINE.sub(lambda m: phone_or_keep(m.group(0)), text)
@@ -206,3 +212,21 @@ def _sub_unless_counted(pattern: re.Pattern[str], text: str, replace: Callable[[
         return replace(match.group(0))
 
     return pattern.sub(one, text)
+
+
+def _run_replacement(text: str) -> Callable[[re.Match[str]], str]:
+    """A run whose check character holds is an identifier even before a unit; a 20-digit number (no
+    check character) is one unless it is a counted quantity, like the other shape-only values."""
+    def one(match: re.Match[str]) -> str:
+        run = match.group(0)
+        mark = _classify_run(run)
+        if mark is None:
+            return run
+        if _COUNTER_BEFORE.search(text[max(0, match.start() - 16):match.start()]):
+            return run
+        checked = not (len(run) == 20 and mark == MARK_INVOICE)
+        if not checked and _UNIT_AFTER.match(text[match.end():match.end() + 8]):
+            return run
+        return mark
+
+    return one

@@ -12,23 +12,27 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import db
-from .auth import Authenticator, Principal
+from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
 from .metrics import Counters, StoreCollector
 from .outbox import Outbox, list_messages
@@ -62,7 +66,7 @@ class Notifier:
 
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  clock: Callable[[], datetime] = db.utcnow, channels: Mapping[str, Channel] | None = None,
-                 webhook_token: str | None = None) -> None:
+                 webhook_token: str | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.engine = engine or db.make_engine(settings.resolved_database_url())
         self.clock = clock
@@ -75,7 +79,8 @@ class Notifier:
         self.service = TicketService(self.engine, settings, clock, self.channels,
                                      on_enqueue=self.outbox.notify)
         self.registry.register(StoreCollector(self.engine, self.channels, clock))
-        self.authenticator = Authenticator(settings)
+        self.monotonic = monotonic
+        self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
         self.migrated = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -204,8 +209,17 @@ class OutboxOut(BaseModel):
     last_error: str
 
 
+def source_of(request: Request) -> str:
+    """The TCP peer (X-Forwarded-For is not trusted: anyone can write it)."""
+    return request.client.host if request.client is not None else ""
+
+
 def _principal(request: Request) -> Principal:
-    found = request.app.state.notifier.authenticator.authenticate(request.headers.get("authorization"))
+    authenticator: Authenticator = request.app.state.notifier.authenticator
+    try:
+        found = authenticator.authenticate(request.headers.get("authorization"), source_of(request))
+    except Throttled as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": f"{exc.retry_after:.0f}"}) from None
     if found is None:
         raise HTTPException(401, "authentication required",
                             headers={"WWW-Authenticate": 'Basic realm="einvoice-notifier"'})
@@ -237,6 +251,60 @@ def _error(code: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "error", "error": message, **extra}, status_code=code)
 
 
+DOCS_ASSETS_PATH = "/docs-assets"
+MAX_ROW_ID = 2**63 - 1
+"""Ids are BIGINT in the store: a larger number names no row (404), it is not a server error."""
+
+
+def addressable(row_id: int) -> bool:
+    """Whether a row id from a URL can name a stored row at all (the store cannot bind others)."""
+    return 0 < row_id <= MAX_ROW_ID
+
+
+def _docs_assets() -> Path:
+    """Swagger UI's files as the fastapi-offline package ships them (nothing loads from a CDN)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """/docs with Swagger UI served from the notifier itself: the platform's intranet has no CDN.
+    The online validator badge is switched off too (it would fetch from swagger.io)."""
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=_docs_assets()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} · API",
+            swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None})
+
+
+_UNAVAILABLE_HTML = ("<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\">"
+                     "<title>工单库暂不可用</title><h1>工单库暂时不可用</h1><p>数据库连接失败，请稍后刷新重试。告警不会丢失："
+                     "Alertmanager 会重发。</p></html>")
+
+
+def _answer_503_while_the_store_is_down(app: FastAPI) -> None:
+    """The API and the console answer 503 (retry later), like the webhook, when the database fails."""
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        orig = getattr(exc, "orig", None)
+        log.warning("%s %s: database unavailable (%s)", request.method, request.url.path,
+                    type(orig or exc).__name__)
+        headers = {"Retry-After": "30", "Cache-Control": "no-store"}
+        if request.url.path.startswith("/console"):
+            return HTMLResponse(_UNAVAILABLE_HTML, status_code=503, headers=headers)
+        return JSONResponse({"detail": "ticket store unavailable; retry later"}, status_code=503,
+                            headers=headers)
+
+    app.add_exception_handler(DBAPIError, unavailable)
+    app.add_exception_handler(StoreUnavailableError, unavailable)
+
+
 def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
     """The ASGI app; `start_background=False` leaves senders and scheduler to the test."""
 
@@ -253,8 +321,11 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
                 await run_in_threadpool(notifier.stop)
 
     app = FastAPI(title="einvoice-notifier", version="0.1.0", lifespan=lifespan,
-                  description="Alertmanager webhook → 工单 (SLA 时限) → 企业微信消息")
+                  description="Alertmanager webhook → 工单 (SLA 时限) → 企业微信消息",
+                  docs_url=None, redoc_url=None)
     app.state.notifier = notifier
+    _serve_docs_offline(app)
+    _answer_503_while_the_store_is_down(app)
     counters = notifier.counters
     service = notifier.service
     expected_token = notifier.webhook_token.encode()
@@ -262,7 +333,11 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
 
     @app.post(WEBHOOK_PATH, tags=["webhook"], summary="Alertmanager webhook (payload version 4)")
     async def webhook(request: Request, route: str | None = None) -> JSONResponse:
-        response = await _webhook(request, route)
+        try:
+            response = await _webhook(request, route)
+        except Exception:  # a bug: answered and counted as one, never an uncounted crash
+            log.exception("webhook: unexpected error")
+            response = _error(500, "internal error")
         counters.webhook_requests.labels(code=str(response.status_code)).inc()
         return response
 
@@ -290,8 +365,14 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
             raw = json.loads(bytes(body).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(400, f"body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "body is not valid JSON: nested too deeply")
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            return _error(400, f"body is not valid JSON: {str(exc)[:120]}")
         try:
             notification = Notification.model_validate(raw)
+        except RecursionError:
+            return _error(422, "payload is not an Alertmanager version 4 notification: nested too deeply")
         except ValidationError as exc:
             details = [{"loc": ".".join(str(part) for part in error["loc"]), "msg": error["msg"]}
                        for error in exc.errors()[:20]]
@@ -332,7 +413,7 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
     except ImportError:
         log.info("console package not available; serving the JSON API only")
     else:
-        router = build_router(service, notifier.settings)
+        router = build_router(service, notifier.settings, notifier.authenticator)
         if router.prefix:
             app.include_router(router)
         else:
@@ -344,7 +425,9 @@ def _api_router(notifier: Notifier) -> APIRouter:
     service = notifier.service
     router = APIRouter(prefix="/api/v1", tags=["tickets"])
 
-    def act(call: Callable[[], TicketView]) -> TicketOut:
+    def act(ticket_id: int, call: Callable[[], TicketView]) -> TicketOut:
+        if not addressable(ticket_id):
+            raise HTTPException(404, f"工单 {ticket_id} 不存在")
         try:
             return _ticket_out(call())
         except TicketNotFoundError as exc:
@@ -365,7 +448,7 @@ def _api_router(notifier: Notifier) -> APIRouter:
 
     @router.get("/tickets/{ticket_id}", response_model=TicketDetail, summary="工单详情与时间线")
     def get_ticket(ticket_id: int, _who: Viewer) -> TicketDetail:
-        view = service.get_ticket(ticket_id)
+        view = service.get_ticket(ticket_id) if addressable(ticket_id) else None
         if view is None:
             raise HTTPException(404, f"工单 {ticket_id} 不存在")
         timeline = [AuditOut.model_validate(asdict(entry)) for entry in service.timeline(ticket_id)]
@@ -373,23 +456,23 @@ def _api_router(notifier: Notifier) -> APIRouter:
 
     @router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketOut, summary="响应")
     def acknowledge(ticket_id: int, who: Operator) -> TicketOut:
-        return act(lambda: service.acknowledge(ticket_id, who.name))
+        return act(ticket_id, lambda: service.acknowledge(ticket_id, who.name))
 
     @router.post("/tickets/{ticket_id}/progress", response_model=TicketOut, summary="开始处理")
     def progress(ticket_id: int, who: Operator) -> TicketOut:
-        return act(lambda: service.start_progress(ticket_id, who.name))
+        return act(ticket_id, lambda: service.start_progress(ticket_id, who.name))
 
     @router.post("/tickets/{ticket_id}/note", response_model=TicketOut, summary="添加备注")
     def note(ticket_id: int, body: NoteIn, who: Operator) -> TicketOut:
-        return act(lambda: service.add_note(ticket_id, who.name, body.text))
+        return act(ticket_id, lambda: service.add_note(ticket_id, who.name, body.text))
 
     @router.post("/tickets/{ticket_id}/resolve", response_model=TicketOut, summary="解决")
     def resolve(ticket_id: int, body: ResolveIn, who: Operator) -> TicketOut:
-        return act(lambda: service.resolve(ticket_id, who.name, body.note))
+        return act(ticket_id, lambda: service.resolve(ticket_id, who.name, body.note))
 
     @router.post("/tickets/{ticket_id}/close", response_model=TicketOut, summary="关闭（填写原因与解决方案）")
     def close(ticket_id: int, body: CloseIn, who: Operator) -> TicketOut:
-        return act(lambda: service.close(ticket_id, who.name, body.cause, body.solution,
+        return act(ticket_id, lambda: service.close(ticket_id, who.name, body.cause, body.solution,
                                          body.resolved_locally))
 
     @router.get("/outbox", response_model=list[OutboxOut], tags=["outbox"], summary="消息队列（默认死信）")
@@ -399,6 +482,8 @@ def _api_router(notifier: Notifier) -> APIRouter:
 
     @router.post("/outbox/{message_id}/requeue", status_code=204, tags=["outbox"], summary="重新发送失败消息")
     def requeue(message_id: int, who: Operator) -> Response:
+        if not addressable(message_id):
+            raise HTTPException(404, f"消息 {message_id} 不存在")
         try:
             service.requeue_dead_letter(message_id, who.name)
         except MessageNotFoundError as exc:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DURATION_BUCKETS: Sequence[float] = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 """Seconds: 1 min … 3 days, around the SLA marks (10 min, 30 min, 2 h, 4 h)."""
 
-WEBHOOK_CODES = ("200", "400", "401", "413", "415", "422", "503")
+WEBHOOK_CODES = ("200", "400", "401", "413", "415", "422", "500", "503")
 SEND_RESULTS = ("sent", "retry", "paced", "permanent")
 
 

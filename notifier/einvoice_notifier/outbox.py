@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +31,8 @@ from .settings import OutboxSettings
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+PACING_MEMORY = timedelta(seconds=60)
+"""How far back sent messages count toward a channel's rate window (WeCom's robot: one minute)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,12 @@ class Sender:
     """Delivers one channel's due messages; `run_once` is the unit tests drive with their clock."""
 
     def __init__(self, engine: Engine, channel: Channel, settings: OutboxSettings, clock: Clock = utcnow,
-                 sends: LabelledCounter | None = None) -> None:
+                 sends: LabelledCounter | None = None, pacing_peers: Iterable[str] = ()) -> None:
         self.engine = engine
         self.channel = channel
+        self.pacing_peers = tuple(sorted({channel.name, *pacing_peers}))
+        """Channel names that send through the same rate-limited endpoint (one WeCom robot)."""
+        self._paced_from_store = False
         self.settings = settings
         self.clock = clock
         self.sends = sends
@@ -87,6 +92,8 @@ class Sender:
     def run_once(self, batch: int = 20) -> float | None:
         """Send what is due now; return seconds until the next row is due (None: nothing pending)."""
         self._flush_unrecorded()
+        if not self._paced_from_store:
+            self._pace_from_store()
         now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -103,6 +110,23 @@ class Sender:
             if result.outcome is Outcome.RETRY and not result.count_attempt:
                 break  # paced by the channel: later rows would be refused as well
         return self._next_due()
+
+    def _pace_from_store(self) -> None:
+        """Give the channel's rate window what the store says went out in the last minute (a restart
+        must not grant a fresh allowance). Once per sender; raises while the database is down."""
+        remember = getattr(self.channel, "remember_sent", None)
+        if remember is not None:
+            now = self.clock()
+            with self.engine.connect() as conn:
+                sent = conn.execute(select(outbox.c.sent_at).where(
+                    outbox.c.channel.in_(self.pacing_peers), outbox.c.state == "sent",
+                    outbox.c.sent_at >= to_db(now - PACING_MEMORY))).scalars().all()
+            ages = [(now - from_db(at)).total_seconds() for at in sent if at is not None]  # type: ignore[operator]
+            remember(ages)
+            if ages:
+                log.info("outbox %s: %d message(s) sent in the last minute before start; pacing from them",
+                         self.channel.name, len(ages))
+        self._paced_from_store = True
 
     def _send(self, found: Mapping[Any, Any]) -> SendResult:
         message = Message(format=found["format"], content=found["content"],
@@ -184,7 +208,11 @@ class Outbox:
 
     def __init__(self, engine: Engine, channels: Mapping[str, Channel], settings: OutboxSettings,
                  clock: Clock = utcnow, sends: LabelledCounter | None = None) -> None:
-        self.senders = {name: Sender(engine, channel, settings, clock, sends)
+        groups: dict[str, list[str]] = {}
+        for name, channel in channels.items():
+            groups.setdefault(str(getattr(channel, "pacing_key", "") or f"channel:{name}"), []).append(name)
+        self.senders = {name: Sender(engine, channel, settings, clock, sends,
+                                     groups[str(getattr(channel, "pacing_key", "") or f"channel:{name}")])
                         for name, channel in channels.items()}
 
     def notify(self, channels: set[str]) -> None:

@@ -62,12 +62,34 @@ class ApiToken(StrictModel):
         one_of_secret(self.token, self.token_file, "token")
         if self.token is None and self.token_file is None:
             raise ValueError("an api token needs `token` or `token_file`")
+        require_nonempty_secret(self.token, self.token_file, "token")
         return self
 
     def value(self) -> str:
         found = resolve_secret(self.token, self.token_file)
         assert found is not None
         return found
+
+
+def require_nonempty_secret(value: SecretStr | None, file: Path | None, key: str,
+                            min_length: int = 1) -> None:
+    """A secret that is configured must hold something: an empty file (or `${VAR}` set to "") is a
+    mistake, and falling back to a generated dev secret would hide it until Alertmanager is refused."""
+    try:
+        found = resolve_secret(value, file)
+    except OSError as exc:
+        raise ValueError(f"{key}_file {file} cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{key}_file {file} is not UTF-8 text") from None
+    if found is None:
+        return
+    where = f"{key}_file {file}" if file is not None else key
+    if not found.strip():
+        raise ValueError(f"{where} is empty: put the secret in it, or remove the key")
+    if found != found.strip():
+        raise ValueError(f"{where} starts or ends with spaces: remove them")
+    if len(found) < min_length:
+        raise ValueError(f"{where} must be at least {min_length} characters")
 
 
 class SlaPolicy(StrictModel):
@@ -145,8 +167,10 @@ class Settings(StrictModel):
         one_of_secret(self.database_url, self.database_url_file, "database_url")
         one_of_secret(self.webhook_token, self.webhook_token_file, "webhook_token")
         one_of_secret(self.console_secret_key, self.console_secret_key_file, "console_secret_key")
-        if self.console_secret_key is not None and len(self.console_secret_key.get_secret_value()) < 16:
-            raise ValueError("console_secret_key must be at least 16 characters")
+        require_nonempty_secret(self.database_url, self.database_url_file, "database_url")
+        require_nonempty_secret(self.webhook_token, self.webhook_token_file, "webhook_token")
+        require_nonempty_secret(self.console_secret_key, self.console_secret_key_file, "console_secret_key",
+                                min_length=16)
         missing = sorted({*self.routing.first_line, *self.routing.second_line} - set(self.channel_names()))
         if missing:
             raise ValueError(f"routing names channels that are not configured: {', '.join(missing)}")

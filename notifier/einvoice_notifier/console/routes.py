@@ -19,35 +19,37 @@ Every action goes through TicketService, which writes the audit log.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-import bcrypt
 import jinja2
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from einvoice_core.catalogue import ITEMS
 
+from ..auth import Authenticator, Throttled
 from ..messaging.links import LinkError, verify_link_parts
 from ..messaging.redact import redact
+from .deadlines import deadline_notes, uses_working_clock
 from .session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL, Session, Signer
-from .views import ACTION_ZH, SEVERITY_ZH, STATE_ZH, local_time, timeline_rows
+from .views import ACTION_ZH, SEVERITY_ZH, STATE_ZH, TimelineRow, local_time, timeline_rows
 
 log = logging.getLogger(__name__)
 
 LINK_ACTOR = "duty-link"
 """The audit's actor for an acknowledgement through a signed link when nobody is logged in."""
-LOGIN_FAILURES_ALLOWED = 5
-LOGIN_LOCKOUT = 300.0
+MAX_TEXT = 10000
+"""Longest note, cause or solution a form takes (the API's limit too)."""
+MAX_ROW_ID = 2**63 - 1
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -58,22 +60,12 @@ _SECURITY_HEADERS = {
 }
 
 
-@cache
-def _decoy_hash(rounds: int) -> bytes:
-    """Checked for unknown users so that a wrong name costs as long as a wrong password."""
-    return bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=rounds))
-
-
-def _cost_of(hashes: list[str]) -> int:
-    costs = [int(h[4:6]) for h in hashes if len(h) > 6 and h[4:6].isdigit()]
-    return min(max(costs, default=12), 31) if costs else 12
-
-
 @dataclass(frozen=True, slots=True)
 class Viewer:
     name: str
     role: str
     session: Session
+    display_name: str = ""
 
     @property
     def operator(self) -> bool:
@@ -92,25 +84,78 @@ def _environment() -> jinja2.Environment:
     env.filters["local"] = local_time
     env.filters["redact"] = redact
     env.globals.update(STATE_ZH=STATE_ZH, SEVERITY_ZH=SEVERITY_ZH, ACTION_ZH=ACTION_ZH,
-                       ITEMS=ITEMS)
+                       ITEMS=ITEMS, MAX_TEXT=MAX_TEXT)
     return env
 
 
-def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.time) -> APIRouter:
-    """The console's routes under /console; the notifier app includes them."""
+def _row_id(raw: str) -> int | None:
+    """A ticket id from the URL, or None when no row can have it (404, never a server error)."""
+    if not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_ROW_ID else None
+
+
+def _public(value: Any) -> Any:
+    """Everything a signed link shows without a login, redacted as the messages are: every string
+    of a ticket view or timeline row, every label name and value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _public(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_public(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _public(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
+def _wait_zh(seconds: float) -> str:
+    return f"{int(seconds) + 1} 秒" if seconds < 60 else f"{int(seconds // 60) + 1} 分钟"
+
+
+@dataclass
+class FormState:
+    """What the person typed, kept when the page comes back with errors, and every error at once."""
+
+    values: dict[str, str] = dataclasses.field(default_factory=dict)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    warning: str = ""
+    form: str = ""
+    """Which form the errors belong to (note, resolve, close)."""
+
+
+def _too_long(label: str, text: str) -> list[str]:
+    if len(text) > MAX_TEXT:
+        return [f"{label}最多 {MAX_TEXT} 字，当前 {len(text)} 字，请精简后再提交"]
+    return []
+
+
+def build_router(service: Any, settings: Any, authenticator: Authenticator | None = None,
+                 clock: Callable[[], float] = time.time) -> APIRouter:
+    """The console's routes under /console; the notifier app includes them. `clock` (wall seconds)
+    dates sessions and the time left to deadlines; the login throttle is the authenticator's."""
     router = APIRouter(prefix="/console", include_in_schema=False)
     signer = Signer(_secret_of(service, settings))
     link_secret: bytes = getattr(service, "link_secret", None) or _secret_of(service, settings)
     env = _environment()
     secure = str(getattr(settings, "public_url", "")).startswith("https://")
-    failures: dict[str, deque[float]] = defaultdict(deque)
+    auth = authenticator or Authenticator(settings)
 
     def users() -> dict[str, Any]:
         return {user.name: user for user in getattr(settings, "users", [])}
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        who = context.get("who")
+        # Every page has the header's logout form: a page rendered for a logged-in person always
+        # gets that person's token, whatever else it shows (error pages included).
+        context.setdefault("csrf", csrf_of(who) if isinstance(who, Viewer) else "")
         html = env.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
+
+    def error_page(who: Viewer | None, status: int, message: str) -> HTMLResponse:
+        return page("error.html", status, who=who, message=message)
 
     def redirect(url: str) -> RedirectResponse:
         return RedirectResponse(url, status_code=303, headers=_SECURITY_HEADERS)
@@ -120,7 +165,9 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
         if session is None:
             return None
         user = users().get(session.user)
-        return None if user is None else Viewer(user.name, user.role, session)
+        if user is None:
+            return None
+        return Viewer(user.name, user.role, session, str(getattr(user, "display_name", "") or ""))
 
     def to_login(request: Request) -> RedirectResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -129,13 +176,27 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
     def csrf_of(who: Viewer) -> str:
         return signer.csrf_for("session", who.session.nonce)
 
+    def now() -> datetime:
+        return datetime.fromtimestamp(clock(), UTC)
+
+    def notes_of(ticket: Any) -> dict[str, Any]:
+        return deadline_notes(ticket, now(), getattr(service, "calendar", None),
+                              uses_working_clock(settings, ticket.severity_class))
+
+    def missing(who: Viewer | None, raw: str) -> HTMLResponse:
+        return error_page(who, 404, f"工单 {raw[:32]} 不存在")
+
     def ticket_page(who: Viewer, ticket_id: int, status: int = 200, error: str = "",
-                    notice: str = "") -> HTMLResponse:
+                    notice: str = "", form: FormState | None = None) -> HTMLResponse:
         ticket = service.get_ticket(ticket_id)
         if ticket is None:
-            return page("error.html", 404, who=who, message=f"工单 {ticket_id} 不存在")
-        return page("ticket.html", status, who=who, t=ticket, csrf=csrf_of(who), error=error,
-                    notice=notice, timeline=timeline_rows(service.timeline(ticket_id)), link=None)
+            return missing(who, str(ticket_id))
+        state = form or FormState()
+        if error:
+            state.errors.insert(0, error)
+        return page("ticket.html", status, who=who, t=ticket, csrf=csrf_of(who), notice=notice,
+                    timeline=timeline_rows(service.timeline(ticket_id)), link=None, form=state,
+                    deadlines=notes_of(ticket), firing=ticket.ends_at is None)
 
     # -- login -----------------------------------------------------------------------------------
 
@@ -159,35 +220,28 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
         nonce = request.cookies.get(LOGIN_COOKIE)
         target = _safe_next(next)
 
-        def again(message: str, status: int) -> HTMLResponse:
+        def again(message: str, status: int, headers: dict[str, str] | None = None) -> HTMLResponse:
             fresh = nonce or secrets.token_hex(16)
             response = page("login.html", status, who=None, next=target, error=message,
                             csrf=signer.csrf_for("login", fresh))
             response.set_cookie(LOGIN_COOKIE, fresh, max_age=3600, httponly=True, samesite="lax",
                                 secure=secure, path="/console")
+            response.headers.update(headers or {})
             return response
 
         if not signer.csrf_ok("login", nonce, csrf):
             return again("页面已过期，请重新登录", 403)
-        now = clock()
-        recent = failures[username]
-        while recent and now - recent[0] > LOGIN_LOCKOUT:
-            recent.popleft()
-        if len(recent) >= LOGIN_FAILURES_ALLOWED:
-            log.warning("console login refused for %r: too many failures", username[:64])
-            return again("登录失败次数过多，请 5 分钟后再试", 429)
-        user = users().get(username)
-        if user is not None:
-            hashed = user.password_hash.encode()
-        else:
-            hashed = _decoy_hash(_cost_of([u.password_hash for u in users().values()]))
-        secret = password.encode()
-        if len(secret) > 72 or not bcrypt.checkpw(secret, hashed) or user is None:
-            recent.append(now)
-            log.info("console login failed for %r", username[:64])
+        source = request.client.host if request.client is not None else ""
+        try:
+            user = auth.login(username[:128], password, source)
+        except Throttled as exc:
+            log.warning("console login refused for %r from %s: too many failures", username[:64], source)
+            return again(f"登录失败次数过多，请 {_wait_zh(exc.retry_after)}后再试", 429,
+                         {"Retry-After": f"{exc.retry_after:.0f}"})
+        if user is None:
+            log.info("console login failed for %r from %s", username[:64], source)
             return again("用户名或密码错误", 401)
-        recent.clear()
-        cookie, _session = signer.issue(user.name, now)
+        cookie, _session = signer.issue(user.name, clock())
         log.info("console login: %s (%s)", user.name, user.role)
         response = redirect(target)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_TTL, httponly=True, samesite="lax",
@@ -199,7 +253,7 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         who = viewer_of(request)
         if who is not None and not signer.csrf_ok("session", who.session.nonce, csrf):
-            return page("error.html", 403, who=who, message="请求已过期，请刷新页面后重试")
+            return error_page(who, 403, "请求已过期，请刷新页面后重试")
         response = redirect("/console/login")
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
@@ -220,14 +274,18 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
             state=filters["state"] or None, severity_class=filters["severity_class"] or None,
             item=filters["item"] or None,
             overdue={"yes": True, "no": False}.get(filters["overdue"]), limit=500)
-        return page("list.html", who=who, tickets=found, filters=filters, csrf=csrf_of(who))
+        return page("list.html", who=who, tickets=found, filters=filters,
+                    deadlines={t.id: notes_of(t) for t in found})
 
     @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
-    def ticket_detail(request: Request, ticket_id: int, notice: str = "") -> Response:
+    def ticket_detail(request: Request, ticket_id: str, notice: str = "") -> Response:
         who = viewer_of(request)
         if who is None:
             return to_login(request)
-        return ticket_page(who, ticket_id, notice=_NOTICES.get(notice, ""))
+        found = _row_id(ticket_id)
+        if found is None:
+            return missing(who, ticket_id)
+        return ticket_page(who, found, notice=_NOTICES.get(notice, ""))
 
     @router.get("/outbox", response_class=HTMLResponse)
     def dead_letters(request: Request) -> Response:
@@ -237,61 +295,80 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
         from ..outbox import list_messages
 
         rows = list_messages(service.engine, "dead", 200)
-        return page("outbox.html", who=who, rows=rows, csrf=csrf_of(who))
+        return page("outbox.html", who=who, rows=rows)
 
     # -- actions of operators ----------------------------------------------------------------------
 
-    def act(request: Request, ticket_id: int, csrf: str, action: str,
-            call: Callable[[str], object]) -> Response:
+    def act(request: Request, raw_id: str, csrf: str, action: str, call: Callable[[int, str], object],
+            form: FormState | None = None) -> Response:
         who = viewer_of(request)
         if who is None:
             return to_login(request)
+        ticket_id = _row_id(raw_id)
+        if ticket_id is None:
+            return missing(who, raw_id)
         if not signer.csrf_ok("session", who.session.nonce, csrf):
-            return ticket_page(who, ticket_id, 403, error="请求已过期或来源不明，请刷新页面后重试")
+            return ticket_page(who, ticket_id, 403, error="请求已过期或来源不明，请刷新页面后重试", form=form)
         if not who.operator:
-            return ticket_page(who, ticket_id, 403, error="只读账号不能操作工单")
+            return ticket_page(who, ticket_id, 403, error="只读账号不能操作工单", form=form)
+        if form is not None and (form.errors or form.warning):
+            return ticket_page(who, ticket_id, 409 if form.warning and not form.errors else 422, form=form)
         try:
-            call(who.name)
+            call(ticket_id, who.name)
         except (LookupError, ValueError) as exc:  # TicketNotFound / InvalidTransition / InvalidInput
             status = 404 if isinstance(exc, LookupError) else 409
-            return ticket_page(who, ticket_id, status, error=str(exc))
+            return ticket_page(who, ticket_id, status, error=str(exc), form=form)
         log.info("console: %s %s ticket %s", who.name, action, ticket_id)
         return redirect(f"/console/tickets/{ticket_id}?notice={quote(action)}")
 
     @router.post("/tickets/{ticket_id}/acknowledge")
-    def acknowledge(request: Request, ticket_id: int, csrf: Annotated[str, Form()] = "") -> Response:
+    def acknowledge(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "") -> Response:
         return act(request, ticket_id, csrf, "acknowledge",
-                   lambda actor: service.acknowledge(ticket_id, actor))
+                   lambda tid, actor: service.acknowledge(tid, actor))
 
     @router.post("/tickets/{ticket_id}/progress")
-    def progress(request: Request, ticket_id: int, csrf: Annotated[str, Form()] = "") -> Response:
+    def progress(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "") -> Response:
         return act(request, ticket_id, csrf, "start_progress",
-                   lambda actor: service.start_progress(ticket_id, actor))
+                   lambda tid, actor: service.start_progress(tid, actor))
 
     @router.post("/tickets/{ticket_id}/note")
-    def note(request: Request, ticket_id: int, csrf: Annotated[str, Form()] = "",
-             text: Annotated[str, Form(max_length=10000)] = "") -> Response:
+    def note(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+             text: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"text": text}, form="note")
+        form.errors += _too_long("备注", text)
+        if not text.strip():
+            form.errors.append("请填写备注内容")
         return act(request, ticket_id, csrf, "add_note",
-                   lambda actor: service.add_note(ticket_id, actor, text))
+                   lambda tid, actor: service.add_note(tid, actor, text), form)
 
     @router.post("/tickets/{ticket_id}/resolve")
-    def resolve(request: Request, ticket_id: int, csrf: Annotated[str, Form()] = "",
-                note: Annotated[str, Form(max_length=10000)] = "") -> Response:
-        return act(request, ticket_id, csrf, "resolve",
-                   lambda actor: service.resolve(ticket_id, actor, note))
+    def resolve(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+                note: Annotated[str, Form()] = "", confirm_firing: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"note": note}, form="resolve")
+        form.errors += _too_long("处理说明", note)
+        found = _row_id(ticket_id)
+        ticket = service.get_ticket(found) if found is not None else None
+        if ticket is not None and ticket.ends_at is None and confirm_firing != "yes" and not form.errors:
+            form.warning = ("告警仍在触发中（尚未收到恢复通知）。请确认故障已排除；"
+                            "如仍要标记为已解决，请勾选确认后再次提交。")
+        return act(request, ticket_id, csrf, "resolve", lambda tid, actor: service.resolve(tid, actor, note),
+                   form)
 
     @router.post("/tickets/{ticket_id}/close")
-    def close(request: Request, ticket_id: int, csrf: Annotated[str, Form()] = "",
-              cause: Annotated[str, Form(max_length=10000)] = "",
-              solution: Annotated[str, Form(max_length=10000)] = "",
+    def close(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+              cause: Annotated[str, Form()] = "", solution: Annotated[str, Form()] = "",
               resolution: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"cause": cause, "solution": solution, "resolution": resolution}, form="close")
+        if not cause.strip():
+            form.errors.append("请填写原因")
+        form.errors += _too_long("原因", cause)
+        if not solution.strip():
+            form.errors.append("请填写解决方案")
+        form.errors += _too_long("解决方案", solution)
         if resolution not in ("local", "escalated"):
-            who = viewer_of(request)
-            if who is None:
-                return to_login(request)
-            return ticket_page(who, ticket_id, 422, error="请选择“本级解决”或“升级处理”")
+            form.errors.append("请选择“本级解决”或“升级处理”")
         return act(request, ticket_id, csrf, "close",
-                   lambda actor: service.close(ticket_id, actor, cause, solution, resolution == "local"))
+                   lambda tid, actor: service.close(tid, actor, cause, solution, resolution == "local"), form)
 
     # -- signed links from messages ---------------------------------------------------------------
 
@@ -305,41 +382,49 @@ def build_router(service: Any, settings: Any, clock: Callable[[], float] = time.
 
     def link_page(request: Request, ticket_id: int, action: str, exp: str, sig: str, status: int = 200,
                   error: str = "", notice: str = "") -> HTMLResponse:
+        who = viewer_of(request)
         ticket = service.get_ticket(ticket_id)
         if ticket is None:
-            return page("error.html", 404, who=None, message=f"工单 {ticket_id} 不存在")
+            return missing(who, str(ticket_id))
+        timeline: list[TimelineRow] = timeline_rows(service.timeline(ticket_id))
+        notes = notes_of(ticket)
+        if who is None:  # no login: show only what the message itself may carry
+            ticket, timeline = _public(ticket), _public(timeline)
         link = {"action": action, "exp": exp, "sig": sig, "csrf": signer.csrf_for("link", sig)}
-        return page("ticket.html", status, who=viewer_of(request), t=ticket, csrf="", error=error,
-                    notice=notice, timeline=timeline_rows(service.timeline(ticket_id)), link=link)
+        form = FormState(errors=[error] if error else [])
+        return page("ticket.html", status, who=who, t=ticket, notice=notice, timeline=timeline, link=link,
+                    form=form, deadlines=notes, firing=ticket.ends_at is None)
 
     @router.get("/link/{ticket_id}", response_class=HTMLResponse)
-    def open_link(request: Request, ticket_id: int, action: str = "", exp: str = "",
+    def open_link(request: Request, ticket_id: str, action: str = "", exp: str = "",
                   sig: str = "") -> Response:
-        problem = link_or_error(ticket_id, action, exp, sig)
         who = viewer_of(request)
-        if problem:
-            return page("error.html", 403, who=who, message=problem)
+        found = _row_id(ticket_id)
+        problem = "链接无效" if found is None else link_or_error(found, action, exp, sig)
+        if problem or found is None:
+            return error_page(who, 403, problem or "链接无效")
         if who is not None and who.operator:  # logged in already: the full page with every action
-            return redirect(f"/console/tickets/{ticket_id}")
-        return link_page(request, ticket_id, action, exp, sig)
+            return redirect(f"/console/tickets/{found}")
+        return link_page(request, found, action, exp, sig)
 
     @router.post("/link/{ticket_id}/acknowledge", response_class=HTMLResponse)
-    def acknowledge_by_link(request: Request, ticket_id: int, action: Annotated[str, Form()] = "",
+    def acknowledge_by_link(request: Request, ticket_id: str, action: Annotated[str, Form()] = "",
                             exp: Annotated[str, Form()] = "", sig: Annotated[str, Form()] = "",
                             csrf: Annotated[str, Form()] = "") -> Response:
-        problem = link_or_error(ticket_id, action, exp, sig)
-        if problem:
-            return page("error.html", 403, who=viewer_of(request), message=problem)
-        if not signer.csrf_ok("link", sig, csrf):
-            return link_page(request, ticket_id, action, exp, sig, 403, error="请求来源不明，请重新打开链接")
         who = viewer_of(request)
+        found = _row_id(ticket_id)
+        problem = "链接无效" if found is None else link_or_error(found, action, exp, sig)
+        if problem or found is None:
+            return error_page(who, 403, problem or "链接无效")
+        if not signer.csrf_ok("link", sig, csrf):
+            return link_page(request, found, action, exp, sig, 403, error="请求来源不明，请重新打开链接")
         actor = who.name if who is not None else LINK_ACTOR
         try:
-            service.acknowledge(ticket_id, actor)
+            service.acknowledge(found, actor)
         except (LookupError, ValueError) as exc:
-            return link_page(request, ticket_id, action, exp, sig, 409, error=str(exc))
-        log.info("console: ticket %s acknowledged through a signed link by %s", ticket_id, actor)
-        return link_page(request, ticket_id, action, exp, sig, notice="已确认响应，计时已记录")
+            return link_page(request, found, action, exp, sig, 409, error=str(exc))
+        log.info("console: ticket %s acknowledged through a signed link by %s", found, actor)
+        return link_page(request, found, action, exp, sig, notice="已确认响应，计时已记录")
 
     return router
 

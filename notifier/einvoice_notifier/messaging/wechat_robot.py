@@ -11,6 +11,10 @@ does not send and answers "retry after N s" without counting an attempt, so noth
 nothing dead-letters because of pacing. The limit is WeCom's per robot, so channels configured with
 the same key (first and second line on one group) share one window.
 
+The window lives in memory, so after a restart the outbox seeds it from the store (`remember_sent`
+with the ages of the messages the store says went to this robot in the last minute): a restart
+does not grant a fresh twenty.
+
 The key is part of the URL: it is never logged (request exceptions embed the URL, so only their
 class name is, and secrecy.py masks it in urllib3's debug lines).
 """
@@ -22,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import requests
@@ -87,9 +91,23 @@ class WeChatRobotChannel:
         self._clock = clock
         self._session = session or requests.Session()
         self._window = _window_for(self._url, clock)
+        self.pacing_key = "wechat_robot:" + hashlib.sha256(self._url.encode()).hexdigest()
+        """Channels with the same key share WeCom's twenty a minute (the outbox seeds them together)."""
 
     def __repr__(self) -> str:
         return f"WeChatRobotChannel(name={self.name!r})"
+
+    def remember_sent(self, ages: Iterable[float]) -> None:
+        """Sends the store recorded for this robot, `ages` seconds ago: where they are more than the
+        window holds (a restart emptied it), the window takes them, so pacing goes on from them."""
+        now = self._clock()
+        recorded = sorted(now - age for age in ages if 0 <= age < WINDOW_SECONDS)
+        window = self._window
+        with window.lock:
+            while window.sent_at and now - window.sent_at[0] >= WINDOW_SECONDS:
+                window.sent_at.popleft()
+            if len(recorded) > len(window.sent_at):
+                window.sent_at = deque(recorded)
 
     def _reserve(self, now: float) -> float:
         """Take a slot in the robot's window and return 0, or return the seconds to wait."""

@@ -18,6 +18,7 @@ import requests
 import uvicorn
 
 from tests.notifier.messaging.fake_wecom import FakeWeCom
+from tests.notifier.sources import ManualClock
 from tests.support.procs import free_port, port_open, wait_until
 
 WEBHOOK_TOKEN = "console-test-webhook-token"
@@ -32,6 +33,7 @@ class Stack:
     wecom: FakeWeCom
     notifier: object
     tmp: Path
+    throttle_clock: ManualClock
 
     def fire(self, summary: str = "处理服务健康检查失败", description: str = "", route: str = "",
              **labels: str) -> str:
@@ -94,7 +96,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "listen": f"127.0.0.1:{port}", "public_url": url, "state_dir": str(tmp),
         "database_url": f"sqlite:///{tmp / 'notifier.db'}", "webhook_token": WEBHOOK_TOKEN,
         "console_secret_key": "console-test-secret-key-0123456789",
-        "users": [{"name": "oper", "password_hash": _hash(PASSWORDS["oper"]), "role": "operator"},
+        "users": [{"name": "oper", "password_hash": _hash(PASSWORDS["oper"]), "role": "operator",
+                   "display_name": "值班员张工"},
                   {"name": "watcher", "password_hash": _hash(PASSWORDS["watcher"]), "role": "viewer"}],
         "channels": [{"type": "wechat_robot", "name": "robot", "key": "console-robot",
                       "base_url": wecom.base_url},
@@ -103,7 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "routing": {"first_line": ["robot"], "second_line": ["backup"], "duty_mobiles": [DUTY_MOBILE]},
         "outbox": {"poll_interval": "200ms", "backoff_initial": "200ms"},
     })
-    notifier = Notifier(settings)
+    throttle_clock = ManualClock()
+    notifier = Notifier(settings, monotonic=throttle_clock)
     app = create_app(notifier, start_background=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
@@ -111,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     thread.start()
     wait_until(lambda: port_open(port) and server.started, timeout=20, what="notifier listening")
     try:
-        yield Stack(url, wecom, notifier, tmp)
+        yield Stack(url, wecom, notifier, tmp, throttle_clock)
     finally:
         server.should_exit = True
         thread.join(15)

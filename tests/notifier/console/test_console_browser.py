@@ -72,6 +72,10 @@ def test_acknowledge_from_the_message_link_then_close_with_a_cause(stack, browse
     page.wait_for_selector("text=备注已添加")
     page.fill("#resolve-note", "健康检查恢复")
     page.click("#resolve")
+    page.wait_for_selector("#resolve-warning")  # the alert still fires: asked to confirm, text kept
+    assert page.input_value("#resolve-note") == "健康检查恢复"
+    page.check("#confirm-firing")
+    page.click("#resolve")
     page.wait_for_selector("#close-form")
     page.fill("#cause-input", "JDBC 连接池耗尽导致健康检查超时")
     page.fill("#solution-input", "扩大连接池至 200 并重启 node-3")

@@ -11,6 +11,7 @@ import requests
 from einvoice_notifier.messaging.links import sign_ticket_link
 
 from tests.notifier.console.conftest import PASSWORDS
+from tests.notifier.sources import session_from
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.xdist_group("console")
@@ -72,13 +73,13 @@ def test_close_needs_cause_solution_and_a_choice(stack):
     ticket = stack.ticket_of(stack.fire())
     session, csrf = login(stack, "oper")
     base = f"{stack.url}/console/tickets/{ticket.id}"
-    session.post(f"{base}/resolve", data={"csrf": csrf, "note": "恢复"}, timeout=10)
+    session.post(f"{base}/resolve", data={"csrf": csrf, "note": "恢复", "confirm_firing": "yes"}, timeout=10)
     missing_choice = session.post(f"{base}/close", data={"csrf": csrf, "cause": "c", "solution": "s"},
                                   timeout=10)
     assert missing_choice.status_code == 422 and "本级解决" in missing_choice.text
     empty_cause = session.post(f"{base}/close", timeout=10, data={
         "csrf": csrf, "cause": " ", "solution": "s", "resolution": "escalated"})
-    assert empty_cause.status_code == 409 and "原因" in empty_cause.text
+    assert empty_cause.status_code == 422 and "请填写原因" in empty_cause.text
     done = session.post(f"{base}/close", timeout=10, data={
         "csrf": csrf, "cause": "上游超时", "solution": "联系厂商修复", "resolution": "escalated"})
     assert done.status_code == 200 and "工单已关闭" in done.text
@@ -118,7 +119,7 @@ def test_opening_a_link_does_not_acknowledge_and_bad_links_are_refused(stack):
 
 
 def test_login_failures_are_throttled_and_unknown_users_look_the_same(stack):
-    session = requests.Session()
+    session = session_from("127.0.0.31")  # its own source address: the throttle counts per source
 
     def attempt(user: str, password: str) -> requests.Response:
         form = session.get(f"{stack.url}/console/login", timeout=10)
@@ -128,9 +129,11 @@ def test_login_failures_are_throttled_and_unknown_users_look_the_same(stack):
     unknown = attempt("nobody", "x")
     wrong = attempt("ghost", "y")
     assert unknown.status_code == wrong.status_code == 401 and "用户名或密码错误" in unknown.text
-    for _ in range(4):  # five failures in all are allowed, the sixth attempt is refused unchecked
+    for _ in range(3):  # five failures in all are free, the sixth attempt is refused unchecked
         assert attempt("ghost", "wrong").status_code == 401
-    assert attempt("ghost", "wrong").status_code == 429
+    refused = attempt("ghost", "wrong")
+    assert refused.status_code == 429 and "登录失败次数过多" in refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
     # A login without the form's token is refused before any password check.
     bare = requests.post(f"{stack.url}/console/login", timeout=10, allow_redirects=False,
                          data={"username": "oper", "password": PASSWORDS["oper"], "csrf": "x"})
