@@ -176,6 +176,27 @@ def test_sleep_is_stopped_on_the_server_at_the_timeout(mariadb: MariaDB) -> None
     wait_until(no_sleep, timeout=2.0, what="the SLEEP query gone from the server")
 
 
+def test_kill_query_when_the_server_does_not_stop_the_statement(mariadb: MariaDB) -> None:
+    # As with a server that has no statement time limit: the client's read timeout (deadline + 2 s)
+    # ends the wait, and a second connection sends KILL QUERY so the statement does not run on.
+    check = sql.SqlCollector(settings({"name": "slow", "sql": "SELECT SLEEP(30) AS slept",
+                                       "values": ["slept"]}))
+    assert isinstance(check.driver, sql._MySQL)
+    check.driver.server_time_limit = False
+    try:
+        outcome = check.run(mariadb.target, 1.0)
+    finally:
+        check.close()
+    assert reason(outcome) is Reason.TIMEOUT, outcome.failure
+    assert outcome.failure is not None and "KILL QUERY" in outcome.failure.detail
+
+    def no_sleep() -> bool:
+        return not mariadb.execute("SELECT id FROM information_schema.processlist"
+                                   " WHERE info = 'SELECT SLEEP(30) AS slept'")
+
+    wait_until(no_sleep, timeout=3.0, what="the SLEEP query killed on the server")
+
+
 def test_label_that_looks_like_a_taxpayer_id_fails_the_check(mariadb: MariaDB) -> None:
     check = sql.SqlCollector(settings({"name": "by_taxpayer", "labels": ["channel"], "values": ["n"],
                                        "sql": "SELECT taxpayer_id AS channel, COUNT(*) AS n FROM push_queue"
