@@ -147,10 +147,12 @@ def test_rest_missing_process_is_bad_status(admin: FakeGoldenGate) -> None:
     assert outcome.failure is not None and "404" in outcome.failure.detail
 
 
-def ggsci_home(tmp_path: Path, recording: str = "info_all_19c.txt", hang: bool = False) -> Path:
+def ggsci_home(tmp_path: Path, recording: str = "info_all_19c.txt", hang: bool = False,
+               send_replicat: str = "send_replicat_status.txt") -> Path:
     """A GoldenGate home whose `ggsci` is the stand-in printing the recorded outputs."""
     fake = FIXTURES / "ggsci" / "fake_ggsci.py"
-    env = f"FAKE_GGSCI_INFO_ALL={shlex.quote(recording)}" + (" FAKE_GGSCI_HANG=1" if hang else "")
+    env = (f"FAKE_GGSCI_INFO_ALL={shlex.quote(recording)}"
+           f" FAKE_GGSCI_SEND_REPLICAT={shlex.quote(send_replicat)}" + (" FAKE_GGSCI_HANG=1" if hang else ""))
     script = tmp_path / "ggsci"
     script.write_text(f"#!/bin/sh\nexec env {env} {shlex.quote(sys.executable)} {shlex.quote(str(fake))}\n")
     script.chmod(0o755)
@@ -171,11 +173,29 @@ def test_ggsci_info_all_and_lag(tmp_path: Path) -> None:
     assert m.value("einvoice_goldengate_lag_seconds", {"process": "REP1", "type": "replicat"}) == 14
     assert m.value("einvoice_goldengate_checkpoint_age_seconds",
                    {"process": "REPSTBY", "type": "replicat"}) == 101 * 3600 + 2 * 60 + 11
+    # SEND … STATUS: what running processes do; a suspended Replicat fails the check too.
+    assert m.value("einvoice_goldengate_process_activity",
+                   {"process": "EXT1", "type": "extract", "activity": "processing_data"}) == 1
+    assert m.value("einvoice_goldengate_process_activity",
+                   {"process": "REP1", "type": "replicat", "activity": "suspended"}) == 1
+    assert m.value("einvoice_goldengate_process_activity",
+                   {"process": "REPSTBY", "type": "replicat", "activity": "suspended"}) is None
+
+
+def test_ggsci_suspended_replicat_fails_the_check(tmp_path: Path) -> None:
+    home = ggsci_home(tmp_path, "info_all_12c_ok.txt")
+    outcome = run_once(goldengate, goldengate.Settings(source="ggsci", expected_stopped=["JAGENT"]),
+                       str(home), 10.0)
+    assert reason(outcome) is Reason.STATE
+    assert outcome.failure is not None and outcome.failure.detail == "replicat REP1 is RUNNING but suspended"
 
 
 def test_ggsci_healthy_12c(tmp_path: Path) -> None:
     home = ggsci_home(tmp_path, "info_all_12c_ok.txt")
     outcome = run_once(goldengate, goldengate.Settings(source="ggsci", lag_command=False,
+                                                       expected_stopped=["JAGENT"]), str(home), 10.0)
+    assert reason(outcome) is Reason.STATE  # REP1 is suspended in the SEND STATUS recording
+    outcome = run_once(goldengate, goldengate.Settings(source="ggsci", lag_command=False, send_status=False,
                                                        expected_stopped=["JAGENT"]), str(home), 10.0)
     assert outcome.success, outcome.failure
     rep1 = {"process": "REP1", "type": "replicat"}
@@ -184,7 +204,8 @@ def test_ggsci_healthy_12c(tmp_path: Path) -> None:
 
 def test_unexpected_stopped_process_fails(tmp_path: Path) -> None:
     home = ggsci_home(tmp_path, "info_all_12c_ok.txt")
-    outcome = run_once(goldengate, goldengate.Settings(source="ggsci", lag_command=False), str(home), 10.0)
+    settings = goldengate.Settings(source="ggsci", lag_command=False, send_status=False)
+    outcome = run_once(goldengate, settings, str(home), 10.0)
     assert reason(outcome) is Reason.STATE
     assert outcome.failure is not None and outcome.failure.detail == "jagent JAGENT is STOPPED"
 
@@ -224,3 +245,7 @@ def test_parsers_on_recordings() -> None:
         ("REP1", "replicat", "running"), ("REPSTBY", "replicat", "stopped")]
     lags = goldengate.parse_lag((FIXTURES / "ggsci" / "lag_extract.txt").read_text())
     assert lags == {"EXT1": 3.0}
+    assert goldengate.parse_send_status((FIXTURES / "ggsci" / "send_replicat_status.txt").read_text()) \
+        == {"REP1": "suspended"}
+    assert goldengate.activity_of("In recovery[1]") == "recovering"
+    assert goldengate.activity_of("At EOF, no more records to process") == "at_eof"

@@ -8,10 +8,11 @@ Three sources, whichever the site has (`source`):
   `sinceLagReported` in seconds ("Retrieve Status", Oracle GoldenGate REST API 21c/23ai). With
   `distribution_url`, the Distribution Service's `GET /services/v2/sources` and
   `/services/v2/sources/{path}` give each distribution path's `status`.
-- `ggsci`: classic architecture. `INFO ALL` (and, with `lag_command`, `LAG EXTRACT *` / `LAG REPLICAT
-  *`) piped into `ggsci` run as a local command with a timeout in the target directory (the
-  GoldenGate home); the table columns Program, Status, Group, Lag at Chkpt, Time Since Chkpt
-  (GGSCI reference "INFO ALL", 12c to 21c classic) are parsed.
+- `ggsci`: classic architecture. `INFO ALL`, `LAG EXTRACT *` / `LAG REPLICAT *` (`lag_command`) and
+  `SEND EXTRACT *, STATUS` / `SEND REPLICAT *, STATUS` (`send_status`) piped into `ggsci`, run as a
+  local command with a timeout in the target directory (the GoldenGate home): the table columns
+  Program, Status, Group, Lag at Chkpt, Time Since Chkpt (GGSCI reference "INFO ALL", 12c to 21c
+  classic), "Last record lag N seconds" and "Current status: …" are parsed.
 - `heartbeat`: the `GG_LAG` view that `ADD HEARTBEATTABLE` creates (12.2+), read through a `sql`
   connection (read-only, bounded like every SQL check): lag and heartbeat age per replication path.
 
@@ -20,10 +21,12 @@ Three sources, whichever the site has (`source`):
     einvoice_goldengate_process_status{process="EXT1",type="extract",status="abended"} 0
     einvoice_goldengate_lag_seconds{process="EXT1",type="extract"} 3
     einvoice_goldengate_checkpoint_age_seconds{process="EXT1",type="extract"} 7
+    einvoice_goldengate_process_activity{process="EXT1",type="extract",activity="processing_data"} 1
     einvoice_goldengate_heartbeat_lag_seconds{path="EXT1 ==> PUMP1 ==> REP1"} 4.2   (heartbeat)
 
-A process ABENDED fails the check with reason `state` (critical per the catalogue); STOPPED or KILLED
-fails it too unless listed in `expected_stopped`. Lag thresholds are rules (thresholds.yaml).
+A process ABENDED fails the check with reason `state` (and raises the critical
+EinvoiceGoldenGateAbended); STOPPED or KILLED fails it too unless listed in `expected_stopped`, and so
+does a RUNNING process that SEND … STATUS reports suspended. Lag thresholds are rules (thresholds.yaml).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from ..outcome import Check, MetricSet, Outcome, Reason
 from . import sql as sqlkind
 
 STATUSES = ("running", "starting", "stopped", "killed", "abended")
+ACTIVITIES = ("processing_data", "at_eof", "recovering", "delaying", "suspended", "other")
+"""What a RUNNING process is doing, from GGSCI `SEND … STATUS` ("Current status: …")."""
 TYPES = ("manager", "extract", "replicat", "distribution_path", "jagent", "pmsrvr")
 ProcessName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_$#.-]{1,64}$")]
 
@@ -69,6 +74,9 @@ class Settings(StrictModel):
     """ggsci: the program, relative to the target directory (the GoldenGate home) unless absolute."""
     lag_command: bool = True
     """ggsci: also run `LAG EXTRACT *` and `LAG REPLICAT *` for the last record's lag."""
+    send_status: bool = True
+    """ggsci: also run `SEND EXTRACT *, STATUS` and `SEND REPLICAT *, STATUS`: a RUNNING process that
+    is suspended (EVENTACTIONS SUSPEND) processes nothing, and only this shows it."""
     driver: Literal["oracle", "mysql"] = "oracle"
     """heartbeat: the database holding the GG_LAG view."""
     expected_stopped: list[ProcessName] = Field(default_factory=list)
@@ -99,6 +107,7 @@ class Process:
     status: str
     lag: float | None = None
     checkpoint_age: float | None = None
+    activity: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,6 +121,37 @@ _LAG_HEADER = re.compile(r"^Sending GETLAG request to (?P<program>EXTRACT|REPLIC
                          re.IGNORECASE)
 _LAG_VALUE = re.compile(r"Last record lag (?P<seconds>\d+) seconds?", re.IGNORECASE)
 _LAG_EOF = re.compile(r"At EOF, no more records to process", re.IGNORECASE)
+
+
+_SEND_HEADER = re.compile(r"^Sending STATUS request to (?P<program>EXTRACT|REPLICAT) (?P<group>\S+)",
+                          re.IGNORECASE)
+_CURRENT_STATUS = re.compile(r"Current status:\s*(?P<text>.+)", re.IGNORECASE)
+
+
+def activity_of(text: str) -> str:
+    """A bounded name for the free text after "Current status:"."""
+    lowered = text.lower()
+    for needle, name in (("suspended", "suspended"), ("in recovery", "recovering"), ("at eof", "at_eof"),
+                         ("processing data", "processing_data"), ("delaying", "delaying")):
+        if needle in lowered:
+            return name
+    return "other"
+
+
+def parse_send_status(output: str) -> dict[str, str]:
+    """Group -> activity from GGSCI `SEND EXTRACT|REPLICAT *, STATUS`; groups not running are absent."""
+    found: dict[str, str] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        header = _SEND_HEADER.search(line)
+        if header:
+            current = header["group"].rstrip(".").upper()
+            continue
+        status = _CURRENT_STATUS.search(line)
+        if status and current is not None:
+            found[current] = activity_of(status["text"])
+            current = None
+    return found
 
 
 def _hms(text: str) -> float:
@@ -304,6 +344,8 @@ class GoldenGateCollector:
         commands = ["INFO ALL"]
         if self.settings.lag_command:
             commands += ["LAG EXTRACT *", "LAG REPLICAT *"]
+        if self.settings.send_status:
+            commands += ["SEND EXTRACT *, STATUS", "SEND REPLICAT *, STATUS"]
         output = run_ggsci(self.settings.ggsci, target, commands, deadline - time.monotonic())
         processes = parse_info_all(output)
         if not processes:
@@ -311,9 +353,11 @@ class GoldenGateCollector:
         if len(processes) > self.settings.max_processes:
             raise GgError(Reason.BAD_CONTENT, f"more than {self.settings.max_processes} processes")
         lags = parse_lag(output) if self.settings.lag_command else {}
+        activities = parse_send_status(output) if self.settings.send_status else {}
         for process in processes:
-            if process.name.upper() in lags and process.status == "running":
-                process.lag = lags[process.name.upper()]
+            if process.status == "running":
+                process.lag = lags.get(process.name.upper(), process.lag)
+                process.activity = activities.get(process.name.upper())
         return processes
 
     def _heartbeat(self, target: str, timeout: float, outcome: Outcome) -> Outcome:
@@ -351,6 +395,11 @@ def emit(outcome: Outcome, processes: list[Process], expected_stopped: list[str]
         if process.lag is not None:
             metrics.gauge("einvoice_goldengate_lag_seconds", "Lag at the last checkpoint or record",
                           process.lag, labels)
+        if process.activity is not None:
+            for activity in ACTIVITIES:
+                metrics.gauge("einvoice_goldengate_process_activity",
+                              "What a running process is doing (GGSCI SEND … STATUS), one series per state",
+                              1 if process.activity == activity else 0, {**labels, "activity": activity})
         if process.checkpoint_age is not None:
             metrics.gauge("einvoice_goldengate_checkpoint_age_seconds",
                           "Time since the last checkpoint (REST: since lag was reported)",
@@ -360,6 +409,8 @@ def emit(outcome: Outcome, processes: list[Process], expected_stopped: list[str]
         if process.status == "abended":
             outcome.fail(Reason.STATE, f"{where} is ABENDED")
     for process in processes:
+        if process.activity == "suspended":
+            outcome.fail(Reason.STATE, f"{process.type} {process.name} is RUNNING but suspended")
         if process.status in ("stopped", "killed") and process.name.upper() not in expected:
             outcome.fail(Reason.STATE, f"{process.type} {process.name} is {process.status.upper()}")
         elif process.status not in STATUSES:
