@@ -84,6 +84,15 @@ def test_statements_and_limits_sent_to_oracle() -> None:
     assert sql.import_oracle_driver().__name__ in ("oracledb", "cx_Oracle")
 
 
+def test_result_size_is_capped_on_the_server() -> None:
+    oracle = sql.capped_statement("SELECT job, COUNT(*) AS n FROM j GROUP BY job;", 50, "oracle")
+    assert oracle == "SELECT * FROM (SELECT job, COUNT(*) AS n FROM j GROUP BY job) WHERE ROWNUM <= 51"
+    assert sql.refuse_reason(oracle, "oracle") is None
+    mysql = sql.capped_statement("WITH c AS (SELECT 1 AS n) SELECT n FROM c", 2, "mysql")
+    assert mysql == "SELECT * FROM (WITH c AS (SELECT 1 AS n) SELECT n FROM c) AS capped LIMIT 3"
+    assert sql.refuse_reason(mysql, "mysql") is None
+
+
 def test_mysql_and_mariadb_statement_building() -> None:
     assert sql.mysql_statement("SELECT 1", 1.5, mariadb=True) == \
         "SET STATEMENT max_statement_time=1.500 FOR SELECT 1"

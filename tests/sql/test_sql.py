@@ -115,13 +115,17 @@ checks:
 
 
 def test_write_past_the_parser_fails_in_the_read_only_transaction(mariadb: MariaDB) -> None:
-    # The writer account may INSERT; the parser is bypassed with model_construct. The read-only
-    # transaction is then the only guard left, and it must refuse the write in the database.
-    query = sql.Query.model_construct(name="sneaky", sql="INSERT INTO push_queue (channel, status)"
-                                      " VALUES ('x', 'PENDING')", values=["n"], labels=[],
-                                      const_labels={}, max_rows=50)
-    base = settings(BACKLOG, account=WRITER, assert_read_only=False)
-    check = sql.SqlCollector(base.model_copy(update={"queries": [query]}))
+    # A write the parser cannot see: a stored function that INSERTs, called from a plain SELECT. The
+    # writer account may INSERT and EXECUTE and the privilege assertion is off, so the read-only
+    # transaction is the only guard left; it must refuse the write in the database.
+    mariadb.execute(
+        "CREATE OR REPLACE FUNCTION einv.sneaky() RETURNS INT MODIFIES SQL DATA"
+        " BEGIN INSERT INTO einv.push_queue (channel, status) VALUES ('x', 'PENDING'); RETURN 1; END",
+        f"GRANT EXECUTE ON FUNCTION einv.sneaky TO '{WRITER[0]}'@'%'")
+    statement = "SELECT einv.sneaky() AS n"
+    assert sql.refuse_reason(statement, "mysql") is None  # it passes the parser
+    query = {"name": "sneaky", "sql": statement, "values": ["n"]}
+    check = sql.SqlCollector(settings(query, account=WRITER, assert_read_only=False))
     before = mariadb.execute("SELECT COUNT(*) FROM einv.push_queue")[0][0]
     try:
         outcome = run(check, mariadb)
@@ -229,6 +233,22 @@ def test_cardinality_cap(mariadb: MariaDB) -> None:
     finally:
         wide.close()
     assert ok.success and ok.metrics.value("einvoice_sql_n", {"query": "by_status", "status": "PENDING"}) == 2
+
+
+def test_with_and_union_queries_run_through_the_cap(mariadb: MariaDB) -> None:
+    check = sql.SqlCollector(settings(
+        {"name": "cte", "values": ["n"],
+         "sql": "WITH p AS (SELECT status FROM push_queue WHERE status = 'PENDING') SELECT COUNT(*) AS n FROM p"},
+        {"name": "sides", "labels": ["side"], "values": ["n"],
+         "sql": "SELECT 'source' AS side, COUNT(*) AS n FROM push_queue UNION ALL"
+                " SELECT 'target' AS side, COUNT(*) AS n FROM push_queue WHERE status = 'DONE'"}))
+    try:
+        outcome = run(check, mariadb)
+    finally:
+        check.close()
+    assert outcome.success, outcome.failure
+    assert outcome.metrics.value("einvoice_sql_n", {"query": "cte"}) == 2
+    assert outcome.metrics.value("einvoice_sql_n", {"query": "sides", "side": "target"}) == 1
 
 
 def test_undeclared_column_is_refused(mariadb: MariaDB) -> None:

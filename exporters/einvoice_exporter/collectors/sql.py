@@ -329,6 +329,15 @@ def mysql_write_privileges(grants: Sequence[str]) -> list[str]:
     return sorted(found)
 
 
+def capped_statement(sql: str, max_rows: int, dialect: Dialect) -> str:
+    """The query wrapped so that the server returns at most max_rows + 1 rows: enough to tell that
+    the cap is exceeded, never a whole table pulled into the exporter by a query gone wrong."""
+    body = sql.strip().rstrip(";")
+    if dialect == "oracle":
+        return f"SELECT * FROM ({body}) WHERE ROWNUM <= {max_rows + 1}"  # noqa: S608 - the check's own query
+    return f"SELECT * FROM ({body}) AS capped LIMIT {max_rows + 1}"  # noqa: S608 - parsed at config load
+
+
 def mysql_statement(sql: str, seconds: float, mariadb: bool) -> str:
     """The statement sent to MariaDB, bounded by the server (MySQL gets a session variable)."""
     if mariadb:
@@ -390,16 +399,14 @@ class _MySQL:
             raise DriverError(Reason.TIMEOUT, "deadline reached before the query")
         try:
             with conn.raw.cursor() as cursor:
-                statement = query.sql
+                statement = capped_statement(query.sql, query.max_rows, "mysql")
                 if self.server_time_limit:
                     if not conn.mariadb:
                         cursor.execute(f"SET SESSION max_execution_time = {int(remaining * 1000)}")
-                    statement = mysql_statement(query.sql, remaining, conn.mariadb)
+                    statement = mysql_statement(statement, remaining, conn.mariadb)
                 cursor.execute(statement)
                 columns = [d[0] for d in cursor.description or ()]
-                rows = list(cursor.fetchmany(query.max_rows + 1))
-                while cursor.fetchmany(1000):  # drain what the cap will refuse anyway
-                    pass
+                rows = list(cursor.fetchall())
                 return columns, rows
         except Exception as exc:
             error = self.classify(exc)
@@ -524,7 +531,7 @@ class _Oracle:
                 if not conn.in_transaction:
                     cursor.execute(ORACLE_BEGIN)
                     conn.in_transaction = True
-                cursor.execute(query.sql)
+                cursor.execute(capped_statement(query.sql, query.max_rows, "oracle"))
                 columns = [d[0] for d in cursor.description or ()]
                 rows = list(cursor.fetchmany(query.max_rows + 1))
                 return columns, rows
