@@ -238,7 +238,8 @@ def test_cardinality_cap(mariadb: MariaDB) -> None:
 def test_with_and_union_queries_run_through_the_cap(mariadb: MariaDB) -> None:
     check = sql.SqlCollector(settings(
         {"name": "cte", "values": ["n"],
-         "sql": "WITH p AS (SELECT status FROM push_queue WHERE status = 'PENDING') SELECT COUNT(*) AS n FROM p"},
+         "sql": "WITH p AS (SELECT status FROM push_queue WHERE status = 'PENDING')"
+                " SELECT COUNT(*) AS n FROM p"},
         {"name": "sides", "labels": ["side"], "values": ["n"],
          "sql": "SELECT 'source' AS side, COUNT(*) AS n FROM push_queue UNION ALL"
                 " SELECT 'target' AS side, COUNT(*) AS n FROM push_queue WHERE status = 'DONE'"}))
