@@ -320,7 +320,7 @@ def groups(th: Thresholds, holidays: list[tuple[date, date]] | None = None) -> l
         {"name": "einvoice-data", "interval": th.evaluation_interval,
          "rules": [_rule(th, a.name, a.item, a.severity, a.expr, a.for_, a.summary, a.description)
                    for a in alerts(th)]},
-        {"name": "einvoice-business-volume", "interval": "5m",
+        {"name": "einvoice-business-volume", "interval": th.evaluation_interval,
          "rules": [*volume_rules(th, found), *volume_alerts(th)]},
     ]
 

@@ -102,3 +102,45 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
     db = start_mariadb(tmp_path_factory.mktemp("sql-mariadb"))
     yield db
     db.stop()
+
+
+def dashboard_checks(db: MariaDB, ggsci_home: Path) -> tuple[dict, list[dict]]:
+    """Modules and checks (exporter config fragments) that give every items-14/16-19 panel of the
+    pipeline board data without firing an alert: healthy values on a real MariaDB, and a GoldenGate
+    home whose ggsci is the stand-in printing a healthy recorded INFO ALL."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS einv.dash_jobs (job_name VARCHAR(32), status VARCHAR(8),"
+        " started_at DATETIME, expected_interval_seconds INT)",
+        "DELETE FROM einv.dash_jobs",
+        "INSERT INTO einv.dash_jobs VALUES ('PUSH_HOURLY', 'OK', NOW() - INTERVAL 70 MINUTE, 3600)")
+    fake = Path(__file__).resolve().parents[1] / "goldengate" / "fixtures" / "ggsci" / "fake_ggsci.py"
+    ggsci = ggsci_home / "ggsci"
+    ggsci.write_text(f"#!/bin/sh\nexec env FAKE_GGSCI_INFO_ALL=info_all_12c_ok.txt python3 {fake}\n")
+    ggsci.chmod(0o755)
+    queries = [
+        {"name": "push_backlog", "labels": ["channel"],
+         "values": ["push_backlog", "push_oldest_unpushed_age_seconds"],
+         "sql": "SELECT 'bureau' AS channel, 3 AS push_backlog, 120 AS push_oldest_unpushed_age_seconds"},
+        *[{"name": f"count_{side}", "values": ["data_count"], "sql": "SELECT 1000 AS data_count",
+           "const_labels": {"dataset": "invoice", "side": side}} for side in ("source", "target")],
+        {"name": "job_log", "labels": ["job"],
+         "values": ["job_failures", "job_overdue_seconds", "job_broken"],
+         "sql": "SELECT job_name AS job, SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END) AS job_failures,"
+                " GREATEST(0, TIMESTAMPDIFF(SECOND, MAX(started_at), NOW()) - MAX(expected_interval_seconds))"
+                " AS job_overdue_seconds, 0 AS job_broken FROM dash_jobs GROUP BY job_name"},
+        {"name": "volume", "labels": ["flow"], "values": ["business_volume"],
+         "sql": "SELECT 'issued' AS flow, 20 AS business_volume"},
+        {"name": "sync_queue", "values": ["sync_backlog", "sync_oldest_age_seconds"],
+         "sql": "SELECT 4 AS sync_backlog, 30 AS sync_oldest_age_seconds"},
+    ]
+    modules = {
+        "dash_sql": {"kind": "sql", "timeout": "5s",
+                     "sql": {"driver": "mysql", "username": MONITOR[0], "password": MONITOR[1],
+                             "queries": queries}},
+        "dash_ogg": {"kind": "goldengate", "timeout": "5s",
+                     "goldengate": {"source": "ggsci", "send_status": False, "expected_stopped": ["JAGENT"]}},
+    }
+    checks = [{"name": f"dash-data-{item}", "item": item, "module": "dash_sql", "target": db.target}
+              for item in ("14", "17", "18", "19")]
+    checks.append({"name": "dash-ogg", "item": "16", "module": "dash_ogg", "target": str(ggsci_home)})
+    return modules, checks

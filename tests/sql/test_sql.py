@@ -76,7 +76,7 @@ def test_aggregates_become_series(mariadb: MariaDB) -> None:
     ("oracle", "SELECT utl_http.request('http://x') AS r FROM dual", "UTL_HTTP"),
 ])
 def test_parser_refuses_anything_but_a_plain_query(dialect: str, statement: str, named: str) -> None:
-    refused = sql.refuse_reason(statement, dialect)  # type: ignore[arg-type]
+    refused = sql.refuse_reason(statement, dialect)
     assert refused is not None and named in refused
 
 
@@ -91,7 +91,7 @@ def test_parser_refuses_anything_but_a_plain_query(dialect: str, statement: str,
     ("oracle", "SELECT incoming_path AS path, incoming_lag AS lag_seconds FROM gg_lag"),
 ])
 def test_parser_accepts_plain_queries(dialect: str, statement: str) -> None:
-    assert sql.refuse_reason(statement, dialect) is None  # type: ignore[arg-type]
+    assert sql.refuse_reason(statement, dialect) is None
 
 
 def test_config_load_names_the_module_and_query() -> None:
