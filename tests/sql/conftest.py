@@ -113,9 +113,10 @@ def dashboard_checks(db: MariaDB, ggsci_home: Path) -> tuple[dict, list[dict]]:
         " started_at DATETIME, expected_interval_seconds INT)",
         "DELETE FROM einv.dash_jobs",
         "INSERT INTO einv.dash_jobs VALUES ('PUSH_HOURLY', 'OK', NOW() - INTERVAL 70 MINUTE, 3600)")
-    fake = Path(__file__).resolve().parents[1] / "goldengate" / "fixtures" / "ggsci" / "fake_ggsci.py"
-    ggsci = ggsci_home / "ggsci"
-    ggsci.write_text(f"#!/bin/sh\nexec env FAKE_GGSCI_INFO_ALL=info_all_12c_ok.txt python3 {fake}\n")
+    recorded = Path(__file__).resolve().parents[1] / "goldengate" / "fixtures" / "ggsci"
+    ggsci = ggsci_home / "ggsci"  # a shell stand-in: it must answer within a 1 s scrape on a busy machine
+    outputs = f"{recorded / 'banner.txt'} {recorded / 'info_all_12c_ok.txt'}"
+    ggsci.write_text(f"#!/bin/sh\ncat >/dev/null\ncat {outputs}\n")
     ggsci.chmod(0o755)
     queries = [
         {"name": "push_backlog", "labels": ["channel"],
@@ -138,9 +139,10 @@ def dashboard_checks(db: MariaDB, ggsci_home: Path) -> tuple[dict, list[dict]]:
                      "sql": {"driver": "mysql", "username": MONITOR[0], "password": MONITOR[1],
                              "queries": queries}},
         "dash_ogg": {"kind": "goldengate", "timeout": "5s",
-                     "goldengate": {"source": "ggsci", "send_status": False, "expected_stopped": ["JAGENT"]}},
+                     "goldengate": {"source": "ggsci", "lag_command": False, "send_status": False,
+                                    "expected_stopped": ["JAGENT"]}},
     }
-    checks = [{"name": f"dash-data-{item}", "item": item, "module": "dash_sql", "target": db.target}
-              for item in ("14", "17", "18", "19")]
+    checks = [{"name": f"dash-data-{item}", "item": item, "module": "dash_sql", "target": db.target,
+               "interval": "5s"} for item in ("14", "17", "18", "19")]
     checks.append({"name": "dash-ogg", "item": "16", "module": "dash_ogg", "target": str(ggsci_home)})
     return modules, checks
