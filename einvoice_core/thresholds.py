@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, ValidationError, model_validator
 
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
 from einvoice_core.configtypes import StrictModel
@@ -198,6 +198,43 @@ class Routing(StrictModel):
     repeat_interval_sla: PromDuration
 
 
+class Apps(StrictModel):
+    """Containers, WebLogic and micro-service registries (items 05, 10, 15; rules_apps.py)."""
+
+    container_restarts: int = Field(gt=0)
+    """Restarts within `container_restart_window` that page (urgent)."""
+    container_restart_window: PromDuration
+    container_unhealthy_for: PromDuration
+    weblogic_stuck_threads: int = Field(ge=0)
+    """More stuck threads than this on a server alerts."""
+    weblogic_stuck_urgent_items: tuple[ItemKey, ...] = Field(min_length=1)
+    """Items whose servers page on a stuck thread (the intake servers); elsewhere a warning."""
+    weblogic_stuck_for: PromDuration
+    datasource_waiting_warning: int = Field(ge=0)
+    datasource_waiting_for: PromDuration
+    service_instances_for: PromDuration
+class LogClass(StrictModel):
+    severity: Severity
+    min_matches: int = Field(ge=1)
+    """Matching lines within `logs.window` that fire the class's alert."""
+
+
+class Logs(StrictModel):
+    window: PromDuration
+    behind_for: PromDuration
+    classes: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")], LogClass]
+
+
+class Nginx(StrictModel):
+    error_ratio_warning: Ratio
+    error_ratio_critical: Ratio
+    error_ratio_min_rps: float = Field(ge=0)
+    error_ratio_for: PromDuration
+    p95_seconds_warning: float = Field(gt=0)
+    p95_for: PromDuration
+    config_invalid_for: PromDuration
+
+
 class Thresholds(StrictModel):
     runbook_url: str
     """Base of every alert's runbook_url; the anchor (#alertname) is appended."""
@@ -214,6 +251,9 @@ class Thresholds(StrictModel):
     kafka: Kafka
     monitoring: Monitoring
     routing: Routing
+    apps: Apps
+    logs: Logs
+    nginx: Nginx
     data: DataChecks
 
     @model_validator(mode="after")

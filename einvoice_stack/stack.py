@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_EXPORTER_PORT = 9877
 DEMO_NOTIFIER_PORT = 9878
 DEMO_TARGET_PORT = 9879
+DEMO_SYSLOG = "/tmp/einvoice-demo/syslog"  # noqa: S108 (a placeholder, rendered into the run dir)
+"""The host log the demo config's logfile check follows; the demo target writes it (item 03)."""
 
 
 class StackError(RuntimeError):
@@ -69,7 +71,9 @@ class DemoTarget:
     resolve. `schedule` is a list of (up, seconds) phases repeated forever; `set_up` overrides it."""
 
     def __init__(self, host: str, port: int, schedule: list[tuple[bool, float]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, syslog: Path | None = None) -> None:
+        self._syslog = syslog
+        self._was_up = True
         self._schedule = schedule or []
         self._clock = clock
         self._started = clock()
@@ -79,6 +83,7 @@ class DemoTarget:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 up = target.is_up()
+                target.log_state(up)
                 body = json.dumps({"status": "UP" if up else "DOWN"}).encode()
                 self.send_response(200 if up else 503)
                 self.send_header("Content-Type", "application/json")
@@ -112,6 +117,20 @@ class DemoTarget:
                 return up
             position -= seconds
         return True
+
+    def log_state(self, up: bool) -> None:
+        """Each health request leaves a syslog line; going down leaves an OOM kill, as a JVM whose
+        heap outgrew the host would (the demo's logfile check counts it, its alert fires)."""
+        if self._syslog is None:
+            return
+        stamp = time.strftime("%b %e %H:%M:%S")
+        if self._was_up and not up:
+            line = f"{stamp} demo kernel: Out of memory: Killed process 4242 (java) total-vm:8388608kB"
+        else:
+            line = f"{stamp} demo intake[4242]: health check answered {'UP' if up else 'DOWN'}"
+        self._was_up = up
+        with self._syslog.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -167,6 +186,9 @@ class Stack:
         mapping = {DEMO_EXPORTER_PORT: cfg.exporter_port, DEMO_NOTIFIER_PORT: cfg.notifier_port,
                    DEMO_TARGET_PORT: cfg.demo_target_port}
         exporter_cfg = _remap_ports(yaml.safe_load(cfg.exporter_config.read_text()), mapping)
+        for check in exporter_cfg.get("checks", []):
+            if check.get("target") == DEMO_SYSLOG:
+                check["target"] = str(self.run_dir / "logs" / "demo-syslog")
         self._write_yaml("exporter.yml", exporter_cfg)
 
         rule_files = sorted(str(path) for path in cfg.rules_dir.glob("*.rules.yml"))
@@ -243,7 +265,8 @@ class Stack:
             raise StackError("ports already in use: " + ", ".join(busy)
                              + " (stop what uses them or choose other ports, see --help)")
         self.render()
-        self.demo_target = DemoTarget(cfg.host, cfg.demo_target_port, demo_schedule).start()
+        self.demo_target = DemoTarget(cfg.host, cfg.demo_target_port, demo_schedule,
+                                      syslog=self.run_dir / "logs" / "demo-syslog").start()
         bin_dir = cfg.python_bin
         self._spawn("notifier", [str(bin_dir / "einvoice-notifier"), "--config",
                                  str(self.run_dir / "notifier.yml")])

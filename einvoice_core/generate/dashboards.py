@@ -40,7 +40,7 @@ CHANNEL_DOC = "消息通道（企业微信机器人、企业微信应用、控�
 
 NETWORK_ITEMS = ("01", "02", "05", "07", "08", "10", "19", "20")
 PIPELINE_ITEMS = ("13", "14", "16", "17", "18", "19")
-HOST_LOG_ITEMS = ("03", "09")
+HOST_LOG_ITEMS = ("03", "04", "09")
 
 
 @dataclass(frozen=True, slots=True)
@@ -952,6 +952,8 @@ def pipeline(obj: Objectives) -> Dashboard:
 
 
 def hosts(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_logs import log_panels  # builds on this module's helpers
+
     items = HOST_LOG_ITEMS
     sel = 'zone=~"$zone", item=~"$item", check=~"$check"'
     panels: list[Panel] = [
@@ -966,6 +968,7 @@ def hosts(obj: Objectives) -> Dashboard:
              text_mode="value_and_name",
              mappings=UP_MAPPINGS, thresholds=UP_STEPS),
         *_item_checks_panels(items, sel),
+        *log_panels(sel),
     ]
     return dashboard(
         "einvoice-hosts", "电子发票 主机与日志",
@@ -1048,6 +1051,12 @@ def exporter_health(obj: Objectives) -> Dashboard:
         panels, extra_tags=["详情"])
 
 
+def apps_dashboard(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_apps import apps
+
+    return apps(obj)
+
+
 BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "ops-wall": ops_wall,
     "sla": sla,
@@ -1060,6 +1069,7 @@ BUILDERS: dict[str, Callable[[Objectives], Dashboard]] = {
     "pipeline": pipeline,
     "hosts": hosts,
     "exporter": exporter_health,
+    "apps": apps_dashboard,
 }
 """File stem -> builder; the uid of each is `einvoice-<stem>`."""
 

@@ -19,7 +19,7 @@ import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
 from einvoice_core.contract import REASON_ZH
-from einvoice_core.generate import rules_data
+from einvoice_core.generate import rules_apps, rules_data, rules_logs
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -576,9 +576,11 @@ def rule_files(th: Thresholds) -> dict[str, str]:
     )
     return {
         "einvoice-items.rules.yml": HEADER + recorded + dump({"groups": item_groups(th)}),
-        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)}),
+        "einvoice-details.rules.yml": HEADER + details_doc + dump({"groups": detail_groups(th)
+                                                                   + rules_logs.groups(th)}),
         "einvoice-sla.rules.yml": HEADER + sla_doc + dump({"groups": sla_groups(th)}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
+        **rules_apps.rule_file(th),
     }
 
 
@@ -789,7 +791,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     calendar_path = out / CALENDAR_FILE
     periods = load_important_periods(calendar_path) if calendar_path.is_file() else ImportantPeriods()
     files = {**rule_files(th), "alertmanager.yml": alertmanager_yaml(th, periods),
-             "tests/items.test.yml": items_test_yaml(th)}
+             "tests/items.test.yml": items_test_yaml(th),
+             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th))}
     files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     written = []
     for name, content in sorted(files.items()):

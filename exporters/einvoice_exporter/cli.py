@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="YAML file with modules and checks")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the config file and exit (0 valid, 1 invalid) without starting")
+    parser.add_argument("--file-sd", dest="file_sd", metavar="HOST:PORT", default=None,
+                        help="print Prometheus file_sd JSON (one /probe?check= target per check, scraped "
+                             "at this exporter address) and exit")
     parser.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                         help="HOST:PORT to listen on (default %(default)s)")
     parser.add_argument("--web.config.file", dest="web_config", type=Path, default=None,
@@ -99,8 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(exc.lines), file=sys.stderr)
             return 1
 
+    if args.file_sd is not None:
+        from .coverage import file_sd
+
+        sys.stdout.write(file_sd(config, args.file_sd))
+        return 0
+
     if args.check_config:
+        from .coverage import coverage, format_coverage
+
         print(f"config OK: {len(config.modules)} modules, {len(config.checks)} checks")
+        print(format_coverage(coverage(config)))
         return 0
 
     from .runtime import Runtime

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from einvoice_core.configtypes import UniqueKeyLoader, expand_env
 
-from .schema import KIND_MODULES, ExporterConfig
+from .schema import KIND_NAMES, ExporterConfig
 
 
 class ConfigError(Exception):
@@ -95,7 +95,7 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
 def _display_loc(loc: Sequence[str | int]) -> list[str | int]:
     """Drop the discriminator tag pydantic inserts after `modules.<name>`."""
     parts = list(loc)
-    if len(parts) >= 3 and parts[0] == "modules" and parts[2] in KIND_MODULES:
+    if len(parts) >= 3 and parts[0] == "modules" and parts[2] in KIND_NAMES:
         del parts[2]
     return parts
 
@@ -116,10 +116,10 @@ def _sentence(error: Mapping[str, Any], loc: Sequence[str | int]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_not_found":
-        return f"kind is missing; set kind to one of {', '.join(KIND_MODULES)}"
+        return f"kind is missing; set kind to one of {', '.join(KIND_NAMES)}"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag", "")
-        return f"kind {tag!r} is not known; use one of {', '.join(KIND_MODULES)}"
+        return f"kind {tag!r} is not known; use one of {', '.join(KIND_NAMES)}"
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

@@ -10,13 +10,16 @@ an exception that escapes `run` is counted by the runtime as reason `error` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from prometheus_client.core import Metric
 
 from einvoice_core.contract import Reason
+
+if TYPE_CHECKING:
+    from .collectors import CheckError
 
 IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
 
@@ -28,7 +31,9 @@ class Failure:
     """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
 
 
-MetricType = Literal["gauge", "counter", "info"]
+MetricType = Literal["gauge", "counter", "info", "histogram"]
+_SUFFIX = "__sample_suffix"
+"""Internal pseudo-label: which sample of a histogram (_bucket, _count, _sum) a value is."""
 
 
 @dataclass(slots=True)
@@ -54,16 +59,27 @@ class MetricSet:
 
     def gauge(self, name: str, documentation: str, value: float,
               labels: Mapping[str, str] | None = None) -> None:
-        self._add(name, "gauge", documentation, value, labels)
+        self.add(name, "gauge", documentation, value, labels)
 
     def counter(self, name: str, documentation: str, value: float,
                 labels: Mapping[str, str] | None = None) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
-        self._add(name, "counter", documentation, value, labels)
+        self.add(name, "counter", documentation, value, labels)
 
-    def _add(self, name: str, type_: MetricType, documentation: str, value: float,
-             labels: Mapping[str, str] | None) -> None:
+    def histogram(self, name: str, documentation: str, buckets: Sequence[tuple[float, float]],
+                  count: float, total: float, labels: Mapping[str, str] | None = None) -> None:
+        """Cumulative `buckets` as (upper bound, observations <= bound); +Inf is `count`."""
+        own = dict(labels or {})
+        for bound, observed in [*buckets, (float("inf"), count)]:
+            le = "+Inf" if bound == float("inf") else repr(float(bound))
+            self.add(name, "histogram", documentation, observed, {**own, "le": le, _SUFFIX: "_bucket"})
+        self.add(name, "histogram", documentation, count, {**own, _SUFFIX: "_count"})
+        self.add(name, "histogram", documentation, total, {**own, _SUFFIX: "_sum"})
+
+    def add(self, name: str, type_: MetricType, documentation: str, value: float,
+            labels: Mapping[str, str] | None = None) -> None:
+        """One sample of a family of any type (copying families between sets)."""
         own = dict(labels or {})
         clash = set(own) & set(IDENTITY_LABELS)
         if clash:
@@ -109,6 +125,10 @@ class Outcome:
             self.failure = Failure(reason, detail)
         return self
 
+    def fail_with(self, exc: CheckError) -> Outcome:
+        """Record a raised `CheckError` (keeping the metrics measured before it)."""
+        return self.fail(exc.reason, exc.detail)
+
 
 class Check(Protocol):
     """What every collector class implements.
@@ -143,5 +163,7 @@ def merge_families(
                 base = name.removesuffix("_total") if type_ == "counter" else name
                 family = merged[name] = Metric(base, documentation, type_)
             for own, value in samples:
-                family.add_sample(name, {**identity, **own}, value)
+                suffix = own.get(_SUFFIX, "")
+                labels = {k: v for k, v in own.items() if k != _SUFFIX} if suffix else own
+                family.add_sample(name + suffix, {**identity, **labels}, value)
     yield from merged.values()

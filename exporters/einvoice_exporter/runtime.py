@@ -25,9 +25,9 @@ from prometheus_client.core import Metric
 from einvoice_core.catalogue import ITEMS, get_item, normalize_item_id
 
 from . import selfmetrics as sm
-from .collectors import build_check
+from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
 from .outcome import Check, MetricSet, Outcome, Reason, merge_families
-from .schema import KIND_MODULES, CheckConfig, ExporterConfig, Module
+from .schema import KIND_NAMES, CheckConfig, ExporterConfig, Module
 
 log = logging.getLogger("einvoice_exporter.runtime")
 
@@ -67,8 +67,13 @@ class Result:
         return self.outcome.failure.reason if self.outcome.failure else None
 
 
-def _timeout_outcome(seconds: float, detail: str = "") -> Outcome:
-    return Outcome().fail(Reason.TIMEOUT, detail or f"no result within {seconds:.3g}s")
+def _timeout_outcome(seconds: float, detail: str = "", progress: Progress | None = None) -> Outcome:
+    """A timeout decided by the scheduler; `progress` says which phase the abandoned run was in."""
+    detail = detail or f"no result within {seconds:.3g}s"
+    if progress is not None:
+        fact = f", {progress.detail}" if progress.detail else ""
+        detail += f" (phase: {progress.phase}{fact})"
+    return Outcome().fail(Reason.TIMEOUT, detail)
 
 
 class _Handle:
@@ -118,6 +123,8 @@ class _Run:
         self.finished = float("inf")
         """Monotonic time the last attempt returned."""
         self.future: Future[Outcome] | None = None
+        self.progress = Progress()
+        """The phase the collector is in, written by its Deadline; read at the deadline."""
         self.result: Result | None = None
         """Set once, by whichever scrape settles the run first."""
 
@@ -136,7 +143,11 @@ def execute(handle: _Handle, target: str, retries: int, run: _Run,
                 return _timeout_outcome(timeout, "waited for a free worker past the deadline")
             run.attempts += 1
             try:
-                outcome = handle.check.run(target, remaining)
+                run.progress.phase, run.progress.detail = "running", ""
+                with tracking(run.progress):
+                    outcome = handle.check.run(target, remaining)
+            except CheckError as exc:
+                outcome = Outcome().fail_with(exc)
             except Exception as exc:
                 log.exception("check of module %s raised on target %s (a collector bug)", handle.name, target)
                 return Outcome().fail(Reason.ERROR, f"collector raised {type(exc).__name__}")
@@ -255,7 +266,7 @@ class CheckRow:
     last: Result | None
 
 
-class ProbeError(ValueError):
+class ProbeRequestError(ValueError):
     """A /probe request that cannot be served as asked (answered 400)."""
 
 
@@ -359,7 +370,8 @@ class Runtime:
                     return run, now + timeout
                 if not run.future.done():
                     return state.record(Result(
-                        _timeout_outcome(timeout, "the previous run is still going past its deadline"),
+                        _timeout_outcome(timeout, "the previous run is still going past its deadline",
+                                         run.progress),
                         run.attempts, now - run.started_mono, run.started))
             run = self._start(gen, state, gen.handles[state.config.module], timeout)
             state.run = run
@@ -380,11 +392,11 @@ class Runtime:
             elif now >= run.deadline:
                 if not future.cancel():
                     self._mark_overrunning(run)
-                outcome, duration = _timeout_outcome(run.timeout), run.timeout
+                outcome, duration = _timeout_outcome(run.timeout, progress=run.progress), run.timeout
             else:
                 # Our own deadline came before the shared run's: report without recording.
-                return Result(_timeout_outcome(my_deadline - run.started_mono), run.attempts,
-                              now - run.started_mono, run.started)
+                return Result(_timeout_outcome(my_deadline - run.started_mono, progress=run.progress),
+                              run.attempts, now - run.started_mono, run.started)
             run.result = state.record(Result(outcome, run.attempts, duration, run.started))
             if outcome.failure is not None:
                 log.debug("check %s on %s failed: %s: %s", state.config.name, state.config.target,
@@ -433,10 +445,12 @@ class Runtime:
             gen.leave()
         yield from uniform_families((state.label_values(), failures, result)
                                     for state, result, failures in results)
-        yield from merge_families((state.identity, result.outcome.metrics) for state, result, _ in results)
+        yield from merge_families((state.identity, with_basics(result, state.module.kind))
+                                  for state, result, _ in results)
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
         config = gen.config
-        kinds = dict.fromkeys(KIND_MODULES, 0)
+        yield sm.ITEM_MONITORED_ELSEWHERE.family(((item,), 1) for item in sorted(config.monitored_elsewhere))
+        kinds = dict.fromkeys(KIND_NAMES, 0)
         for module in config.modules.values():
             kinds[module.kind] += 1
         yield sm.CHECKS_CONFIGURED.family([((), len(config.checks))])
@@ -448,6 +462,11 @@ class Runtime:
         yield sm.CONFIG_RELOAD_TIME.family([((), self.last_reload_success)])
         yield sm.BUILD_INFO.family([((version(), ".".join(map(str, sys.version_info[:3]))), 1)])
         yield sm.SCRAPE_DURATION.family([((), self._monotonic() - started)])
+
+    def log_matches(self) -> dict[str, dict[str, dict[str, tuple[float, str]]]]:
+        """module -> target -> class -> (time, redacted line), from checks that keep them (logfile)."""
+        handles = self._generation.handles.items()
+        return {name: h.check.last_matches() for name, h in handles if hasattr(h.check, "last_matches")}
 
     def rows(self) -> list[CheckRow]:
         """The configured checks and their last results, without running anything."""
@@ -462,39 +481,50 @@ class Runtime:
     # ---- /probe -------------------------------------------------------------------------------
 
     def probe(self, module_name: str | None, target: str | None, item: str | None = None,
-              scrape_timeout: float | None = None) -> list[Metric]:
+              scrape_timeout: float | None = None, check: str | None = None) -> list[Metric]:
         """Blackbox-style probe of one target with one module: detail metrics without identity
-        labels, plus the uniform series with check=<module>. Raises ProbeError for a bad request."""
+        labels, plus the uniform series with check=<module>. `check` names a configured check instead
+        (`/probe?check=NAME`, what `--file-sd` generates): its module, target and item, and
+        check=<NAME>. Raises ProbeRequestError for a bad request."""
         gen = self._acquire()
         try:
-            return self._probe(gen, module_name, target, item, scrape_timeout)
+            check_name = None
+            if check:
+                configured = next((c for c in gen.config.checks if c.name == check), None)
+                if configured is None:
+                    raise ProbeRequestError(f"unknown check {check!r}")
+                if module_name or target or item:
+                    raise ProbeRequestError("check names its module, target and item; "
+                                            "do not combine it with module, target or item")
+                module_name, target, item = configured.module, configured.target, configured.item
+                check_name = configured.name
+            return self._probe(gen, module_name, target, item, scrape_timeout, check_name)
         finally:
             gen.leave()
 
     def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
-               scrape_timeout: float | None) -> list[Metric]:
+               scrape_timeout: float | None, check_name: str | None = None) -> list[Metric]:
         if not module_name:
-            raise ProbeError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
+            raise ProbeRequestError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
         module = gen.config.modules.get(module_name)
         if module is None:
             known = ", ".join(sorted(gen.config.modules)) or "none"
-            raise ProbeError(f"unknown module {module_name!r} (configured: {known})")
+            raise ProbeRequestError(f"unknown module {module_name!r} (configured: {known})")
         if not target:
-            raise ProbeError("the target parameter is missing; use /probe?module=NAME&target=TARGET")
+            raise ProbeRequestError("the target parameter is missing; use /probe?module=NAME&target=TARGET")
         if len(target) > 512:
-            raise ProbeError("the target is longer than 512 characters")
-        validate = getattr(KIND_MODULES[module.kind], "validate_target", None)
-        if validate is not None:
-            try:
-                validate(target)
-            except ValueError as exc:
-                raise ProbeError(f"target {target!r}: {exc}") from None
+            raise ProbeRequestError("the target is longer than 512 characters")
+        try:
+            validate_target(module.kind, target)
+        except ValueError as exc:
+            raise ProbeRequestError(f"target {target!r}: {exc}") from None
         try:
             item_id = normalize_item_id(item) if item else module.item
         except ValueError as exc:
-            raise ProbeError(f"item parameter: {exc}") from None
+            raise ProbeRequestError(f"item parameter: {exc}") from None
         if item_id is None:
-            raise ProbeError(f"module {module_name!r} has no item; add &item=NN (01 to 20) to the request")
+            raise ProbeRequestError(f"module {module_name!r} has no item; "
+                                    "add &item=NN (01 to 20) to the request")
         zone = get_item(item_id).zone.value
 
         timeout = self._timeout(module.timeout, self.budget(scrape_timeout))
@@ -508,16 +538,13 @@ class Runtime:
         else:
             if not future.cancel():
                 self._mark_overrunning(run)
-            outcome, duration = _timeout_outcome(timeout), timeout
+            outcome, duration = _timeout_outcome(timeout, progress=run.progress), timeout
         result = Result(outcome, run.attempts, duration, run.started)
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
-        families: list[Metric] = []
-        metrics = outcome.metrics
-        if "probe_success" not in metrics.names():
-            families.extend(_probe_basics(result))
-        families.extend(merge_families([({}, metrics)]))
-        families.extend(uniform_families([((item_id, zone, module_name, target), failures, result)]))
+        families = list(merge_families([({}, with_basics(result, module.kind))]))
+        label_values = (item_id, zone, check_name or module_name, target)
+        families.extend(uniform_families([(label_values, failures, result)]))
         return families
 
     def _probe_count(self, module: str, target: str, item: str, reason: Reason | None) -> dict[Reason, int]:
@@ -532,14 +559,28 @@ class Runtime:
             return dict(counts)
 
 
-def _probe_basics(result: Result) -> list[Metric]:
-    """probe_success and probe_duration_seconds as blackbox_exporter always shows them, for kinds
-    (or timeouts) whose outcome does not carry them."""
+def with_basics(result: Result, kind: str | None = None) -> MetricSet:
+    """The run's metrics, plus probe_success and probe_duration_seconds as blackbox_exporter always
+    shows them when the outcome does not carry them (a timeout, an exception, a kind without them),
+    and the kind's own `unanswered` series when the run ended without the collector's word."""
+    metrics = result.outcome.metrics
+    names = metrics.names()
+    hook = kinds()[kind].unanswered if kind in kinds() else None
+    missing_own = hook is not None and not result.up and not names
+    if "probe_success" in names and "probe_duration_seconds" in names and not missing_own:
+        return metrics
     basics = MetricSet()
-    basics.gauge("probe_success", "Whether the probe succeeded", 1 if result.up else 0)
+    basics.gauge("probe_success", "Displays whether or not the probe was a success", 1 if result.up else 0)
     basics.gauge("probe_duration_seconds", "Returns how long the probe took to complete in seconds",
                  result.duration)
-    return list(merge_families([({}, basics)]))
+    for name, type_, documentation, samples in metrics.items():
+        if name in ("probe_success", "probe_duration_seconds"):
+            continue
+        for labels, value in samples:
+            basics.add(name, type_, documentation, value, labels)
+    if missing_own and hook is not None:
+        hook(basics)
+    return basics
 
 
 def uniform_families(

@@ -15,19 +15,11 @@ same modules serve `/probe?module=&target=`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, create_model, model_validator
 
-from .collectors import dns, elasticsearch, goldengate, http, kafka, redis, redis_cluster, sql, tcp, tls
-from .collectors.dns import Settings as DnsSettings
-from .collectors.elasticsearch import Settings as ElasticsearchSettings
-from .collectors.http import Settings as HttpSettings
-from .collectors.kafka import Settings as KafkaSettings
-from .collectors.redis import Settings as RedisSettings
-from .collectors.redis_cluster import Settings as RedisClusterSettings
-from .collectors.tcp import Settings as TcpSettings
-from .collectors.tls import Settings as TlsSettings
+from .collectors import kinds, validate_target
 from .fields import Duration, ItemId, Name, PositiveDuration, StrictModel
 
 
@@ -40,72 +32,35 @@ class ModuleBase(StrictModel):
     """Item for `/probe` requests that do not name one with `&item=`."""
 
 
-class DnsModule(ModuleBase):
-    kind: Literal["dns"]
-    dns: DnsSettings = Field(default_factory=DnsSettings)
+def _module_model(kind: str, settings: type[StrictModel]) -> type[ModuleBase]:
+    """`kind: <kind>` plus the kind's settings block under the key `<kind>` (HttpModule, ...)."""
+    title = "".join(part.capitalize() for part in kind.split("_")) + "Module"
+    fields: dict[str, Any] = {
+        "kind": (Literal[kind], ...),
+        kind: (settings, Field(default_factory=settings)),
+    }
+    model: type[ModuleBase] = create_model(title, __base__=ModuleBase, __module__=__name__, **fields)
+    return model
 
 
-class TcpModule(ModuleBase):
-    kind: Literal["tcp"]
-    tcp: TcpSettings = Field(default_factory=TcpSettings)
-
-
-class TlsModule(ModuleBase):
-    kind: Literal["tls"]
-    tls: TlsSettings = Field(default_factory=TlsSettings)
-
-
-class HttpModule(ModuleBase):
-    kind: Literal["http"]
-    http: HttpSettings = Field(default_factory=HttpSettings)
-
-
-class RedisModule(ModuleBase):
-    kind: Literal["redis"]
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-
-
-class RedisClusterModule(ModuleBase):
-    kind: Literal["redis_cluster"]
-    redis_cluster: RedisClusterSettings = Field(default_factory=RedisClusterSettings)
-
-
-class ElasticsearchModule(ModuleBase):
-    kind: Literal["elasticsearch"]
-    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
-
-
-class KafkaModule(ModuleBase):
-    kind: Literal["kafka"]
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-
-class SqlModule(ModuleBase):
-    kind: Literal["sql"]
-    sql: sql.Settings
-
-
-class GoldenGateModule(ModuleBase):
-    kind: Literal["goldengate"]
-    goldengate: goldengate.Settings
-
-
-Module = Annotated[
-    DnsModule | TcpModule | TlsModule | HttpModule | RedisModule | RedisClusterModule
-    | ElasticsearchModule | KafkaModule | SqlModule | GoldenGateModule,
-    Field(discriminator="kind"),
-]
-
-KIND_MODULES = {
-    "dns": dns, "tcp": tcp, "tls": tls, "http": http, "redis": redis,
-    "redis_cluster": redis_cluster, "elasticsearch": elasticsearch, "kafka": kafka,
-    "sql": sql, "goldengate": goldengate,
+MODULE_MODELS: dict[str, type[ModuleBase]] = {
+    name: _module_model(name, kind.settings) for name, kind in kinds().items()
 }
+"""One module model per registered kind, derived from the registry (collectors.KINDS)."""
+
+KIND_NAMES: tuple[str, ...] = tuple(MODULE_MODELS)
+
+if TYPE_CHECKING:
+    class Module(ModuleBase):
+        kind: str
+else:
+    Module = Annotated[Union[tuple(MODULE_MODELS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 def module_settings(module: Module) -> StrictModel:
     """The kind-specific settings block of a module (`module.http` for kind http, ...)."""
-    return getattr(module, module.kind)
+    settings: StrictModel = getattr(module, module.kind)
+    return settings
 
 
 class CheckConfig(StrictModel):
@@ -124,10 +79,17 @@ class GlobalConfig(StrictModel):
     """Checks running at once in one scrape."""
 
 
+ElsewhereNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+
+
 class ExporterConfig(StrictModel):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     modules: dict[Name, Module] = Field(default_factory=dict)
     checks: list[CheckConfig] = Field(default_factory=list)
+    monitored_elsewhere: dict[ItemId, ElsewhereNote] = Field(default_factory=dict)
+    """Items watched outside this bundle on purpose, each with who watches it and how (Chinese, for
+    people): `{"15": "容器平台自带监控（xx 平台）负责，见运维手册 3.2"}`. They get no unmonitored-item
+    alert and show as 外部监控 on the wall. An item with checks here cannot also be declared elsewhere."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> ExporterConfig:
@@ -141,10 +103,11 @@ class ExporterConfig(StrictModel):
             if module is None:
                 known = ", ".join(sorted(self.modules)) or "none"
                 raise ValueError(f"{where}: module {check.module!r} is not defined (defined: {known})")
-            validate = getattr(KIND_MODULES[module.kind], "validate_target", None)
-            if validate is not None:
-                try:
-                    validate(check.target)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: target {check.target!r}: {exc}") from None
+            try:
+                validate_target(module.kind, check.target)
+            except ValueError as exc:
+                raise ValueError(f"{where}: target {check.target!r}: {exc}") from None
+            if check.item in self.monitored_elsewhere:
+                raise ValueError(f"{where}: item {check.item} is declared in monitored_elsewhere; remove "
+                                 "the declaration or the check, an item cannot be both")
         return self

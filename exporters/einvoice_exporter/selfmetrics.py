@@ -57,6 +57,10 @@ CHECK_LAST_RUN = Builtin(
 ITEM_INFO = Builtin(
     "einvoice_item_info", "gauge",
     "The contract's monitoring items: Chinese name and network zone, always 1.", ("item", "name", "zone"))
+ITEM_MONITORED_ELSEWHERE = Builtin(
+    "einvoice_item_monitored_elsewhere", "gauge",
+    "1 for each item the configuration declares monitored outside this bundle (monitored_elsewhere):"
+    " the unmonitored-item alert and the wall treat it as covered.", ("item",))
 CONFIG_RELOAD_OK = Builtin(
     "einvoice_exporter_config_last_reload_successful", "gauge",
     "1 if the last attempt to load the configuration succeeded, 0 if the old configuration is still running.")
@@ -80,6 +84,7 @@ CHECKS_OVERRUNNING = Builtin(
 
 BUILTINS: tuple[Builtin, ...] = (
     CHECK_UP, CHECK_DURATION, CHECK_FAILURES, CHECK_ATTEMPTS, CHECK_LAST_RUN, ITEM_INFO,
+    ITEM_MONITORED_ELSEWHERE,
     CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME, BUILD_INFO, SCRAPE_DURATION, CHECKS_CONFIGURED,
     MODULES_CONFIGURED, CHECKS_OVERRUNNING,
 )

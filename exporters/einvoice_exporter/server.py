@@ -12,6 +12,7 @@ import logging
 import math
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field
 from http import HTTPStatus
@@ -26,7 +27,7 @@ from prometheus_client.core import Metric
 from . import landing
 from .config import ConfigError
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode, wants_openmetrics
-from .runtime import ProbeError, Runtime, version
+from .runtime import ProbeRequestError, Runtime, version
 from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context, load_web_config
 
 log = logging.getLogger("einvoice_exporter.server")
@@ -107,6 +108,18 @@ class ExporterServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line in the configured format, never socketserver's traceback on stderr: a
+        client that resets or drops its connection is routine (a scrape timed out)."""
+        exc = sys.exc_info()[1]
+        peer = client_address[0] if isinstance(client_address, tuple) and client_address else "unknown"
+        if isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
+            log.info("connection from %s ended before its answer was complete (%s)", peer, type(exc).__name__)
+            return
+        lines = str(exc).splitlines()
+        log.error("request from %s failed: %s: %s", peer, type(exc).__name__, lines[0][:200] if lines else "",
+                  exc_info=log.isEnabledFor(logging.DEBUG))
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         security = self.app.security
@@ -200,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         route = {"/": self._landing, "/metrics": self._metrics, "/probe": self._probe,
-                 "/-/healthy": self._healthy, "/-/reload": self._reload}.get(url.path)
+                 "/-/healthy": self._healthy, "/-/reload": self._reload, "/logs": self._logs}.get(url.path)
         if route is None:
             self._send(HTTPStatus.NOT_FOUND, "Not found\n")
             return
@@ -236,6 +249,11 @@ class Handler(BaseHTTPRequestHandler):
         runtime = self.server.app.runtime
         page = landing.render(runtime.rows(), version(), runtime.last_reload_ok, runtime.last_reload_error)
         self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+
+    def _logs(self, _query: str) -> None:
+        from .collectors.logs.page import render
+
+        self._send(HTTPStatus.OK, render(self.server.app.runtime.log_matches()), "text/html; charset=utf-8")
 
     def _healthy(self, _query: str) -> None:
         self._send(HTTPStatus.OK, "Healthy.\n")
@@ -288,8 +306,8 @@ class Handler(BaseHTTPRequestHandler):
 
         try:
             families = self.server.app.runtime.probe(first("module"), first("target"), first("item"),
-                                                     scrape_timeout)
-        except ProbeError as exc:
+                                                     scrape_timeout, check=first("check"))
+        except ProbeRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n")
             return
         self._encode(lambda: iter(families))

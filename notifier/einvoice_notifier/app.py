@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from einvoice_core.contract import WEBHOOK_PATH, Route, TicketClass
+
 from . import db
 from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
@@ -45,12 +47,12 @@ from .service import (
     TicketNotFoundError,
     TicketService,
     TicketView,
+    month_bounds,
 )
 from .settings import Settings, generate_token
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/api/v1/webhook/alertmanager"
 _DRAIN_LIMIT = 128 * 1024 * 1024
 """An oversized body is read and discarded up to this size so the client sees the 413."""
 
@@ -136,7 +138,7 @@ class TicketOut(BaseModel):
     item: str | None
     zone: str | None
     target: str | None
-    severity_class: Literal["urgent", "general", "outage"]
+    severity_class: TicketClass
     severity_zh: str
     state: Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
     state_zh: str
@@ -193,6 +195,19 @@ class CloseIn(BaseModel):
     solution: str = Field(min_length=1, max_length=10000)
     resolved_locally: bool
     """True: solved by the on-site team (本级解决); False: escalated to the second line/vendor."""
+
+
+class RatesOut(BaseModel):
+    """本级解决率 and 一次性解决率 of [start, end) (service.ResolutionRates); null: nothing to count."""
+
+    start: datetime
+    end: datetime
+    closed: int
+    closed_locally: int
+    local_ratio: float | None
+    resolved: int
+    recurred: int
+    one_time_ratio: float | None
 
 
 class OutboxOut(BaseModel):
@@ -347,8 +362,8 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
             response = _error(401, "missing or wrong bearer token")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-        if route not in (None, "first_line", "second_line"):
-            return _error(400, "query parameter route must be first_line or second_line")
+        if route is not None and route not in set(Route):
+            return _error(400, "query parameter route must be one of " + ", ".join(Route))
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
             return _error(413, f"body larger than {limit} bytes")
@@ -382,7 +397,7 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
                         "webhook_config): those alerts get no ticket", notification.receiver,
                         notification.truncated_alerts)
         try:
-            result = await run_in_threadpool(service.ingest, notification, route or "first_line")
+            result = await run_in_threadpool(service.ingest, notification, route or Route.FIRST_LINE)
         except StoreUnavailableError as exc:
             log.warning("webhook: could not store notification (%s); answering 503", exc)
             return _error(503, "ticket store unavailable; retry later")
@@ -440,7 +455,7 @@ def _api_router(notifier: Notifier) -> APIRouter:
     @router.get("/tickets", response_model=list[TicketOut], summary="工单列表")
     def list_tickets(_who: Viewer,
                      state: StateName | None = None,
-                     severity_class: Literal["urgent", "general", "outage"] | None = None,
+                     severity_class: TicketClass | None = None,
                      item: str | None = None, overdue: bool | None = None,
                      limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[TicketOut]:
         found = service.list_tickets(state, severity_class, item, overdue, limit)
@@ -474,6 +489,20 @@ def _api_router(notifier: Notifier) -> APIRouter:
     def close(ticket_id: int, body: CloseIn, who: Operator) -> TicketOut:
         return act(ticket_id, lambda: service.close(ticket_id, who.name, body.cause, body.solution,
                                          body.resolved_locally))
+
+    @router.get("/rates", response_model=RatesOut, tags=["reports"], summary="本级/一次性解决率（按区间）")
+    def rates(_who: Viewer, start: datetime | None = None, end: datetime | None = None) -> RatesOut:
+        if start is None and end is None:  # the current calendar month, as /metrics shows it
+            start, end = month_bounds(notifier.clock(), service.calendar.tz)
+        if start is None or end is None:
+            raise HTTPException(422, "start 与 end 需同时给出（ISO 8601，带时区）")
+        try:
+            found = service.rates(start, end)
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RatesOut(start=found.start, end=found.end, closed=found.closed,
+                        closed_locally=found.closed_locally, local_ratio=found.local_ratio,
+                        resolved=found.resolved, recurred=found.recurred, one_time_ratio=found.one_time_ratio)
 
     @router.get("/outbox", response_model=list[OutboxOut], tags=["outbox"], summary="消息队列（默认死信）")
     def outbox_messages(_who: Viewer, state: Literal["pending", "sent", "dead"] | None = "dead",

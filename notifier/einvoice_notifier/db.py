@@ -7,6 +7,7 @@ Times are stored as naive UTC (DATETIME(6) on MariaDB, so no precision is lost).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ from sqlalchemy import (
     event,
     inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
@@ -49,42 +52,59 @@ schema_version = Table(
     Column("applied_at", Moment, nullable=False),
 )
 
+def _v1_ticket_columns() -> list[Column[Any]]:
+    """The ticket columns of schema version 1 (fresh objects each call: a Column has one table)."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("starts_at", Moment, nullable=False),
+        Column("group_key", Text, nullable=False),
+        Column("alertname", String(255), nullable=False),
+        Column("item", String(8)),
+        Column("zone", String(32)),
+        Column("target", String(512)),
+        Column("severity_class", String(16), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("summary", Text, nullable=False),
+        Column("description", Text, nullable=False),
+        Column("labels", Text, nullable=False),
+        Column("ends_at", Moment),
+        Column("created_at", Moment, nullable=False),
+        Column("updated_at", Moment, nullable=False),
+        Column("acknowledged_at", Moment),
+        Column("in_progress_at", Moment),
+        Column("resolved_at", Moment),
+        Column("closed_at", Moment),
+        Column("response_deadline", Moment, nullable=False),
+        Column("resolution_deadline", Moment, nullable=False),
+        Column("response_breached", Boolean, nullable=False, default=False),
+        Column("resolution_breached", Boolean, nullable=False, default=False),
+        Column("escalated", Boolean, nullable=False, default=False),
+        Column("second_line", Boolean, nullable=False, default=False),
+        Column("recurrence_of", Integer, ForeignKey("tickets.id")),
+        Column("cause", Text),
+        Column("solution", Text),
+        Column("resolved_locally", Boolean),
+    ]
+
+
+def _v1_ticket_constraints() -> list[Any]:
+    return [UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alert"),
+            Index("ix_tickets_state", "state"), Index("ix_tickets_recur", "alertname", "closed_at")]
+
+
 tickets = Table(
     "tickets", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("fingerprint", String(64), nullable=False),
-    Column("starts_at", Moment, nullable=False),
-    Column("group_key", Text, nullable=False),
-    Column("alertname", String(255), nullable=False),
-    Column("item", String(8)),
-    Column("zone", String(32)),
-    Column("target", String(512)),
-    Column("severity_class", String(16), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("summary", Text, nullable=False),
-    Column("description", Text, nullable=False),
-    Column("labels", Text, nullable=False),
-    Column("ends_at", Moment),
-    Column("created_at", Moment, nullable=False),
-    Column("updated_at", Moment, nullable=False),
-    Column("acknowledged_at", Moment),
-    Column("in_progress_at", Moment),
-    Column("resolved_at", Moment),
-    Column("closed_at", Moment),
-    Column("response_deadline", Moment, nullable=False),
-    Column("resolution_deadline", Moment, nullable=False),
-    Column("response_breached", Boolean, nullable=False, default=False),
-    Column("resolution_breached", Boolean, nullable=False, default=False),
-    Column("escalated", Boolean, nullable=False, default=False),
-    Column("second_line", Boolean, nullable=False, default=False),
-    Column("recurrence_of", Integer, ForeignKey("tickets.id")),
-    Column("cause", Text),
-    Column("solution", Text),
-    Column("resolved_locally", Boolean),
-    UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alert"),
-    Index("ix_tickets_state", "state"),
-    Index("ix_tickets_recur", "alertname", "closed_at"),
+    *_v1_ticket_columns(),
+    Column("problem_key", String(512)),
+    Column("sla_events", String(128), nullable=False, default=""),
+    *_v1_ticket_constraints(),
+    Index("ix_tickets_problem", "problem_key", "severity_class"),
 )
+"""One ticket per problem. `problem_key` is the problem's stable identity (service, or item + check
++ target: payload.problem_key_of), which recurrence (一次性解决率) and the SLA follow-up alerts of an
+outage match on; `sla_events` lists the follow-ups already applied (comma-separated SlaEvent values),
+so each counts once per ticket however many routes deliver it. Both arrived in schema version 2."""
 
 alert_events = Table(
     "alert_events", metadata,
@@ -144,16 +164,56 @@ outbox = Table(
     Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
 )
 
+ticket_alerts = Table(
+    "ticket_alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", Moment, nullable=False),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alerts_alert"),
+)
+"""Alerts that joined a ticket another alert opened (the follow-ups of one outage: restore breached,
+2-hour limit...), so their later notifications find that ticket. Schema version 2."""
+
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed")
 OPEN_STATES = ("open", "acknowledged", "in_progress")
 
 
 def _v1_initial(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[tickets, alert_events, notifications, audit_log, outbox])
+    """Version 1 exactly as it shipped (later columns are added by later steps, on every store)."""
+    v1 = MetaData()
+    Table("tickets", v1, *_v1_ticket_columns(), *_v1_ticket_constraints())
+    found = [v1.tables["tickets"]] + [table.to_metadata(v1)
+                                      for table in (alert_events, notifications, audit_log, outbox)]
+    v1.create_all(conn, tables=found)
+
+
+def _v2_problems_and_sla_events(conn: Connection) -> None:
+    """tickets.problem_key (filled in for the tickets already stored, from their labels),
+    tickets.sla_events, and the ticket_alerts table."""
+    from .payload import problem_key_of  # the one definition of a problem's identity
+
+    present = {column["name"] for column in inspect(conn).get_columns("tickets")}
+    if "problem_key" not in present:
+        conn.execute(text("ALTER TABLE tickets ADD COLUMN problem_key VARCHAR(512)"))
+    if "sla_events" not in present:
+        conn.execute(text("ALTER TABLE tickets ADD COLUMN sla_events VARCHAR(128) NOT NULL DEFAULT ''"))
+    if "ix_tickets_problem" not in {index["name"] for index in inspect(conn).get_indexes("tickets")}:
+        conn.execute(text("CREATE INDEX ix_tickets_problem ON tickets (problem_key, severity_class)"))
+    ticket_alerts.create(conn, checkfirst=True)
+    rows = conn.execute(select(tickets.c.id, tickets.c.labels).where(tickets.c.problem_key.is_(None))).all()
+    for ticket_id, labels in rows:
+        try:
+            parsed = json.loads(labels)
+        except ValueError:
+            parsed = {}
+        conn.execute(update(tickets).where(tickets.c.id == ticket_id),
+                     {"problem_key": problem_key_of(parsed if isinstance(parsed, dict) else {})})
 
 
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "tickets, alert events, notifications, audit log, outbox", _v1_initial),
+    (2, "tickets.problem_key (backfilled), tickets.sla_events, ticket_alerts", _v2_problems_and_sla_events),
 )
 """Append new steps (version, description, function); never edit an applied one."""
 

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -29,9 +30,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from .db import OPEN_STATES, STATES, from_db, outbox, tickets
+from .service import month_bounds, resolution_rates
 from .settings import SEVERITY_CLASSES
 
 log = logging.getLogger(__name__)
+
+REPORT_TZ = ZoneInfo("Asia/Shanghai")
+"""The ratios are per calendar month in the bureau's time zone."""
 
 DURATION_BUCKETS: Sequence[float] = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 """Seconds: 1 min … 3 days, around the SLA marks (10 min, 30 min, 2 h, 4 h)."""
@@ -127,11 +132,7 @@ class StoreCollector(Collector):
                     breaches[(deadline, cls)] = count
             timings = conn.execute(select(tickets.c.severity_class, tickets.c.starts_at,
                                           tickets.c.acknowledged_at, tickets.c.resolved_at)).all()
-            closed_count = conn.execute(select(func.count()).where(tickets.c.state == "closed")).scalar() or 0
-            local_count = conn.execute(select(func.count()).where(
-                tickets.c.state == "closed", tickets.c.resolved_locally.is_(True))).scalar() or 0
-            recurred = conn.execute(select(func.count(func.distinct(tickets.c.recurrence_of)))
-                                    .where(tickets.c.recurrence_of.is_not(None))).scalar() or 0
+            rates = resolution_rates(conn, *month_bounds(now, REPORT_TZ))
             open_rows = conn.execute(select(
                 tickets.c.id, tickets.c.item, tickets.c.severity_class, tickets.c.acknowledged_at,
                 tickets.c.response_deadline, tickets.c.resolution_deadline)
@@ -175,13 +176,15 @@ class StoreCollector(Collector):
         yield _histogram("einvoice_notifier_time_to_resolve_seconds",
                          "From the alert's start to the ticket's resolution (MTTR).", res)
 
-        if closed_count:
+        # The current calendar month (Asia/Shanghai), as the monthly report and panels count.
+        if rates.local_ratio is not None:
             yield GaugeMetricFamily("einvoice_notifier_local_resolution_ratio",
-                                    "Closed tickets solved locally (本级解决率), of all closed.",
-                                    value=local_count / closed_count)
+                                    "This month's closed tickets solved locally, never escalated to the "
+                                    "second line (本级解决率).", value=rates.local_ratio)
+        if rates.one_time_ratio is not None:
             yield GaugeMetricFamily("einvoice_notifier_one_time_resolution_ratio",
-                                    "Closed tickets whose problem did not recur within the window "
-                                    "(一次性解决率).", value=max(0.0, 1 - recurred / closed_count))
+                                    "This month's resolved tickets whose problem did not recur within "
+                                    "30 days (一次性解决率).", value=rates.one_time_ratio)
 
         deadlines = GaugeMetricFamily("einvoice_notifier_ticket_deadline_timestamp_seconds",
                                       "Deadline of each open ticket (unix time).",

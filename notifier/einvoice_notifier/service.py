@@ -1,12 +1,25 @@
 """Tickets: created from Alertmanager notifications, worked by people, audited, with SLA clocks.
 
-One ticket per *alert* (fingerprint + startsAt), not per notification group. Alertmanager groups
-alerts by labels and re-sends the whole group whenever one alert changes, so a group is a delivery
-unit, not a problem: alerts in one group start, resolve and get worked at different times, and the
-contract scores response and resolution per problem. Each ticket keeps the `groupKey` of the
+One ticket per *problem*: normally per alert (fingerprint + startsAt), not per notification
+group. Alertmanager groups alerts by labels and re-sends the whole group whenever one alert
+changes, so a group is a delivery unit, not a problem: alerts in one group start, resolve and
+get worked at different times, and the contract scores response and resolution per problem.
+Each ticket keeps the `groupKey` of the
 notification that created it, so the console can show the alerts that arrived together. An alert
 that fires again after resolving gets a new startsAt from Alertmanager and so a new ticket, linked
-to the earlier closed one as a recurrence when it falls within 30 days (一次性解决率).
+to the earlier ticket of the same problem (payload.problem_key_of: the service, or item + check +
+target), resolved or closed, as a recurrence when it starts within 30 days of that ticket's
+resolution (一次性解决率).
+
+One outage (or stall) of one service is one ticket. Its follow-up alerts, which the rules mark with
+`sla_event` (30-minute restore warned and breached, 2-hour limit near and exceeded), join the
+not-closed ticket of the same service and class: a timeline entry, and for a breach or the limit a
+message to the second line, each at most once per ticket; never a ticket or clock of their own.
+
+Clocks (SPEC §3): the response deadline (#8 substantive response; #5 phone response for stalls and
+outages) is wall-clock time; the resolution deadline (#9) is working hours on the calendar for the
+routine, general and urgent classes and wall-clock time (30 minutes) for stalls and outages. Both
+run from when the problem began (the alert's `started_at` annotation when it has one).
 
 Idempotence: each alert transition (fingerprint, startsAt, status, route) is recorded once in
 `alert_events` under a unique key in the same transaction as the ticket change and its outbox
@@ -23,38 +36,48 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from einvoice_core.catalogue import normalize_item_id
+from einvoice_core.contract import (
+    SERVICE_LABEL,
+    SLA_EVENT_ZH,
+    TICKET_CLASS_ZH,
+    TICKET_STATE_ZH,
+    Route,
+    SlaEvent,
+    TicketClass,
+)
 
 from . import db
 from .calendar import WorkingCalendar, load_calendar_data
-from .db import OPEN_STATES, alert_events, audit_log, from_db, notifications, tickets, to_db
+from .db import OPEN_STATES, alert_events, audit_log, from_db, notifications, ticket_alerts, tickets, to_db
 from .messaging.base import Channel, Message
-from .payload import Alert, Notification
+from .payload import Alert, Notification, problem_key_of, sla_event_of, ticket_class_of
 from .rendering import render_messages, ticket_link
-from .settings import SEVERITY_CLASSES, Settings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 SYSTEM_ACTOR = "alertmanager"
 SCHEDULER_ACTOR = "system"
-ROUTES = ("first_line", "second_line")
-
-STATE_ZH = {"open": "新建", "acknowledged": "已响应", "in_progress": "处理中", "resolved": "已解决",
-            "closed": "已关闭"}
-SEVERITY_ZH = {"urgent": "高级别", "general": "中低级别", "outage": "卡顿/宕机"}
 _DEADLINE_ZH = {"response": "响应时限", "resolution": "解决时限"}
 ACTION_ZH = {"create": "创建", "acknowledge": "响应", "start_progress": "开始处理", "add_note": "备注",
              "resolve": "解决", "close": "关闭", "alert_resolved": "告警恢复", "escalate": "超时升级",
-             "second_line": "转二线", "requeue_message": "重新发送"}
+             "second_line": "转二线", "requeue_message": "重新发送", "sla_event": "SLA 事件",
+             "alert_joined": "告警并入"}
+RESTORE_CLASSES = (TicketClass.STALL, TicketClass.OUTAGE)
+"""Classes held to the 30-minute restore: one ticket per service and class while it lasts."""
+ESCALATING_EVENTS = (SlaEvent.RESTORE_BREACHED, SlaEvent.LIMIT_NEAR, SlaEvent.LIMIT_EXCEEDED)
+"""SLA follow-ups that escalate the ticket to the second line; a restore warning is only noted."""
 
 
 class TicketError(Exception):
@@ -77,7 +100,7 @@ class InvalidTransitionError(TicketError, ValueError):
     """The action does not apply to the ticket's state (the API answers 409)."""
 
     def __init__(self, ticket_id: int, state: str, action: str) -> None:
-        super().__init__(f"工单 {ticket_id} 当前状态为「{STATE_ZH.get(state, state)}」，"
+        super().__init__(f"工单 {ticket_id} 当前状态为「{_zh(TICKET_STATE_ZH, state)}」，"
                          f"不能执行「{ACTION_ZH.get(action, action)}」")
         self.ticket_id, self.state, self.action = ticket_id, state, action
 
@@ -123,14 +146,23 @@ class TicketView:
     second_line: bool = False
     overdue: bool = False
     """A deadline has passed while the ticket is still open (as of when the view was read)."""
+    problem_key: str | None = None
+    sla_events: tuple[str, ...] = ()
+    """The SLA follow-ups applied to this ticket (SlaEvent values)."""
+    sla_event: str | None = None
+    """Set only on the view rendered for one SLA follow-up message: which one it is."""
 
     @property
     def state_zh(self) -> str:
-        return STATE_ZH.get(self.state, self.state)
+        return _zh(TICKET_STATE_ZH, self.state)
 
     @property
     def severity_zh(self) -> str:
-        return SEVERITY_ZH.get(self.severity_class, self.severity_class)
+        return _zh(TICKET_CLASS_ZH, self.severity_class)
+
+    @property
+    def sla_event_zh(self) -> str:
+        return _zh(SLA_EVENT_ZH, self.sla_event) if self.sla_event else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,34 +185,94 @@ class IngestResult:
     messages: int
 
 
+@dataclass(frozen=True, slots=True)
+class ResolutionRates:
+    """本级解决率 and 一次性解决率 of one period [start, end) (SPEC §3 #10, #11).
+
+    本级解决率: of the tickets closed in the period, those solved at this level: the closer ticked
+    "resolved locally" and the ticket was never escalated to the second line (a deadline breach or
+    an SLA follow-up escalates it). 一次性解决率: of the tickets resolved in the period, those whose
+    problem did not start again within the recurrence window (30 days) after the resolution. A
+    period's 一次性解决率 is final only a window after its end; until then a later recurrence can
+    still lower it. A ratio is None when the period has no ticket to count."""
+
+    start: datetime
+    end: datetime
+    closed: int
+    closed_locally: int
+    resolved: int
+    recurred: int
+
+    @property
+    def local_ratio(self) -> float | None:
+        return self.closed_locally / self.closed if self.closed else None
+
+    @property
+    def one_time_ratio(self) -> float | None:
+        return (self.resolved - self.recurred) / self.resolved if self.resolved else None
+
+
+def resolution_rates(conn: Connection, start: datetime, end: datetime) -> ResolutionRates:
+    """The two rates of [start, end), read from the store (aware datetimes)."""
+    lo, hi = to_db(start), to_db(end)
+    closed = and_(tickets.c.state == "closed", tickets.c.closed_at >= lo, tickets.c.closed_at < hi)
+    closed_count = conn.execute(select(func.count()).where(closed)).scalar() or 0
+    local_count = conn.execute(select(func.count()).where(
+        closed, tickets.c.resolved_locally.is_(True), tickets.c.escalated.is_(False))).scalar() or 0
+    resolved = and_(tickets.c.state.in_(("resolved", "closed")), tickets.c.resolved_at >= lo,
+                    tickets.c.resolved_at < hi)
+    resolved_count = conn.execute(select(func.count()).where(resolved)).scalar() or 0
+    later = tickets.alias("later")
+    recurred = conn.execute(select(func.count()).where(
+        resolved, select(later.c.id).where(later.c.recurrence_of == tickets.c.id).exists())).scalar() or 0
+    return ResolutionRates(start, end, closed_count, local_count, resolved_count, recurred)
+
+
+def month_bounds(moment: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The calendar month (in `tz`, Asia/Shanghai for the reports) containing `moment`, in UTC."""
+    local = moment.astimezone(tz)
+    first = date(local.year, local.month, 1)
+    following = date(local.year + local.month // 12, local.month % 12 + 1, 1)
+    return (datetime.combine(first, time(0), tz).astimezone(UTC),
+            datetime.combine(following, time(0), tz).astimezone(UTC))
+
+
 @dataclass(slots=True)
 class _Ctx:
     """What one transaction produced: rows written in bulk before commit, senders to wake after."""
 
     channels: set[str] = field(default_factory=set)
     messages: int = 0
+    shared_messages: bool = False
+    """Some alert of this transaction was also delivered on the route that shares its message keys
+    (on-site and important period): look for its messages already in the outbox before inserting."""
     audit: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def flush(self, conn: Connection) -> None:
-        """One executemany per table: statements compiled once, parameters sent as a batch."""
+        """One executemany per table: statements compiled once, parameters sent as a batch.
+
+        A message already in the outbox under the same key is dropped: the on-site and the
+        important-period receivers deliver the same alert, and each channel gets it once."""
+        if self.outbox and self.shared_messages:
+            keys = [row["dedupe_key"] for row in self.outbox]
+            taken: set[str] = set()
+            for start in range(0, len(keys), 500):
+                taken.update(conn.execute(select(db.outbox.c.dedupe_key).where(
+                    db.outbox.c.dedupe_key.in_(keys[start:start + 500]))).scalars())
+            if taken:
+                kept = [row for row in self.outbox if row["dedupe_key"] not in taken]
+                self.messages -= len(self.outbox) - len(kept)
+                self.outbox[:] = kept
         for table, rows in ((alert_events, self.events), (audit_log, self.audit), (db.outbox, self.outbox)):
             if rows:
                 conn.execute(table.insert(), rows)
                 rows.clear()
 
 
-def severity_class_of(labels: Mapping[str, str]) -> str:
-    """Explicit `severity_class` label first (the rules set it), then outage markers, then severity."""
-    explicit = labels.get("severity_class", "")
-    if explicit in SEVERITY_CLASSES:
-        return explicit
-    if labels.get("sla") == "outage" or labels.get("alertname", "").startswith("EinvoiceServiceOutage"):
-        return "outage"
-    if labels.get("severity") == "critical":
-        return "urgent"
-    return "general"
+severity_class_of = ticket_class_of
+"""The ticket class of an alert's labels (payload.ticket_class_of; the old name)."""
 
 
 def _item_of(labels: Mapping[str, str]) -> str | None:
@@ -224,23 +316,29 @@ class TicketService:
 
     # -- deadlines -----------------------------------------------------------------------------
 
-    def deadlines(self, severity_class: str, starts_at: datetime) -> tuple[datetime, datetime]:
-        policy = self.settings.sla[severity_class]  # type: ignore[index]
+    def deadlines(self, severity_class: str, began: datetime) -> tuple[datetime, datetime]:
+        """(response, resolution) deadlines of a ticket of this class whose problem began then.
+
+        The response is counted in hours around the clock (SPEC §3 #8, and #5's 10-minute phone
+        response for stalls and outages); the resolution in working hours on the calendar, or
+        around the clock for the classes whose policy says `wall` (the 30-minute restore)."""
+        policy = self.settings.sla[TicketClass(severity_class)]
+        response = began + timedelta(seconds=policy.response)
         if policy.clock == "wall":
-            return (starts_at + timedelta(seconds=policy.response),
-                    starts_at + timedelta(seconds=policy.resolution))
-        return (self.calendar.add_working_seconds(starts_at, policy.response),
-                self.calendar.add_working_seconds(starts_at, policy.resolution))
+            return response, began + timedelta(seconds=policy.resolution)
+        return response, self.calendar.add_working_seconds(began, policy.resolution)
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def ingest(self, notification: Notification, route: str = "first_line") -> IngestResult:
+    def ingest(self, notification: Notification, route: str = Route.FIRST_LINE) -> IngestResult:
         """Store a webhook notification; raise StoreUnavailableError when the database fails."""
-        if route not in ROUTES:
-            raise ValueError(f"unknown route {route!r}")
+        try:
+            found = Route(route)
+        except ValueError:
+            raise ValueError(f"unknown route {route!r}") from None
         for attempt in range(4):
             try:
-                return self._ingest_once(notification, route)
+                return self._ingest_once(notification, found)
             except IntegrityError as exc:
                 # A concurrent delivery of the same alerts won the race: the retry sees its rows.
                 if attempt == 3:
@@ -253,122 +351,227 @@ class TicketService:
                 raise StoreUnavailableError(str(exc.orig)[:200]) from exc
         raise AssertionError("unreachable")
 
-    def _ingest_once(self, notification: Notification, route: str) -> IngestResult:
+    def _ingest_once(self, notification: Notification, route: Route) -> IngestResult:
         now = self.clock()
         new_events = 0
         with self._write() as (conn, ctx):
             keyed = [(alert, _event_key(alert, route)) for alert in notification.alerts]
             seen: set[str] = set()
             if keyed:
+                # The on-site and important-period deliveries of one alert share message keys:
+                # whether the other one came already is asked in the same query.
+                partner = _SHARED_ROUTE.get(route)
+                others = [_event_key(alert, partner) for alert, _ in keyed] if partner else []
                 found = conn.execute(select(alert_events.c.event_key).where(
-                    alert_events.c.event_key.in_([key for _, key in keyed]))).scalars()
+                    alert_events.c.event_key.in_([key for _, key in keyed] + others))).scalars()
                 seen = set(found)
+                ctx.shared_messages = not seen.isdisjoint(others)
             fresh: list[tuple[Alert, str]] = []
             for alert, key in keyed:
                 if key not in seen:  # also drops the same alert twice in one payload
                     seen.add(key)
                     fresh.append((alert, key))
-            existing = self._tickets_for(conn, [alert for alert, _ in fresh])
-            new_tickets = self._create_tickets(conn, ctx, notification, [a for a, _ in fresh], existing,
-                                               now, route)
+            alerts = [alert for alert, _ in fresh]
+            index, rows = self._tickets_for(conn, alerts)
+            new_tickets = self._place(conn, ctx, notification, alerts, index, rows, now, route)
             for alert, key in fresh:
-                ticket_key = (alert.fingerprint, to_db(alert.starts_utc()))
-                row = existing[ticket_key]
-                ticket_id = row["id"]
+                ticket_id = index[(alert.fingerprint, to_db(alert.starts_utc()))]
+                row = rows[ticket_id]
                 ctx.events.append({"event_key": key, "ticket_id": ticket_id, "status": alert.status,
-                                   "route": route, "received_at": to_db(now)})
+                                   "route": route.value, "received_at": to_db(now)})
                 new_events += 1
+                event = sla_event_of(alert.labels)
+                own = (row["fingerprint"] == alert.fingerprint
+                       and _aware(row["starts_at"]) == alert.starts_utc())
+                if not own:
+                    # An alert that joined a ticket another alert opened: a follow-up applies its
+                    # SLA event; the outage alert itself ends the outage; neither sends a new card.
+                    if event is not None:
+                        if alert.status == "firing":
+                            rows[ticket_id] = self._sla_event(conn, ctx, row, event, now)
+                    elif alert.status == "resolved":
+                        rows[ticket_id] = row = self._alert_resolved(conn, ctx, row, alert, now)
+                        self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now)
+                    continue
                 if alert.status == "resolved":
                     row = self._alert_resolved(conn, ctx, row, alert, now)
-                    existing[ticket_key] = row
-                elif route == "second_line" and not row["second_line"]:
+                elif route is not Route.FIRST_LINE and not row["second_line"]:
+                    note = "经二线路由送达" if route is Route.SECOND_LINE else "重要时期：一线、二线均已通知"
                     row = self._change(conn, ctx, row, {"second_line": True}, SYSTEM_ACTOR, "second_line",
-                                       "经二线路由送达", now)
-                    existing[ticket_key] = row
-                self._enqueue(conn, ctx, row, alert.status, route, key, now)
+                                       note, now)
+                rows[ticket_id] = row
+                self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now)
+                if event is not None and alert.status == "firing":
+                    rows[ticket_id] = self._sla_event(conn, ctx, row, event, now)
             conn.execute(notifications.insert(), {
                 "group_key": notification.group_key, "receiver": notification.receiver[:255],
-                "status": notification.status, "route": route, "alert_count": len(notification.alerts),
+                "status": notification.status, "route": route.value, "alert_count": len(notification.alerts),
                 "new_events": new_events, "truncated_alerts": notification.truncated_alerts,
                 "received_at": to_db(now)})
         return IngestResult(len(notification.alerts), new_events, new_tickets, ctx.messages)
 
-    def _tickets_for(self, conn: Connection, alerts: Sequence[Alert]) -> dict[tuple[str, Any], Any]:
+    def _tickets_for(self, conn: Connection, alerts: Sequence[Alert],
+                     ) -> tuple[dict[tuple[str, Any], int], dict[int, dict[str, Any]]]:
+        """The tickets these alerts already belong to: (fingerprint, startsAt) → ticket id, whether
+        the alert opened the ticket or joined it; and the rows by id."""
         if not alerts:
-            return {}
+            return {}, {}
         fingerprints = sorted({alert.fingerprint for alert in alerts})
-        rows = conn.execute(select(tickets).where(tickets.c.fingerprint.in_(fingerprints))).mappings()
-        return {(row["fingerprint"], row["starts_at"]): dict(row) for row in rows}
+        rows = {row["id"]: dict(row) for row in conn.execute(
+            select(tickets).where(tickets.c.fingerprint.in_(fingerprints))).mappings()}
+        index = {(row["fingerprint"], row["starts_at"]): ticket_id for ticket_id, row in rows.items()}
+        joinable = sorted({alert.fingerprint for alert in alerts if alert.labels.get(SERVICE_LABEL)})
+        links = conn.execute(select(ticket_alerts.c.fingerprint, ticket_alerts.c.starts_at,
+                                    ticket_alerts.c.ticket_id)
+                             .where(ticket_alerts.c.fingerprint.in_(joinable))).all() if joinable else []
+        for fingerprint, starts_at, ticket_id in links:
+            index[(fingerprint, starts_at)] = ticket_id
+            self._load(conn, rows, ticket_id)
+        return index, rows
+
+    @staticmethod
+    def _load(conn: Connection, rows: dict[int, dict[str, Any]], ticket_id: int) -> dict[str, Any]:
+        if ticket_id not in rows:
+            found = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).mappings().one()
+            rows[ticket_id] = dict(found)
+        return rows[ticket_id]
+
+    def _place(self, conn: Connection, ctx: _Ctx, notification: Notification, alerts: Sequence[Alert],
+               index: dict[tuple[str, Any], int], rows: dict[int, dict[str, Any]], now: datetime,
+               route: Route) -> int:
+        """Give every alert seen for the first time its ticket: join the ticket of its outage or
+        stall where there is one, else open a new ticket. Return how many were opened."""
+        unknown: dict[tuple[str, Any], Alert] = {}
+        for alert in alerts:
+            key = (alert.fingerprint, to_db(alert.starts_utc()))
+            if key not in index:
+                unknown.setdefault(key, alert)
+        main = [(key, alert) for key, alert in unknown.items() if sla_event_of(alert.labels) is None]
+        follow_ups = [(key, alert) for key, alert in unknown.items()
+                      if sla_event_of(alert.labels) is not None]
+        opening = []
+        for key, alert in main:
+            # The outage alert of a service whose ticket a follow-up opened (it arrived first).
+            if not self._join(conn, ctx, alert, key, index, rows, OPEN_STATES, now):
+                opening.append(alert)
+        created = self._create_tickets(conn, ctx, notification, opening, index, rows, now, route)
+        for key, alert in follow_ups:
+            # Not closed: a breach reported just after the outage ended still belongs to it.
+            if not self._join(conn, ctx, alert, key, index, rows, ("resolved", *OPEN_STATES), now):
+                created += self._create_tickets(conn, ctx, notification, [alert], index, rows, now, route)
+        return created
+
+    def _join(self, conn: Connection, ctx: _Ctx, alert: Alert, key: tuple[str, Any],
+              index: dict[tuple[str, Any], int], rows: dict[int, dict[str, Any]], states: Sequence[str],
+              now: datetime) -> bool:
+        """Attach a service-level stall/outage alert to its service's ticket of that class."""
+        ticket_class = ticket_class_of(alert.labels)
+        if ticket_class not in RESTORE_CLASSES or not alert.labels.get(SERVICE_LABEL):
+            return False
+        found = conn.execute(
+            select(tickets.c.id).where(tickets.c.problem_key == problem_key_of(alert.labels),
+                                       tickets.c.severity_class == ticket_class.value,
+                                       tickets.c.state.in_(states))
+            .order_by(tickets.c.id.desc()).limit(1)).scalar()
+        if found is None:
+            return False
+        conn.execute(ticket_alerts.insert(), {"fingerprint": alert.fingerprint, "starts_at": key[1],
+                                              "ticket_id": found})
+        index[key] = found
+        self._load(conn, rows, found)
+        self._audit(ctx, found, SYSTEM_ACTOR, "alert_joined", {},
+                    {"alertname": alert.labels.get("alertname", "")[:255]}, "", now)
+        return True
 
     def _create_tickets(self, conn: Connection, ctx: _Ctx, notification: Notification,
-                        alerts: Sequence[Alert], existing: dict[tuple[str, Any], Any], now: datetime,
-                        route: str) -> int:
-        """Insert the tickets of alerts seen for the first time, in one statement; add them to
-        `existing`; return how many."""
-        new = [alert for alert in alerts if (alert.fingerprint, to_db(alert.starts_utc())) not in existing]
-        if not new:
+                        alerts: Sequence[Alert], index: dict[tuple[str, Any], int],
+                        rows: dict[int, dict[str, Any]], now: datetime, route: Route) -> int:
+        """Insert the tickets of these alerts in one statement; index them; return how many."""
+        if not alerts:
             return 0
-        closed = self._closed_recently(conn, new, now)
-        rows: dict[tuple[str, Any], dict[str, Any]] = {}
-        for alert in new:
-            key = (alert.fingerprint, to_db(alert.starts_utc()))
-            if key not in rows:
-                rows[key] = self._ticket_values(notification, alert, now, route, closed)
-        values = list(rows.values())
+        earlier = self._recent_problems(conn, alerts, now)
+        values = [self._ticket_values(notification, alert, now, route, earlier) for alert in alerts]
         ids = conn.execute(tickets.insert().returning(tickets.c.id, sort_by_parameter_order=True),
                            values).scalars().all()
-        for key, row, ticket_id in zip(rows, values, ids, strict=True):
+        for alert, row, ticket_id in zip(alerts, values, ids, strict=True):
             row["id"] = ticket_id
             for name in ("acknowledged_at", "in_progress_at", "resolved_at", "closed_at", "cause", "solution",
                          "resolved_locally"):
                 row[name] = None
-            existing[key] = row
+            index[(alert.fingerprint, row["starts_at"])] = ticket_id
+            rows[ticket_id] = row
             self._audit(ctx, ticket_id, SYSTEM_ACTOR, "create", {},
                         {"state": "open", "severity_class": row["severity_class"],
                          "recurrence_of": row["recurrence_of"]}, "", now)
         return len(values)
 
-    def _ticket_values(self, notification: Notification, alert: Alert, now: datetime, route: str,
-                       closed: Mapping[tuple[str, str | None], list[tuple[datetime, int]]]) -> dict[str, Any]:
+    def _ticket_values(self, notification: Notification, alert: Alert, now: datetime, route: Route,
+                       earlier: Mapping[str, list[tuple[datetime, int]]]) -> dict[str, Any]:
         labels = dict(alert.labels)
-        severity_class = severity_class_of(labels)
+        ticket_class = ticket_class_of(labels)
         starts = alert.starts_utc()
-        response, resolution = self.deadlines(severity_class, starts)
+        began = alert.began_utc()
+        response, resolution = self.deadlines(ticket_class, began)
         target = (labels.get("target") or labels.get("instance") or "")[:512] or None
-        alertname = labels.get("alertname", "")[:255]
-        since = to_db(starts - timedelta(seconds=self.settings.recurrence_window))
-        recurrence = next((ticket_id for closed_at, ticket_id in closed.get((alertname, target), [])
-                           if closed_at >= since), None)  # type: ignore[operator]
+        problem = problem_key_of(labels)
+        since = began - timedelta(seconds=self.settings.recurrence_window)
+        recurrence = next((ticket_id for resolved_at, ticket_id in earlier.get(problem, [])
+                           if since <= resolved_at <= began), None)
         return {
             "fingerprint": alert.fingerprint, "starts_at": to_db(starts),
-            "group_key": notification.group_key, "alertname": alertname, "item": _item_of(labels),
-            "zone": labels.get("zone"), "target": target,
-            "severity_class": severity_class, "state": "open",
+            "group_key": notification.group_key, "alertname": labels.get("alertname", "")[:255],
+            "item": _item_of(labels), "zone": labels.get("zone"), "target": target,
+            "severity_class": ticket_class.value, "state": "open",
             "summary": alert.annotations.get("summary", ""),
             "description": alert.annotations.get("description", ""),
             "labels": json.dumps(labels, ensure_ascii=False, sort_keys=True),
             "ends_at": None, "created_at": to_db(now), "updated_at": to_db(now),
             "response_deadline": to_db(response), "resolution_deadline": to_db(resolution),
             "response_breached": False, "resolution_breached": False, "escalated": False,
-            "second_line": route == "second_line", "recurrence_of": recurrence,
+            "second_line": route is not Route.FIRST_LINE, "recurrence_of": recurrence,
+            "problem_key": problem, "sla_events": "",
         }
 
-    def _closed_recently(self, conn: Connection, alerts: Sequence[Alert],
-                         now: datetime) -> dict[tuple[str, str | None], list[tuple[datetime, int]]]:
-        """Closed tickets of these alertnames that a new alert could recur (newest first)."""
-        names = sorted({alert.labels.get("alertname", "")[:255] for alert in alerts})
-        if not names:
-            return {}
-        oldest = min(alert.starts_utc() for alert in alerts)
-        since = to_db(min(oldest, now) - timedelta(seconds=self.settings.recurrence_window))
-        found: dict[tuple[str, str | None], list[tuple[datetime, int]]] = {}
+    def _recent_problems(self, conn: Connection, alerts: Sequence[Alert],
+                         now: datetime) -> dict[str, list[tuple[datetime, int]]]:
+        """Resolved or closed tickets of these problems that a new alert could be a recurrence of:
+        problem key → [(resolved at, ticket id)], newest first."""
+        keys = sorted({problem_key_of(alert.labels) for alert in alerts})
+        oldest = min(min(alert.began_utc() for alert in alerts), now)
+        since = to_db(oldest - timedelta(seconds=self.settings.recurrence_window))
+        found: dict[str, list[tuple[datetime, int]]] = {}
         rows = conn.execute(
-            select(tickets.c.alertname, tickets.c.target, tickets.c.closed_at, tickets.c.id)
-            .where(tickets.c.alertname.in_(names), tickets.c.state == "closed", tickets.c.closed_at >= since)
-            .order_by(tickets.c.closed_at.desc()))
-        for alertname, target, closed_at, ticket_id in rows:
-            found.setdefault((alertname, target), []).append((closed_at, ticket_id))
+            select(tickets.c.problem_key, tickets.c.resolved_at, tickets.c.id)
+            .where(tickets.c.problem_key.in_(keys), tickets.c.state.in_(("resolved", "closed")),
+                   tickets.c.resolved_at >= since)
+            .order_by(tickets.c.resolved_at.desc(), tickets.c.id.desc()))
+        for problem, resolved_at, ticket_id in rows:
+            found.setdefault(problem, []).append((_aware(resolved_at), ticket_id))
         return found
+
+    def _sla_event(self, conn: Connection, ctx: _Ctx, row: dict[str, Any], event: SlaEvent,
+                   now: datetime) -> dict[str, Any]:
+        """Apply one SLA follow-up to its ticket, once: a timeline entry; a breach or the 2-hour
+        limit also escalates the ticket and sends one message to the second line. A restore breach
+        the scheduler already escalated (the ticket's own 30-minute clock) is not sent again, so
+        one outage counts at most one restore breach."""
+        done = {name for name in str(row.get("sla_events") or "").split(",") if name}
+        if event.value in done:
+            return row
+        changes: dict[str, Any] = {"sla_events": ",".join(sorted({*done, event.value}))}
+        send = event in ESCALATING_EVENTS and row["state"] in OPEN_STATES
+        if event is SlaEvent.RESTORE_BREACHED:
+            if row["resolution_breached"]:
+                send = False
+            else:
+                changes["resolution_breached"] = True
+        if event in ESCALATING_EVENTS:
+            changes["escalated"] = True
+        row = self._change(conn, ctx, row, changes, SYSTEM_ACTOR, "sla_event", SLA_EVENT_ZH[event], now)
+        if send:
+            self._enqueue(conn, ctx, row, "escalation", Route.SECOND_LINE, f"sla|{row['id']}|{event.value}",
+                          now, sla_event=event)
+        return row
 
     def _alert_resolved(self, conn: Connection, ctx: _Ctx, row: dict[str, Any], alert: Alert,
                         now: datetime) -> dict[str, Any]:
@@ -413,13 +616,24 @@ class TicketService:
 
     # -- outbox --------------------------------------------------------------------------------
 
-    def _enqueue(self, conn: Connection, ctx: _Ctx, row: Mapping[str, Any], event: str, route: str,
-                 key: str, now: datetime) -> None:
+    def _enqueue(self, conn: Connection, ctx: _Ctx, row: Mapping[str, Any], event: str, route: Route,
+                 key: str, now: datetime, sla_event: SlaEvent | None = None) -> None:
+        """Render and queue the messages of one ticket event for the people of `route`: the first
+        line (on-site), the second line, or in an important period both (重要时期: everyone)."""
         routing = self.settings.routing
-        names = routing.second_line if route == "second_line" else routing.first_line
-        mobiles = routing.second_line_mobiles if route == "second_line" else routing.duty_mobiles
+        if route is Route.SECOND_LINE:
+            names, mobiles = list(routing.second_line), list(routing.second_line_mobiles)
+        elif route is Route.IMPORTANT_PERIOD:
+            names = list(dict.fromkeys([*routing.first_line, *routing.second_line]))
+            mobiles = list(dict.fromkeys([*routing.duty_mobiles, *routing.second_line_mobiles]))
+        else:
+            names, mobiles = list(routing.first_line), list(routing.duty_mobiles)
         mentions = tuple(mobiles) if event != "resolved" else ()
         view = self._view(row, now)
+        if sla_event is not None:
+            fact = SLA_EVENT_ZH[sla_event]
+            view = replace(view, sla_event=sla_event.value,
+                           description=f"{fact}。{view.description}" if view.description else f"{fact}。")
         url = ticket_link(self.settings.public_url, view.id, self.link_secret,
                           now + timedelta(seconds=self.settings.link_ttl))
         for channel in names:
@@ -449,6 +663,8 @@ class TicketService:
         overdue = row["state"] in OPEN_STATES and (
             (row["acknowledged_at"] is None and response_deadline <= now) or resolution_deadline <= now)
         return TicketView(
+            problem_key=row.get("problem_key"),
+            sla_events=tuple(name for name in str(row.get("sla_events") or "").split(",") if name),
             id=row["id"], group_key=row["group_key"], fingerprint=row["fingerprint"],
             alertname=row["alertname"], item=row["item"], zone=row["zone"], target=row["target"],
             severity_class=row["severity_class"], state=row["state"], summary=row["summary"],
@@ -550,11 +766,22 @@ class TicketService:
         if not solution.strip():
             raise InvalidInputError("关闭工单需要填写解决方案")
 
-        def changes(_row: dict[str, Any], now: datetime) -> dict[str, Any]:
+        def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+            # 本级解决率 follows what the ticket did: escalated to the second line is not local.
             return {"state": "closed", "closed_at": now, "cause": cause.strip(), "solution": solution.strip(),
-                    "resolved_locally": bool(resolved_locally)}
+                    "resolved_locally": bool(resolved_locally) and not row["escalated"]}
 
-        return self._act(ticket_id, actor, "close", ("resolved",), changes)
+        note = "工单已升级二线，不计入本级解决" if resolved_locally else ""
+        found = self.get_ticket(ticket_id)
+        return self._act(ticket_id, actor, "close", ("resolved",), changes,
+                         note if found is not None and found.escalated else "")
+
+    def rates(self, start: datetime, end: datetime) -> ResolutionRates:
+        """本级解决率 and 一次性解决率 of [start, end) (aware datetimes); the monthly report reads it."""
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise InvalidInputError("统计区间需要带时区的开始与结束时间，且结束晚于开始")
+        with self.engine.connect() as conn:
+            return resolution_rates(conn, start, end)
 
     # -- deadlines passing ---------------------------------------------------------------------
 
@@ -582,9 +809,9 @@ class TicketService:
                     which.append("resolution")
                 note = "超过" + "、".join(_DEADLINE_ZH[w] for w in which)
                 row = self._change(conn, ctx, row, changes, SCHEDULER_ACTOR, "escalate", note, now)
-                for deadline in which:
-                    self._enqueue(conn, ctx, row, "escalation", "second_line",
-                                  f"escalation|{row['id']}|{deadline}", now)
+                # Deadlines breached together: one message that states both.
+                self._enqueue(conn, ctx, row, "escalation", Route.SECOND_LINE,
+                              f"escalation|{row['id']}|{'+'.join(which)}", now)
                 escalated.append(row["id"])
         return escalated
 
@@ -615,8 +842,24 @@ class TicketService:
             conn.execute(select(func.count()).select_from(db.schema_version))
 
 
-def _event_key(alert: Alert, route: str) -> str:
-    return f"{alert.fingerprint}|{alert.starts_utc().strftime('%Y%m%dT%H%M%S.%f')}|{alert.status}|{route}"
+def _event_key(alert: Alert, route: Route) -> str:
+    starts = alert.starts_utc().strftime("%Y%m%dT%H%M%S.%f")
+    return f"{alert.fingerprint}|{starts}|{alert.status}|{route.value}"
+
+
+_SHARED_ROUTE = {Route.FIRST_LINE: Route.IMPORTANT_PERIOD, Route.IMPORTANT_PERIOD: Route.FIRST_LINE}
+"""Routes whose deliveries of one alert share message keys (see _message_key)."""
+
+
+def _message_key(alert: Alert, route: Route) -> str:
+    """The outbox key of an alert transition: the on-site and the important-period deliveries of
+    one alert share it, so a channel both name gets the message once."""
+    return _event_key(alert, Route.SECOND_LINE if route is Route.SECOND_LINE else Route.FIRST_LINE)
+
+
+def _zh(names: Mapping[Any, str], key: str) -> str:
+    """The Chinese name of a contract value given as a plain string (itself when unknown)."""
+    return names.get(key, key)
 
 
 def _aware(moment: Any) -> Any:

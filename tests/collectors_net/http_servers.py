@@ -51,6 +51,41 @@ class _App(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _stream(self, query: dict[str, list[str]]) -> None:
+        """A generated body of `size` bytes of `x`, with `needle` written at offset `at`, sent in
+        64 KiB pieces (never whole in memory), framed by Content-Length, chunked or connection
+        close (`framing`)."""
+        size = int(query["size"][0])
+        needle = query.get("needle", [""])[0].encode()
+        at = int(query.get("at", ["0"])[0])
+        framing = query.get("framing", ["length"])[0]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if framing == "length":
+            self.send_header("Content-Length", str(size))
+        elif framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        piece = 64 * 1024
+        try:
+            for offset in range(0, size, piece):
+                part = bytearray(b"x" * min(piece, size - offset))
+                if needle and offset <= at + len(needle) and at < offset + len(part):
+                    for index, byte in enumerate(needle):
+                        if 0 <= at + index - offset < len(part):
+                            part[at + index - offset] = byte
+                if framing == "chunked":
+                    self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                else:
+                    self.wfile.write(part)
+            if framing == "chunked":
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the probe stopped reading at its limit and closed
+
     def _json(self, status: int, document: object) -> None:
         self._send(status, json.dumps(document).encode(), "application/vnd.spring-boot.actuator.v3+json")
 
@@ -104,11 +139,10 @@ class _App(BaseHTTPRequestHandler):
             for part in (b'{"status":', b'"UP"}'):
                 self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
+        elif path == "/stream":
+            self._stream(parse_qs(urlsplit(self.path).query))
         elif path == "/big":
             self._send(200, b"x" * 200_000)
-        elif path == "/slow":
-            self.server.release.wait(0.3)  # a deliberately slow answer (cut short at teardown)
-            self._send(200, b"late")
         elif path == "/echo":
             self._json(200, {"method": self.command, "body": body.decode(),
                              "headers": {k.lower(): v for k, v in self.headers.items()}})

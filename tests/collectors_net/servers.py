@@ -85,6 +85,17 @@ def silent(conn: socket.socket) -> None:
             pass
 
 
+def stalls_mid_body(conn: socket.socket) -> None:
+    """Answer 200 with Content-Length 1000, send 10 bytes of it, then nothing until the client
+    gives up: a backend that hangs while writing its answer."""
+    conn.settimeout(10)
+    with contextlib.suppress(OSError):
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+        while conn.recv(4096):
+            pass
+
+
 def resetting(conn: socket.socket) -> None:
     """Close with SO_LINGER 0, which sends RST instead of FIN."""
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

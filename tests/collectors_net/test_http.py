@@ -225,9 +225,19 @@ def test_headers_method_and_body_are_sent(app):
 
 
 def test_response_time_threshold(app):
-    outcome = probe(Settings.model_validate({"max_response_time": "50ms"}), f"{app.url}/slow", timeout=3)
+    ticks = iter(range(1_000_000))
+
+    def clock() -> float:  # every look at the clock is 20 ms later: the answer takes over 50 ms
+        return next(ticks) * 0.02
+
+    settings = Settings.model_validate({"max_response_time": "50ms"})
+    check = http.Collector(settings, clock=clock)
+    outcome = check.run(f"{app.url}/ok", 30)
     assert reason(outcome) == Reason.THRESHOLD and "max_response_time" in outcome.failure.detail
     assert outcome.metrics.value("probe_http_status_code") == 200
+    relaxed = Settings.model_validate({"max_response_time": "1h"})
+    fast = http.Collector(relaxed, clock=clock).run(f"{app.url}/ok", 30)
+    assert fast.success, fast.failure
 
 
 @pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback on this machine")

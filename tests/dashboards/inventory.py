@@ -26,16 +26,6 @@ PROMETHEUS_BUILTIN = frozenset({
 })
 """Series Prometheus writes itself (alerting rules' state and the per-target scrape series)."""
 
-NOTIFIER_CONTRACT = frozenset({
-    "einvoice_notifier_tickets", "einvoice_notifier_deadline_breaches_total",
-    "einvoice_notifier_time_to_acknowledge_seconds", "einvoice_notifier_time_to_resolve_seconds",
-    "einvoice_notifier_outbox_depth", "einvoice_notifier_outbox_oldest_age_seconds",
-    "einvoice_notifier_outbox_dead_letters", "einvoice_notifier_sends_total",
-    "einvoice_notifier_local_resolution_ratio", "einvoice_notifier_one_time_resolution_ratio",
-    "einvoice_notifier_ticket_deadline_timestamp_seconds", "einvoice_notifier_webhook_requests_total",
-})
-"""The notifier's metric names agreed in the team contract (used only to explain a skip)."""
-
 # -- PromQL -------------------------------------------------------------------------------------------
 
 _KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
@@ -139,10 +129,10 @@ def queries(boards: dict[str, dict[str, Any]]) -> list[Query]:
 
 # -- what the bundle produces -------------------------------------------------------------------------
 
-_DECLARING_CALLS = {"gauge", "counter", "Builtin", "GaugeMetricFamily", "CounterMetricFamily",
+_DECLARING_CALLS = {"gauge", "counter", "histogram", "Builtin", "GaugeMetricFamily", "CounterMetricFamily",
                     "HistogramMetricFamily", "SummaryMetricFamily", "InfoMetricFamily", "Gauge", "Counter",
                     "Histogram", "Summary", "Info", "Enum"}
-_HISTOGRAMS = {"Histogram", "HistogramMetricFamily", "Summary", "SummaryMetricFamily"}
+_HISTOGRAMS = {"histogram", "Histogram", "HistogramMetricFamily", "Summary", "SummaryMetricFamily"}
 _COUNTERS = {"Counter", "CounterMetricFamily"}
 
 
@@ -203,7 +193,8 @@ def rule_files(rules_dir: Path = REPO / "alert_rules") -> list[Path]:
 
 def exporter_metrics() -> set[str]:
     declared = declared_metrics(REPO / "exporters" / "einvoice_exporter",
-                                ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_"))
+                                ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_", "wls_",
+                                 "container_"))
     return declared | sql_template_metrics()
 
 

@@ -25,6 +25,7 @@ EXPECTED_UIDS = {
     "pipeline": "einvoice-pipeline",
     "hosts": "einvoice-hosts",
     "exporter": "einvoice-exporter",
+    "apps": "einvoice-apps",
 }
 """Links, bookmarks and the TV's kiosk URL point at these: changing one is a breaking change."""
 
@@ -172,23 +173,6 @@ def test_metric_name_lexer() -> None:
     assert inv.variable_expr(definition) == 'probe_success{zone=~"$zone"}'
 
 
-def _pending(missing: set[str]) -> dict[str, str]:
-    """Missing names explained by a part of the bundle that has not landed yet (shrinks to nothing)."""
-    why: dict[str, str] = {}
-    if not inv.rule_files():
-        why.update({name: "no generated alert_rules/*.rules.yml yet" for name in missing if ":" in name})
-    es = (inv.REPO / "exporters/einvoice_exporter/collectors/elasticsearch.py").read_text()
-    if "placeholder until its issue lands" in es:
-        why.update({name: "elasticsearch collector is a placeholder" for name in missing
-                    if name.startswith("elasticsearch_")})
-    declared = inv.notifier_metrics()
-    if len(inv.NOTIFIER_CONTRACT & declared) < len(inv.NOTIFIER_CONTRACT) // 2:
-        for name in missing:
-            if re.sub(r"_(bucket|sum|count)$", "", name) in inv.NOTIFIER_CONTRACT:
-                why[name] = "notifier metrics not built yet"
-    return why
-
-
 def test_every_metric_a_panel_uses_is_produced(boards: dict[str, dict[str, Any]]) -> None:
     produced = (inv.exporter_metrics() | inv.notifier_metrics() | inv.recorded_series()
                 | inv.PROMETHEUS_BUILTIN)
@@ -200,12 +184,8 @@ def test_every_metric_a_panel_uses_is_produced(boards: dict[str, dict[str, Any]]
     # prometheus_client exposes a counter `x` as `x_total` and a histogram as `x_bucket/_sum/_count`
     missing = {name for name in used if name not in produced
                and re.sub(r"_(total|bucket|sum|count)$", "", name) not in produced}
-    pending = _pending(missing)
-    unexplained = {name: used[name][:2] for name in sorted(missing - set(pending))}
+    unexplained = {name: used[name][:2] for name in sorted(missing)}
     assert not unexplained, f"panels query series nothing produces: {unexplained}"
-    if pending:
-        pytest.skip(f"{len(pending)} names wait for parts not landed yet: "
-                    + "; ".join(sorted(set(pending.values()))))
 
 
 def test_every_variable_a_query_uses_is_defined(boards: dict[str, dict[str, Any]]) -> None:

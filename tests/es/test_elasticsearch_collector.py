@@ -193,7 +193,7 @@ def test_server_holding_the_request_times_out(es_server: FakeElasticsearch) -> N
     outcome = run(es_server, timeout=0.5)
     elapsed = time.monotonic() - started
     assert outcome.failure is not None and outcome.failure.reason is Reason.TIMEOUT
-    assert elapsed < 3
+    assert elapsed < 0.5 + 10, "the run ignored its timeout"
 
 
 def test_refused_and_unresolvable() -> None:

@@ -39,12 +39,43 @@ def fail(reason: Reason) -> Behaviour:
     return behaviour
 
 
-def slow(seconds: float, then: Behaviour = ok) -> Behaviour:
-    """Work that takes `seconds` (an Event nobody sets: the stand-in for a slow target)."""
-    def behaviour(target: str, timeout: float) -> Outcome:
-        threading.Event().wait(seconds)
-        return then(target, timeout)
-    return behaviour
+class Gate:
+    """Work that lasts until the test opens the gate (the stand-in for a slow or hung target):
+    the test decides when it ends instead of guessing with a duration. Counts the runs inside."""
+
+    SAFETY = 120.0
+    """Opened at teardown; this bound only stops a broken test from hanging the suite."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self._lock = threading.Lock()
+        self.inside = 0
+        self.entered = 0
+        self.peak = 0
+
+    def __call__(self, then: Behaviour = ok) -> Behaviour:
+        def behaviour(target: str, timeout: float) -> Outcome:
+            with self._lock:
+                self.inside += 1
+                self.entered += 1
+                self.peak = max(self.peak, self.inside)
+            try:
+                self.opened.wait(self.SAFETY)
+            finally:
+                with self._lock:
+                    self.inside -= 1
+            return then(target, timeout)
+        return behaviour
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    opened = Gate()
+    yield opened
+    opened.open()
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -72,7 +74,9 @@ def test_check_config_ok(tmp_path: Path):
     path = write(tmp_path / "exporter.yml", config(8080, 8081))
     result = run_cli("--config", str(path), "--check-config")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "config OK: 2 modules, 4 checks\n"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "config OK: 2 modules, 4 checks"
+    assert lines[-1].startswith("coverage: 2 of 20 items have checks, 0 monitored elsewhere, 18 without checks")
 
 
 def test_check_config_invalid_prints_every_problem_and_exits_1(tmp_path: Path):
@@ -175,3 +179,22 @@ def test_sighup_and_post_reload_with_a_bad_file_keep_the_old_config(exporter, ta
     assert sample(body, "einvoice_exporter_config_last_reload_successful") == 1
     assert sample(body, "einvoice_check_up", check="vip-2") is None
     assert sample(body, "einvoice_exporter_checks_configured") == 4
+
+
+def test_a_client_resetting_its_connection_is_one_log_line_not_a_traceback(exporter):
+    url, _, proc, _ = exporter
+    port = int(url.rsplit(":", 1)[1])
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x")  # the request is never finished
+            # SO_LINGER 0: close sends a RST, so the server's read fails with ECONNRESET
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_until(lambda: proc.log_text().count("ended before its answer was complete") >= 3, timeout=30,
+               what="the resets to be logged")
+    status, _, _ = http_get(f"{url}/-/healthy")
+    assert status == 200
+    log = proc.log_text()
+    assert "Traceback" not in log and "Exception occurred during processing" not in log, log
+    resets = [line for line in log.splitlines() if "ended before its answer was complete" in line]
+    assert all(line.startswith("ts=") and "level=info logger=einvoice_exporter.server" in line
+               and "ConnectionResetError" in line for line in resets), resets

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from einvoice_exporter.collectors import kafka
+from einvoice_exporter.collectors import CheckError, kafka
 from einvoice_exporter.outcome import Outcome
 
 from .conftest import FakeClock
@@ -121,6 +121,7 @@ def test_committed_offset_beyond_log_end_counts_as_no_lag() -> None:
 def test_kafka_python_errors_map_to_bounded_reasons(error: str, reason: str) -> None:
     import kafka.errors as kafka_errors  # kafka-python's; `kafka` here is the collector
 
-    got, detail = kafka._classify(getattr(kafka_errors, error)())
-    assert got.value == reason
-    assert error in detail
+    failure = kafka._classify(getattr(kafka_errors, error)())
+    assert isinstance(failure, CheckError)
+    assert failure.reason.value == reason
+    assert error in failure.detail

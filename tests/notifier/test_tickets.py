@@ -73,8 +73,11 @@ def world(store_url: str) -> Iterator[World]:
 
 def test_severity_class_from_labels() -> None:
     assert severity_class_of({"severity_class": "outage", "severity": "warning"}) == "outage"
-    assert severity_class_of({"sla": "outage"}) == "outage"
-    assert severity_class_of({"alertname": "EinvoiceServiceOutageIntake"}) == "outage"
+    assert severity_class_of({"severity_class": "stall", "severity": "critical"}) == "stall"
+    assert severity_class_of({"severity_class": "routine"}) == "routine"
+    # The class comes from the label the rules set, never from the alert's name.
+    named = {"alertname": "EinvoiceServiceOutageLimitExceeded", "severity": "critical"}
+    assert severity_class_of(named) == "urgent"
     assert severity_class_of({"severity": "critical"}) == "urgent"
     assert severity_class_of({"severity": "warning"}) == "general"
     assert severity_class_of({"severity": "info", "severity_class": "bogus"}) == "general"
@@ -166,14 +169,16 @@ def test_people_work_a_ticket_and_every_step_is_audited(world: World) -> None:
 
 
 def test_deadlines_per_class_on_the_calendar(world: World) -> None:
-    world.ingest(alert("ee01", LUNCH),  # urgent: clock starts 14:30
+    world.ingest(alert("ee01", LUNCH),  # urgent: the working clock starts 14:30
                  alert("ee02", LUNCH, severity="warning"),
-                 alert("ee03", LUNCH, alertname="EinvoiceServiceOutage", service="intake"))
+                 alert("ee03", LUNCH, alertname="EinvoiceServiceOutage", service="intake",
+                       severity_class="outage"))
     by_fp = {ticket.fingerprint: ticket for ticket in world.service.list_tickets()}
     assert by_fp["ee01"].severity_class == "urgent"
-    assert by_fp["ee01"].response_deadline == shanghai(2026, 11, 27, 16, 30)
-    assert by_fp["ee01"].resolution_deadline == shanghai(2026, 11, 27, 16, 30)
+    assert by_fp["ee01"].response_deadline == shanghai(2026, 11, 27, 14, 30)  # 2 h around the clock
+    assert by_fp["ee01"].resolution_deadline == shanghai(2026, 11, 27, 16, 30)  # 2 working hours
     assert by_fp["ee02"].severity_class == "general"
+    assert by_fp["ee02"].response_deadline == shanghai(2026, 11, 27, 16, 30)
     assert by_fp["ee02"].resolution_deadline == shanghai(2026, 11, 27, 18, 30)
     assert by_fp["ee03"].severity_class == "outage"  # wall clock, even in the lunch break
     assert by_fp["ee03"].response_deadline == LUNCH + timedelta(minutes=10)
@@ -186,7 +191,7 @@ def test_deadlines_per_class_on_the_calendar(world: World) -> None:
 
 def test_passed_deadline_escalates_once_to_the_second_line(store_url: str) -> None:
     world = World(store_url, FakeClock(LUNCH), mobiles=True)
-    world.ingest(alert("ff01", LUNCH, alertname="EinvoiceServiceOutage"))
+    world.ingest(alert("ff01", LUNCH, alertname="EinvoiceServiceOutage", severity_class="outage"))
     assert world.service.check_deadlines() == []
     world.clock.advance(minutes=11)
     (ticket_id,) = world.service.check_deadlines()
@@ -217,7 +222,7 @@ def test_passed_deadline_escalates_once_to_the_second_line(store_url: str) -> No
 
 def test_late_acknowledgement_counts_even_before_the_scheduler_ran(world: World) -> None:
     world.ingest(alert("ff02", LUNCH))
-    world.clock.now = shanghai(2026, 11, 27, 16, 31)
+    world.clock.now = shanghai(2026, 11, 27, 14, 31)
     ticket = world.service.acknowledge(world.service.list_tickets()[0].id, "alice")
     assert ticket.response_breached and not ticket.escalated
 
@@ -362,13 +367,14 @@ def test_a_later_migration_step_upgrades_an_existing_store(store_url: str,
     def add_column(conn: Any) -> None:
         conn.execute(text("ALTER TABLE tickets ADD COLUMN runbook_note VARCHAR(64)"))
 
-    monkeypatch.setattr(db, "MIGRATIONS", (*db.MIGRATIONS, (2, "tickets.runbook_note", add_column)))
+    step = len(db.MIGRATIONS) + 1
+    monkeypatch.setattr(db, "MIGRATIONS", (*db.MIGRATIONS, (step, "tickets.runbook_note", add_column)))
     engine = db.make_engine(store_url)
-    assert db.migrate(engine) == 2
-    assert db.migrate(engine) == 2
+    assert db.migrate(engine) == step
+    assert db.migrate(engine) == step
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM tickets WHERE runbook_note IS NULL")).scalar() == 1
-        assert sorted(conn.execute(select(db.schema_version.c.version)).scalars()) == [1, 2]
+        assert sorted(conn.execute(select(db.schema_version.c.version)).scalars()) == list(range(1, step + 1))
     engine.dispose()
 
 

@@ -168,7 +168,7 @@ def test_silent_server_is_timeout_within_the_deadline() -> None:
         outcome = run(f"127.0.0.1:{listener.getsockname()[1]}", timeout=0.5)
         elapsed = time.monotonic() - started
     assert outcome.failure is not None and outcome.failure.reason == Reason.TIMEOUT
-    assert elapsed < 2.0
+    assert elapsed < 0.5 + 10, "the run ignored its timeout"
 
 
 def test_redis_killed_mid_scrape_is_a_bounded_reason(start_redis: StartRedis) -> None:

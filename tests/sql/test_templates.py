@@ -15,6 +15,7 @@ from tests.sql.conftest import MONITOR, MariaDB
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"ACTUATOR_PASSWORD": "x", "IDAUTH_PROBE_TOKEN": "x", "SYNC_API_TOKEN": "x",
+       "WEBLOGIC_MONITOR_PASSWORD": "x", "NACOS_MONITOR_PASSWORD": "x",
        "EINV_ORACLE_PASSWORD": "x", "EINV_MYSQL_PASSWORD": MONITOR[1], "OGG_MONITOR_PASSWORD": "x"}
 
 

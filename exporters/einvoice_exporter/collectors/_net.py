@@ -10,40 +10,14 @@ import errno
 import socket
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 from ..fields import TlsFiles
 from ..outcome import MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 
 IpProtocol = Literal["auto", "ip4", "ip6"]
-
-
-class ProbeError(Exception):
-    """A failure of the target, already classified; collectors turn it into `Outcome.fail`."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-class Deadline:
-    """The time left of one run; every blocking step takes its timeout from here."""
-
-    def __init__(self, timeout: float) -> None:
-        self.start = time.monotonic()
-        self.end = self.start + max(timeout, 0.0)
-
-    def remaining(self, what: str) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise ProbeError(Reason.TIMEOUT, f"deadline reached before {what}")
-        return left
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
 
 
 # --- targets -----------------------------------------------------------------------------------
@@ -104,7 +78,7 @@ def getaddrinfo_bounded(host: str, port: int, family: int, timeout: float) -> li
 
     threading.Thread(target=lookup, name=f"resolve-{host}", daemon=True).start()
     if not done.wait(timeout):
-        raise ProbeError(Reason.TIMEOUT, f"resolving {host} took longer than the timeout")
+        raise CheckError(Reason.TIMEOUT, f"resolving {host} took longer than the timeout")
     if error:
         raise error[0]
     return result[0]
@@ -115,17 +89,17 @@ def resolve(host: str, port: int, protocol: IpProtocol, deadline: Deadline) -> t
     if is_ip(host):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if protocol in _FAMILIES and _FAMILIES[protocol] != family:
-            raise ProbeError(Reason.DNS, f"{host} is not an {protocol} address")
+            raise CheckError(Reason.DNS, f"{host} is not an {protocol} address")
         return family, ((host, port, 0, 0) if family == socket.AF_INET6 else (host, port))
     family = _FAMILIES.get(protocol, socket.AF_UNSPEC)
     try:
         infos = getaddrinfo_bounded(host, port, family, deadline.remaining("resolving"))
     except socket.gaierror as exc:
-        raise ProbeError(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
+        raise CheckError(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
     except OSError as exc:
-        raise ProbeError(Reason.DNS, f"cannot resolve {host}: {exc.strerror or exc}") from None
+        raise CheckError(Reason.DNS, f"cannot resolve {host}: {exc.strerror or exc}") from None
     if not infos:
-        raise ProbeError(Reason.DNS, f"{host} has no {protocol} address")
+        raise CheckError(Reason.DNS, f"{host} has no {protocol} address")
     if protocol == "auto":
         # like blackbox_exporter's default: prefer IPv4 when the name has both
         infos.sort(key=lambda info: 0 if info[0] == socket.AF_INET else 1)
@@ -133,28 +107,28 @@ def resolve(host: str, port: int, protocol: IpProtocol, deadline: Deadline) -> t
     return info[0], info[4]
 
 
-def classify_os_error(exc: BaseException, during: str) -> ProbeError:
+def classify_os_error(exc: BaseException, during: str) -> CheckError:
     """Map a socket-level exception to a bounded reason with a one-line English detail."""
-    if isinstance(exc, ProbeError):
+    if isinstance(exc, CheckError):
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ProbeError(Reason.TLS, f"certificate not valid: {exc.verify_message or exc.reason}")
+        return CheckError(Reason.TLS, f"certificate not valid: {exc.verify_message or exc.reason}")
     if isinstance(exc, ssl.SSLError):
-        return ProbeError(Reason.TLS, f"TLS error during {during}: {exc.reason or exc.__class__.__name__}")
+        return CheckError(Reason.TLS, f"TLS error during {during}: {exc.reason or exc.__class__.__name__}")
     if isinstance(exc, TimeoutError):
-        return ProbeError(Reason.TIMEOUT, f"timeout during {during}")
+        return CheckError(Reason.TIMEOUT, f"timeout during {during}")
     if isinstance(exc, ConnectionRefusedError):
-        return ProbeError(Reason.REFUSED, f"connection refused during {during}")
+        return CheckError(Reason.REFUSED, f"connection refused during {during}")
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-        return ProbeError(Reason.RESET, f"connection reset by peer during {during}")
+        return CheckError(Reason.RESET, f"connection reset by peer during {during}")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH,
                                                   errno.EADDRNOTAVAIL, errno.ECONNREFUSED):
-        return ProbeError(Reason.REFUSED, f"{exc.strerror} during {during}")
+        return CheckError(Reason.REFUSED, f"{exc.strerror} during {during}")
     if isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT:
-        return ProbeError(Reason.TIMEOUT, f"timeout during {during}")
+        return CheckError(Reason.TIMEOUT, f"timeout during {during}")
     if isinstance(exc, OSError):
-        return ProbeError(Reason.ERROR, f"{exc.strerror or exc.__class__.__name__} during {during}")
-    return ProbeError(Reason.ERROR, f"{exc.__class__.__name__} during {during}")
+        return CheckError(Reason.ERROR, f"{exc.strerror or exc.__class__.__name__} during {during}")
+    return CheckError(Reason.ERROR, f"{exc.__class__.__name__} during {during}")
 
 
 def connect(family: int, sockaddr: tuple, deadline: Deadline) -> socket.socket:

@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from ..fields import StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 
 if TYPE_CHECKING:
     import redis
@@ -102,20 +103,6 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class Deadline:
-    """The time left of one run; every socket timeout is cut to it."""
-
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._end = clock() + timeout
-
-    def remaining(self, floor: float = 0.01) -> float:
-        return max(self._end - self._clock(), floor)
-
-    def expired(self) -> bool:
-        return self._clock() >= self._end
-
-
 @dataclass(frozen=True, slots=True)
 class Credentials:
     username: str | None = None
@@ -160,7 +147,8 @@ class RedisConnector:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        timeout = deadline.remaining()
+        timeout = deadline.left(0.01)
+        deadline.phase("connecting")
         options: dict[str, Any] = {
             "host": host, "port": port, "username": self.credentials.username, "password": password,
             "socket_timeout": timeout, "socket_connect_timeout": timeout,
@@ -228,11 +216,12 @@ class RedisConnector:
         from redis.exceptions import ResponseError
 
         per_read = _read_timeout_supported()
+        deadline.phase("waiting for the answers")
         answers: list[Any] = []
         for _ in range(count):
             try:
                 if per_read:
-                    answers.append(connection.read_response(timeout=deadline.remaining()))
+                    answers.append(connection.read_response(timeout=deadline.left(0.01)))
                 else:  # older redis-py: the socket timeout set at connect bounds the read
                     answers.append(connection.read_response())
             except ResponseError as exc:
@@ -293,33 +282,33 @@ def _no_client_setinfo() -> dict[str, None]:
     return {"driver_info": None}
 
 
-def classify(exc: BaseException) -> tuple[Reason, str]:
+def classify(exc: BaseException) -> CheckError:
     """A bounded reason and a one-line English detail (never a secret) for a failed exchange."""
     import redis.exceptions as rex
 
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError | rex.NoPermissionError
                   | rex.AuthenticationWrongNumberOfArgsError):
-        return Reason.AUTH, f"authentication or permission refused: {_first_line(exc)}"
+        return CheckError(Reason.AUTH, f"authentication or permission refused: {_first_line(exc)}")
     if isinstance(exc, rex.TimeoutError | TimeoutError):
-        return Reason.TIMEOUT, "no answer in time"
+        return CheckError(Reason.TIMEOUT, "no answer in time")
     if isinstance(cause, ssl.SSLError | ssl.CertificateError) or isinstance(exc, ssl.SSLError):
-        return Reason.TLS, f"TLS handshake failed: {_first_line(cause or exc)}"
+        return CheckError(Reason.TLS, f"TLS handshake failed: {_first_line(cause or exc)}")
     if isinstance(cause, socket.gaierror):
-        return Reason.DNS, "host name did not resolve"
+        return CheckError(Reason.DNS, "host name did not resolve")
     if isinstance(cause, ConnectionRefusedError):
-        return Reason.REFUSED, "connection refused"
+        return CheckError(Reason.REFUSED, "connection refused")
     if isinstance(cause, OSError) and cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return Reason.REFUSED, "host unreachable"
+        return CheckError(Reason.REFUSED, "host unreachable")
     if isinstance(cause, TimeoutError):
-        return Reason.TIMEOUT, "no answer in time"
+        return CheckError(Reason.TIMEOUT, "no answer in time")
     if isinstance(exc, rex.BusyLoadingError):
-        return Reason.STATE, "instance is loading its dataset"
+        return CheckError(Reason.STATE, "instance is loading its dataset")
     if isinstance(exc, rex.ConnectionError):
-        return Reason.RESET, f"connection lost: {_first_line(exc)}"
+        return CheckError(Reason.RESET, f"connection lost: {_first_line(exc)}")
     if isinstance(exc, rex.ResponseError):
-        return Reason.BAD_CONTENT, f"error reply: {_first_line(exc)}"
-    return Reason.ERROR, f"{type(exc).__name__}: {_first_line(exc)}"
+        return CheckError(Reason.BAD_CONTENT, f"error reply: {_first_line(exc)}")
+    return CheckError(Reason.ERROR, f"{type(exc).__name__}: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -514,7 +503,7 @@ def judge_instance(outcome: Outcome, report: InstanceReport, settings: Connectio
 
 def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], deadline: Deadline,
                password: str | None, max_workers: int
-               ) -> dict[tuple[str, int], InstanceReport | tuple[Reason, str]]:
+               ) -> dict[tuple[str, int], InstanceReport | CheckError]:
     """Query several instances at once, each within the deadline; every address gets its report or
     the reason it could not be read.
 
@@ -529,11 +518,11 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
     from redis.exceptions import RedisError
 
     commands = list(INSTANCE_COMMANDS)
-    results: dict[tuple[str, int], InstanceReport | tuple[Reason, str]] = {}
-    futures: dict[cf.Future[list[Any] | tuple[Reason, str]], tuple[str, int]] = {}
+    results: dict[tuple[str, int], InstanceReport | CheckError] = {}
+    futures: dict[cf.Future[list[Any] | CheckError], tuple[str, int]] = {}
     pool: cf.ThreadPoolExecutor | None = None
 
-    def fresh(address: tuple[str, int]) -> list[Any] | tuple[Reason, str]:
+    def fresh(address: tuple[str, int]) -> list[Any] | CheckError:
         try:
             return connector.fresh_exchange(address[0], address[1], deadline, password, commands)
         except (RedisError, OSError) as exc:
@@ -546,8 +535,8 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
                                          thread_name_prefix="redis-node")
         futures[pool.submit(fresh, address)] = address
 
-    def report(answers: list[Any] | tuple[Reason, str]) -> InstanceReport | tuple[Reason, str]:
-        if isinstance(answers, tuple):
+    def report(answers: list[Any] | CheckError) -> InstanceReport | CheckError:
+        if isinstance(answers, CheckError):
             return answers
         try:
             return to_report(answers)[0]
@@ -583,10 +572,10 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
                 connector.keep(address[0], address[1], password, kept)
                 results[address] = report(answers)
         if futures:
-            done, _ = cf.wait(futures, timeout=deadline.remaining())
+            done, _ = cf.wait(futures, timeout=deadline.left(0.01))
             for future, address in futures.items():
                 results[address] = (report(future.result()) if future in done
-                                    else (Reason.TIMEOUT, "no answer in time"))
+                                    else CheckError(Reason.TIMEOUT, "no answer in time"))
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -27,7 +27,8 @@ from pydantic import Field, field_validator
 
 from ..fields import StrictModel
 from ..outcome import Check, Outcome, Reason
-from ._net import Deadline, ProbeError, classify_os_error, finish, getaddrinfo_bounded
+from . import CheckError, Deadline
+from ._net import classify_os_error, finish, getaddrinfo_bounded
 
 QueryType = Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT"]
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -146,7 +147,7 @@ class Collector:
             self._judge(name, answers)
         except ValueError as exc:
             outcome.fail(Reason.ERROR, f"target {target!r}: {exc}")
-        except ProbeError as exc:
+        except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
         metrics.gauge("probe_dns_lookup_time_seconds",
                       "Returns the time taken for probe dns lookup in seconds", time.perf_counter() - started)
@@ -158,14 +159,14 @@ class Collector:
 
     def _judge(self, name: str, answers: list[str]) -> None:
         if not answers and not self.settings.allow_empty:
-            raise ProbeError(Reason.DNS, f"{name} has no {self.settings.query_type} records")
+            raise CheckError(Reason.DNS, f"{name} has no {self.settings.query_type} records")
         if self.expected and {_normalise(a) for a in answers} != self.expected:
-            raise ProbeError(Reason.DNS, f"{name} {self.settings.query_type} answers differ from "
+            raise CheckError(Reason.DNS, f"{name} {self.settings.query_type} answers differ from "
                                          f"expected_answers ({len(answers)} answers)")
         if self.pattern is not None:
             for answer in answers:
                 if not self.pattern.search(answer):
-                    raise ProbeError(Reason.DNS, f"a {self.settings.query_type} answer for {name} does not "
+                    raise CheckError(Reason.DNS, f"a {self.settings.query_type} answer for {name} does not "
                                                  f"match {self.pattern.pattern!r}")
 
     # -- the system resolver --------------------------------------------------------------------
@@ -178,11 +179,11 @@ class Collector:
             if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
                 if self.settings.allow_empty:
                     return []
-                raise ProbeError(Reason.DNS, f"{name} does not resolve ({exc.strerror})") from None
+                raise CheckError(Reason.DNS, f"{name} does not resolve ({exc.strerror})") from None
             if exc.errno == socket.EAI_AGAIN:
-                raise ProbeError(Reason.DNS,
+                raise CheckError(Reason.DNS,
                                  f"{name}: resolver temporarily failed ({exc.strerror})") from None
-            raise ProbeError(Reason.DNS, f"{name}: {exc.strerror}") from None
+            raise CheckError(Reason.DNS, f"{name}: {exc.strerror}") from None
         seen: dict[str, None] = {}
         for info in infos:
             seen.setdefault(str(info[4][0]), None)
@@ -197,13 +198,13 @@ class Collector:
             answer = resolver.resolve(name, self.rdtype, lifetime=deadline.remaining("resolving"),
                                       raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
-            raise ProbeError(Reason.DNS, f"{name} does not exist (NXDOMAIN)") from None
+            raise CheckError(Reason.DNS, f"{name} does not exist (NXDOMAIN)") from None
         except dns.resolver.LifetimeTimeout:
-            raise ProbeError(Reason.TIMEOUT, f"no DNS answer for {name} in time") from None
+            raise CheckError(Reason.TIMEOUT, f"no DNS answer for {name} in time") from None
         except dns.resolver.NoNameservers:
-            raise ProbeError(Reason.DNS, f"no name server answered for {name}") from None
+            raise CheckError(Reason.DNS, f"no name server answered for {name}") from None
         except dns.exception.DNSException as exc:
-            raise ProbeError(Reason.DNS, f"{name}: {exc.__class__.__name__}") from None
+            raise CheckError(Reason.DNS, f"{name}: {exc.__class__.__name__}") from None
         return [rdata.to_text() for rdata in answer.rrset] if answer.rrset is not None else []
 
     # -- a given server -------------------------------------------------------------------------
@@ -228,12 +229,12 @@ class Collector:
                     response = dns.query.tcp(query, host, timeout=deadline.remaining("the TCP retry"),
                                              port=port)
         except dns.exception.Timeout:
-            raise ProbeError(Reason.TIMEOUT, f"no answer from {self.settings.resolver} in time") from None
+            raise CheckError(Reason.TIMEOUT, f"no answer from {self.settings.resolver} in time") from None
         except OSError as exc:
             error = classify_os_error(exc, "the DNS query")
-            raise ProbeError(error.reason, error.detail) from None
+            raise CheckError(error.reason, error.detail) from None
         except dns.exception.DNSException as exc:
-            raise ProbeError(Reason.DNS, f"bad answer from the resolver: {exc.__class__.__name__}") from None
+            raise CheckError(Reason.DNS, f"bad answer from the resolver: {exc.__class__.__name__}") from None
         metrics = outcome.metrics
         count = _count_rrs
         metrics.gauge("probe_dns_answer_rrs", "Returns number of entries in the answer resource record list",
@@ -244,7 +245,7 @@ class Collector:
                       "record list", count(response.additional))
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
-            raise ProbeError(Reason.DNS, f"{name}: the resolver answered {dns.rcode.to_text(rcode)}")
+            raise CheckError(Reason.DNS, f"{name}: the resolver answered {dns.rcode.to_text(rcode)}")
         return [rdata.to_text() for rrset in response.answer if rrset.rdtype == self.rdtype
                 for rdata in rrset]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from ..fields import StrictModel, check_tls_files, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 
 COLORS = ("green", "yellow", "red")
 HEALTH_GAUGES = (
@@ -106,13 +106,6 @@ def validate_target(target: str) -> str:
     return target
 
 
-class EsError(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 @dataclass(frozen=True, slots=True)
 class _Request:
     headers: dict[str, str]
@@ -145,19 +138,19 @@ class Collector:
             urls = split_urls(target)
         except ValueError as exc:
             return Outcome().fail(Reason.ERROR, f"bad target: {exc}")
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         try:
             request = self._request()
         except OSError as exc:
             return Outcome().fail(Reason.ERROR, f"cannot read a secret file: {exc.strerror}")
-        errors: list[tuple[str, EsError]] = []
+        errors: list[tuple[str, CheckError]] = []
         for url in urls:
             outcome = Outcome()
             try:
                 self._collect(url, request, deadline, outcome)
-            except EsError as exc:
+            except CheckError as exc:
                 errors.append((url, exc))
-                if time.monotonic() >= deadline:
+                if deadline.expired():
                     break
                 continue
             return outcome
@@ -165,13 +158,13 @@ class Collector:
         detail = error.detail if len(urls) == 1 else f"{url}: {error.detail} ({len(errors)} URL(s) failed)"
         return Outcome().fail(error.reason, detail)
 
-    def _collect(self, base: str, request: _Request, deadline: float, outcome: Outcome) -> None:
+    def _collect(self, base: str, request: _Request, deadline: Deadline, outcome: Outcome) -> None:
         s = self.settings
         health = self._get(base, "/_cluster/health", request, deadline)
         cluster = str(health.get("cluster_name", ""))
         status = health.get("status")
         if status not in COLORS:
-            raise EsError(Reason.BAD_CONTENT, "_cluster/health has no green/yellow/red status")
+            raise CheckError(Reason.BAD_CONTENT, "_cluster/health has no green/yellow/red status")
         ms = outcome.metrics
         c = {"cluster": cluster}
         for color in COLORS:
@@ -192,17 +185,15 @@ class Collector:
             stats = self._get(base, "/_nodes/stats/jvm,fs,breaker", request, deadline)
             found = stats.get("nodes")
             if not isinstance(found, dict):
-                raise EsError(Reason.BAD_CONTENT, "_nodes/stats has no nodes object")
+                raise CheckError(Reason.BAD_CONTENT, "_nodes/stats has no nodes object")
             nodes = found
         problems = self._nodes(nodes, ms, c)
         self._judge(status, health, problems, outcome)
 
-    def _get(self, base: str, path: str, request: _Request, deadline: float) -> dict[str, Any]:
+    def _get(self, base: str, path: str, request: _Request, deadline: Deadline) -> dict[str, Any]:
         import requests
 
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise EsError(Reason.TIMEOUT, f"no time left for {path}")
+        remaining = deadline.remaining(f"requesting {path}")
         try:
             with requests.Session() as session:
                 # Exactly what the module says: no proxy variables or ~/.netrc credentials
@@ -212,38 +203,38 @@ class Collector:
                                        verify=request.verify, cert=request.cert, timeout=remaining,
                                        allow_redirects=False)
         except requests.exceptions.SSLError as exc:
-            raise EsError(Reason.TLS, f"{path}: TLS failed: {_root(exc)}") from None
+            raise CheckError(Reason.TLS, f"{path}: TLS failed: {_root(exc)}") from None
         except requests.exceptions.Timeout:
-            raise EsError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
+            raise CheckError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
         except requests.exceptions.ConnectionError as exc:
             chain = _chain(exc)
             if any(isinstance(e, socket.gaierror) for e in chain):
-                raise EsError(Reason.DNS, f"{path}: host does not resolve") from None
+                raise CheckError(Reason.DNS, f"{path}: host does not resolve") from None
             if any(isinstance(e, TimeoutError) for e in chain):
-                raise EsError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
-            raise EsError(Reason.REFUSED, f"{path}: {_root(exc)}") from None
+                raise CheckError(Reason.TIMEOUT, f"{path}: no answer within {remaining:.1f}s") from None
+            raise CheckError(Reason.REFUSED, f"{path}: {_root(exc)}") from None
         except requests.exceptions.RequestException as exc:
-            raise EsError(Reason.ERROR, f"{path}: {type(exc).__name__}") from None
+            raise CheckError(Reason.ERROR, f"{path}: {type(exc).__name__}") from None
         with response:
             if response.status_code in (401, 403):
-                raise EsError(Reason.AUTH, f"{path}: HTTP {response.status_code} {_es_error(response)}")
+                raise CheckError(Reason.AUTH, f"{path}: HTTP {response.status_code} {_es_error(response)}")
             if response.status_code != 200:
-                raise EsError(Reason.BAD_STATUS,
+                raise CheckError(Reason.BAD_STATUS,
                               f"{path}: HTTP {response.status_code} {_es_error(response)}")
             try:
                 body = response.json()
             except (ValueError, json.JSONDecodeError):
                 kind = response.headers.get("Content-Type", "unknown type")
-                raise EsError(Reason.BAD_CONTENT, f"{path}: body is not JSON ({kind})") from None
+                raise CheckError(Reason.BAD_CONTENT, f"{path}: body is not JSON ({kind})") from None
         if not isinstance(body, dict):
-            raise EsError(Reason.BAD_CONTENT, f"{path}: body is not a JSON object")
+            raise CheckError(Reason.BAD_CONTENT, f"{path}: body is not a JSON object")
         return body
 
     @staticmethod
     def _pending(body: dict[str, Any], ms: MetricSet, c: dict[str, str]) -> None:
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
-            raise EsError(Reason.BAD_CONTENT, "_cluster/pending_tasks has no tasks list")
+            raise CheckError(Reason.BAD_CONTENT, "_cluster/pending_tasks has no tasks list")
         by_priority: dict[str, int] = {}
         oldest = 0.0
         for task in tasks:
@@ -346,7 +337,7 @@ _PREFERENCE = (Reason.AUTH, Reason.BAD_CONTENT, Reason.BAD_STATUS, Reason.TLS, R
                Reason.DNS, Reason.REFUSED, Reason.ERROR)
 
 
-def _most_telling(errors: list[tuple[str, EsError]]) -> tuple[str, EsError]:
+def _most_telling(errors: list[tuple[str, CheckError]]) -> tuple[str, CheckError]:
     """With several URLs failing, report the failure that says most about the cluster: an answer
     (refused credentials, bad status) over a node that is merely unreachable."""
     return min(errors, key=lambda e: _PREFERENCE.index(e[1].reason) if e[1].reason in _PREFERENCE else 99)

@@ -21,12 +21,14 @@ costs a fraction of the CPU (see benchmarks/blackbox_compare.py). One connection
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import re
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -35,10 +37,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ..fields import PositiveDuration, StrictModel, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 from ._net import (
-    Deadline,
     IpProtocol,
-    ProbeError,
     TlsClientSettings,
     TlsFacts,
     add_ip_protocol,
@@ -54,6 +55,15 @@ from ._net import (
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 _REDIRECTS = {301, 302, 303, 307, 308}
 _HEAD_LIMIT = 64 * 1024
+_CHUNK = 64 * 1024
+"""Bytes received at a time, into one buffer reused for the whole exchange."""
+_STEP = 64 * 1024
+_OVERLAP = 64 * 1024
+_HOLD = 1024
+"""Body regexes: characters searched per window, kept from the previous window, and near a
+window's end whose matches wait for the next window."""
+JSON_MAX = 16 * 1024 * 1024
+"""json_expect parses at most this many bytes of body (a health document is a few hundred)."""
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 JsonScalar = str | int | float | bool | None
@@ -126,7 +136,9 @@ class Settings(StrictModel):
     max_response_time: PositiveDuration | None = None
     """Slower than this (whole probe, redirects included) fails with reason threshold."""
     body_size_limit: Annotated[int, Field(ge=1)] = 4 * 1024 * 1024
-    """Bytes of body read at most; a longer body fails the probe (bad_content)."""
+    """Bytes of body read at most; a longer body fails the probe (bad_content), reporting the status
+    and the bytes read. The body is streamed, never held: regexes are matched as it passes (a match
+    must fit in 64 Ki characters) and json_expect keeps at most JSON_MAX (16 MiB) of it."""
     ip_protocol: IpProtocol = "auto"
 
     @field_validator("headers")
@@ -223,16 +235,17 @@ class _Reader:
         self.deadline = deadline
         self.buffer = bytearray()
         self.eof = False
+        self._chunk = bytearray(_CHUNK)
 
     def _fill(self, what: str) -> bool:
         if self.eof:
             return False
         self.sock.settimeout(self.deadline.remaining(what))
-        chunk = self.sock.recv(65536)
-        if not chunk:
+        size = self.sock.recv_into(self._chunk)
+        if size == 0:
             self.eof = True
             return False
-        self.buffer += chunk
+        self.buffer += memoryview(self._chunk)[:size]
         return True
 
     def head(self) -> bytes:
@@ -247,28 +260,61 @@ class _Reader:
                 size = end + 2
                 break
             if len(self.buffer) > _HEAD_LIMIT:
-                raise ProbeError(Reason.BAD_CONTENT, "response headers longer than 64 KiB")
-            if not self._fill("reading the response"):
+                raise CheckError(Reason.BAD_CONTENT, "response headers longer than 64 KiB")
+            if not self._fill("waiting for the first byte" if not self.buffer else "reading the headers"):
                 if not self.buffer:
-                    raise ProbeError(Reason.RESET, "connection closed by the server before an answer")
+                    raise CheckError(Reason.RESET, "connection closed by the server before an answer")
                 if not self.buffer.startswith(b"HTTP/"):
-                    raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
-                raise ProbeError(Reason.RESET, "connection closed in the middle of the headers")
+                    raise CheckError(Reason.BAD_CONTENT, "the answer is not HTTP")
+                raise CheckError(Reason.RESET, "connection closed in the middle of the headers")
             if len(self.buffer) >= 5 and not self.buffer.startswith(b"HTTP/"):
-                raise ProbeError(Reason.BAD_CONTENT, "the answer is not HTTP")
+                raise CheckError(Reason.BAD_CONTENT, "the answer is not HTTP")
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
 
-    def exactly(self, size: int, limit: int) -> bytes:
-        if size > limit:
-            raise ProbeError(Reason.BAD_CONTENT, f"body of {size} bytes exceeds body_size_limit")
-        while len(self.buffer) < size:
-            if not self._fill("reading the body"):
-                raise ProbeError(Reason.RESET, "connection closed before the whole body arrived")
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
+    def take(self, wanted: int | None, what: str) -> memoryview | bytes | None:
+        """Up to `wanted` bytes (None: whatever comes) from what the headers' reads left over or
+        one receive into the reused chunk buffer; None at the end of the stream. Valid until the
+        next call."""
+        if self.buffer:
+            size = len(self.buffer) if wanted is None else min(wanted, len(self.buffer))
+            data = bytes(self.buffer[:size])
+            del self.buffer[:size]
+            return data
+        if self.eof:
+            return None
+        self.sock.settimeout(self.deadline.remaining(what))
+        view = memoryview(self._chunk)
+        size = self.sock.recv_into(view if wanted is None else view[:min(wanted, _CHUNK)])
+        if size == 0:
+            self.eof = True
+            return None
+        return view[:size]
+
+    def stream(self, size: int | None, sink: _BodySink) -> None:
+        """Pass `size` bytes (None: up to the end of the stream) to the sink, stopping where the
+        sink's limit is reached."""
+        left = size
+        while left is None or left > 0:
+            want = sink.room() if left is None else min(left, sink.room())
+            if want == 0:  # at the limit: too long if the body goes on
+                sink.overflow = left is not None or self.take(1, "reading the body") is not None
+                return
+            data = self.take(want, "reading the body")
+            if data is None:
+                if left is None:
+                    return
+                raise CheckError(Reason.RESET, "connection closed before the whole body arrived")
+            sink.feed(data)
+            self.deadline.phase("reading the body", f"{sink.size} body bytes read")
+            if left is not None:
+                left -= len(data)
+
+    def expect_crlf(self) -> None:
+        data = self.take(2, "reading the body")
+        if data is None or (len(data) == 1 and self.take(1, "reading the body") is None):
+            raise CheckError(Reason.RESET, "connection closed in the middle of a chunked body")
 
     def line(self) -> bytes:
         while True:
@@ -278,37 +324,104 @@ class _Reader:
                 del self.buffer[:end + 1]
                 return data
             if len(self.buffer) > _HEAD_LIMIT or not self._fill("reading the body"):
-                raise ProbeError(Reason.BAD_CONTENT, "malformed chunked body")
+                raise CheckError(Reason.BAD_CONTENT, "malformed chunked body")
 
-    def chunked(self, limit: int) -> bytes:
-        body = bytearray()
+    def chunked(self, sink: _BodySink) -> None:
         while True:
             size_text = self.line().split(b";", 1)[0].strip()
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise ProbeError(Reason.BAD_CONTENT, "malformed chunk size in the body") from None
+                raise CheckError(Reason.BAD_CONTENT, "malformed chunk size in the body") from None
             if size == 0:
                 while self.line().strip():  # trailers
                     pass
-                return bytes(body)
-            body += self.exactly(size, limit - len(body))
-            self.exactly(2, 2)
+                return
+            self.stream(size, sink)
+            if sink.overflow:
+                return
+            self.expect_crlf()
 
-    def rest(self, limit: int) -> bytes:
-        while not self.eof:
-            if len(self.buffer) > limit:
-                raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
-            self._fill("reading the body")
-        if len(self.buffer) > limit:
-            raise ProbeError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of {limit} bytes")
-        return bytes(self.buffer)
+
+class _BodySink:
+    """Sees the body as it passes, keeping only what the checks need: its length, which regexes
+    matched (over a bounded window of text), and the first bytes for json_expect.
+
+    Regexes are searched as the text streams by, in windows of `_STEP` new characters plus the
+    last `_OVERLAP` characters before them, so memory stays bounded whatever the body's size. The
+    matching limit: a match must fit in `_OVERLAP` characters (64 Ki); `^` and `\\A` match only at
+    the body's start and `$` and `\\Z` only at its end, as over the whole body.
+    """
+
+    def __init__(self, limit: int, bad: list[re.Pattern[str]], good: list[re.Pattern[str]],
+                 keep: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.overflow = False
+        self.bad_match: re.Pattern[str] | None = None
+        self.unmatched = list(good)
+        self._bad = list(bad)
+        self._keep_max = keep
+        self.kept = bytearray()
+        self.kept_all = True
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace") if bad or good else None
+        self._tail = ""
+        self._pending: list[str] = []
+        self._pending_size = 0
+
+    def room(self) -> int:
+        return min(self.limit - self.size, _CHUNK)
+
+    def feed(self, data: memoryview | bytes) -> None:
+        self.size += len(data)
+        if self._keep_max:
+            room = self._keep_max - len(self.kept)
+            if len(data) > room:
+                self.kept_all = False
+            if room > 0:
+                self.kept += data[:room]
+        if self._decoder is not None and (self._bad or self.unmatched):
+            text = self._decoder.decode(data)
+            if text:
+                self._pending.append(text)
+                self._pending_size += len(text)
+                if self._pending_size >= _STEP:
+                    self._search(final=False)
+
+    def finish(self) -> None:
+        if self._decoder is not None and (self._bad or self.unmatched):
+            tail = self._decoder.decode(b"", final=True)
+            if tail:
+                self._pending.append(tail)
+            self._search(final=True)
+
+    def _search(self, final: bool) -> None:
+        window = self._tail + "".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        start = 1 if self._tail else 0  # window[0] is context: `^` and `\\A` cannot match there
+        # away from the end of the body, a match that ends near the window's end may be an
+        # artefact of the cut ($, \\b, lookahead): it is decided in the next window instead
+        limit = len(window) if final else len(window) - _HOLD
+
+        def found(pattern: re.Pattern[str]) -> bool:
+            match = pattern.search(window, start)
+            return match is not None and match.end() <= limit
+
+        for pattern in self._bad:
+            if found(pattern):
+                self.bad_match = pattern
+                self._bad, self.unmatched = [], []  # the body has failed; no more searching
+                return
+        self.unmatched = [pattern for pattern in self.unmatched if not found(pattern)]
+        self._tail = window[-_OVERLAP:] if len(window) > _OVERLAP else window
 
 
 class _Response:
+    """What one exchange saw; the body itself is not kept, only what the checks need of it."""
+
     __slots__ = ("body", "headers", "status", "tls", "version")
 
-    def __init__(self, version: float, status: int, headers: dict[str, str], body: bytes,
+    def __init__(self, version: float, status: int, headers: dict[str, str], body: _BodySink,
                  tls: TlsFacts | None) -> None:
         self.version, self.status, self.headers, self.body, self.tls = version, status, headers, body, tls
 
@@ -327,7 +440,7 @@ def _parse_head(head: bytes) -> tuple[float, int, dict[str, str]]:
         version = float(status_line[0][5:])
         status = int(status_line[1])
     except (ValueError, IndexError):
-        raise ProbeError(Reason.BAD_CONTENT, "malformed HTTP status line") from None
+        raise CheckError(Reason.BAD_CONTENT, "malformed HTTP status line") from None
     headers: dict[str, str] = {}
     for raw in lines[1:]:
         name, sep, value = raw.rstrip("\r").partition(":")
@@ -363,13 +476,14 @@ def _json_matches(expect: JsonExpect, actual: Any) -> bool:
     return isinstance(wanted, str) and text == wanted
 
 
-class _BodyMismatchError(ProbeError):
+class _BodyMismatchError(CheckError):
     """A body regex failed: also shown by probe_failed_due_to_regex."""
 
 
 class Collector:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         # files are loaded at once (a bad key fails at start); the system store only when an
         # https URL is first probed, since most intranet health checks are plain http
         self._context = settings.tls_config.context() if settings.tls_config.has_files() else None
@@ -446,6 +560,10 @@ class Collector:
             phases["tls"] += time.perf_counter() - tls_started
         return sock, facts
 
+    def _sink(self) -> _BodySink:
+        keep = min(self.settings.body_size_limit, JSON_MAX) if self.settings.json_expect else 0
+        return _BodySink(self.settings.body_size_limit, self.body_bad, self.body_good, keep)
+
     def _tunnel(self, sock: socket.socket, url: _Url, deadline: Deadline) -> None:
         authority = f"[{url.host}]:{url.port}" if ":" in url.host else f"{url.host}:{url.port}"
         try:
@@ -459,10 +577,13 @@ class Collector:
         if status != 200:
             sock.close()
             reason = Reason.AUTH if status == 407 else Reason.BAD_STATUS
-            raise ProbeError(reason, f"proxy answered {status} to CONNECT")
+            raise CheckError(reason, f"proxy answered {status} to CONNECT")
 
     def _exchange(self, method: str, url: _Url, body: bytes | None, send_auth: bool, deadline: Deadline,
-                  phases: dict[str, float], metrics: MetricSet) -> _Response:
+                  phases: dict[str, float], metrics: MetricSet, seen: list[_Response]) -> _Response:
+        """One request and its answer; `seen` gets the answer as soon as its head arrived, so a
+        failure while reading the body still reports the status and the bytes that came."""
+        seen.clear()
         sock, facts = self._open(url, deadline, phases, metrics)
         try:
             ready = time.perf_counter()
@@ -475,67 +596,76 @@ class Collector:
                     break
             first_byte = time.perf_counter()
             phases["processing"] += first_byte - ready
-            limit = self.settings.body_size_limit
+            sink = self._sink()
+            seen.append(_Response(version, status, headers, sink, facts))
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                data = b""
+                pass
             elif "chunked" in headers.get("transfer-encoding", "").lower():
-                data = reader.chunked(limit)
+                reader.chunked(sink)
             elif "content-length" in headers:
                 try:
                     length = int(headers["content-length"])
                 except ValueError:
-                    raise ProbeError(Reason.BAD_CONTENT, "malformed Content-Length header") from None
-                data = reader.exactly(length, limit)
+                    raise CheckError(Reason.BAD_CONTENT, "malformed Content-Length header") from None
+                if length > sink.limit:
+                    sink.overflow = True  # announced too long: not worth reading
+                else:
+                    reader.stream(length, sink)
             else:
-                data = reader.rest(limit)
+                reader.stream(None, sink)
+            sink.finish()
             phases["transfer"] += time.perf_counter() - first_byte
-        except ProbeError:
+        except CheckError:
             raise
         except OSError as exc:
-            raise classify_os_error(exc, "the HTTP exchange") from None
+            raise classify_os_error(exc, deadline.doing()) from None
         finally:
             sock.close()
-        return _Response(version, status, headers, data, facts)
+        return seen[0]
 
     # -- the probe ------------------------------------------------------------------------------
 
     def run(self, target: str, timeout: float) -> Outcome:
-        deadline = Deadline(timeout)
+        deadline = Deadline(timeout, clock=self.clock)
         outcome = Outcome()
         metrics = outcome.metrics
         phases = dict.fromkeys(PHASES, 0.0)
         redirects = 0
         response: _Response | None = None
+        seen: list[_Response] = []
         regex_failed = False
         try:
             try:
                 url = _parse_url(target)
             except ValueError as exc:
-                raise ProbeError(Reason.ERROR, f"target: {exc}") from None
+                raise CheckError(Reason.ERROR, f"target: {exc}") from None
             first_host = url.host_header
             method, body = self.settings.method, self.body
             while True:
                 response = self._exchange(method, url, body, url.host_header == first_host,
-                                          deadline, phases, metrics)
+                                          deadline, phases, metrics, seen)
                 location = response.headers.get("location")
-                if not (self.settings.follow_redirects and response.status in _REDIRECTS and location):
+                follow = self.settings.follow_redirects and response.status in _REDIRECTS and location
+                if response.body.overflow or not follow:
                     break
                 if redirects >= self.settings.max_redirects:
-                    raise ProbeError(Reason.BAD_STATUS, f"more than {self.settings.max_redirects} redirects")
+                    raise CheckError(Reason.BAD_STATUS, f"more than {self.settings.max_redirects} redirects")
                 redirects += 1
                 try:
                     url = _parse_url(urljoin(url.text, location))
                 except ValueError as exc:
-                    raise ProbeError(Reason.BAD_CONTENT, f"redirect to an unusable location: {exc}") from None
+                    raise CheckError(Reason.BAD_CONTENT, f"redirect to an unusable location: {exc}") from None
                 if response.status in (301, 302, 303) and method not in ("GET", "HEAD"):
                     method, body = "GET", None
             self._judge(response, deadline)
-        except ProbeError as exc:
+        except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
             regex_failed = isinstance(exc, _BodyMismatchError)
         except OSError as exc:
-            error = classify_os_error(exc, "the probe")
+            error = classify_os_error(exc, deadline.doing())
             outcome.fail(error.reason, error.detail)
+        if seen:
+            response = seen[0]  # the last exchange's answer, complete or cut short
         self._metrics(metrics, phases, redirects, response, regex_failed)
         return finish(outcome, deadline)
 
@@ -546,36 +676,39 @@ class Collector:
         if not valid:
             wanted = ", ".join(map(str, sorted(self.valid))) if self.valid else "2xx"
             reason = Reason.AUTH if status in (401, 403, 407) else Reason.BAD_STATUS
-            raise ProbeError(reason, f"status {status} is not one of the valid codes ({wanted})")
+            raise CheckError(reason, f"status {status} is not one of the valid codes ({wanted})")
         if self.settings.fail_if_ssl and response.tls is not None:
-            raise ProbeError(Reason.TLS, "the final response came over TLS (fail_if_ssl)")
+            raise CheckError(Reason.TLS, "the final response came over TLS (fail_if_ssl)")
         if self.settings.fail_if_not_ssl and response.tls is None:
-            raise ProbeError(Reason.TLS, "the final response did not come over TLS (fail_if_not_ssl)")
-        if self.body_bad or self.body_good:
-            text = response.body.decode("utf-8", "replace")
-            for pattern in self.body_bad:
-                if pattern.search(text):
-                    raise _BodyMismatchError(Reason.BAD_CONTENT, f"body matched {pattern.pattern!r}")
-            for pattern in self.body_good:
-                if not pattern.search(text):
-                    raise _BodyMismatchError(Reason.BAD_CONTENT, f"body did not match {pattern.pattern!r}")
+            raise CheckError(Reason.TLS, "the final response did not come over TLS (fail_if_not_ssl)")
+        body = response.body
+        if body.overflow:
+            raise CheckError(Reason.BAD_CONTENT, f"body exceeds body_size_limit of "
+                             f"{self.settings.body_size_limit} bytes (stopped after {body.size} bytes)")
+        if body.bad_match is not None:
+            raise _BodyMismatchError(Reason.BAD_CONTENT, f"body matched {body.bad_match.pattern!r}")
+        if body.unmatched:
+            raise _BodyMismatchError(Reason.BAD_CONTENT, f"body did not match {body.unmatched[0].pattern!r}")
         if self.settings.json_expect:
+            if not body.kept_all:
+                raise CheckError(Reason.BAD_CONTENT, f"json_expect: the body is longer than {len(body.kept)} "
+                                                     "bytes, too long to parse")
             try:
-                document = json.loads(response.body)
+                document = json.loads(body.kept)
             except ValueError:
-                raise ProbeError(Reason.BAD_CONTENT, "json_expect: the body is not JSON") from None
+                raise CheckError(Reason.BAD_CONTENT, "json_expect: the body is not JSON") from None
             for expect in self.settings.json_expect:
                 found, actual = _json_lookup(document, expect.path)
                 if not found:
-                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} is missing")
+                    raise CheckError(Reason.BAD_CONTENT, f"json_expect: {expect.path} is missing")
                 if not _json_matches(expect, actual):
                     # the actual value stays out of the detail: it is the target's data
                     wanted = (f"does not match {expect.regex!r}" if expect.regex is not None
                               else f"is not equal to {expect.equals!r}")
-                    raise ProbeError(Reason.BAD_CONTENT, f"json_expect: {expect.path} {wanted}")
+                    raise CheckError(Reason.BAD_CONTENT, f"json_expect: {expect.path} {wanted}")
         limit = self.settings.max_response_time
         if limit is not None and deadline.elapsed() > limit:
-            raise ProbeError(Reason.THRESHOLD,
+            raise CheckError(Reason.THRESHOLD,
                              f"response took {deadline.elapsed():.3f}s, over max_response_time {limit:g}s")
 
     @staticmethod
@@ -596,7 +729,7 @@ class Collector:
                 length = -1.0
         metrics.gauge("probe_http_content_length", "Length of http content response", length)
         metrics.gauge("probe_http_uncompressed_body_length", "Length of uncompressed response body",
-                      len(response.body) if response is not None else 0)
+                      response.body.size if response is not None else 0)
         metrics.gauge("probe_http_redirects", "The number of redirects", redirects)
         metrics.gauge("probe_http_ssl", "Indicates if SSL was used for the final redirect",
                       1 if response is not None and response.tls is not None else 0)

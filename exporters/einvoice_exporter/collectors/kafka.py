@@ -39,6 +39,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from ..fields import Duration, StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import Check, Outcome, Reason
+from . import CheckError, Deadline
 
 GROUP_STATES: tuple[str, ...] = (
     "Stable", "PreparingRebalance", "CompletingRebalance", "Empty", "Dead",
@@ -213,13 +214,6 @@ class ClusterView:
     partitions: dict[str, int]
 
 
-class KafkaCheckError(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 def _tcp_precheck(servers: list[tuple[str, int]], timeout: float,
                   tls: ssl.SSLContext | None = None) -> None:
     """Reach one bootstrap server by TCP first: kafka-python reports refused, silent and unknown
@@ -245,7 +239,7 @@ def _tcp_precheck(servers: list[tuple[str, int]], timeout: float,
         except OSError as exc:
             reasons.append((Reason.REFUSED, f"{host}:{port} {exc.strerror or exc}"))
     reason = reasons[0][0]
-    raise KafkaCheckError(reason, "no bootstrap server reachable: " + "; ".join(d for _, d in reasons))
+    raise CheckError(reason, "no bootstrap server reachable: " + "; ".join(d for _, d in reasons))
 
 
 class AdminSource:
@@ -359,20 +353,20 @@ def _ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     return context
 
 
-def _classify(exc: BaseException) -> tuple[Reason, str]:
+def _classify(exc: BaseException) -> CheckError:
     import kafka.errors as errors
 
     name = type(exc).__name__
     if isinstance(exc, errors.SaslAuthenticationFailedError | errors.AuthorizationError
                   | errors.UnsupportedSaslMechanismError):
-        return Reason.AUTH, f"{name}: authentication or authorization refused"
+        return CheckError(Reason.AUTH, f"{name}: authentication or authorization refused")
     if isinstance(exc, ssl.SSLError):
-        return Reason.TLS, f"{name}: {exc.reason or 'TLS handshake failed'}"
+        return CheckError(Reason.TLS, f"{name}: {exc.reason or 'TLS handshake failed'}")
     if isinstance(exc, errors.KafkaTimeoutError | TimeoutError):
-        return Reason.TIMEOUT, f"{name}: brokers did not answer in time"
+        return CheckError(Reason.TIMEOUT, f"{name}: brokers did not answer in time")
     if isinstance(exc, errors.KafkaConnectionError | ConnectionError):
-        return Reason.REFUSED, f"{name}: connection to brokers lost"
-    return Reason.ERROR, f"{name}: {str(exc)[:200]}"
+        return CheckError(Reason.REFUSED, f"{name}: connection to brokers lost")
+    return CheckError(Reason.ERROR, f"{name}: {str(exc)[:200]}")
 
 
 class Collector:
@@ -420,20 +414,21 @@ class Collector:
             servers = parse_servers(target)
         except ValueError as exc:
             return outcome.fail(Reason.ERROR, f"bad target: {exc}")
+        deadline = Deadline(timeout)
         state = self._state(target)
         with state.lock:
             try:
-                self.source.reach(servers, timeout)
-                view = self._read(target, servers, timeout)
-            except KafkaCheckError as exc:
-                outcome.fail(exc.reason, exc.detail)
+                self.source.reach(servers, deadline.remaining("connecting to a bootstrap server"))
+                view = self._read(target, servers, deadline)
+            except CheckError as exc:
+                outcome.fail_with(exc)
             else:
                 self.judge(view, state, outcome)
         self._evict()
         return outcome
 
-    def _read(self, target: str, servers: list[tuple[str, int]], timeout: float) -> ClusterView:
-        """Open (or reuse) the target's admin client and read a view, within `timeout`.
+    def _read(self, target: str, servers: list[tuple[str, int]], deadline: Deadline) -> ClusterView:
+        """Open (or reuse) the target's admin client and read a view, within the deadline.
 
         The work runs in a helper thread: when it overruns, the client's network loops are
         stopped, which fails kafka-python's blocked call, and the run reports a timeout.
@@ -443,6 +438,7 @@ class Collector:
         cached = self._admins.pop(target, None)
         made: list[Any] = cached[1] if cached else []
         result: dict[str, Any] = {}
+        timeout = deadline.remaining("reading groups and offsets")
 
         def work() -> None:
             try:
@@ -460,13 +456,13 @@ class Collector:
             worker.join(2.0)
             if "admin" in result:
                 result["admin"].close()
-            raise KafkaCheckError(Reason.TIMEOUT, f"brokers did not answer within {timeout:g}s")
+            raise CheckError(Reason.TIMEOUT, f"brokers did not answer within {timeout:g}s")
         error = result.get("error")
         if error is not None:
             if "admin" in result:
                 result["admin"].close()
             _stop_all(made)
-            raise KafkaCheckError(*_classify(error))
+            raise _classify(error)
         self._admins[target] = (result["admin"], made)
         return result["view"]
 

@@ -28,11 +28,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ..fields import one_of_secret
-from ..outcome import Check, Outcome, Reason
+from ..outcome import Check, MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 from ._redis_common import (
     ConnectionSettings,
     Credentials,
-    Deadline,
     InstanceReport,
     RedisConnector,
     classify,
@@ -138,7 +138,7 @@ class RedisCollector:
             report, _ = query_instance(self.connector, host, port, deadline, password)
         except (RedisError, OSError) as exc:
             emit_up(outcome.metrics, False)
-            return outcome.fail(*classify(exc))
+            return outcome.fail_with(classify(exc))
         emit_instance(outcome.metrics, report)
         judge_instance(outcome, report, self.settings)
         return outcome
@@ -157,7 +157,7 @@ class RedisCollector:
         except OSError as exc:
             return outcome.fail(Reason.ERROR, f"sentinel_password_file unreadable: {exc.strerror}")
         answer: tuple[dict[str, str], list[dict[str, str]]] | None = None
-        last: tuple[Reason, str] = (Reason.ERROR, "no sentinel to ask")
+        last = CheckError(Reason.ERROR, "no sentinel to ask")
         for host, port in sentinels:
             if deadline.expired():
                 break
@@ -166,18 +166,18 @@ class RedisCollector:
                     host, port, deadline, sentinel_password,
                     [("SENTINEL", "MASTER", name), ("SENTINEL", "SLAVES", name)])
             except (RedisError, OSError) as exc:
-                reason, detail = classify(exc)
-                last = (reason, f"sentinel {format_address(host, port)}: {detail}")
+                failure = classify(exc)
+                last = CheckError(failure.reason, f"sentinel {format_address(host, port)}: {failure.detail}")
                 continue
             for reply in (master_raw, replicas_raw):
                 if isinstance(reply, ResponseError):
                     # A Sentinel that answers but does not know the group: the others say the same.
                     return outcome.fail(Reason.STATE, f"sentinel {format_address(host, port)}: "
-                                        f"{classify(reply)[1]}")
+                                        f"{classify(reply).detail}")
             answer = (_pairs(master_raw), [_pairs(r) for r in replicas_raw])
             break
         if answer is None:
-            return outcome.fail(*last)
+            return outcome.fail_with(last)
 
         master, replicas = answer
         metrics = outcome.metrics
@@ -216,7 +216,7 @@ class RedisCollector:
             role = "master" if index == 0 else "replica"
             where = f"{role} {format_address(host, port)}"
             if not isinstance(result, InstanceReport):
-                outcome.fail(result[0], f"{where}: {result[1]}")
+                outcome.fail(result.reason, f"{where}: {result.detail}")
                 continue
             if index == 0 and result.info.get("role") != "master":
                 outcome.fail(Reason.STATE, f"{where} reports role {result.info.get('role')}")
@@ -233,6 +233,11 @@ def _pairs(raw: Any) -> dict[str, str]:
 def _down(replica: dict[str, str]) -> bool:
     flags = set(replica.get("flags", "").split(","))
     return bool(flags & {"s_down", "o_down", "disconnected"})
+
+
+def unanswered(metrics: MetricSet) -> None:
+    """`redis_up 0` for a run that timed out or raised before it could say so itself."""
+    emit_up(metrics, False)
 
 
 def build(settings: Settings) -> Check:

@@ -22,9 +22,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..outcome import Check, MetricSet, Outcome, Reason
+from . import CheckError, Deadline
 from ._redis_common import (
     ConnectionSettings,
-    Deadline,
     InstanceReport,
     RedisConnector,
     classify,
@@ -130,7 +130,7 @@ class ClusterView:
     nodes: list[Node]
     seed: tuple[str, int]
     seed_report: InstanceReport
-    reports: dict[str, InstanceReport | tuple[Reason, str]] = field(default_factory=dict)
+    reports: dict[str, InstanceReport | CheckError] = field(default_factory=dict)
     lacking_replica: list[str] = field(default_factory=list)
     """Addresses of masters serving slots with no healthy replica."""
 
@@ -165,31 +165,32 @@ class RedisClusterCollector:
             return outcome.fail(Reason.ERROR, f"password_file unreadable: {exc.strerror}")
 
         view: ClusterView | None = None
-        last: tuple[Reason, str] = (Reason.ERROR, "no seed to ask")
+        last = CheckError(Reason.ERROR, "no seed to ask")
         for host, port in parse_addresses(target):
             if deadline.expired():
-                last = (Reason.TIMEOUT, "no answer in time")
+                last = CheckError(Reason.TIMEOUT, "no answer in time")
                 break
             try:
                 report, (info_raw, nodes_raw) = query_instance(
                     self.connector, host, port, deadline, password,
                     extra=(("CLUSTER", "INFO"), ("CLUSTER", "NODES")))
             except ResponseError as exc:
-                reason, detail = classify(exc)
+                failure = classify(exc)
+                reason, detail = failure.reason, failure.detail
                 if reason == Reason.BAD_CONTENT:
                     reason, detail = Reason.STATE, f"seed is not a cluster node ({detail})"
-                last = (reason, f"seed {format_address(host, port)}: {detail}")
+                last = CheckError(reason, f"seed {format_address(host, port)}: {detail}")
                 continue
             except (RedisError, OSError) as exc:
-                reason, detail = classify(exc)
-                last = (reason, f"seed {format_address(host, port)}: {detail}")
+                failure = classify(exc)
+                last = CheckError(failure.reason, f"seed {format_address(host, port)}: {failure.detail}")
                 continue
             view = ClusterView(parse_cluster_info(_text(info_raw)), parse_cluster_nodes(_text(nodes_raw)),
                                (host, port), report)
             break
         if view is None:
             emit_up(outcome.metrics, False)
-            return outcome.fail(*last)
+            return outcome.fail_with(last)
 
         self._read_nodes(view, deadline, password)
         self._emit(view, outcome.metrics)
@@ -210,7 +211,7 @@ class RedisClusterCollector:
             if node is myself or node.addr == seed_addr or "handshake" in node.flags:
                 continue
             if not node.reachable_address:
-                view.reports[node.addr or node.node_id[:12]] = (Reason.STATE, "node has no address")
+                view.reports[node.addr or node.node_id[:12]] = CheckError(Reason.STATE, "node has no address")
                 continue
             others[(node.host, node.port)] = node.addr
         answers = query_many(self.connector, list(others), deadline, password,
@@ -275,7 +276,7 @@ class RedisClusterCollector:
                          f"master(s) without a healthy replica: {', '.join(view.lacking_replica)}")
         for addr, result in view.reports.items():
             if not isinstance(result, InstanceReport):
-                outcome.fail(result[0], f"node {addr}: {result[1]}")
+                outcome.fail(result.reason, f"node {addr}: {result.detail}")
         for addr, result in view.reports.items():
             if isinstance(result, InstanceReport):
                 judge_instance(outcome, result, self.settings, f"node {addr}")
@@ -283,6 +284,11 @@ class RedisClusterCollector:
 
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def unanswered(metrics: MetricSet) -> None:
+    """`redis_up 0` for a run that timed out or raised before it could say so itself."""
+    emit_up(metrics, False)
 
 
 def build(settings: Settings) -> Check:

@@ -20,10 +20,9 @@ from pydantic import Field, field_validator
 
 from ..fields import StrictModel
 from ..outcome import Check, Outcome, Reason
+from . import CheckError, Deadline
 from ._net import (
-    Deadline,
     IpProtocol,
-    ProbeError,
     TlsClientSettings,
     add_ip_protocol,
     add_tls_metrics,
@@ -93,25 +92,25 @@ class _LineReader:
             try:
                 self.sock.settimeout(deadline.remaining("reading the expected answer"))
                 chunk = self.sock.recv(_READ_CHUNK)
-            except ProbeError as exc:
+            except CheckError as exc:
                 raise self._unmatched(pattern, exc) from None
             except TimeoutError:
-                raise self._unmatched(pattern, ProbeError(Reason.TIMEOUT, "no answer in time")) from None
+                raise self._unmatched(pattern, CheckError(Reason.TIMEOUT, "no answer in time")) from None
             if not chunk:
                 if self.buffer and pattern.search(self.buffer.rstrip(b"\r").decode("utf-8", "replace")):
                     self.buffer = b""
                     return
-                raise self._unmatched(pattern, ProbeError(
+                raise self._unmatched(pattern, CheckError(
                     Reason.RESET, "connection closed by the peer before the expected answer"))
             self.received_any = True
             self.buffer += chunk
             if len(self.buffer) > _MAX_BUFFER:
-                raise ProbeError(Reason.BAD_CONTENT, f"no line matching {pattern.pattern!r} "
+                raise CheckError(Reason.BAD_CONTENT, f"no line matching {pattern.pattern!r} "
                                                      f"in the first {_MAX_BUFFER} bytes")
 
-    def _unmatched(self, pattern: re.Pattern[str], cause: ProbeError) -> ProbeError:
+    def _unmatched(self, pattern: re.Pattern[str], cause: CheckError) -> CheckError:
         if self.received_any:
-            return ProbeError(Reason.BAD_CONTENT, f"answer did not match {pattern.pattern!r}")
+            return CheckError(Reason.BAD_CONTENT, f"answer did not match {pattern.pattern!r}")
         return cause
 
 
@@ -143,7 +142,7 @@ class Collector:
                 if pattern is not None:
                     try:
                         reader.expect(pattern, deadline)
-                    except ProbeError as exc:
+                    except CheckError as exc:
                         regex_failed = exc.reason == Reason.BAD_CONTENT
                         raise
                 if step.send is not None:
@@ -155,10 +154,10 @@ class Collector:
                     add_tls_metrics(metrics, tls_facts(sock))
         except ValueError as exc:
             outcome.fail(Reason.ERROR, f"target {target!r}: {exc}")
-        except ProbeError as exc:
+        except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
         except OSError as exc:
-            error = classify_os_error(exc, "the dialogue")
+            error = classify_os_error(exc, deadline.doing())
             outcome.fail(error.reason, error.detail)
         finally:
             if sock is not None:

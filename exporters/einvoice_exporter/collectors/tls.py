@@ -23,10 +23,9 @@ from typing import Annotated
 from pydantic import Field
 
 from ..outcome import Check, Outcome, Reason
+from . import CheckError, Deadline
 from ._net import (
-    Deadline,
     IpProtocol,
-    ProbeError,
     TlsClientSettings,
     TlsFacts,
     add_ip_protocol,
@@ -82,7 +81,7 @@ class Collector:
             return finish(outcome.fail(Reason.ERROR, f"target {target!r}: {exc}"), deadline)
         try:
             facts = self._handshake(host, port, self.context, deadline, outcome)
-        except ProbeError as exc:
+        except CheckError as exc:
             outcome.fail(exc.reason, exc.detail)
             if exc.reason == Reason.TLS and not self.settings.insecure_skip_verify:
                 self._measure_anyway(host, port, deadline, outcome)
@@ -100,7 +99,7 @@ class Collector:
         """The check has failed already; read the certificates without verifying, for the metrics."""
         try:
             facts = self._handshake(host, port, self.measure_only, deadline, outcome)
-        except ProbeError:
+        except CheckError:
             return
         add_tls_metrics(outcome.metrics, facts)
 

@@ -4,7 +4,7 @@ days nobody is on site), computed on the calendar the ticket service holds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -76,9 +76,15 @@ def deadline_note(kind: str, state: str, deadline: datetime | None, now: datetim
 
 def deadline_notes(ticket: Any, now: datetime, calendar: Calendar | None,
                    working_clock: bool) -> dict[str, DeadlineNote | None]:
-    return {kind: deadline_note(kind, ticket.state, getattr(ticket, f"{kind}_deadline", None), now,
-                                calendar, working_clock)
-            for kind in ("response", "resolution")}
+    """`working_clock` is the resolution's clock; the response is always counted around the clock
+    (SPEC §3 #8: hours, not working hours)."""
+    notes = {kind: deadline_note(kind, ticket.state, getattr(ticket, f"{kind}_deadline", None), now,
+                                 calendar, working_clock and kind == "resolution")
+             for kind in ("response", "resolution")}
+    response = notes["response"]
+    if working_clock and response is not None and response.why:
+        notes["response"] = replace(response, why="全天计时（响应时限按自然小时计，不因午休、夜间暂停）")
+    return notes
 
 
 def uses_working_clock(settings: Any, severity_class: str) -> bool:

@@ -3,25 +3,28 @@ in Asia/Shanghai, and the audit log turned into readable timeline rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from einvoice_core.contract import SLA_EVENT_ZH, TICKET_CLASS_ZH, TICKET_STATE_ZH
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-STATE_ZH = {"open": "新建", "acknowledged": "已响应", "in_progress": "处理中", "resolved": "已解决",
-            "closed": "已关闭"}
-SEVERITY_ZH = {"urgent": "高级别（紧急）", "general": "中低级别（一般）", "outage": "卡顿/宕机"}
+STATE_ZH: Mapping[Any, str] = TICKET_STATE_ZH
+SEVERITY_ZH: Mapping[Any, str] = TICKET_CLASS_ZH
 ACTION_ZH = {"create": "创建工单", "acknowledge": "响应", "start_progress": "开始处理",
              "add_note": "添加备注", "resolve": "解决", "close": "关闭", "alert_resolved": "告警恢复",
-             "escalate": "超时升级", "second_line": "转二线"}
+             "escalate": "超时升级", "second_line": "转二线", "sla_event": "SLA 事件",
+             "alert_joined": "告警并入工单", "requeue_message": "重新发送"}
 FIELD_ZH = {"state": "状态", "severity_class": "级别", "recurrence_of": "复发自工单",
             "acknowledged_at": "响应时间", "in_progress_at": "开始处理时间", "resolved_at": "解决时间",
             "closed_at": "关闭时间", "ends_at": "告警结束", "cause": "原因", "solution": "解决方案",
             "resolved_locally": "本级解决", "escalated": "已升级", "response_breached": "响应超时",
-            "resolution_breached": "解决超时", "second_line": "二线"}
+            "resolution_breached": "解决超时", "second_line": "二线", "sla_events": "SLA 事件",
+            "alertname": "告警名称"}
 ACTOR_ZH = {"alertmanager": "告警系统", "system": "系统", "duty-link": "值班人员（消息链接）"}
 
 
@@ -47,6 +50,9 @@ def _show(field: str, value: Any) -> str:
         return STATE_ZH.get(str(value), str(value))
     if field == "severity_class":
         return SEVERITY_ZH.get(str(value), str(value))
+    if field == "sla_events":
+        names: Mapping[Any, str] = SLA_EVENT_ZH
+        return "、".join(names.get(name, name) for name in str(value).split(",") if name) or "—"
     if field.endswith("_at"):
         return local_time(value)
     return str(value)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from einvoice_core.catalogue import ZONE_NAMES_ZH, Zone, get_item
+from einvoice_core.contract import TICKET_CLASS_ZH, TICKET_STATE_ZH
 
 from .base import Message
 from .redact import redact
@@ -33,9 +34,8 @@ MENTION_TEMPLATE = "mention.txt.j2"
 _LINK_MARK = "⟦ticket-link⟧"
 _SHORTENED = "……（内容过长已截断，详见工单）"
 
-SEVERITY_ZH = {"urgent": "高级别（紧急）", "general": "中低级别（一般）", "outage": "卡顿/宕机"}
-STATE_ZH = {"open": "新建", "acknowledged": "已响应", "in_progress": "处理中",
-            "resolved": "已解决", "closed": "已关闭"}
+SEVERITY_ZH: Mapping[Any, str] = TICKET_CLASS_ZH
+STATE_ZH: Mapping[Any, str] = TICKET_STATE_ZH
 
 
 class TicketLike(Protocol):
