@@ -249,3 +249,13 @@ def test_parsers_on_recordings() -> None:
         == {"REP1": "suspended"}
     assert goldengate.activity_of("In recovery[1]") == "recovering"
     assert goldengate.activity_of("At EOF, no more records to process") == "at_eof"
+
+
+def test_unanswered_runs_say_the_source_is_down() -> None:
+    from einvoice_exporter.collectors import sql
+    from einvoice_exporter.outcome import MetricSet
+
+    metrics = MetricSet()
+    goldengate.unanswered(metrics)
+    sql.unanswered(metrics)
+    assert metrics.value("einvoice_goldengate_up") == 0 and metrics.value("einvoice_sql_up") == 0

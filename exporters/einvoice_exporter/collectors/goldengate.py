@@ -425,5 +425,10 @@ def validate_target(target: str) -> str:
     return target
 
 
+def unanswered(metrics: MetricSet) -> None:
+    """`einvoice_goldengate_up 0` for a run that timed out or raised before it could say so itself."""
+    metrics.gauge("einvoice_goldengate_up", "Whether the GoldenGate source answered", 0)
+
+
 def build(settings: Settings) -> Check:
     return GoldenGateCollector(settings)

@@ -751,5 +751,10 @@ class SqlCollector:
             self._discard_idle(pool)
 
 
+def unanswered(metrics: MetricSet) -> None:
+    """`einvoice_sql_up 0` for a run that timed out or raised before it could say so itself."""
+    metrics.gauge("einvoice_sql_up", "Whether the database session was established", 0)
+
+
 def build(settings: Settings) -> Check:
     return SqlCollector(settings)
