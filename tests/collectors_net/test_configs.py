@@ -12,15 +12,18 @@ from einvoice_exporter.outcome import Reason
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_ENV = {"ACTUATOR_PASSWORD": "pw-from-env", "IDAUTH_PROBE_TOKEN": "tok-a", "SYNC_API_TOKEN": "tok-b",
-               "WEBLOGIC_MONITOR_PASSWORD": "tok-c", "NACOS_MONITOR_PASSWORD": "tok-d"}
+               "WEBLOGIC_MONITOR_PASSWORD": "tok-c", "NACOS_MONITOR_PASSWORD": "tok-d",
+               "EINV_ORACLE_PASSWORD": "pw-oracle", "EINV_MYSQL_PASSWORD": "pw-mysql",
+               "OGG_MONITOR_PASSWORD": "pw-ogg"}
 
 
 def test_example_config_covers_the_network_items():
     path = REPO / "config" / "example.yml"
     config = parse_config(path.read_text(encoding="utf-8"), str(path), env=EXAMPLE_ENV)
-    assert {check.item for check in config.checks} >= {"01", "02", "05", "07", "08", "10", "19", "20"}
+    assert {check.item for check in config.checks} >= {"01", "02", "05", "07", "08", "10", "14", "16", "17",
+                                                       "18", "19", "20"}
     kinds = {config.modules[check.module].kind for check in config.checks}
-    assert kinds >= {"dns", "tcp", "tls", "http"}
+    assert kinds >= {"dns", "tcp", "tls", "http", "sql", "goldengate"}
     actuator = config.modules["actuator"]
     assert actuator.http.basic_auth.password.get_secret_value() == "pw-from-env"
     assert "pw-from-env" not in repr(config)
