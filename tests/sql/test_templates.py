@@ -4,6 +4,7 @@ with tables shaped as the templates expect (Oracle ones cannot run here: no Orac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from einvoice_exporter.collectors import sql
@@ -14,9 +15,10 @@ from einvoice_core.generate.rules_data import SQL_COLUMNS
 from tests.sql.conftest import MONITOR, MariaDB
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"ACTUATOR_PASSWORD": "x", "IDAUTH_PROBE_TOKEN": "x", "SYNC_API_TOKEN": "x",
-       "WEBLOGIC_MONITOR_PASSWORD": "x", "NACOS_MONITOR_PASSWORD": "x",
-       "EINV_ORACLE_PASSWORD": "x", "EINV_MYSQL_PASSWORD": MONITOR[1], "OGG_MONITOR_PASSWORD": "x"}
+# Every secret the example reads from the environment (placeholders), the MySQL one for real.
+ENV = {**dict.fromkeys(re.findall(r"\$\{([A-Z0-9_]+)\}",
+                                  (REPO / "config" / "example.yml").read_text(encoding="utf-8")), "x"),
+       "EINV_MYSQL_PASSWORD": MONITOR[1]}
 
 
 def _config() -> ExporterConfig:
