@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
 
+from einvoice_core.thresholds import shipped
+
 from ..fields import StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import MetricSet, Outcome, Reason
 from . import CheckError, Deadline
@@ -52,7 +54,8 @@ class ConnectionSettings(StrictModel):
     persistent_connections: bool = True
     """Keep one authenticated connection per instance between runs; false opens a fresh one per
     run, as redis_exporter does."""
-    memory_used_max_ratio: float | None = Field(default=0.9, gt=0, le=1)
+    memory_used_max_ratio: float | None = Field(
+        default_factory=lambda: shipped().redis.memory_ratio_warning, gt=0, le=1)
     """Fail (threshold) when used_memory exceeds this share of maxmemory; none disables it. No
     effect while maxmemory is 0 (unlimited)."""
 

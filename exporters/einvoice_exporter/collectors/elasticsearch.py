@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
+from einvoice_core.thresholds import shipped
+
 from ..fields import StrictModel, check_tls_files, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
 from . import CheckError, Deadline
@@ -62,9 +64,9 @@ class Settings(StrictModel):
     fail_on_yellow: bool = False
     min_nodes: Annotated[int, Field(ge=1)] | None = None
     max_unassigned_shards: Annotated[int, Field(ge=0)] | None = None
-    max_heap_ratio: Ratio | None = 0.9
+    max_heap_ratio: Ratio | None = Field(default_factory=lambda: shipped().elasticsearch.heap_ratio_max)
     """Fail when a node's heap used / heap max exceeds this."""
-    max_disk_ratio: Ratio | None = 0.85
+    max_disk_ratio: Ratio | None = Field(default_factory=lambda: shipped().elasticsearch.disk_ratio_max)
     """Fail when a data path is fuller than this (Elasticsearch's default low watermark)."""
     node_stats: bool = True
     pending_tasks: bool = True
