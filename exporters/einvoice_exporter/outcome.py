@@ -31,7 +31,10 @@ class Failure:
     """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
 
 
-MetricType = Literal["gauge", "counter", "info"]
+MetricType = Literal["gauge", "counter", "info", "summary"]
+
+SUFFIX_LABEL = "\x00suffix"
+"""Reserved key in a summary sample's labels: `_sum` or `_count` (absent for a quantile)."""
 
 
 @dataclass(slots=True)
@@ -64,6 +67,15 @@ class MetricSet:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name} must end in _total")
         self.add(name, "counter", documentation, value, labels)
+
+    def summary(self, name: str, documentation: str, quantiles: Mapping[str, float], total: float,
+                count: float, labels: Mapping[str, str] | None = None) -> None:
+        """A summary: one sample per quantile (label `quantile`), then `_sum` and `_count`."""
+        own = dict(labels or {})
+        for quantile, value in quantiles.items():
+            self.add(name, "summary", documentation, value, {**own, "quantile": quantile})
+        self.add(name, "summary", documentation, total, {**own, SUFFIX_LABEL: "_sum"})
+        self.add(name, "summary", documentation, count, {**own, SUFFIX_LABEL: "_count"})
 
     def add(self, name: str, type_: MetricType, documentation: str, value: float,
             labels: Mapping[str, str] | None = None) -> None:
@@ -150,6 +162,12 @@ def merge_families(
             if family is None:
                 base = name.removesuffix("_total") if type_ == "counter" else name
                 family = merged[name] = Metric(base, documentation, type_)
+            if type_ == "summary":
+                for own, value in samples:
+                    labels = {**identity, **own}
+                    suffix = labels.pop(SUFFIX_LABEL, "")
+                    family.add_sample(name + suffix, labels, value)
+                continue
             for own, value in samples:
                 family.add_sample(name, {**identity, **own}, value)
     yield from merged.values()
