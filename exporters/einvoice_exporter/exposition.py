@@ -31,7 +31,12 @@ class _Families:
         return self._families
 
 
+_FINITE_MAX = 1.7976931348623157e308
+
+
 def _value(value: float) -> str:
+    if -_FINITE_MAX <= value <= _FINITE_MAX:  # the common case: finite (NaN compares false)
+        return repr(float(value))
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .collectors import CheckError
 
 IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
+_IDENTITY = frozenset(IDENTITY_LABELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +81,9 @@ class MetricSet:
     def add(self, name: str, type_: MetricType, documentation: str, value: float,
             labels: Mapping[str, str] | None = None) -> None:
         """One sample of a family of any type (copying families between sets)."""
-        own = dict(labels or {})
-        clash = set(own) & set(IDENTITY_LABELS)
-        if clash:
+        own = dict(labels) if labels else {}
+        if own and not _IDENTITY.isdisjoint(own):
+            clash = set(own) & _IDENTITY
             raise ValueError(f"{name}: label(s) {sorted(clash)} are reserved for the runtime")
         family = self._families.get(name)
         if family is None:
@@ -90,6 +91,19 @@ class MetricSet:
         elif family.type != type_:
             raise ValueError(f"{name} added as {type_} and as {family.type}")
         family.samples.append((own, float(value)))
+
+    def extend(self, other: MetricSet, skip: tuple[str, ...] = ()) -> None:
+        """Add every family of `other` (but `skip`), already checked when it was built."""
+        for name, family in other._families.items():
+            if name in skip:
+                continue
+            mine = self._families.get(name)
+            if mine is None:
+                self._families[name] = _Family(family.type, family.documentation, list(family.samples))
+            elif mine.type != family.type:
+                raise ValueError(f"{name} added as {family.type} and as {mine.type}")
+            else:
+                mine.samples.extend(family.samples)
 
     def names(self) -> list[str]:
         return list(self._families)
@@ -168,6 +182,7 @@ def merge_families(
                     suffix = labels.pop(SUFFIX_LABEL, "")
                     family.add_sample(name + suffix, labels, value)
                 continue
+            add_sample = family.add_sample
             for own, value in samples:
-                family.add_sample(name, {**identity, **own}, value)
+                add_sample(name, {**identity, **own} if identity else own, value)
     yield from merged.values()
