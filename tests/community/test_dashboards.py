@@ -19,6 +19,7 @@ from einvoice_exporter.config import load_config
 from einvoice_exporter.coverage import file_sd
 
 from tests.community.test_instance_per_target import documented_probe_job, query, ready
+from tests.es.conftest import FakeElasticsearch
 from tests.redis.conftest import StartRedis
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
@@ -109,6 +110,54 @@ def test_redis_dashboard_763_panels_have_data_per_instance(start_redis: StartRed
         memory = query(base, f'sum(100 * (redis_memory_used_bytes{{instance=~"{servers[1].address}"}} / '
                              f'redis_memory_max_bytes{{instance=~"{servers[1].address}"}}))')
         assert 0 < float(memory[0]["value"][1]) < 100  # finite: not two servers mixed (+Inf)
+    finally:
+        prometheus.stop()
+        exporter.stop()
+
+
+def test_elasticsearch_exporter_example_dashboard_panels_have_data(es_server: FakeElasticsearch,
+                                                                   tmp_path: Path) -> None:
+    """The same through the documented `einvoice-probe` job, against the Elasticsearch that answers
+    with the documented 7.17 responses (tests/es/fixtures)."""
+    config_path = tmp_path / "exporter.yml"
+    config_path.write_text(
+        "modules:\n"
+        "  es: {kind: elasticsearch, timeout: 5s, item: '12'}\n"
+        "checks:\n"
+        f"  - {{name: es, item: '12', module: es, target: '{es_server.url}'}}\n", encoding="utf-8")
+    exporter_port, port = free_port(), free_port()
+    exe = Path(sys.executable).with_name("einvoice-exporter")
+    exporter = Proc([str(exe), "--config", str(config_path), "--web.listen-address",
+                     f"127.0.0.1:{exporter_port}", "--log.level", "warn"], tmp_path / "exporter.log")
+    sd = tmp_path / "checks.json"
+    sd.write_text(file_sd(load_config(config_path), f"127.0.0.1:{exporter_port}"), encoding="utf-8")
+    job = documented_probe_job()
+    job["file_sd_configs"] = [{"files": [str(sd)]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": [job]}),
+        encoding="utf-8")
+    prometheus = Proc([require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                       f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                      tmp_path / "prometheus.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        exporter.wait_port(exporter_port)
+        wait_until(lambda: ready(base), timeout=60, what="prometheus ready")
+        wait_until(lambda: label_values(base, "elasticsearch_cluster_health_status", "cluster")
+                   == {"testcluster"}, timeout=60, what="the cluster variable lists the cluster")
+
+        def empty_panels() -> list[str]:
+            missing = []
+            for panel in panels("elasticsearch_exporter_example.json"):
+                if "no_data_with_reference" in panel:
+                    continue
+                exprs = [e.replace("$cluster", "testcluster") for e in panel["exprs"]]
+                if not any(query(base, expr) for expr in exprs):
+                    missing.append(panel["title"])
+            return missing
+
+        wait_until(lambda: not empty_panels(), timeout=90, interval=1.0,
+                   what="every panel of elasticsearch_exporter's example dashboard has data")
     finally:
         prometheus.stop()
         exporter.stop()
