@@ -7,15 +7,17 @@ changed in one place and every generated file follows after `einvoice-generate`.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, ValidationError, model_validator
 
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
 from einvoice_core.configtypes import StrictModel
+from einvoice_core.thresholds_data import DataChecks
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
 SERVICE_KEYS = frozenset({"intake", "processing", "pipeline"})
@@ -76,6 +78,9 @@ class Sla(StrictModel):
     max_single_outage: PromDuration
     restore_within: PromDuration
     outage_alert_for: PromDuration
+    stall_alert_for: PromDuration
+    max_gap: PromDuration
+    """Missing data up to this long does not end an outage or stall (docs/runbook.md#sla-gaps)."""
     restore_warning_after: PromDuration
     single_outage_warning_after: PromDuration
     budget_remaining_warning_ratio: Ratio
@@ -98,6 +103,14 @@ class Sla(StrictModel):
         if duration_seconds(self.retention) < 366 * 86400:
             raise ValueError("retention must exceed a year, or the yearly SLA figures cannot be computed")
         return self
+
+
+class Continuity(StrictModel):
+    """应用连续运行 (docs/runbook.md#app-running): start times of the application instances."""
+
+    job: str = Field(min_length=1)
+    continuous_run: PromDuration
+    restart_alert_window: PromDuration
 
 
 class Certificates(StrictModel):
@@ -162,6 +175,8 @@ class Monitoring(StrictModel):
     notifier_down_for: PromDuration
     outbox_oldest_age_warning: PromDuration
     outbox_stuck_for: PromDuration
+    roster_uncovered_for: PromDuration = "5m"
+    """An important-period shift left empty in the duty roster (rules_tickets.py)."""
 
 
 def _check_clock(value: str) -> str:
@@ -212,6 +227,26 @@ class Apps(StrictModel):
     datasource_waiting_warning: int = Field(ge=0)
     datasource_waiting_for: PromDuration
     service_instances_for: PromDuration
+class LogClass(StrictModel):
+    severity: Severity
+    min_matches: int = Field(ge=1)
+    """Matching lines within `logs.window` that fire the class's alert."""
+
+
+class Logs(StrictModel):
+    window: PromDuration
+    behind_for: PromDuration
+    classes: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")], LogClass]
+
+
+class Nginx(StrictModel):
+    error_ratio_warning: Ratio
+    error_ratio_critical: Ratio
+    error_ratio_min_rps: float = Field(ge=0)
+    error_ratio_for: PromDuration
+    p95_seconds_warning: float = Field(gt=0)
+    p95_for: PromDuration
+    config_invalid_for: PromDuration
 
 
 class Thresholds(StrictModel):
@@ -223,6 +258,7 @@ class Thresholds(StrictModel):
     services: dict[str, Service]
     """Keyed by the fixed `service` label values: intake, processing, pipeline."""
     sla: Sla
+    continuity: Continuity
     certificates: Certificates
     latency: Latency
     redis: Redis
@@ -231,6 +267,9 @@ class Thresholds(StrictModel):
     monitoring: Monitoring
     routing: Routing
     apps: Apps
+    logs: Logs
+    nginx: Nginx
+    data: DataChecks
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
@@ -240,6 +279,9 @@ class Thresholds(StrictModel):
             raise ValueError(f"services must be exactly {', '.join(sorted(SERVICE_KEYS))}"
                              f" (missing: {', '.join(sorted(missing)) or '-'};"
                              f" unknown: {', '.join(sorted(unknown)) or '-'})")
+        if duration_seconds(self.monitoring.exporter_down_for) >= duration_seconds(self.sla.max_gap):
+            raise ValueError("monitoring.exporter_down_for must be shorter than sla.max_gap, so a gap too"
+                             " long for the SLA clocks is always announced by EinvoiceExporterDown")
         return self
 
     def item_for(self, item: str) -> str:
@@ -271,6 +313,31 @@ class ImportantPeriods(StrictModel):
     periods: tuple[ImportantPeriod, ...] = ()
 
 
+class ChangeWindow(StrictModel):
+    """An approved change window (变更窗口): an application may be restarted inside it."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    """Local time in routing.location (Asia/Shanghai) unless an offset is written."""
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChangeWindow:
+        if self.end <= self.start:
+            raise ValueError(f"change window {self.name!r}: end {self.end} is not after start {self.start}")
+        return self
+
+    def bounds(self, location: str) -> tuple[int, int]:
+        """[start, end) as Unix seconds, naive times read in `location`."""
+        zone = ZoneInfo(location)
+        start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (self.start, self.end))
+        return int(start.timestamp()), int(end.timestamp())
+
+
+class ChangeWindows(StrictModel):
+    windows: tuple[ChangeWindow, ...] = ()
+
+
 class ThresholdsError(ValueError):
     """The thresholds or calendar file is invalid; the message names the file and the key."""
 
@@ -293,6 +360,12 @@ def _load(path: Path, model: type[StrictModel]) -> StrictModel:
 def load_thresholds(path: Path = DEFAULT_PATH) -> Thresholds:
     result = _load(path, Thresholds)
     assert isinstance(result, Thresholds)
+    return result
+
+
+def load_change_windows(path: Path) -> ChangeWindows:
+    result = _load(path, ChangeWindows)
+    assert isinstance(result, ChangeWindows)
     return result
 
 

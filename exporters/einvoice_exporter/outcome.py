@@ -10,7 +10,7 @@ an exception that escapes `run` is counted by the runtime as reason `error` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -32,10 +32,10 @@ class Failure:
     """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
 
 
-MetricType = Literal["gauge", "counter", "info", "summary"]
-
-SUFFIX_LABEL = "\x00suffix"
-"""Reserved key in a summary sample's labels: `_sum` or `_count` (absent for a quantile)."""
+MetricType = Literal["gauge", "counter", "info", "histogram", "summary"]
+_SUFFIX = "__sample_suffix"
+"""Internal pseudo-label: which sample of a histogram (_bucket, _count, _sum) or a summary (_count,
+_sum) a value is."""
 
 
 @dataclass(slots=True)
@@ -75,8 +75,18 @@ class MetricSet:
         own = dict(labels or {})
         for quantile, value in quantiles.items():
             self.add(name, "summary", documentation, value, {**own, "quantile": quantile})
-        self.add(name, "summary", documentation, total, {**own, SUFFIX_LABEL: "_sum"})
-        self.add(name, "summary", documentation, count, {**own, SUFFIX_LABEL: "_count"})
+        self.add(name, "summary", documentation, total, {**own, _SUFFIX: "_sum"})
+        self.add(name, "summary", documentation, count, {**own, _SUFFIX: "_count"})
+
+    def histogram(self, name: str, documentation: str, buckets: Sequence[tuple[float, float]],
+                  count: float, total: float, labels: Mapping[str, str] | None = None) -> None:
+        """Cumulative `buckets` as (upper bound, observations <= bound); +Inf is `count`."""
+        own = dict(labels or {})
+        for bound, observed in [*buckets, (float("inf"), count)]:
+            le = "+Inf" if bound == float("inf") else repr(float(bound))
+            self.add(name, "histogram", documentation, observed, {**own, "le": le, _SUFFIX: "_bucket"})
+        self.add(name, "histogram", documentation, count, {**own, _SUFFIX: "_count"})
+        self.add(name, "histogram", documentation, total, {**own, _SUFFIX: "_sum"})
 
     def add(self, name: str, type_: MetricType, documentation: str, value: float,
             labels: Mapping[str, str] | None = None) -> None:
@@ -176,13 +186,9 @@ def merge_families(
             if family is None:
                 base = name.removesuffix("_total") if type_ == "counter" else name
                 family = merged[name] = Metric(base, documentation, type_)
-            if type_ == "summary":
-                for own, value in samples:
-                    labels = {**identity, **own}
-                    suffix = labels.pop(SUFFIX_LABEL, "")
-                    family.add_sample(name + suffix, labels, value)
-                continue
             add_sample = family.add_sample
             for own, value in samples:
-                add_sample(name, {**identity, **own} if identity else own, value)
+                suffix = own.get(_SUFFIX, "")
+                labels = {k: v for k, v in own.items() if k != _SUFFIX} if suffix else own
+                add_sample(name + suffix, {**identity, **labels} if identity else labels, value)
     yield from merged.values()

@@ -213,7 +213,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         route = {"/": self._landing, "/metrics": self._metrics, "/probe": self._probe,
-                 "/-/healthy": self._healthy, "/-/reload": self._reload}.get(url.path)
+                 "/-/healthy": self._healthy, "/-/reload": self._reload, "/logs": self._logs}.get(url.path)
         if route is None:
             self._send(HTTPStatus.NOT_FOUND, "Not found\n")
             return
@@ -249,6 +249,11 @@ class Handler(BaseHTTPRequestHandler):
         runtime = self.server.app.runtime
         page = landing.render(runtime.rows(), version(), runtime.last_reload_ok, runtime.last_reload_error)
         self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+
+    def _logs(self, _query: str) -> None:
+        from .collectors.logs.page import render
+
+        self._send(HTTPStatus.OK, render(self.server.app.runtime.log_matches()), "text/html; charset=utf-8")
 
     def _healthy(self, _query: str) -> None:
         self._send(HTTPStatus.OK, "Healthy.\n")

@@ -74,7 +74,10 @@ def test_check_config_ok(tmp_path: Path):
     path = write(tmp_path / "exporter.yml", config(8080, 8081))
     result = run_cli("--config", str(path), "--check-config")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "config OK: 2 modules, 4 checks\n"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "config OK: 2 modules, 4 checks"
+    assert lines[-1].startswith("coverage: 2 of 20 items have checks, 0 monitored elsewhere, "
+                                "18 without checks")
 
 
 def test_check_config_invalid_prints_every_problem_and_exits_1(tmp_path: Path):

@@ -96,6 +96,10 @@ KINDS: tuple[str, ...] = (
     "weblogic",
     "json_values",
     "service_registry",
+    "logfile",
+    "nginx",
+    "sql",
+    "goldengate",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 
