@@ -3,14 +3,15 @@ same Redis, a standalone instance with 100 000 keys and a 3-master/3-replica clu
 
 Per scrape: wall time (mean, p50, p95) seen by the scraper, and CPU of the exporter process and of
 the Redis server(s), from utime+stime in /proc/<pid>/stat before and after N scrapes. Scrapes run
-one after another, as Prometheus does for one target. Both exporters use their defaults (neither
-scans keys).
+one after another on one kept-alive HTTP connection per exporter, as Prometheus does for one target
+(`--new-connections` opens one per scrape). Both exporters use their defaults (neither scans keys);
+ours emits every redis_exporter series it has a name for (tests/redis/test_parity.py).
 
 The cluster is not the same job for both: ours reads all six nodes in one scrape; redis_exporter
 reads one node per scrape (its documented multi-target way is /scrape?target=<node> per node), so
 it is shown both for one node and for all six (six scrapes, one after another).
 
-    .venv/bin/python benchmarks/redis_compare.py [--scrapes 200] [--keys 100000]
+    .venv/bin/python benchmarks/redis_compare.py [--scrapes 200] [--keys 100000] [--new-connections]
 """
 
 from __future__ import annotations
