@@ -1,0 +1,114 @@
+"""einvoice-report KIND --period P: build one report from Prometheus and the ticket store into the archive.
+
+Exit status: 0 written (complete), 3 written but marked incomplete (gaps named inside), 2 failed
+(bad arguments, unreachable source: the reason on stderr, nothing written)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from einvoice_core.thresholds import load_thresholds
+
+from .errors import ReportError
+from .period import Period, parse_period, previous_period
+from .prom import PrometheusClient
+from .store import TicketStore
+
+log = logging.getLogger("einvoice_reports")
+
+KINDS = ("monthly", "scorecard")
+PERIOD_KIND = {"monthly": "month", "scorecard": "month"}
+"""What period each report covers."""
+TITLES = {"monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表"}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    kind: str
+    period: Period
+    prometheus: str
+    store: str
+    out: Path
+    formats: tuple[str, ...]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    files: list[Path]
+    gaps: list[str]
+
+
+def _monthly(options: Options) -> Outcome:
+    from . import monthly, render
+
+    report = monthly.build_monthly(options.period, PrometheusClient(options.prometheus),
+                                   TicketStore(options.store), load_thresholds(), options.now)
+    context = monthly.context(report) | {"title": TITLES["monthly"], "gaps": report.gaps,
+                                          "sources": report.sources}
+    html = render.render_html("monthly.html.j2", context)
+    files = [render.write_atomic(render.archive_path(options.out, "monthly", options.period.label, "html"),
+                                 html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, "monthly", options.period.label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, report.gaps)
+
+
+def _scorecard(options: Options) -> Outcome:
+    from . import scorecard
+
+    return scorecard.produce(options)
+
+
+BUILDERS: dict[str, Callable[[Options], Outcome]] = {"monthly": _monthly, "scorecard": _scorecard}
+
+
+def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
+    parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--period", help="2026-11（月）；省略时为上一个完整周期")
+    parser.add_argument("--prometheus", default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
+                        help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
+    parser.add_argument("--store", default=os.environ.get("EINVOICE_REPORT_STORE", ""),
+                        help="工单库 SQLAlchemy URL（与 notifier 的 database_url 相同）")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
+                        help="归档目录（写入 KIND/PERIOD.html|pdf|xlsx）")
+    parser.add_argument("--no-pdf", action="store_true", help="只生成 HTML（和 xlsx）")
+    args = parser.parse_args(argv)
+    wanted = PERIOD_KIND[args.kind]
+    period = parse_period(args.period) if args.period else previous_period(wanted, now)
+    if period.kind != wanted:
+        raise ReportError(f"{TITLES[args.kind]}的周期应为{'月（如 2026-11）' if wanted == 'month' else wanted}，"
+                          f"收到 {period.label}")
+    formats = ("html",) if args.no_pdf else ("html", "pdf")
+    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
+
+
+def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    moment = now or datetime.now(UTC)
+    try:
+        options = parse_args(argv, moment)
+        outcome = BUILDERS[options.kind](options)
+    except ReportError as exc:
+        print(f"einvoice-report: 未生成报告：{exc}", file=sys.stderr)
+        return 2
+    for path in outcome.files:
+        print(path)
+    if outcome.gaps:
+        for gap in outcome.gaps:
+            print(f"einvoice-report: 数据不完整：{gap}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
