@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from einvoice_notifier.db import audit_log, from_db, make_engine, tickets, to_db
+from einvoice_notifier.service import ResolutionRates, resolution_rates
 from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from einvoice_core.redaction import redact
-from einvoice_notifier.db import audit_log, from_db, make_engine, to_db, tickets
-from einvoice_notifier.service import ResolutionRates, resolution_rates
 
 from .errors import ReportError, SourceUnavailableError
 

@@ -16,8 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from einvoice_core.contract import TICKET_CLASS_ZH, TicketClass
 from einvoice_notifier.service import ResolutionRates
+
+from einvoice_core.contract import TICKET_CLASS_ZH, TicketClass
 
 from .period import REPORT_TZ, Period
 from .store import TicketRecord

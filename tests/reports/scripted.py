@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, insert
-
 from einvoice_notifier.db import make_engine, migrate, tickets, to_db
+from sqlalchemy import Engine, insert
 
 from .promfill import OpenMetricsWriter
 

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from einvoice_core.thresholds import load_thresholds
 from einvoice_reports import cli, monthly
 from einvoice_reports.period import parse_period
 from einvoice_reports.prom import PrometheusClient
 from einvoice_reports.store import TicketStore
+
+from einvoice_core.thresholds import load_thresholds
 
 from .scripted import NOW, TAX_ID
 
