@@ -12,7 +12,8 @@ _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 16, 40
 
 def _frame(body: list[str], title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
-            f'role="img" aria-label="{escape(title)}" font-size="11" font-family="Noto Sans CJK SC, sans-serif">'
+            f'role="img" aria-label="{escape(title)}" font-size="11" font-family="Noto Sans CJK SC, sans-se'
+            f'rif">'
             + "".join(body) + "</svg>")
 
 
@@ -23,7 +24,8 @@ def _axes(y_lo: float, y_hi: float, ticks: int, fmt: Callable[[float], str]) -> 
         value = y_lo + (y_hi - y_lo) * n / ticks
         y = _TOP + plot_h - plot_h * n / ticks
         body.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        body.append(f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{escape(fmt(value))}</text>')
+        body.append(f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#444">'
+                    f'{escape(fmt(value))}</text>')
     return body
 
 

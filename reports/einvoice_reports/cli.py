@@ -23,10 +23,10 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("monthly", "scorecard")
-PERIOD_KIND = {"monthly": "month", "scorecard": "month"}
+KINDS = ("daily", "monthly", "scorecard")
+PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month"}
 """What period each report covers."""
-TITLES = {"monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表"}
+TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,22 @@ def _monthly(options: Options) -> Outcome:
     files = [render.write_atomic(render.archive_path(options.out, "monthly", options.period.label, "html"),
                                  html.encode())]
     if "pdf" in options.formats:
-        files.append(render.write_atomic(render.archive_path(options.out, "monthly", options.period.label, "pdf"),
+        pdf_path = render.archive_path(options.out, "monthly", options.period.label, "pdf")
+        files.append(render.write_atomic(pdf_path,
+                                         render.html_to_pdf(html)))
+    return Outcome(files, report.gaps)
+
+
+def _daily(options: Options) -> Outcome:
+    from . import daily, render
+
+    report = daily.build_daily(options.period, PrometheusClient(options.prometheus),
+                               TicketStore(options.store), load_thresholds(), options.now)
+    html = render.render_html("daily.html.j2", daily.context(report) | {"title": TITLES["daily"]})
+    label = options.period.label
+    files = [render.write_atomic(render.archive_path(options.out, "daily", label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, "daily", label, "pdf"),
                                          render.html_to_pdf(html)))
     return Outcome(files, report.gaps)
 
@@ -68,26 +83,29 @@ def _scorecard(options: Options) -> Outcome:
     return scorecard.produce(options)
 
 
-BUILDERS: dict[str, Callable[[Options], Outcome]] = {"monthly": _monthly, "scorecard": _scorecard}
+BUILDERS: dict[str, Callable[[Options], Outcome]] = {"daily": _daily, "monthly": _monthly,
+                                                     "scorecard": _scorecard}
 
 
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--period", help="2026-11（月）；省略时为上一个完整周期")
-    parser.add_argument("--prometheus", default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
+    parser.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    parser.add_argument("--prometheus", default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0."
+                                                                                             "0.1:9090"),
                         help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
     parser.add_argument("--store", default=os.environ.get("EINVOICE_REPORT_STORE", ""),
                         help="工单库 SQLAlchemy URL（与 notifier 的 database_url 相同）")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
+    parser.add_argument("--out", type=Path,
+                        default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
                         help="归档目录（写入 KIND/PERIOD.html|pdf|xlsx）")
     parser.add_argument("--no-pdf", action="store_true", help="只生成 HTML（和 xlsx）")
     args = parser.parse_args(argv)
     wanted = PERIOD_KIND[args.kind]
     period = parse_period(args.period) if args.period else previous_period(wanted, now)
     if period.kind != wanted:
-        raise ReportError(f"{TITLES[args.kind]}的周期应为{'月（如 2026-11）' if wanted == 'month' else wanted}，"
-                          f"收到 {period.label}")
+        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）"}
+        raise ReportError(f"{TITLES[args.kind]}的周期应为{forms.get(wanted, wanted)}，收到 {period.label}")
     formats = ("html",) if args.no_pdf else ("html", "pdf")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
 

@@ -51,7 +51,8 @@ class PrometheusClient:
         try:
             body = response.json()
         except ValueError as exc:
-            raise SourceUnavailableError(SOURCE, f"{self.url} 应答不是 JSON（HTTP {response.status_code}）") from exc
+            raise SourceUnavailableError(
+                SOURCE, f"{self.url} 应答不是 JSON（HTTP {response.status_code}）") from exc
         if body.get("status") != "success":
             raise ReportError(f"Prometheus 拒绝查询：{body.get('errorType', '')} {body.get('error', '')}"
                               f"（{params.get('query', '')}）")

@@ -32,7 +32,8 @@ def _zh(mapping: Any, key: str) -> str:
 
 
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("einvoice_reports", "templates"), autoescape=select_autoescape(["j2"]),
+    env = Environment(loader=PackageLoader("einvoice_reports", "templates"),
+                      autoescape=select_autoescape(["j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(
         pct=pct, duration=duration, hours=hours, local=_local,

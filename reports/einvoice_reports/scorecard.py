@@ -22,9 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
+from importlib import resources
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from einvoice_core.catalogue import ITEMS
 from einvoice_core.thresholds import load_thresholds
@@ -39,41 +43,13 @@ if TYPE_CHECKING:
 
 KIND = "scorecard"
 TITLE = "运维厂商考核评级表"
-LINES: tuple[tuple[str, int, str, int, str], ...] = (
-    ("资源配备", 1, "人员到位情况", 4, "配置人员数量满足需求和合同约定的，不扣分，否则少一人扣 0.5 分。"),
-    ("资源配备", 2, "人员素质情况", 4, "具备相关管理和技能水平，持有专业职业技术证书，符合需求和合同约定要求的不扣分，"
-                                 "否则，缺少一样扣 0.5 分。"),
-    ("资源配备", 3, "工作衔接情况", 4, "因人员变动影响正常运维工作，每次 0.5 分。"),
-    ("工作质效", 4, "运维处理时效", 6, "由运维部门按照运维管理办法规定时效进行打分，按照 1-5 级评估扣分，每级 1.5 分。"),
-    ("工作质效", 5, "检查频次要求", 6, "按照合同约定的频次按期完成内容，超期或压缩检查项目的由运维部门评估打分，"
-                                 "推迟或压缩内容占整体项目数每缺少一项扣 0.5 分。"),
-    ("工作质效", 6, "问题处理", 6, "版本（补丁）未能按计划有效解决相关问题的，按次扣 0.5 分。"),
-    ("工作质效", 7, "版本质量", 6, "由于发布版本（补丁）引发新问题的，且未能及时向上反馈、解决的，按次扣 0.5 分。"),
-    ("工作质效", 8, "其他任务完成情况", 6, "对于需求部门提出的合理需求按期完成的，不扣分；每少完成一次扣 0.5 分，扣完为止。"),
-    ("工作质效", 9, "应急情况处置", 6, "出现应急情况时，能采取合理的方式按时处置，按照 1-5 级评估扣分，每级 1.5 分。"),
-    ("工作质效", 10, "报告制度", 6, "按照需求约定按时提交定期报表的不扣分，少提交一次扣 0.5 分，扣完为止。"),
-    ("工作质效", 11, "系统运行故障率", 6, "按照系统运行的工作日天数计算故障率，由运维部门评估确定故障主体，每出现一次，"
-                                    "记为当天故障，故障率每个百分点扣 0.5 分。"),
-    ("信息安全", 12, "系统安全漏洞", 4, "检出一项扣 0.4 分。"),
-    ("信息安全", 13, "内控机制制度", 4, "建立了相关制度的，不扣分，未按局方要求制定相关制度的，每缺一项扣 0.4 分。"),
-    ("信息安全", 14, "内控机制执行", 4, "按照制度规范执行的，不扣分，每违反一项扣 0.4 分。"),
-    ("信息安全", 15, "安全培训", 4, "每次大规模人员变动后都进行了安全培训的，不扣分。"),
-    ("信息安全", 16, "安全协议", 4, "签订了安全保密协议的，不扣分。"),
-    ("信息安全", 17, "信息安全事故", 4, "每出现一项扣 1 分。"),
-    ("沟通交流", 18, "培训指导", 2, "按照合同约定对局方相关应用人员、运维人员、技术人员开展了培训指导的，不扣分；"
-                               "发生一次培训指导不到位的，扣 0.2 分。"),
-    ("沟通交流", 19, "投诉举报", 2, "每收到一次投诉，扣 0.2 分，扣完为止。"),
-    ("沟通交流", 20, "主动作为", 2, "对于工作中的问题主动跟进，对于局方提出的工作项目根据进度主动反馈结果，分为 1-5 档、"
-                               "每档 0.5 分，由运维部门评估酌情分档打分。"),
-    ("沟通交流", 21, "交流渠道", 2, "主动建立各种便于工作沟通的渠道，运维部门评估确认，有相关渠道的不扣分，"
-                               "按照工作标准分为 1-5 档、每档 0.5 分，由运维部门评估酌情分档打分。"),
-    ("服务质量", 22, "基本服务项目", 2, "由运维部门评估，分为 1-5 档，每档 0.5 分，按照具体落实内容酌情分档打分。"),
-    ("服务质量", 23, "建立工作制度", 2, "建立了相关的工作制度的，不扣分，否则缺少一项扣 0.2 分。"),
-    ("服务质量", 24, "工作制度执行", 2, "按相关工作制度逐项落实的，不扣分，否则缺少一项扣 0.2 分。"),
-    ("服务质量", 25, "满意度调查", 2, "每年定期开展针对不同系统的满意度调查，对基层税务机关从系统应用、操作等方面进行"
-                                 "满意度问卷调查，根据问卷调查的满意度折算，满意度每 5 个百分点分档，每档 0.2 分。"),
-)
-"""(category, line, name, maximum, scoring rule) exactly as 附件1 states them."""
+@cache
+def lines() -> tuple[tuple[str, int, str, int, str], ...]:
+    """(category, line, name, maximum, scoring rule) exactly as 附件1 states them (attachment1.yaml)."""
+    raw = yaml.safe_load(resources.files(__package__).joinpath("attachment1.yaml").read_text(encoding="utf-"
+                                                                                                      "8"))
+    return tuple((d["category"], d["line"], d["name"], d["maximum"], d["rule"]) for d in raw["lines"])
+
 MAXIMUM = 100
 DUE_KINDS: tuple[tuple[str, str], ...] = (("monthly", "月度系统运维报告"),)
 """Reports the archive must hold for a month; the daily report joins when it is produced."""
@@ -131,12 +107,12 @@ def line5(prom: PrometheusClient, period: Period) -> Prefill:
     evidence = []
     missing_items = 0
     for item in items:
-        per_day = ran.get(item)
-        if per_day is None:
+        seen = ran.get(item)
+        if seen is None:
             missed = len(days)
             evidence.append(f"第{item}项：本月没有检查运行记录（{missed} 天）")
         else:
-            missed_days = [days[i] for i in range(len(days)) if not per_day.get(i, False)]
+            missed_days = [days[i] for i in range(len(days)) if not seen.get(i, False)]
             missed = len(missed_days)
             if missed:
                 evidence.append(f"第{item}项：{missed} 天有检查未运行（首日 {missed_days[0]:%m-%d}，末日 "
@@ -157,7 +133,8 @@ def line9(figures: sla.SlaFigures) -> Prefill:
                             f"{s.restores_late_stall}），单次宕机超 2 小时 {s.outages_over_limit} 次")
     if not evidence:
         evidence.append("本月宕机、卡顿均在 30 分钟内恢复")
-    return Prefill(9, _cap(6, 1.5 * levels), "超 30 分钟恢复每次一级、单次宕机超 2 小时再加一级，每级扣 1.5 分",
+    return Prefill(9, _cap(6, 1.5 * levels), "超 30 分钟恢复每次一级、单次宕机超 2 小时再加一级，每级扣 1.5"
+                                             " 分",
                    evidence)
 
 
@@ -198,7 +175,7 @@ class Scorecard:
 
     @property
     def prefilled_maximum(self) -> int:
-        return sum(line[3] for line in LINES if line[1] in self.prefills)
+        return sum(line[3] for line in lines() if line[1] in self.prefills)
 
 
 def earlier_scores(archive: Path, period: Period) -> dict[int, float | None]:
@@ -211,7 +188,8 @@ def earlier_scores(archive: Path, period: Period) -> dict[int, float | None]:
         if not path.exists():
             continue
         sheet = load_workbook(path, data_only=False)["评分表"]
-        values = [sheet.cell(row=row, column=SCORE_COL).value for row in range(FIRST_ROW, FIRST_ROW + len(LINES))]
+        values = [sheet.cell(row=row, column=SCORE_COL).value
+                  for row in range(FIRST_ROW, FIRST_ROW + len(lines()))]
         scores[month] = (round(sum(float(v) for v in values), 2)
                          if all(isinstance(v, int | float) for v in values) else None)
     return scores
@@ -224,7 +202,8 @@ def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, 
     figures = ticketfigures.compute_ticket_figures(records, store.rates(period.start, period.end), period)
     prefills = {p.line: p for p in (line4(figures), line5(prom, period), line9(sla_figures),
                                     line10(archive, period), line11(sla_figures, period))}
-    sources = [f"Prometheus HTTP API：{prom.url}", f"工单库：{store.engine.url.render_as_string(hide_password=True)}",
+    sources = [f"Prometheus HTTP API："
+               f"{prom.url}", f"工单库：{store.engine.url.render_as_string(hide_password=True)}",
                f"报告归档：{archive}"]
     return Scorecard(period, prefills, earlier_scores(archive, period), sources, list(sla_figures.gaps))
 
@@ -242,9 +221,11 @@ def to_xlsx(card: Scorecard) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "评分表"
-    sheet["A1"] = f"广西税务 增值税电子发票公共服务平台 {card.period.first.year} 年 {card.period.first.month} 月运维厂商考核评级表"
+    sheet["A1"] = (f"广西税务 增值税电子发票公共服务平台 {card.period.first.year} 年 "
+                   f"{card.period.first.month} 月运维厂商考核评级表")
     sheet["A1"].font = Font(bold=True, size=14)
-    sheet["A2"] = "第 4、5、9、10、11 项已按监控与工单数据预填（依据见 G 列），局方可修改；其余各项由局方评分。"
+    sheet["A2"] = ("第 4、5、9、10、11 项已按监控与工单数据预填（依据见 G 列），局方可修改；"
+                   "其余各项由局方评分。")
     headers = ("分类", "序号", "项目", "分值", "评分标准", "得分", "数据依据 / 说明")
     for col, header in enumerate(headers, start=1):
         cell = sheet.cell(row=3, column=col, value=header)
@@ -252,7 +233,7 @@ def to_xlsx(card: Scorecard) -> bytes:
         cell.fill = PatternFill("solid", fgColor="EEF3F8")
     wrap = Alignment(wrap_text=True, vertical="top")
     prefilled = PatternFill("solid", fgColor="FFF4D6")
-    for offset, (category, line, name, maximum, rule) in enumerate(LINES):
+    for offset, (category, line, name, maximum, rule) in enumerate(lines()):
         row = FIRST_ROW + offset
         values = (category, line, name, maximum, rule)
         for col, value in enumerate(values, start=1):
@@ -271,21 +252,22 @@ def to_xlsx(card: Scorecard) -> bytes:
                                     allow_blank=True, showErrorMessage=True, error="得分应在 0 与分值之间")
         sheet.add_data_validation(rule_check)
         rule_check.add(score)
-    last = FIRST_ROW + len(LINES) - 1
+    last = FIRST_ROW + len(lines()) - 1
     total_row = last + 1
     sheet.cell(row=total_row, column=3, value="合计").font = Font(bold=True)
     sheet.cell(row=total_row, column=4, value=f"=SUM(D{FIRST_ROW}:D{last})")
-    sheet.cell(row=total_row, column=SCORE_COL, value=f"=IF(COUNT(F{FIRST_ROW}:F{last})={len(LINES)},"
+    sheet.cell(row=total_row, column=SCORE_COL, value=f"=IF(COUNT(F{FIRST_ROW}:F{last})={len(lines())},"
                                                       f"SUM(F{FIRST_ROW}:F{last}),\"未评完\")")
-    sheet.cell(row=total_row, column=7, value=f"=COUNT(F{FIRST_ROW}:F{last})&\" / {len(LINES)} 项已评分\"")
-    for col, width in zip("ABCDEFG", (8, 6, 16, 6, 48, 8, 60), strict=True):
-        sheet.column_dimensions[col].width = width
+    sheet.cell(row=total_row, column=7, value=f"=COUNT(F{FIRST_ROW}:F{last})&\" / {len(lines())} 项已评分\"")
+    for letter, width in zip("ABCDEFG", (8, 6, 16, 6, 48, 8, 60), strict=True):
+        sheet.column_dimensions[letter].width = width
     sheet.freeze_panes = "A4"
 
     year = book.create_sheet("年度汇总")
     year["A1"] = f"{card.period.first.year} 年月度得分与付款档次"
     year["A1"].font = Font(bold=True, size=13)
-    year["A2"], year["B2"] = "月份", "得分"
+    year["A2"] = "月份"
+    year["B2"] = "得分"
     for month in range(1, 13):
         row = 2 + month
         year.cell(row=row, column=1, value=f"{month} 月")
@@ -305,7 +287,7 @@ def to_xlsx(card: Scorecard) -> bytes:
 
 def context(card: Scorecard, now: Any) -> dict[str, Any]:
     known = [v for v in card.year_scores.values() if v is not None]
-    return {"card": card, "lines": LINES, "period": card.period, "title": TITLE, "gaps": card.gaps,
+    return {"card": card, "lines": lines(), "period": card.period, "title": TITLE, "gaps": card.gaps,
             "sources": card.sources, "generated_local": now.astimezone(REPORT_TZ), "maximum": MAXIMUM,
             "earlier_average": round(sum(known) / len(known), 2) if known else None, "tiers": TIERS}
 

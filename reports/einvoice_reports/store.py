@@ -63,11 +63,11 @@ def _record(row: Any) -> TicketRecord:
     return TicketRecord(
         id=row.id, severity_class=row.severity_class, state=row.state, item=row.item,
         alertname=row.alertname, summary=text(row.summary), description=text(row.description),
-        starts_at=from_db(row.starts_at), created_at=from_db(row.created_at),  # type: ignore[arg-type]
+        starts_at=from_db(row.starts_at), created_at=from_db(row.created_at),
         acknowledged_at=from_db(row.acknowledged_at), resolved_at=from_db(row.resolved_at),
         closed_at=from_db(row.closed_at),
-        response_deadline=from_db(row.response_deadline),  # type: ignore[arg-type]
-        resolution_deadline=from_db(row.resolution_deadline),  # type: ignore[arg-type]
+        response_deadline=from_db(row.response_deadline),
+        resolution_deadline=from_db(row.resolution_deadline),
         response_breached=bool(row.response_breached), resolution_breached=bool(row.resolution_breached),
         escalated=bool(row.escalated), second_line=bool(row.second_line), recurrence_of=row.recurrence_of,
         cause=text(row.cause), solution=text(row.solution),
@@ -81,7 +81,8 @@ class TicketStore:
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         if engine is None:
             if not url:
-                raise ReportError("未指定工单库（--store，例如 sqlite:////var/lib/einvoice-notifier/tickets.db）")
+                raise ReportError("未指定工单库（--store，例如 sqlite:////var/lib/einvoice-notifier/tickets"
+                                  ".db）")
             engine = make_engine(url)
         self.engine = engine
 
@@ -113,7 +114,7 @@ class TicketStore:
                                        .order_by(audit_log.c.id)).all()
         except SQLAlchemyError as exc:
             raise self._fail(exc) from exc
-        return _record(row), [TimelineEntry(from_db(e.at), e.actor, e.action, redact(e.note))  # type: ignore[arg-type]
+        return _record(row), [TimelineEntry(from_db(e.at), e.actor, e.action, redact(e.note))
                               for e in entries]
 
     def rates(self, start: datetime, end: datetime) -> ResolutionRates:

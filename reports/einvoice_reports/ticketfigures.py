@@ -25,13 +25,15 @@ from .store import TicketRecord
 
 DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
     ("本期工单", "问题开始时间（starts_at）在本期内的工单。"),
-    ("响应时限达成", "在响应时限前响应（acknowledged_at ≤ 响应时限）；超时响应或至期末仍未响应且已过时限为未达成；"
+    ("响应时限达成", "在响应时限前响应（acknowledged_at ≤ 响应时限）；超时响应或至期末仍未响应且已过时限为"
+               "未达成；"
      "期末尚未到期且未响应的不计入。"),
     ("解决时限达成", "在解决时限前解决（resolved_at ≤ 解决时限），其余同上。"),
     ("MTTA", "平均响应时间：响应时间 − 问题开始时间，按本期已响应工单平均。"),
     ("MTTR", "平均解决时间：解决时间 − 问题开始时间，按本期已解决工单平均。"),
     ("本级解决率", "本期关闭的工单中，关闭人确认本级解决且未升级二线的比例（工单系统口径）。"),
-    ("一次性解决率", "本期解决的工单中，30 天内同一问题未再次发生的比例；期末后 30 天内的复发仍可能降低本期数值。"),
+    ("一次性解决率", "本期解决的工单中，30 天内同一问题未再次发生的比例；期末后 30 天内的复发仍可能降低本期"
+               "数值。"),
 )
 
 CLASS_ORDER: tuple[TicketClass, ...] = (TicketClass.OUTAGE, TicketClass.STALL, TicketClass.URGENT,
@@ -112,11 +114,12 @@ def _class_figures(key: str, name: str, group: list[TicketRecord], end: datetime
         _mean([(t.resolved_at - t.starts_at).total_seconds() for t in group if t.resolved_at]))
 
 
-def compute_ticket_figures(records: list[TicketRecord], rates: ResolutionRates, period: Period) -> TicketFigures:
+def compute_ticket_figures(records: list[TicketRecord], rates: ResolutionRates,
+                           period: Period) -> TicketFigures:
     start, end = period.start, period.end
     begun = [t for t in records if start <= t.starts_at < end]
-    by_class = [_class_figures(c.value, TICKET_CLASS_ZH[c], [t for t in begun if t.severity_class == c.value], end)
-                for c in CLASS_ORDER]
+    by_class = [_class_figures(c.value, TICKET_CLASS_ZH[c], [t for t in begun if t.severity_class == c.value],
+                               end) for c in CLASS_ORDER]
     known = {c.value for c in CLASS_ORDER}
     others = [t for t in begun if t.severity_class not in known]
     if others:

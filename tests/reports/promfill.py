@@ -24,9 +24,12 @@ class OpenMetricsWriter:
         self._types: set[str] = set()
 
     def series(self, name: str, labels: Labels, samples: Iterable[tuple[float, float]]) -> None:
-        if name not in self._types:
-            self._types.add(name)
-            self._handle.write(f"# TYPE {name} gauge\n")
+        """A gauge, or a counter when the name ends in _total (its family is the name without it)."""
+        counter = name.endswith("_total")
+        family, kind = (name.removesuffix("_total"), "counter") if counter else (name, "gauge")
+        if family not in self._types:
+            self._types.add(family)
+            self._handle.write(f"# TYPE {family} {kind}\n")
         rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         head = f"{name}{{{rendered}}}" if rendered else name
         self._handle.writelines(f"{head} {value:g} {ts:.3f}\n" for ts, value in samples)

@@ -7,7 +7,8 @@ Prometheus, one sample every 300 s from 1 October 00:00 to 1 December 00:00 loca
 - processing: stalled on 5 Nov 09:00 for 8 samples (2400 s, crosses 30 min), never down;
 - pipeline: always up.
 Checks: item 01 and 06 run every sample, except item 06's check which stops on 20 Nov 00:00 (no new
-run on 20..30 Nov: 11 missed days); item 20 has no check at all.
+run on 20..30 Nov: 11 missed days); item 20 has no check at all. Item 06's check fails (timeout) on
+12 Nov from 14:50 for 6 samples (30 minutes, until 15:20).
 
 Tickets (times local):
  1 outage  item 05 starts 3 Nov 10:00, ack 10:05, resolved 12:30, closed 13:00, escalated
@@ -85,11 +86,21 @@ def write_series(writer: OpenMetricsWriter) -> None:
                 writer.series("einvoice:service_restore_late_event", {**labels, "severity_class": cls},
                               [(t, 1) for t in late])
     stop = local(11, 20, 0).timestamp()
+    failing = {local(11, 12, 14, 50).timestamp() + n * STEP for n in range(6)}
     for item, check in (("01", "domain"), ("06", "redis_ping")):
         labels = {"item": item, "zone": "extranet", "check": check, "target": "t1"}
         writer.series("einvoice_check_last_run_timestamp_seconds", labels,
                       [(t, min(t, stop - STEP) if item == "06" else t) for t in times])
-        writer.series("einvoice_check_up", labels, [(t, 1) for t in times])
+        fails = failing if item == "06" else set()
+        writer.series("einvoice_check_up", labels, [(t, 0 if t in fails else 1) for t in times])
+        writer.series("einvoice:item_up", {"item": item, "zone": "extranet"},
+                      [(t, 0 if t in fails else 1) for t in times])
+        counted = 0
+        samples = []
+        for t in times:
+            counted += t in fails
+            samples.append((t, counted))
+        writer.series("einvoice_check_failures_total", {**labels, "reason": "timeout"}, samples)
     for item in ("01", "06", "20"):
         writer.series("einvoice_item_info", {"item": item, "name": f"第{item}项", "zone": "extranet"},
                       [(t, 1) for t in times])
@@ -114,7 +125,8 @@ def _ticket(ticket_id: int, cls: str, item: str, starts: datetime, ack: datetime
         "description": f"描述 {ticket_id}", "labels": "{}", "created_at": to_db(starts),
         "updated_at": to_db(closed or resolved or ack or starts), "acknowledged_at": to_db(ack),
         "resolved_at": to_db(resolved), "closed_at": to_db(closed),
-        "response_deadline": to_db(starts + response_after), "resolution_deadline": to_db(resolution_deadline),
+        "response_deadline": to_db(starts + response_after),
+        "resolution_deadline": to_db(resolution_deadline),
         "response_breached": bool(ack and ack > starts + response_after),
         "resolution_breached": bool(resolved and resolved > resolution_deadline), "escalated": escalated,
         "second_line": escalated, "recurrence_of": recurrence_of,
@@ -129,21 +141,21 @@ def fill_store(url: str) -> Engine:
     migrate(engine)
     m10, h2, h4 = timedelta(minutes=10), timedelta(hours=2), timedelta(hours=4)
     rows = [
-        _ticket(7, "general", "03", local(10, 30, 9), local(10, 30, 9, 10), local(10, 30, 10), local(11, 2, 9),
-                h4, local(10, 30, 13), local_ok=True),
+        _ticket(7, "general", "03", local(10, 30, 9), local(10, 30, 9, 10), local(10, 30, 10),
+                local(11, 2, 9), h4, local(10, 30, 13), local_ok=True),
         _ticket(1, "outage", "05", local(11, 3, 10), local(11, 3, 10, 5), local(11, 3, 12, 30),
                 local(11, 3, 13), m10, local(11, 3, 10, 30), escalated=True, local_ok=False,
                 summary=f"受理服务宕机，纳税人识别号 {TAX_ID} 开票失败"),
         _ticket(2, "stall", "11", local(11, 5, 9), local(11, 5, 9, 8), local(11, 5, 9, 40), local(11, 5, 10),
                 m10, local(11, 5, 9, 30), escalated=True, local_ok=True),
-        _ticket(3, "general", "06", local(11, 12, 15), local(11, 12, 16), local(11, 12, 17), local(11, 12, 18),
-                h4, local(11, 13, 12), local_ok=True),
+        _ticket(3, "general", "06", local(11, 12, 15), local(11, 12, 16), local(11, 12, 17),
+                local(11, 12, 18), h4, local(11, 13, 12), local_ok=True),
         _ticket(4, "urgent", "06", local(11, 20, 8), local(11, 20, 11), local(11, 20, 12), local(11, 20, 13),
                 h2, local(11, 20, 14), escalated=True, local_ok=True),
         _ticket(5, "routine", "06", local(11, 25, 10), local(11, 25, 10, 30), None, None,
                 h2, local(12, 1, 10)),
-        _ticket(6, "general", "06", local(11, 27, 9), local(11, 27, 9, 30), local(11, 27, 10), local(11, 27, 11),
-                h4, local(11, 27, 15), local_ok=True, recurrence_of=3),
+        _ticket(6, "general", "06", local(11, 27, 9), local(11, 27, 9, 30), local(11, 27, 10),
+                local(11, 27, 11), h4, local(11, 27, 15), local_ok=True, recurrence_of=3),
     ]
     with engine.begin() as conn:
         for row in rows:

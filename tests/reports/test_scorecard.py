@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from openpyxl import load_workbook
-
 from einvoice_reports import cli, scorecard
 from einvoice_reports.period import parse_period
+from openpyxl import load_workbook
 
 from .scripted import NOW
 
@@ -17,11 +16,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_lines_and_maxima_match_the_contract() -> None:
-    assert [line for _, line, _, _, _ in scorecard.LINES] == list(range(1, 26))
-    assert sum(top for _, _, _, top, _ in scorecard.LINES) == 100
-    maxima = {line: top for _, line, _, top, _ in scorecard.LINES}
+    assert [line for _, line, _, _, _ in scorecard.lines()] == list(range(1, 26))
+    assert sum(top for _, _, _, top, _ in scorecard.lines()) == 100
+    maxima = {line: top for _, line, _, top, _ in scorecard.lines()}
     assert [maxima[n] for n in (1, 4, 11, 12, 17, 18, 25)] == [4, 6, 6, 4, 4, 2, 2]
-    assert [scorecard.payment_tier(v) for v in (100, 90, 89.99, 80, 79.9)] == ["100%", "100%", "95%", "95%", "90%"]
+    tiers = [scorecard.payment_tier(v) for v in (100, 90, 89.99, 80, 79.9)]
+    assert tiers == ["100%", "100%", "95%", "95%", "90%"]
 
 
 def _run(args: list[str]) -> int:
@@ -38,7 +38,8 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
     path.write_bytes(scorecard.to_xlsx(earlier))
     book = load_workbook(path)
     for row in range(scorecard.FIRST_ROW, scorecard.FIRST_ROW + 25):
-        book["评分表"].cell(row=row, column=scorecard.SCORE_COL, value=book["评分表"].cell(row=row, column=4).value)
+        sheet = book["评分表"]
+        sheet.cell(row=row, column=scorecard.SCORE_COL, value=sheet.cell(row=row, column=4).value)
     book["评分表"].cell(row=scorecard.FIRST_ROW, column=scorecard.SCORE_COL, value=3)  # line 1: 4 -> 3
     book.save(path)
 
@@ -65,9 +66,11 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
 
     book = load_workbook(tmp_path / "scorecard" / "2026-11.xlsx")
     sheet = book["评分表"]
-    rows = {sheet.cell(row=r, column=2).value: r for r in range(scorecard.FIRST_ROW, scorecard.FIRST_ROW + 25)}
+    rows = {sheet.cell(row=r, column=2).value: r
+            for r in range(scorecard.FIRST_ROW, scorecard.FIRST_ROW + 25)}
     scores = {line: sheet.cell(row=r, column=scorecard.SCORE_COL).value for line, r in rows.items()}
-    assert {line: v for line, v in scores.items() if v is not None} == {4: 4.5, 5: 5.0, 9: 1.5, 10: 6.0, 11: 1.24}
+    filled = {line: v for line, v in scores.items() if v is not None}
+    assert filled == {4: 4.5, 5: 5.0, 9: 1.5, 10: 6.0, 11: 1.24}
     assert sum(sheet.cell(row=r, column=4).value for r in rows.values()) == 100
     total_row = scorecard.FIRST_ROW + 25
     assert sheet.cell(row=total_row, column=4).value == "=SUM(D4:D28)"

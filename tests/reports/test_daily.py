@@ -1,0 +1,50 @@
+"""《系统运行监控报告》 of 12 November in the scripted month."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from einvoice_reports import cli
+
+from .scripted import NOW
+
+pytestmark = pytest.mark.slow
+
+
+def test_daily_report(tmp_path: Path, scripted_prometheus: str, scripted_store: str) -> None:
+    code = cli.main(["daily", "--period", "2026-11-12", "--prometheus", scripted_prometheus,
+                     "--store", scripted_store, "--out", str(tmp_path)], now=NOW)
+    # only items 01 and 06 have data in the scripted month: the others are named as gaps
+    assert code == 3
+    html = (tmp_path / "daily" / "2026-11-12.html").read_text(encoding="utf-8")
+    assert "系统运行监控报告" in html and "2026 年 11 月 12 日" in html
+    assert "数据不完整" in html and "状态未知：02、03、04、05" in html
+    statuses = dict(re.findall(r'<tr id="item-(\d\d)">.*?data-k="status"[^>]*>(.*?)</td>', html, re.S))
+    assert len(statuses) == 20
+    assert statuses["01"] == "正常" and statuses["06"] == "正常" and statuses["20"] == "无数据"
+    rows = re.findall(r'<tr class="failure">(.*?)</tr>', html, re.S)
+    assert len(rows) == 1
+    row = rows[0]
+    # failing samples 14:50 .. 15:15 at 300 s, still visible until the 15:20 sample: 14:50 to 15:20
+    assert "第06项" in row and "redis_ping" in row and "14:50:00" in row and "15:20:00" in row
+    assert re.search(r'data-k="duration">30 分</td>', row)
+    assert re.search(r'data-k="reason">超时</td>', row)
+    assert re.search(r'data-k="tickets">#3</td>', row)
+    assert "本日检查失败 1 次，累计 30 分。" in html
+    assert (tmp_path / "daily" / "2026-11-12.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_quiet_day(tmp_path: Path, scripted_prometheus: str, scripted_store: str) -> None:
+    code = cli.main(["daily", "--period", "2026-11-13", "--prometheus", scripted_prometheus,
+                     "--store", scripted_store, "--out", str(tmp_path), "--no-pdf"], now=NOW)
+    assert code == 3
+    html = (tmp_path / "daily" / "2026-11-13.html").read_text(encoding="utf-8")
+    assert "本日无检查失败" in html and "本日无新工单" in html
+
+
+def test_wrong_period_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["daily", "--period", "2026-11", "--store", "sqlite://", "--out", str(tmp_path)], now=NOW)
+    assert code == 2
+    assert "系统运行监控报告的周期应为日（如 2026-11-05），收到 2026-11" in capsys.readouterr().err
