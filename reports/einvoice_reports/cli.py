@@ -23,21 +23,33 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "monthly", "scorecard")
+KINDS = ("daily", "monthly", "scorecard", "incident")
 PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month"}
 """What period each report covers."""
-TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表"}
+TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表",
+          "incident": "突发事件分析报告"}
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     kind: str
-    period: Period
+    period: Period | None
+    """None for the incident report, which is about one ticket."""
     prometheus: str
     store: str
     out: Path
     formats: tuple[str, ...]
     now: datetime
+    ticket: int | None = None
+    edits: Path | None = None
+    final: bool = False
+
+    @property
+    def span(self) -> Period:
+        """The period of a periodic report (every kind but the incident report has one)."""
+        if self.period is None:
+            raise ReportError("该报告需要 --period")
+        return self.period
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +61,15 @@ class Outcome:
 def _monthly(options: Options) -> Outcome:
     from . import monthly, render
 
-    report = monthly.build_monthly(options.period, PrometheusClient(options.prometheus),
+    report = monthly.build_monthly(options.span, PrometheusClient(options.prometheus),
                                    TicketStore(options.store), load_thresholds(), options.now)
     context = monthly.context(report) | {"title": TITLES["monthly"], "gaps": report.gaps,
                                           "sources": report.sources}
     html = render.render_html("monthly.html.j2", context)
-    files = [render.write_atomic(render.archive_path(options.out, "monthly", options.period.label, "html"),
+    files = [render.write_atomic(render.archive_path(options.out, "monthly", options.span.label, "html"),
                                  html.encode())]
     if "pdf" in options.formats:
-        pdf_path = render.archive_path(options.out, "monthly", options.period.label, "pdf")
+        pdf_path = render.archive_path(options.out, "monthly", options.span.label, "pdf")
         files.append(render.write_atomic(pdf_path,
                                          render.html_to_pdf(html)))
     return Outcome(files, report.gaps)
@@ -66,15 +78,32 @@ def _monthly(options: Options) -> Outcome:
 def _daily(options: Options) -> Outcome:
     from . import daily, render
 
-    report = daily.build_daily(options.period, PrometheusClient(options.prometheus),
+    report = daily.build_daily(options.span, PrometheusClient(options.prometheus),
                                TicketStore(options.store), load_thresholds(), options.now)
     html = render.render_html("daily.html.j2", daily.context(report) | {"title": TITLES["daily"]})
-    label = options.period.label
+    label = options.span.label
     files = [render.write_atomic(render.archive_path(options.out, "daily", label, "html"), html.encode())]
     if "pdf" in options.formats:
         files.append(render.write_atomic(render.archive_path(options.out, "daily", label, "pdf"),
                                          render.html_to_pdf(html)))
     return Outcome(files, report.gaps)
+
+
+def _incident(options: Options) -> Outcome:
+    from . import incident, render
+
+    assert options.ticket is not None
+    edits = incident.load_edits(options.edits) if options.edits else None
+    report = incident.build_incident(options.ticket, TicketStore(options.store), options.now, edits,
+                                     options.final)
+    context = incident.context(report) | {"title": TITLES["incident"], "subtitle": f"工单 #{options.ticket}"}
+    html = render.render_html("incident.html.j2", context)
+    label = f"ticket-{options.ticket}"
+    files = [render.write_atomic(render.archive_path(options.out, "incident", label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, "incident", label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, [])
 
 
 def _scorecard(options: Options) -> Outcome:
@@ -84,15 +113,15 @@ def _scorecard(options: Options) -> Outcome:
 
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {"daily": _daily, "monthly": _monthly,
-                                                     "scorecard": _scorecard}
+                                                     "scorecard": _scorecard, "incident": _incident}
 
 
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
-    parser.add_argument("--prometheus", default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0."
-                                                                                             "0.1:9090"),
+    parser.add_argument("--prometheus",
+                        default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
                         help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
     parser.add_argument("--store", default=os.environ.get("EINVOICE_REPORT_STORE", ""),
                         help="工单库 SQLAlchemy URL（与 notifier 的 database_url 相同）")
@@ -100,13 +129,21 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
                         default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
                         help="归档目录（写入 KIND/PERIOD.html|pdf|xlsx）")
     parser.add_argument("--no-pdf", action="store_true", help="只生成 HTML（和 xlsx）")
+    parser.add_argument("--ticket", type=int, help="突发事件分析报告：工单编号")
+    parser.add_argument("--edits", type=Path, help="突发事件分析报告：运维人员修改的章节（YAML）")
+    parser.add_argument("--final", action="store_true", help="突发事件分析报告：标记为定稿")
     args = parser.parse_args(argv)
+    formats = ("html",) if args.no_pdf else ("html", "pdf")
+    if args.kind == "incident":
+        if args.ticket is None:
+            raise ReportError("突发事件分析报告需要 --ticket 工单编号")
+        return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now, args.ticket,
+                       args.edits, args.final)
     wanted = PERIOD_KIND[args.kind]
     period = parse_period(args.period) if args.period else previous_period(wanted, now)
     if period.kind != wanted:
         forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）"}
         raise ReportError(f"{TITLES[args.kind]}的周期应为{forms.get(wanted, wanted)}，收到 {period.label}")
-    formats = ("html",) if args.no_pdf else ("html", "pdf")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
 
 

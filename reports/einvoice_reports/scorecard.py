@@ -46,8 +46,8 @@ TITLE = "运维厂商考核评级表"
 @cache
 def lines() -> tuple[tuple[str, int, str, int, str], ...]:
     """(category, line, name, maximum, scoring rule) exactly as 附件1 states them (attachment1.yaml)."""
-    raw = yaml.safe_load(resources.files(__package__).joinpath("attachment1.yaml").read_text(encoding="utf-"
-                                                                                                      "8"))
+    text = resources.files(__package__).joinpath("attachment1.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
     return tuple((d["category"], d["line"], d["name"], d["maximum"], d["rule"]) for d in raw["lines"])
 
 MAXIMUM = 100
@@ -133,8 +133,8 @@ def line9(figures: sla.SlaFigures) -> Prefill:
                             f"{s.restores_late_stall}），单次宕机超 2 小时 {s.outages_over_limit} 次")
     if not evidence:
         evidence.append("本月宕机、卡顿均在 30 分钟内恢复")
-    return Prefill(9, _cap(6, 1.5 * levels), "超 30 分钟恢复每次一级、单次宕机超 2 小时再加一级，每级扣 1.5"
-                                             " 分",
+    return Prefill(9, _cap(6, 1.5 * levels),
+                   "超 30 分钟恢复每次一级、单次宕机超 2 小时再加一级，每级扣 1.5 分",
                    evidence)
 
 
@@ -295,10 +295,10 @@ def context(card: Scorecard, now: Any) -> dict[str, Any]:
 def produce(options: Options) -> Outcome:
     from .cli import Outcome
 
-    card = build_scorecard(options.period, PrometheusClient(options.prometheus), TicketStore(options.store),
+    card = build_scorecard(options.span, PrometheusClient(options.prometheus), TicketStore(options.store),
                            options.out)
     html = render.render_html("scorecard.html.j2", context(card, options.now))
-    label = options.period.label
+    label = options.span.label
     files = [render.write_atomic(render.archive_path(options.out, KIND, label, "xlsx"), to_xlsx(card)),
              render.write_atomic(render.archive_path(options.out, KIND, label, "html"), html.encode())]
     if "pdf" in options.formats:

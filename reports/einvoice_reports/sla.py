@@ -20,18 +20,19 @@ EDGE = 0.001
 DAY = 86400
 
 DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
-    ("可用率", "avg_over_time(einvoice:service_up[周期])：周期内服务可用（未宕机）的采样比例；卡顿不计为不"
-            "可用。"),
-    ("宕机时长", "sum_over_time(einvoice:service_outage_step_seconds[周期])：每次规则评估时服务处于宕机的秒"
-             "数之和。"),
+    ("可用率",
+     "avg_over_time(einvoice:service_up[周期])：周期内服务可用（未宕机）的采样比例；卡顿不计为不可用。"),
+    ("宕机时长",
+     "sum_over_time(einvoice:service_outage_step_seconds[周期])：每次规则评估时服务处于宕机的秒数之和。"),
     ("卡顿时长", "sum_over_time(einvoice:service_stall_step_seconds[周期])。"),
-    ("最长一次宕机", "max_over_time(einvoice:service_outage_current_seconds[周期])：周期内观察到的单次宕机"
-     "最长持续时间（跨周期开始的宕机含周期前部分）。"),
-    ("超 2 小时宕机次数", "sum_over_time(einvoice:service_outage_over_limit_event[周期])：单次宕机越过 2 小"
-                   "时的次数。"),
+    ("最长一次宕机",
+     "max_over_time(einvoice:service_outage_current_seconds[周期])：周期内观察到的单次宕机最长持续时间"
+     "（跨周期开始的宕机含周期前部分）。"),
+    ("超 2 小时宕机次数",
+     "sum_over_time(einvoice:service_outage_over_limit_event[周期])：单次宕机越过 2 小时的次数。"),
     ("超 30 分钟恢复次数", "sum_over_time(einvoice:service_restore_late_event[周期])，按宕机/卡顿分列。"),
-    ("年度宕机预算", "合同每年累计宕机不超过 12 小时；已用 = 自本年 1 月 1 日 0 时（北京时间）至周期结束的"
-               "宕机时长之和，"
+    ("年度宕机预算",
+     "合同每年累计宕机不超过 12 小时；已用 = 自本年 1 月 1 日 0 时（北京时间）至周期结束的宕机时长之和，"
      "剩余 = 12 小时 − 已用（不小于 0）。"),
     ("每日可用率", "每个自然日（北京时间）的 avg_over_time(einvoice:service_up[1d])。"),
 )
@@ -125,8 +126,8 @@ def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) 
     for key, service in thresholds.services.items():
         figures = ServiceFigures(key, service.name_zh, budget_seconds=budget)
         if key not in availability:
-            result.gaps.append(f"{service.name_zh}（{key}）：本期没有 einvoice:service_up 数据，可用率与宕"
-                               f"机数字缺失")
+            result.gaps.append(f"{service.name_zh}（{key}）：本期没有 einvoice:service_up 数据，"
+                               "可用率与宕机数字缺失")
         else:
             figures.availability = availability[key]
         figures.outage_seconds = _num(outage.get(key))

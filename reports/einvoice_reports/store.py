@@ -81,8 +81,8 @@ class TicketStore:
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         if engine is None:
             if not url:
-                raise ReportError("未指定工单库（--store，例如 sqlite:////var/lib/einvoice-notifier/tickets"
-                                  ".db）")
+                raise ReportError("未指定工单库（--store，例如 "
+                                  "sqlite:////var/lib/einvoice-notifier/tickets.db）")
             engine = make_engine(url)
         self.engine = engine
 
