@@ -23,11 +23,11 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "monthly", "scorecard", "incident")
-PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month"}
+KINDS = ("daily", "monthly", "scorecard", "handbook", "incident")
+PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month", "handbook": "quarter"}
 """What period each report covers."""
 TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表",
-          "incident": "突发事件分析报告"}
+          "handbook": "常见问题处理手册", "incident": "突发事件分析报告"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,19 @@ def _incident(options: Options) -> Outcome:
     return Outcome(files, [])
 
 
+def _handbook(options: Options) -> Outcome:
+    from . import handbook, render
+
+    book = handbook.build_handbook(options.span, TicketStore(options.store), options.now)
+    html = render.render_html("handbook.html.j2", handbook.context(book) | {"title": TITLES["handbook"]})
+    label = options.span.label
+    files = [render.write_atomic(render.archive_path(options.out, "handbook", label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, "handbook", label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, [])
+
+
 def _scorecard(options: Options) -> Outcome:
     from . import scorecard
 
@@ -113,7 +126,8 @@ def _scorecard(options: Options) -> Outcome:
 
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {"daily": _daily, "monthly": _monthly,
-                                                     "scorecard": _scorecard, "incident": _incident}
+                                                     "scorecard": _scorecard, "handbook": _handbook,
+                                                     "incident": _incident}
 
 
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
@@ -142,7 +156,7 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     wanted = PERIOD_KIND[args.kind]
     period = parse_period(args.period) if args.period else previous_period(wanted, now)
     if period.kind != wanted:
-        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）"}
+        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）"}
         raise ReportError(f"{TITLES[args.kind]}的周期应为{forms.get(wanted, wanted)}，收到 {period.label}")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
 

@@ -13,6 +13,7 @@ REPORT_TZ = ZoneInfo("Asia/Shanghai")
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _YEAR = re.compile(r"^(\d{4})$")
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,7 @@ class Period:
     """[start, end) in UTC of one local calendar day, month or year."""
 
     kind: str
-    """"day", "month" or "year"."""
+    """"day", "month", "quarter" or "year"."""
     label: str
     """As given: 2026-11-05, 2026-11, 2026 (also the archive file name)."""
     first: date
@@ -48,6 +49,8 @@ class Period:
             return f"{self.first.year} 年 {self.first.month} 月 {self.first.day} 日"
         if self.kind == "month":
             return f"{self.first.year} 年 {self.first.month} 月"
+        if self.kind == "quarter":
+            return f"{self.first.year} 年第 {(self.first.month - 1) // 3 + 1} 季度"
         return f"{self.first.year} 年"
 
     def year_start(self) -> datetime:
@@ -69,12 +72,16 @@ def parse_period(text: str) -> Period:
         if match := _MONTH.match(text):
             year, month = int(match[1]), int(match[2])
             return Period("month", text, date(year, month, 1), _month_last(year, month))
+        if match := _QUARTER.match(text):
+            year, quarter = int(match[1]), int(match[2])
+            return Period("quarter", text, date(year, 3 * quarter - 2, 1), _month_last(year, 3 * quarter))
         if match := _YEAR.match(text):
             year = int(match[1])
             return Period("year", text, date(year, 1, 1), date(year, 12, 31))
     except ValueError as exc:
         raise ReportError(f"周期 {text!r} 不是有效日期：{exc}") from exc
-    raise ReportError(f"周期 {text!r} 格式不对：日报用 2026-11-05，月报用 2026-11，年报用 2026")
+    raise ReportError(f"周期 {text!r} 格式不对："
+                      "日报用 2026-11-05，月报用 2026-11，季度用 2026-Q4，年报用 2026")
 
 
 def previous_period(kind: str, now: datetime) -> Period:
@@ -85,4 +92,7 @@ def previous_period(kind: str, now: datetime) -> Period:
     if kind == "month":
         last = local.replace(day=1) - timedelta(days=1)
         return parse_period(f"{last.year:04d}-{last.month:02d}")
+    if kind == "quarter":
+        last = date(local.year, 3 * ((local.month - 1) // 3) + 1, 1) - timedelta(days=1)
+        return parse_period(f"{last.year:04d}-Q{(last.month - 1) // 3 + 1}")
     return parse_period(f"{local.year - 1:04d}")

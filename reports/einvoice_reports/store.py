@@ -104,6 +104,16 @@ class TicketStore:
         except SQLAlchemyError as exc:
             raise self._fail(exc) from exc
 
+    def closed_until(self, end: datetime) -> list[TicketRecord]:
+        """Every ticket closed before `end` (the knowledge base is cumulative), oldest first."""
+        query = (select(tickets).where(tickets.c.state == "closed", tickets.c.closed_at < to_db(end))
+                 .order_by(tickets.c.closed_at, tickets.c.id))
+        try:
+            with self.engine.connect() as conn:
+                return [_record(row) for row in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise self._fail(exc) from exc
+
     def ticket(self, ticket_id: int) -> tuple[TicketRecord, list[TimelineEntry]]:
         try:
             with self.engine.connect() as conn:

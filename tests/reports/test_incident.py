@@ -104,3 +104,23 @@ def _section(html: str, section: str, tag: str) -> str:
     found = re.search(rf'id="{section}">(.*?)</{tag}>', html, re.S)
     assert found, section
     return found.group(1)
+
+
+def test_handbook_groups_closed_tickets(tmp_path: Path) -> None:
+    """Closed tickets of the scripted store, grouped by item and cause, redacted; the quarter's are new."""
+    from .scripted import fill_store
+
+    url = f"sqlite:///{tmp_path / 'tickets.db'}"
+    fill_store(url).dispose()
+    now = datetime(2027, 1, 1, 2, tzinfo=UTC)
+    assert cli.main(["handbook", "--period", "2026-Q4", "--store", url, "--out", str(tmp_path)], now=now) == 0
+    html = (tmp_path / "handbook" / "2026-Q4.html").read_text(encoding="utf-8")
+    assert "常见问题处理手册" in html and "2026 年第 4 季度" in html
+    assert TAX_ID not in html
+    # closed: 7 (item 03), 1 (05), 2 (11), 3, 4, 6 (06): item 06's three share one cause
+    assert re.findall(r'<h2 id="item-(\d\d)">', html) == ["03", "05", "06", "11"]
+    counts = re.findall(r'data-k="count">(\d+)（工单 ([^）]*)）', html)
+    assert ("3", "#3、#4、#6") in counts and counts.count(("1", "#7")) == 1
+    assert html.count("（本期新增）") == 4
+    assert (tmp_path / "handbook" / "2026-Q4.pdf").read_bytes().startswith(b"%PDF")
+    assert cli.main(["handbook", "--period", "2026-11", "--store", url, "--out", str(tmp_path)], now=now) == 2
