@@ -13,21 +13,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from einvoice_core.thresholds import load_thresholds
 
 from .errors import ReportError
-from .period import Period, parse_period, previous_period
+from .period import REPORT_TZ, Period, parse_period, previous_period
 from .prom import PrometheusClient
 from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "monthly", "scorecard", "handbook", "incident")
-PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month", "handbook": "quarter"}
+KINDS = ("daily", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
+PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month", "handbook": "quarter",
+               "yearly": "year", "config": "day"}
 """What period each report covers."""
 TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表",
-          "handbook": "常见问题处理手册", "incident": "突发事件分析报告"}
+          "handbook": "常见问题处理手册", "yearly": "年度服务报告总结", "incident": "突发事件分析报告",
+          "config": "参数配置报告"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,65 +61,71 @@ class Outcome:
     gaps: list[str]
 
 
+def _publish(options: Options, kind: str, label: str, template: str, context: dict[str, Any],
+             gaps: list[str]) -> Outcome:
+    """Render `template` and write KIND/LABEL.html (and .pdf unless --no-pdf) into the archive."""
+    from . import render
+
+    html = render.render_html(template, context | {"title": TITLES[kind]})
+    files = [render.write_atomic(render.archive_path(options.out, kind, label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, kind, label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, gaps)
+
+
 def _monthly(options: Options) -> Outcome:
-    from . import monthly, render
+    from . import monthly
 
     report = monthly.build_monthly(options.span, PrometheusClient(options.prometheus),
                                    TicketStore(options.store), load_thresholds(), options.now)
-    context = monthly.context(report) | {"title": TITLES["monthly"], "gaps": report.gaps,
-                                          "sources": report.sources}
-    html = render.render_html("monthly.html.j2", context)
-    files = [render.write_atomic(render.archive_path(options.out, "monthly", options.span.label, "html"),
-                                 html.encode())]
-    if "pdf" in options.formats:
-        pdf_path = render.archive_path(options.out, "monthly", options.span.label, "pdf")
-        files.append(render.write_atomic(pdf_path,
-                                         render.html_to_pdf(html)))
-    return Outcome(files, report.gaps)
+    context = monthly.context(report) | {"gaps": report.gaps, "sources": report.sources}
+    return _publish(options, "monthly", options.span.label, "monthly.html.j2", context, report.gaps)
 
 
 def _daily(options: Options) -> Outcome:
-    from . import daily, render
+    from . import daily
 
     report = daily.build_daily(options.span, PrometheusClient(options.prometheus),
                                TicketStore(options.store), load_thresholds(), options.now)
-    html = render.render_html("daily.html.j2", daily.context(report) | {"title": TITLES["daily"]})
-    label = options.span.label
-    files = [render.write_atomic(render.archive_path(options.out, "daily", label, "html"), html.encode())]
-    if "pdf" in options.formats:
-        files.append(render.write_atomic(render.archive_path(options.out, "daily", label, "pdf"),
-                                         render.html_to_pdf(html)))
-    return Outcome(files, report.gaps)
+    return _publish(options, "daily", options.span.label, "daily.html.j2", daily.context(report), report.gaps)
+
+
+def _yearly(options: Options) -> Outcome:
+    from . import yearly
+
+    report = yearly.build_yearly(options.span, PrometheusClient(options.prometheus),
+                                 TicketStore(options.store), load_thresholds(), options.now)
+    context = yearly.context(report)
+    return _publish(options, "yearly", options.span.label, "yearly.html.j2", context, report.gaps)
+
+
+def _handbook(options: Options) -> Outcome:
+    from . import handbook
+
+    book = handbook.build_handbook(options.span, TicketStore(options.store), options.now)
+    return _publish(options, "handbook", options.span.label, "handbook.html.j2", handbook.context(book), [])
 
 
 def _incident(options: Options) -> Outcome:
-    from . import incident, render
+    from . import incident
 
     assert options.ticket is not None
     edits = incident.load_edits(options.edits) if options.edits else None
     report = incident.build_incident(options.ticket, TicketStore(options.store), options.now, edits,
                                      options.final)
-    context = incident.context(report) | {"title": TITLES["incident"], "subtitle": f"工单 #{options.ticket}"}
-    html = render.render_html("incident.html.j2", context)
-    label = f"ticket-{options.ticket}"
-    files = [render.write_atomic(render.archive_path(options.out, "incident", label, "html"), html.encode())]
-    if "pdf" in options.formats:
-        files.append(render.write_atomic(render.archive_path(options.out, "incident", label, "pdf"),
-                                         render.html_to_pdf(html)))
-    return Outcome(files, [])
+    context = incident.context(report) | {"subtitle": f"工单 #{options.ticket}"}
+    return _publish(options, "incident", f"ticket-{options.ticket}", "incident.html.j2", context, [])
 
 
-def _handbook(options: Options) -> Outcome:
-    from . import handbook, render
+CONFIG_GAP = "尚未采集参数快照与基线（Redis、Elasticsearch、数据库、配置文件、内核参数），本报告没有内容"
 
-    book = handbook.build_handbook(options.span, TicketStore(options.store), options.now)
-    html = render.render_html("handbook.html.j2", handbook.context(book) | {"title": TITLES["handbook"]})
-    label = options.span.label
-    files = [render.write_atomic(render.archive_path(options.out, "handbook", label, "html"), html.encode())]
-    if "pdf" in options.formats:
-        files.append(render.write_atomic(render.archive_path(options.out, "handbook", label, "pdf"),
-                                         render.html_to_pdf(html)))
-    return Outcome(files, [])
+
+def _config(options: Options) -> Outcome:
+    """A page that says plainly what is missing: there are no parameter snapshots to report yet."""
+    context = {"period": options.span, "gaps": [CONFIG_GAP], "sources": ["无（尚无参数快照数据源）"],
+               "generated_local": options.now.astimezone(REPORT_TZ)}
+    return _publish(options, "config", options.span.label, "config.html.j2", context, [CONFIG_GAP])
 
 
 def _scorecard(options: Options) -> Outcome:
@@ -125,9 +134,10 @@ def _scorecard(options: Options) -> Outcome:
     return scorecard.produce(options)
 
 
-BUILDERS: dict[str, Callable[[Options], Outcome]] = {"daily": _daily, "monthly": _monthly,
-                                                     "scorecard": _scorecard, "handbook": _handbook,
-                                                     "incident": _incident}
+BUILDERS: dict[str, Callable[[Options], Outcome]] = {
+    "daily": _daily, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook, "yearly": _yearly,
+    "incident": _incident, "config": _config,
+}
 
 
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
@@ -151,12 +161,13 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     if args.kind == "incident":
         if args.ticket is None:
             raise ReportError("突发事件分析报告需要 --ticket 工单编号")
-        return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now, args.ticket,
-                       args.edits, args.final)
+        return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
+                       args.ticket, args.edits, args.final)
     wanted = PERIOD_KIND[args.kind]
     period = parse_period(args.period) if args.period else previous_period(wanted, now)
     if period.kind != wanted:
-        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）"}
+        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）",
+                 "year": "年（如 2026）"}
         raise ReportError(f"{TITLES[args.kind]}的周期应为{forms.get(wanted, wanted)}，收到 {period.label}")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
 

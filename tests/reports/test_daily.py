@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,24 @@ def test_wrong_period_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     code = cli.main(["daily", "--period", "2026-11", "--store", "sqlite://", "--out", str(tmp_path)], now=NOW)
     assert code == 2
     assert "系统运行监控报告的周期应为日（如 2026-11-05），收到 2026-11" in capsys.readouterr().err
+
+
+def test_yearly_report(tmp_path: Path, scripted_prometheus: str, scripted_store: str) -> None:
+    """2026 in the scripted data: only October and November have SLA series; the year runs to
+    1 January 2027, so intake's down sample at exactly 1 Dec 00:00 counts in the year."""
+    now = datetime(2027, 1, 1, 2, tzinfo=UTC)
+    code = cli.main(["yearly", "--period", "2026", "--prometheus", scripted_prometheus,
+                     "--store", scripted_store, "--out", str(tmp_path), "--no-pdf"], now=now)
+    assert code == 3  # January to September have no data: named as gaps
+    html = (tmp_path / "yearly" / "2026.html").read_text(encoding="utf-8")
+    assert "年度服务报告总结" in html
+    assert "1 月：受理服务（intake）：本期没有 einvoice:service_up 数据" in html
+    assert "10 月：" not in html and "11 月：" not in html
+    row = re.search(r'<tr id="year-intake">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert 'data-k="outage">3 小时 45 分</td>' in row          # 3600 + 9600 + 300 s
+    assert 'data-k="left">8 小时 15 分</td>' in row
+    assert 'data-k="longest">2 小时 30 分</td>' in row
+    assert 'data-k="late">2 / 0</td>' in row                   # October's and November's outage
+    assert re.search(r'<tr id="month-11">.*?data-k="tickets">6</td>', html, re.S)
+    assert re.search(r'<tr id="month-10">.*?data-k="tickets">1</td>', html, re.S)
+    assert re.search(r'id="year-tickets">7</td>', html)

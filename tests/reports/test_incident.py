@@ -124,3 +124,12 @@ def test_handbook_groups_closed_tickets(tmp_path: Path) -> None:
     assert html.count("（本期新增）") == 4
     assert (tmp_path / "handbook" / "2026-Q4.pdf").read_bytes().startswith(b"%PDF")
     assert cli.main(["handbook", "--period", "2026-11", "--store", url, "--out", str(tmp_path)], now=now) == 2
+
+
+def test_config_report_says_what_is_missing(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 4, tzinfo=UTC)
+    code = cli.main(["config", "--period", "2026-11-03", "--out", str(tmp_path), "--no-pdf"], now=now)
+    assert code == 3
+    html = (tmp_path / "config" / "2026-11-03.html").read_text(encoding="utf-8")
+    assert "参数配置报告" in html and "本报告暂无内容" in html and "数据不完整" in html
+    assert "CONFIG GET" in html and "不表示参数未发生变化" in html
