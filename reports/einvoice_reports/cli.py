@@ -24,13 +24,13 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
-PERIOD_KIND = {"daily": "day", "monthly": "month", "scorecard": "month", "handbook": "quarter",
-               "yearly": "year", "config": "day"}
-"""What period each report covers."""
-TITLES = {"daily": "系统运行监控报告", "monthly": "月度系统运维报告", "scorecard": "运维厂商考核评级表",
-          "handbook": "常见问题处理手册", "yearly": "年度服务报告总结", "incident": "突发事件分析报告",
-          "config": "参数配置报告"}
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
+PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
+               "handbook": "quarter", "yearly": "year", "config": "day"}
+"""What period each report covers ("day|month": either; the first is the default)."""
+TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
+          "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
+          "incident": "突发事件分析报告", "config": "参数配置报告"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,15 @@ def _yearly(options: Options) -> Outcome:
     return _publish(options, "yearly", options.span.label, "yearly.html.j2", context, report.gaps)
 
 
+def _health(options: Options) -> Outcome:
+    from . import health
+
+    report = health.build_health(options.span, PrometheusClient(options.prometheus),
+                                 TicketStore(options.store), load_thresholds(), options.now)
+    context = health.context(report)
+    return _publish(options, "health", options.span.label, "health.html.j2", context, report.gaps)
+
+
 def _handbook(options: Options) -> Outcome:
     from . import handbook
 
@@ -135,8 +144,8 @@ def _scorecard(options: Options) -> Outcome:
 
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {
-    "daily": _daily, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook, "yearly": _yearly,
-    "incident": _incident, "config": _config,
+    "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
+    "yearly": _yearly, "incident": _incident, "config": _config,
 }
 
 
@@ -163,12 +172,13 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
             raise ReportError("突发事件分析报告需要 --ticket 工单编号")
         return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
                        args.ticket, args.edits, args.final)
-    wanted = PERIOD_KIND[args.kind]
-    period = parse_period(args.period) if args.period else previous_period(wanted, now)
-    if period.kind != wanted:
+    wanted = PERIOD_KIND[args.kind].split("|")
+    period = parse_period(args.period) if args.period else previous_period(wanted[0], now)
+    if period.kind not in wanted:
         forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）",
                  "year": "年（如 2026）"}
-        raise ReportError(f"{TITLES[args.kind]}的周期应为{forms.get(wanted, wanted)}，收到 {period.label}")
+        expected = "或".join(forms[kind] for kind in wanted)
+        raise ReportError(f"{TITLES[args.kind]}的周期应为{expected}，收到 {period.label}")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
 
 

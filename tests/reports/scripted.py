@@ -101,9 +101,37 @@ def write_series(writer: OpenMetricsWriter) -> None:
             counted += t in fails
             samples.append((t, counted))
         writer.series("einvoice_check_failures_total", {**labels, "reason": "timeout"}, samples)
+    write_health_series(writer, times)
     for item in ("01", "06", "20"):
         writer.series("einvoice_item_info", {"item": item, "name": f"第{item}项", "zone": "extranet"},
                       [(t, 1) for t in times])
+
+
+def write_health_series(writer: OpenMetricsWriter, times: list[float]) -> None:
+    """Redis r1 rises from 50 % to 80 % of maxmemory through November, r2 sits at 95 %; Kafka group g1
+    lags 900 s for three samples on 20 Nov 10:00; the certificate of item 01 expires 20 Dec 00:00;
+    item 05's probe takes 4.5 s once (16 Nov 12:00); item 20's 4 s probes are under its 5 s override."""
+    first, last = local(11, 1, 0).timestamp(), LAST.timestamp()
+
+    def share(t: float) -> float:
+        return 0.5 + 0.3 * min(max((t - first) / (last - first), 0.0), 1.0)
+
+    writer.series("redis_memory_max_bytes", {"item": "06", "instance": "r1"}, [(t, 1e9) for t in times])
+    writer.series("redis_memory_max_bytes", {"item": "06", "instance": "r2"}, [(t, 1e9) for t in times])
+    writer.series("redis_memory_used_bytes", {"item": "06", "instance": "r1"},
+                  [(t, share(t) * 1e9) for t in times])
+    writer.series("redis_memory_used_bytes", {"item": "06", "instance": "r2"}, [(t, 0.95e9) for t in times])
+    lagging = {local(11, 20, 10).timestamp() + n * STEP for n in range(3)}
+    writer.series("kafka_consumergroup_group_max_lag_seconds", {"item": "14", "consumergroup": "g1"},
+                  [(t, 900 if t in lagging else 60) for t in times])
+    expiry = local(12, 20, 0).timestamp()
+    writer.series("probe_ssl_earliest_cert_expiry", {"item": "01", "target": "https://a.example"},
+                  [(t, expiry) for t in times])
+    slow = local(11, 16, 12).timestamp()
+    writer.series("probe_duration_seconds", {"item": "05", "target": "http://intake"},
+                  [(t, 4.5 if t == slow else 0.2) for t in times])
+    writer.series("probe_duration_seconds", {"item": "20", "target": "http://partner"},
+                  [(t, 4.0) for t in times])
 
 
 def write_openmetrics(path: Path) -> Path:

@@ -70,3 +70,39 @@ def test_yearly_report(tmp_path: Path, scripted_prometheus: str, scripted_store:
     assert re.search(r'<tr id="month-11">.*?data-k="tickets">6</td>', html, re.S)
     assert re.search(r'<tr id="month-10">.*?data-k="tickets">1</td>', html, re.S)
     assert re.search(r'id="year-tickets">7</td>', html)
+
+
+def test_health_report_month(tmp_path: Path, scripted_prometheus: str, scripted_store: str) -> None:
+    code = cli.main(["health", "--period", "2026-11", "--prometheus", scripted_prometheus,
+                     "--store", scripted_store, "--out", str(tmp_path), "--no-pdf"], now=NOW)
+    assert code == 0
+    html = (tmp_path / "health" / "2026-11.html").read_text(encoding="utf-8")
+    assert "专项健康检查报告" in html
+    checks = re.findall(r'<tr class="check"><td>第(\d\d)项.*?<td>([a-z_]+)</td>.*?data-k="runs">(\d+)</td>'
+                        r'<td class="num" data-k="failures">(\d+)</td>', html, re.S)
+    # November: 8640 samples; 06's last run stops changing after 19 Nov 23:55 (5472 samples)
+    assert checks == [("01", "domain", "8639", "0"), ("06", "redis_ping", "5471", "6")]
+    measures = {(kind, subject): (cells, verdict) for kind, subject, cells, verdict in re.findall(
+        r'<tr class="measure"><td>(.*?)</td><td>(.*?)</td>(.*?)data-k="verdict"[^>]*>(.*?)</td>', html, re.S)}
+    verdicts = {key: verdict for key, (_, verdict) in measures.items()}
+    assert verdicts == {
+        ("Redis 内存使用率", "06 · r1"): "上升趋势",
+        ("Redis 内存使用率", "06 · r2"): "超过阈值",
+        ("Kafka 消费延迟", "14 · g1"): "期间曾超过阈值",
+        ("证书剩余有效期", "01 · https://a.example"): "低于阈值",
+        ("探测响应时间", "05 · http://intake"): "期间曾超过阈值",
+        ("探测响应时间", "20 · http://partner"): "正常",
+    }
+    r1 = measures[("Redis 内存使用率", "06 · r1")][0]
+    assert re.findall(r">([\d.]+%)</td>", r1) == ["50.0%", "80.0%", "80.0%", "90.0%"]
+    cert = measures[("证书剩余有效期", "01 · https://a.example")][0]
+    assert "19.0 天" in cert and "30.0 天" in cert
+    assert "未采集（本期没有数据，不能判断为正常）：Elasticsearch 绿色状态占比" in html
+    assert html.count("<li>") >= 5 and "#1" in html
+
+
+def test_health_report_takes_day_or_month(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["health", "--period", "2026", "--store", "sqlite://", "--out", str(tmp_path)], now=NOW)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "专项健康检查报告的周期应为日（如 2026-11-05）或月（如 2026-11），收到 2026" in err
