@@ -11,8 +11,8 @@ Pre-filled lines (proposals the bureau may change in the xlsx; the page states e
   0.5 points per item that missed at least one day.
 - 9 应急情况处置: one level per outage or stall not restored within 30 minutes, and one more per
   outage over 2 hours (SLA recording rules); 1.5 points per level.
-- 10 报告制度: the reports due in the month (the daily reports of each day, the monthly report)
-  against the files in the archive; 0.5 points per missing report.
+- 10 报告制度: the reports due in the month (the daily report of each day, the monthly report:
+  DUE_KINDS) against the files in the archive; 0.5 points per missing report.
 - 11 系统运行故障率: fault days (a working day, Monday to Friday, on which any service was down)
   over the month's working days, in percent; 0.5 points per percentage point.
 Every deduction stops at the line's maximum.
@@ -51,8 +51,9 @@ def lines() -> tuple[tuple[str, int, str, int, str], ...]:
     return tuple((d["category"], d["line"], d["name"], d["maximum"], d["rule"]) for d in raw["lines"])
 
 MAXIMUM = 100
-DUE_KINDS: tuple[tuple[str, str], ...] = (("monthly", "月度系统运维报告"),)
-"""Reports the archive must hold for a month; the daily report joins when it is produced."""
+DUE_KINDS: tuple[tuple[str, str, str], ...] = (("daily", "系统运行监控报告", "day"),
+                                               ("monthly", "月度系统运维报告", "month"))
+"""Reports the archive must hold for a month: (kind, title, cadence), one per day or one per month."""
 TIERS: tuple[tuple[float, str], ...] = ((90, "100%"), (80, "95%"), (0, "90%"))
 """Yearly average → share of the contract price paid (seed §五.3)."""
 
@@ -139,7 +140,8 @@ def line9(figures: sla.SlaFigures) -> Prefill:
 
 
 def line10(archive: Path, period: Period) -> Prefill:
-    due = [(kind, name, period.label) for kind, name in DUE_KINDS]
+    due = [(kind, name, label) for kind, name, cadence in DUE_KINDS
+           for label in ([day.isoformat() for day in period.days()] if cadence == "day" else [period.label])]
     missing = [(kind, name, label) for kind, name, label in due
                if not render.archive_path(archive, kind, label, "html").exists()]
     evidence = [f"应提交 {len(due)} 份，归档中已有 {len(due) - len(missing)} 份"]

@@ -43,10 +43,17 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
     book["评分表"].cell(row=scorecard.FIRST_ROW, column=scorecard.SCORE_COL, value=3)  # line 1: 4 -> 3
     book.save(path)
 
+    # the daily reports of November in the archive, but for 5 and 6 November
+    for day in range(1, 31):
+        if day not in (5, 6):
+            daily = tmp_path / "daily" / f"2026-11-{day:02d}.html"
+            daily.parent.mkdir(exist_ok=True)
+            daily.write_text("<html></html>", encoding="utf-8")
     assert _run(["scorecard", *common, "--no-pdf"]) == 0
     card_html = (tmp_path / "scorecard" / "2026-11.html").read_text(encoding="utf-8")
-    # line 10 before the monthly report exists: 1 due, 0 produced
-    assert _score(card_html, 10) == "5.5"
+    # line 10 before the monthly report exists: 31 due, 28 produced
+    assert _score(card_html, 10) == "4.5"
+    assert "应提交 31 份，归档中已有 28 份" in card_html and "缺少《系统运行监控报告》2026-11-05" in card_html
 
     assert _run(["monthly", *common, "--no-pdf"]) == 0
     assert _run(["scorecard", *common]) == 0
@@ -54,14 +61,14 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
     assert _score(html, 4) == "4.5"     # ticket 4 answered 1 h late: one level
     assert _score(html, 5) == "5.0"     # item 06 missed 20-30 Nov, item 20 never ran: two items
     assert _score(html, 9) == "1.5"     # intake late + over 2 h, processing stall late: three levels
-    assert _score(html, 10) == "6.0"
+    assert _score(html, 10) == "5.0"     # two daily reports missing
     assert _score(html, 11) == "1.24"   # 2 fault days (3 and 10 Nov) of 21 working days: 9.52 points x 0.5
     assert _score(html, 1) == "待评"
     assert "第06项：11 天有检查未运行（首日 11-20，末日 11-30）" in html
     assert "第20项：本月没有检查运行记录（30 天）" in html
     assert "工单 #4（11-20 08:00）响应超时" in html
     assert "工作日 21 天（周一至周五），故障日 2 天，故障率 9.52%" in html
-    assert re.search(r'id="prefilled-total">18.24</strong> / 30', html)
+    assert re.search(r'id="prefilled-total">17.24</strong> / 30', html)
     assert "本年此前已评完月份平均分 99.0 分" in html
 
     book = load_workbook(tmp_path / "scorecard" / "2026-11.xlsx")
@@ -70,7 +77,7 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
             for r in range(scorecard.FIRST_ROW, scorecard.FIRST_ROW + 25)}
     scores = {line: sheet.cell(row=r, column=scorecard.SCORE_COL).value for line, r in rows.items()}
     filled = {line: v for line, v in scores.items() if v is not None}
-    assert filled == {4: 4.5, 5: 5.0, 9: 1.5, 10: 6.0, 11: 1.24}
+    assert filled == {4: 4.5, 5: 5.0, 9: 1.5, 10: 5.0, 11: 1.24}
     assert sum(sheet.cell(row=r, column=4).value for r in rows.values()) == 100
     total_row = scorecard.FIRST_ROW + 25
     assert sheet.cell(row=total_row, column=4).value == "=SUM(D4:D28)"
