@@ -184,6 +184,8 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
 
 def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("weasyprint", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     moment = now or datetime.now(UTC)
     try:
         options = parse_args(argv, moment)
