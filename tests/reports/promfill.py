@@ -32,7 +32,7 @@ class OpenMetricsWriter:
             self._handle.write(f"# TYPE {family} {kind}\n")
         rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         head = f"{name}{{{rendered}}}" if rendered else name
-        self._handle.writelines(f"{head} {value:g} {ts:.3f}\n" for ts, value in samples)
+        self._handle.writelines(f"{head} {float(value)!r} {ts:.3f}\n" for ts, value in samples)
 
     def close(self) -> None:
         self._handle.write("# EOF\n")
