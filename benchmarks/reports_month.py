@@ -7,7 +7,7 @@ einvoice_check_up, einvoice_check_last_run_timestamp_seconds and einvoice:item_u
 ticket store with a few hundred tickets; then times `einvoice-report monthly` and `scorecard`
 (HTML and PDF). Not a test: it prints the times.
 
-    .venv/bin/python -m benchmarks.reports_month [--checks 300] [--days 30] [--tickets 300]
+    .venv/bin/python -m benchmarks.reports_month [--checks 300] [--days 30] [--tickets 300] [--archive DIR]
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=300)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tickets", type=int, default=300)
+    parser.add_argument("--archive", type=Path, help="keep the reports here (default: a temporary folder)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="reports-bench-"))
     try:
@@ -120,7 +121,7 @@ def main() -> None:
                 period = "2026-11-05" if kind == "daily" else "2026-11"
                 began = time.perf_counter()
                 code = cli.main([kind, "--period", period, "--prometheus", url, "--store",
-                                 f"sqlite:///{tmp / 'tickets.db'}", "--out", str(tmp / "archive")], now=now)
+                                 f"sqlite:///{tmp / 'tickets.db'}", "--out", str(args.archive or tmp / "archive")], now=now)
                 print(f"{kind} {period}: exit {code}, {time.perf_counter() - began:.1f} s (HTML + PDF)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
