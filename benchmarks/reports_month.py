@@ -117,11 +117,12 @@ def main() -> None:
             store = TicketStore(f"sqlite:///{tmp / 'tickets.db'}")
             build_monthly(parse_period("2026-11"), PrometheusClient(url), store, load_thresholds(), now)
             print(f"monthly 2026-11: queries and figures only {time.perf_counter() - began:.1f} s")
+            archive = args.archive or tmp / "archive"
             for kind in ("monthly", "scorecard", "daily"):
                 period = "2026-11-05" if kind == "daily" else "2026-11"
                 began = time.perf_counter()
                 code = cli.main([kind, "--period", period, "--prometheus", url, "--store",
-                                 f"sqlite:///{tmp / 'tickets.db'}", "--out", str(args.archive or tmp / "archive")], now=now)
+                                 f"sqlite:///{tmp / 'tickets.db'}", "--out", str(archive)], now=now)
                 print(f"{kind} {period}: exit {code}, {time.perf_counter() - began:.1f} s (HTML + PDF)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
