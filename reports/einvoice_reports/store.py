@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from einvoice_notifier.db import audit_log, from_db, make_engine, tickets, to_db
 from einvoice_notifier.service import ResolutionRates, resolution_rates
 from sqlalchemy import Engine, and_, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from einvoice_core.redaction import redact
 
@@ -83,6 +85,15 @@ class TicketStore:
             if not url:
                 raise ReportError("未指定工单库（--store，例如 "
                                   "sqlite:////var/lib/einvoice-notifier/tickets.db）")
+            try:
+                parsed = make_url(url)
+            except ArgumentError as exc:
+                raise ReportError(f"工单库地址无效：{exc}") from exc
+            database = parsed.database or ""
+            if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+                    and not Path(database).is_file():
+                # SQLite would create an empty file and the report would say "no tickets"
+                raise SourceUnavailableError(SOURCE, f"SQLite 文件不存在：{database}")
             engine = make_engine(url)
         self.engine = engine
 
