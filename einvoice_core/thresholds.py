@@ -156,6 +156,7 @@ class Elasticsearch(StrictModel):
     yellow_for: PromDuration
     heap_ratio_max: Ratio
     disk_ratio_max: Ratio
+    green_ratio_min: Ratio
 
 
 class Tickets(StrictModel):

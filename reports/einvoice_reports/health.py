@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from einvoice_core.catalogue import ITEMS
-from einvoice_core.thresholds import Thresholds
+from einvoice_core.thresholds import Thresholds, shipped
 
 from .period import REPORT_TZ, Period
 from .prom import PrometheusClient
@@ -128,7 +128,6 @@ SECTIONS: tuple[tuple[str, str, Key, str, bool], ...] = (
      "ratio", False),
 )
 """(what, PromQL, identifying labels, unit, whether higher is worse)."""
-ES_GREEN_MIN = 0.999
 """Below this share of green time in a period the cluster is reported (no thresholds.yaml key yet)."""
 
 
@@ -138,7 +137,7 @@ def _thresholds(thresholds: Thresholds) -> dict[str, Threshold]:
         "Kafka 消费延迟": float(thresholds.kafka.lag_seconds_warning),
         "证书剩余有效期": float(thresholds.certificates.warning_days),
         "探测响应时间": {item: thresholds.latency.for_item(item).alert_seconds for item in ITEM_NAMES},
-        "Elasticsearch 绿色状态占比": ES_GREEN_MIN,
+        "Elasticsearch 绿色状态占比": shipped().elasticsearch.green_ratio_min,
     }
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from einvoice_core.catalogue import ITEMS
-from einvoice_core.thresholds import Thresholds
+from einvoice_core.thresholds import Thresholds, shipped
 
 from . import charts, sla, ticketfigures
 from .fmt import duration, pct
@@ -17,7 +17,6 @@ from .sla import SlaFigures
 from .store import TicketStore
 from .ticketfigures import TicketFigures
 
-LOCAL_RESOLUTION_TARGET = 0.8
 """SPEC §3 #10: 本级解决率 ≥ 80 % (escalated ≤ 20 %)."""
 TICKETS_PER_ITEM_NOTICE = 3
 """An item with at least this many tickets in a month gets a recommendation of its own."""
@@ -69,9 +68,9 @@ def recommendations(sla_figures: SlaFigures, tickets: TicketFigures, budget_warn
     if total.resolution.missed:
         out.append(f"本期有 {total.resolution.missed} 张工单未在解决时限内解决："
                    "建议对超时工单逐一说明原因，必要时提前转二线。")
-    local = tickets.rates.local_ratio
-    if local is not None and local < LOCAL_RESOLUTION_TARGET:
-        out.append(f"本级解决率 {pct(local, 1)}，低于合同要求的 {pct(LOCAL_RESOLUTION_TARGET, 0)}："
+    local, target = tickets.rates.local_ratio, shipped().tickets.local_resolution_min
+    if local is not None and local < target:
+        out.append(f"本级解决率 {pct(local, 1)}，低于合同要求的 {pct(target, 0)}："
                    "建议整理常见问题处理手册并加强驻场人员培训。")
     if tickets.rates.recurred:
         out.append(f"本期解决的工单中有 {tickets.rates.recurred} 张的问题在 30 天内再次发生："

@@ -58,6 +58,14 @@ class TimelineEntry:
     note: str
 
 
+def _required(moment: datetime | None) -> datetime:
+    """A column the notifier's schema declares NOT NULL, as an aware datetime."""
+    aware = from_db(moment)
+    if aware is None:
+        raise ReportError("工单库数据不完整：必填的时间字段为空")
+    return aware
+
+
 def _record(row: Any) -> TicketRecord:
     def text(value: str | None) -> str:
         return redact(value or "")
@@ -65,11 +73,11 @@ def _record(row: Any) -> TicketRecord:
     return TicketRecord(
         id=row.id, severity_class=row.severity_class, state=row.state, item=row.item,
         alertname=row.alertname, summary=text(row.summary), description=text(row.description),
-        starts_at=from_db(row.starts_at), created_at=from_db(row.created_at),
+        starts_at=_required(row.starts_at), created_at=_required(row.created_at),
         acknowledged_at=from_db(row.acknowledged_at), resolved_at=from_db(row.resolved_at),
         closed_at=from_db(row.closed_at),
-        response_deadline=from_db(row.response_deadline),
-        resolution_deadline=from_db(row.resolution_deadline),
+        response_deadline=_required(row.response_deadline),
+        resolution_deadline=_required(row.resolution_deadline),
         response_breached=bool(row.response_breached), resolution_breached=bool(row.resolution_breached),
         escalated=bool(row.escalated), second_line=bool(row.second_line), recurrence_of=row.recurrence_of,
         cause=text(row.cause), solution=text(row.solution),
@@ -135,7 +143,7 @@ class TicketStore:
                                        .order_by(audit_log.c.id)).all()
         except SQLAlchemyError as exc:
             raise self._fail(exc) from exc
-        return _record(row), [TimelineEntry(from_db(e.at), e.actor, e.action, redact(e.note))
+        return _record(row), [TimelineEntry(_required(e.at), e.actor, e.action, redact(e.note))
                               for e in entries]
 
     def rates(self, start: datetime, end: datetime) -> ResolutionRates:
