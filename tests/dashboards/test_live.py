@@ -306,6 +306,16 @@ def test_every_panel_returns_data_on_the_demo_stack(demo_stack: Demo) -> None:
                     break
         return filled == expected or bool(errors)
 
+    # The demo target is down from the start here, so its OOM line can reach the log before
+    # Prometheus' first scrape, and increase() never sees a counter that starts above 0. Once the log
+    # counters are in Prometheus, the host logs another kill, as a real host would.
+    wait_until(lambda: bool(_api_query(base, 'einvoice_log_matches_total{class="oom"}')[1]
+                            .get("data", {}).get("result")), timeout=120, what="the log counters scraped")
+    syslog = demo_stack.stack.run_dir / "logs" / "demo-syslog"
+    with syslog.open("a", encoding="utf-8") as handle:
+        handle.write("Dec  6 10:00:00 demo kernel: Out of memory: Killed process 4343 (java) "
+                     "total-vm:8388608kB\n")
+
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
         wait_until(poll, timeout=240, interval=2.0, what="every panel showing data")
