@@ -253,6 +253,7 @@ class Thresholds(StrictModel):
     apps: Apps
     logs: Logs
     nginx: Nginx
+    hosts: Hosts
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
@@ -322,3 +323,52 @@ def load_important_periods(path: Path) -> ImportantPeriods:
     result = _load(path, ImportantPeriods)
     assert isinstance(result, ImportantPeriods)
     return result
+
+
+class Hosts(StrictModel):
+    """node_exporter on every server (jobs `node-<zone>`, labels zone and item; rules_hosts.py)."""
+
+    job_regex: str = Field(min_length=1)
+    fstypes_exclude: str
+    mountpoints_exclude: str
+    readonly_ok_mountpoints: str
+    """Regex of mountpoints that are read-only by design; empty: every read-only filesystem alerts."""
+    filesystem_free_warning: Ratio
+    filesystem_free_critical: Ratio
+    filesystem_free_for: PromDuration
+    fill_window: PromDuration
+    fill_warning_seconds: float = Field(gt=0)
+    fill_critical_seconds: float = Field(gt=0)
+    fill_max_free_ratio: Ratio
+    fill_for: PromDuration
+    inodes_free_warning: Ratio
+    inodes_free_critical: Ratio
+    inodes_free_for: PromDuration
+    readonly_for: PromDuration
+    memory_available_warning: Ratio
+    memory_available_critical: Ratio
+    memory_for: PromDuration
+    swap_used_warning: Ratio
+    swap_for: PromDuration
+    load_per_core_warning: float = Field(gt=0)
+    load_for: PromDuration
+    clock_offset_warning_seconds: float = Field(gt=0)
+    clock_offset_critical_seconds: float = Field(gt=0)
+    clock_offset_for: PromDuration
+    clock_unsynced_for: PromDuration
+    exporter_down_for: PromDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hosts:
+        pairs = (("filesystem_free", self.filesystem_free_critical, self.filesystem_free_warning),
+                 ("inodes_free", self.inodes_free_critical, self.inodes_free_warning),
+                 ("memory_available", self.memory_available_critical, self.memory_available_warning),
+                 ("fill_seconds", self.fill_critical_seconds, self.fill_warning_seconds))
+        for name, critical, warning in pairs:
+            if critical >= warning:
+                raise ValueError(f"hosts.{name}: the critical value ({critical:g}) must be below the"
+                                 f" warning value ({warning:g})")
+        if self.clock_offset_critical_seconds <= self.clock_offset_warning_seconds:
+            raise ValueError("hosts.clock_offset_critical_seconds must be above"
+                             " clock_offset_warning_seconds")
+        return self

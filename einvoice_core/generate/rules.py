@@ -19,7 +19,7 @@ import yaml
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Severity
 from einvoice_core.contract import REASON_ZH
-from einvoice_core.generate import rules_apps, rules_logs
+from einvoice_core.generate import rules_apps, rules_hosts, rules_logs
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ImportantPeriods,
@@ -581,6 +581,7 @@ def rule_files(th: Thresholds) -> dict[str, str]:
         "einvoice-sla.rules.yml": HEADER + sla_doc + dump({"groups": sla_groups(th)}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
         **rules_apps.rule_file(th),
+        **rules_hosts.rule_file(th),
     }
 
 
@@ -792,7 +793,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     periods = load_important_periods(calendar_path) if calendar_path.is_file() else ImportantPeriods()
     files = {**rule_files(th), "alertmanager.yml": alertmanager_yaml(th, periods),
              "tests/items.test.yml": items_test_yaml(th),
-             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th))}
+             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th)),
+             **rules_hosts.test_file(th)}
     written = []
     for name, content in sorted(files.items()):
         path = out / name

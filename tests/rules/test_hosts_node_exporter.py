@@ -1,0 +1,187 @@
+"""The host rules (einvoice-hosts.rules.yml) on real data: Debian's node_exporter 1.5 on this machine,
+scraped by a real Prometheus under two zone jobs with their `item` labels, loading rules generated
+from a test copy of the thresholds (evaluation every second, `for:` zero, thresholds moved so that
+the alerts' direction is checked on whatever this machine's numbers are).
+
+A small tmpfs mounted by the test is the filesystem we control: it is filled while Prometheus
+watches (predict_linear sees it shrinking) and then remounted read-only. Without the privilege to
+mount the test skips that part only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from einvoice_core.generate import rules_hosts
+from einvoice_core.thresholds import Thresholds, load_thresholds
+from tests.support.procs import Proc, free_port, require_binary, wait_until
+
+ITEMS = {"node-extranet": ("extranet", "05"), "node-intranet": ("intranet", "10")}
+
+
+@dataclass
+class Stack:
+    base: str
+    mount: Path | None
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = requests.get(f"{self.base}/api/v1/query", params={"query": expr}, timeout=5).json()
+        assert body["status"] == "success", (expr, body)
+        return list(body["data"]["result"])
+
+    def values(self, expr: str) -> list[float]:
+        return [float(r["value"][1]) for r in self.query(expr)]
+
+    def firing(self, alertname: str, **labels: str) -> list[dict[str, str]]:
+        matchers = "".join(f', {k}="{v}"' for k, v in labels.items())
+        alerts = self.query(f'ALERTS{{alertname="{alertname}", alertstate="firing"{matchers}}}')
+        return [r["metric"] for r in alerts]
+
+
+def _test_thresholds() -> Thresholds:
+    shipped = load_thresholds()
+    hosts = shipped.hosts.model_copy(update={
+        "fstypes_exclude": "ramfs|squashfs|overlay|nsfs|autofs|proc|sysfs",  # keep the test's tmpfs
+        "filesystem_free_warning": 1.02, "filesystem_free_critical": 0.0, "filesystem_free_for": "0s",
+        "inodes_free_warning": 1.02, "inodes_free_critical": 0.0, "inodes_free_for": "0s",
+        "memory_available_warning": 1.02, "memory_available_critical": 0.0, "memory_for": "0s",
+        "load_per_core_warning": -1.0, "load_for": "0s",
+        "clock_offset_warning_seconds": -1.0, "clock_offset_critical_seconds": 1e9, "clock_offset_for": "0s",
+        "fill_window": "30s", "fill_max_free_ratio": 1.01, "fill_warning_seconds": 1e9,
+        "fill_critical_seconds": 3600, "fill_for": "0s",
+        "readonly_for": "0s",
+    })
+    return shipped.model_copy(update={"evaluation_interval": "1s", "hosts": hosts})
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)],
+                          capture_output=True, text=True, timeout=30)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    node_exporter = require_binary("prometheus-node-exporter", "node_exporter")
+    prometheus = require_binary("prometheus")
+    mount = tmp_path / "fs"
+    mounted = _mount_tmpfs(mount)
+    rule_dir = tmp_path / "rules"
+    rule_dir.mkdir()
+    for name, text in rules_hosts.rule_file(_test_thresholds()).items():
+        (rule_dir / name).write_text(text, encoding="utf-8")
+    ne_port, prom_port = free_port(), free_port()
+    collectors = ("filesystem", "meminfo", "loadavg", "cpu", "timex")
+    exporter = Proc([node_exporter, f"--web.listen-address=127.0.0.1:{ne_port}",
+                     "--collector.disable-defaults",
+                     *(f"--collector.{name}" for name in collectors)], log=tmp_path / "node_exporter.log")
+    jobs = "".join(
+        f"  - job_name: {job}\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{ne_port}']\n        labels: {{zone: {zone}, item: '{item}'}}\n"
+        for job, (zone, item) in ITEMS.items())
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
+        f"rule_files: ['{rule_dir}/*.rules.yml']\nscrape_configs:\n{jobs}", encoding="utf-8")
+    server = Proc([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                   f"--web.listen-address=127.0.0.1:{prom_port}"], log=tmp_path / "prometheus.log")
+    try:
+        exporter.wait_port(ne_port)
+        server.wait_port(prom_port)
+        stack = Stack(f"http://127.0.0.1:{prom_port}", mount if mounted else None)
+        wait_until(lambda: requests.get(f"{stack.base}/-/ready", timeout=2).ok, timeout=60, what="prometheus")
+        yield stack
+    finally:
+        server.stop()
+        exporter.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+@pytest.mark.xdist_group("rules-prometheus")
+def test_host_rules_on_a_real_node_exporter(stack: Stack) -> None:
+    root = '{mountpoint="/", job="node-extranet"}'
+    wait_until(lambda: bool(stack.values(f"einvoice:host_filesystem_free:ratio{root}")), timeout=60,
+               what="the free-space ratio of / recorded")
+    for rule in ("einvoice:host_filesystem_free:ratio", "einvoice:host_filesystem_inodes_free:ratio"):
+        (value,) = stack.values(f"{rule}{root}")
+        assert 0 < value <= 1, (rule, value)
+    memory = stack.values('einvoice:host_memory_available:ratio{job="node-extranet"}')
+    assert len(memory) == 1 and 0 < memory[0] <= 1
+    assert stack.values('einvoice:host_cpu_cores{job="node-extranet"}') == [float(os.cpu_count() or 0)]
+    swap_total = stack.values('node_memory_SwapTotal_bytes{job="node-extranet"}')
+    swap = stack.values('einvoice:host_swap_used:ratio{job="node-extranet"}')
+    assert (swap == []) if swap_total == [0.0] else (len(swap) == 1 and 0 <= swap[0] <= 1)
+    wait_until(lambda: bool(stack.values(f"einvoice:host_filesystem_seconds_to_full{root}")), timeout=30,
+               what="time-to-full of / recorded (needs two samples)")
+    (to_full,) = stack.values(f"einvoice:host_filesystem_seconds_to_full{root}")
+    assert to_full > 0  # +Inf while / is not shrinking
+
+    # every host alert of both zones fires in the direction the moved thresholds say, with the
+    # target's zone and item, so the wall shows a host of item 05 under item 05
+    def fired(alertname: str, severity: str) -> set[tuple[str, str]]:
+        return {(a["zone"], a["item"]) for a in stack.firing(alertname, severity=severity)}
+
+    expected = set(ITEMS.values())
+    for alertname in ("EinvoiceHostFilesystemSpaceLow", "EinvoiceHostFilesystemInodesLow",
+                      "EinvoiceHostMemoryLow", "EinvoiceHostLoadHigh", "EinvoiceHostClockSkew"):
+        wait_until(lambda name=alertname: fired(name, "warning") == expected, timeout=30,  # type: ignore[misc]
+                   what=f"{alertname} warning firing for items 05 and 10")
+    for alertname in ("EinvoiceHostFilesystemSpaceLow", "EinvoiceHostMemoryLow", "EinvoiceHostClockSkew"):
+        assert fired(alertname, "critical") == set(), alertname
+    (disk,) = stack.firing("EinvoiceHostFilesystemSpaceLow", mountpoint="/", item="05")
+    assert disk["target"] == disk["instance"] + ":/" and disk["job"] == "node-extranet"
+    assert stack.values('node_timex_sync_status{job="node-extranet"}')[0] in (0.0, 1.0)
+
+    # the shipped rules' expressions evaluate against node_exporter's real label sets
+    for shipped in rules_hosts.alerts(load_thresholds()):
+        stack.query(str(shipped["expr"]))
+
+    if stack.mount is None:
+        pytest.skip("no privilege to mount a tmpfs: filling and read-only remount not exercised")
+    _fill_and_remount(stack, stack.mount)
+
+
+def _fill_and_remount(stack: Stack, mount: Path) -> None:
+    where = f'{{mountpoint="{mount}", job="node-extranet"}}'
+    avail = f"node_filesystem_avail_bytes{where}"
+    wait_until(lambda: len(stack.values(f"count_over_time({avail}[1m])")) == 1
+               and stack.values(f"count_over_time({avail}[1m])")[0] >= 3, timeout=30,
+               what="a few samples of the empty tmpfs")
+    assert stack.values(f"einvoice:host_filesystem_seconds_to_full{where}") == [math.inf]
+    assert stack.firing("EinvoiceHostFilesystemFillingUp", mountpoint=str(mount)) == []
+    assert stack.firing("EinvoiceHostFilesystemReadOnly", mountpoint=str(mount)) == []
+
+    chunk = 512 * 1024
+    for index in range(4):  # one chunk per scrape: the filesystem shrinks while Prometheus watches
+        (before,) = stack.values(avail)
+        (mount / f"blob{index}").write_bytes(os.urandom(chunk))
+        wait_until(lambda before=before: stack.values(avail)[0] <= before - chunk, timeout=30,  # type: ignore[misc]
+                   what="the write seen by a scrape")
+
+    def shrinking() -> bool:
+        values = stack.values(f"einvoice:host_filesystem_seconds_to_full{where}")
+        return bool(values) and 0 < values[0] < math.inf
+
+    wait_until(shrinking, timeout=30, what="a finite time-to-full")
+    def filling() -> set[str]:
+        alerts = stack.firing("EinvoiceHostFilesystemFillingUp", severity="critical", mountpoint=str(mount))
+        return {a["item"] for a in alerts}
+
+    wait_until(lambda: filling() == {"05", "10"}, timeout=30, what="FillingUp firing for the tmpfs")
+
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True, capture_output=True, timeout=30)
+    wait_until(lambda: len(stack.firing("EinvoiceHostFilesystemReadOnly", mountpoint=str(mount))) == 2,
+               timeout=30, what="EinvoiceHostFilesystemReadOnly firing after the remount")
+    (alert,) = stack.firing("EinvoiceHostFilesystemReadOnly", mountpoint=str(mount), item="05")
+    assert alert["severity"] == "critical" and alert["fstype"] == "tmpfs"
