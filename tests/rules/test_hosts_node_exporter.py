@@ -20,12 +20,49 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
+from einvoice_core.catalogue import ITEMS as CATALOGUE
 from einvoice_core.generate import rules_hosts
 from einvoice_core.thresholds import Thresholds, load_thresholds
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "prometheus"
 ITEMS = {"node-extranet": ("extranet", "05"), "node-intranet": ("intranet", "10")}
+"""The first host group of each zone's example host list (deploy/prometheus/nodes/<zone>/)."""
+
+
+def _deploy_node_jobs(sd_root: Path, address: str) -> list[dict[str, Any]]:
+    """The node_exporter jobs of deploy/prometheus/prometheus.yml, their file_sd files taken from the
+    shipped examples (first host group of each zone) with the hosts replaced by the local exporter."""
+    deploy = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = [job for job in deploy["scrape_configs"] if job["job_name"].startswith("node-")]
+    assert sorted(job["job_name"] for job in jobs) == sorted(ITEMS)
+    for job in jobs:
+        zone = job["job_name"].removeprefix("node-")
+        example = yaml.safe_load((DEPLOY / "nodes" / zone / "hosts.yml.example").read_text(encoding="utf-8"))
+        (sd_root / zone).mkdir(parents=True)
+        (sd_root / zone / "hosts.yml").write_text(
+            yaml.safe_dump([{"targets": [address], "labels": example[0]["labels"]}]), encoding="utf-8")
+        job["file_sd_configs"] = [{"files": [str(sd_root / zone / "*.yml")]}]
+    return jobs
+
+
+def test_example_host_lists_name_items_of_their_zone() -> None:
+    deploy = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    zones = {item.id: str(item.zone) for item in CATALOGUE}
+    for job in (j for j in deploy["scrape_configs"] if j["job_name"].startswith("node-")):
+        zone = job["job_name"].removeprefix("node-")
+        assert job["relabel_configs"] == [{"target_label": "zone", "replacement": zone}]
+        (pattern,) = job["file_sd_configs"][0]["files"]
+        assert pattern == f"/etc/prometheus/nodes/{zone}/*.yml"
+        groups = yaml.safe_load((DEPLOY / "nodes" / zone / "hosts.yml.example").read_text(encoding="utf-8"))
+        assert groups
+        for group in groups:
+            assert set(group["labels"]) == {"item"}, group
+            assert zones[group["labels"]["item"]] == zone, group
+            assert all(target.endswith(":9100") for target in group["targets"])
 
 
 @dataclass
@@ -65,8 +102,11 @@ def _test_thresholds() -> Thresholds:
 
 def _mount_tmpfs(path: Path) -> bool:
     path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)],
-                          capture_output=True, text=True, timeout=30)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)],
+                              capture_output=True, text=True, timeout=30)
+    except OSError:
+        return False
     return done.returncode == 0
 
 
@@ -85,14 +125,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     exporter = Proc([node_exporter, f"--web.listen-address=127.0.0.1:{ne_port}",
                      "--collector.disable-defaults",
                      *(f"--collector.{name}" for name in collectors)], log=tmp_path / "node_exporter.log")
-    jobs = "".join(
-        f"  - job_name: {job}\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{ne_port}']\n        labels: {{zone: {zone}, item: '{item}'}}\n"
-        for job, (zone, item) in ITEMS.items())
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}\n"
-        f"rule_files: ['{rule_dir}/*.rules.yml']\nscrape_configs:\n{jobs}", encoding="utf-8")
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+        "rule_files": [f"{rule_dir}/*.rules.yml"],
+        "scrape_configs": _deploy_node_jobs(tmp_path / "nodes", f"127.0.0.1:{ne_port}"),
+    }), encoding="utf-8")
     server = Proc([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
                    f"--web.listen-address=127.0.0.1:{prom_port}"], log=tmp_path / "prometheus.log")
     try:
