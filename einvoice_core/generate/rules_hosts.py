@@ -30,6 +30,15 @@ SWAP = "einvoice:host_swap_used:ratio"
 CORES = "einvoice:host_cpu_cores"
 LOAD = "einvoice:host_load15_per_core"
 
+NODE_EXPORTER_METRICS = (
+    "node_filesystem_avail_bytes", "node_filesystem_size_bytes", "node_filesystem_files",
+    "node_filesystem_files_free", "node_filesystem_readonly", "node_memory_MemAvailable_bytes",
+    "node_memory_MemTotal_bytes", "node_memory_SwapFree_bytes", "node_memory_SwapTotal_bytes",
+    "node_cpu_seconds_total", "node_load15", "node_timex_offset_seconds", "node_timex_sync_status",
+)
+"""The node_exporter series the host rules and panels read (node_exporter 1.x names; a test scrapes
+the real exporter and finds each of them)."""
+
 DOC = (
     "# Recording rules in this file (labels: job, instance, zone, item; filesystems add device,\n"
     "# fstype, mountpoint), from node_exporter:\n"

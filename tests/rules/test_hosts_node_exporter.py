@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import requests
 import yaml
 
 from einvoice_core.catalogue import ITEMS as CATALOGUE
-from einvoice_core.generate import rules_hosts
+from einvoice_core.generate import dashboards_hosts_node, rules_hosts
 from einvoice_core.thresholds import Thresholds, load_thresholds
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
@@ -95,9 +96,19 @@ def _test_thresholds() -> Thresholds:
         "clock_offset_warning_seconds": -1.0, "clock_offset_critical_seconds": 1e9, "clock_offset_for": "0s",
         "fill_window": "30s", "fill_max_free_ratio": 1.01, "fill_warning_seconds": 1e9,
         "fill_critical_seconds": 3600, "fill_for": "0s",
-        "readonly_for": "0s",
+        "readonly_for": "0s", "readonly_ok_mountpoints": _readonly_now(),
     })
     return shipped.model_copy(update={"evaluation_interval": "1s", "hosts": hosts})
+
+
+def _readonly_now() -> str:
+    """This machine's read-only mounts as a regex (read-only by design here, as the thresholds' list
+    says of a real server's), so only the remount the test makes turns the wall red."""
+    mounts = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+    readonly = sorted({fields[1] for fields in (line.split() for line in mounts)
+                       if len(fields) > 3 and "ro" in fields[3].split(",")})
+    pattern = "|".join(re.escape(point) for point in readonly) or "^$"
+    return pattern.replace("\\", "\\\\")  # inside a PromQL double-quoted string
 
 
 def _mount_tmpfs(path: Path) -> bool:
@@ -136,6 +147,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         exporter.wait_port(ne_port)
         server.wait_port(prom_port)
+        exposition = requests.get(f"http://127.0.0.1:{ne_port}/metrics", timeout=10).text
+        exposed = {line.split("{")[0].split(" ")[0] for line in exposition.splitlines()
+                   if line and not line.startswith("#")}
+        assert set(rules_hosts.NODE_EXPORTER_METRICS) <= exposed, (
+            set(rules_hosts.NODE_EXPORTER_METRICS) - exposed)
         stack = Stack(f"http://127.0.0.1:{prom_port}", mount if mounted else None)
         wait_until(lambda: requests.get(f"{stack.base}/-/ready", timeout=2).ok, timeout=60, what="prometheus")
         yield stack
@@ -177,6 +193,7 @@ def test_host_rules_on_a_real_node_exporter(stack: Stack) -> None:
                    what=f"{alertname} warning firing for items 05 and 10")
     for alertname in ("EinvoiceHostFilesystemSpaceLow", "EinvoiceHostMemoryLow", "EinvoiceHostClockSkew"):
         assert fired(alertname, "critical") == set(), alertname
+    assert _wall(stack) == {"05": 1.0, "10": 1.0}  # warnings only: amber under both items
     (disk,) = stack.firing("EinvoiceHostFilesystemSpaceLow", mountpoint="/", item="05")
     assert disk["target"] == disk["instance"] + ":/" and disk["job"] == "node-extranet"
     assert stack.values('node_timex_sync_status{job="node-extranet"}')[0] in (0.0, 1.0)
@@ -223,3 +240,10 @@ def _fill_and_remount(stack: Stack, mount: Path) -> None:
                timeout=30, what="EinvoiceHostFilesystemReadOnly firing after the remount")
     (alert,) = stack.firing("EinvoiceHostFilesystemReadOnly", mountpoint=str(mount), item="05")
     assert alert["severity"] == "critical" and alert["fstype"] == "tmpfs"
+    assert _wall(stack) == {"05": 2.0, "10": 2.0}  # a critical host alert: red
+
+
+def _wall(stack: Stack) -> dict[str, float]:
+    """The wall's host-health figure (dashboards_hosts_node) per item, on this Prometheus."""
+    expr = dashboards_hosts_node.wall_status_expr(load_thresholds().hosts.job_regex)
+    return {r["metric"].get("item", "-"): float(r["value"][1]) for r in stack.query(expr)}
