@@ -7,9 +7,10 @@ changed in one place and every generated file follows after `einvoice-generate`.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import AfterValidator, Field, StringConstraints, ValidationError, model_validator
@@ -76,6 +77,9 @@ class Sla(StrictModel):
     max_single_outage: PromDuration
     restore_within: PromDuration
     outage_alert_for: PromDuration
+    stall_alert_for: PromDuration
+    max_gap: PromDuration
+    """Missing data up to this long does not end an outage or stall (docs/runbook.md#sla-gaps)."""
     restore_warning_after: PromDuration
     single_outage_warning_after: PromDuration
     budget_remaining_warning_ratio: Ratio
@@ -98,6 +102,14 @@ class Sla(StrictModel):
         if duration_seconds(self.retention) < 366 * 86400:
             raise ValueError("retention must exceed a year, or the yearly SLA figures cannot be computed")
         return self
+
+
+class Continuity(StrictModel):
+    """应用连续运行 (docs/runbook.md#app-running): start times of the application instances."""
+
+    job: str = Field(min_length=1)
+    continuous_run: PromDuration
+    restart_alert_window: PromDuration
 
 
 class Certificates(StrictModel):
@@ -243,6 +255,7 @@ class Thresholds(StrictModel):
     services: dict[str, Service]
     """Keyed by the fixed `service` label values: intake, processing, pipeline."""
     sla: Sla
+    continuity: Continuity
     certificates: Certificates
     latency: Latency
     redis: Redis
@@ -263,6 +276,9 @@ class Thresholds(StrictModel):
             raise ValueError(f"services must be exactly {', '.join(sorted(SERVICE_KEYS))}"
                              f" (missing: {', '.join(sorted(missing)) or '-'};"
                              f" unknown: {', '.join(sorted(unknown)) or '-'})")
+        if duration_seconds(self.monitoring.exporter_down_for) >= duration_seconds(self.sla.max_gap):
+            raise ValueError("monitoring.exporter_down_for must be shorter than sla.max_gap, so a gap too"
+                             " long for the SLA clocks is always announced by EinvoiceExporterDown")
         return self
 
     def item_for(self, item: str) -> str:
@@ -294,6 +310,31 @@ class ImportantPeriods(StrictModel):
     periods: tuple[ImportantPeriod, ...] = ()
 
 
+class ChangeWindow(StrictModel):
+    """An approved change window (变更窗口): an application may be restarted inside it."""
+
+    name: str = Field(min_length=1)
+    start: datetime
+    """Local time in routing.location (Asia/Shanghai) unless an offset is written."""
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChangeWindow:
+        if self.end <= self.start:
+            raise ValueError(f"change window {self.name!r}: end {self.end} is not after start {self.start}")
+        return self
+
+    def bounds(self, location: str) -> tuple[int, int]:
+        """[start, end) as Unix seconds, naive times read in `location`."""
+        zone = ZoneInfo(location)
+        start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (self.start, self.end))
+        return int(start.timestamp()), int(end.timestamp())
+
+
+class ChangeWindows(StrictModel):
+    windows: tuple[ChangeWindow, ...] = ()
+
+
 class ThresholdsError(ValueError):
     """The thresholds or calendar file is invalid; the message names the file and the key."""
 
@@ -316,6 +357,12 @@ def _load(path: Path, model: type[StrictModel]) -> StrictModel:
 def load_thresholds(path: Path = DEFAULT_PATH) -> Thresholds:
     result = _load(path, Thresholds)
     assert isinstance(result, Thresholds)
+    return result
+
+
+def load_change_windows(path: Path) -> ChangeWindows:
+    result = _load(path, ChangeWindows)
+    assert isinstance(result, ChangeWindows)
     return result
 
 

@@ -207,6 +207,12 @@ class Stack:
                     {"targets": [f"{cfg.host}:{cfg.notifier_port}"]}]},
                 {"job_name": "prometheus", "static_configs": [
                     {"targets": [f"{cfg.host}:{cfg.prometheus_port}"]}]},
+                # 应用连续运行 panels: the exporter process stands in for an application instance
+                # (it exposes process_start_time_seconds like a Spring Boot actuator does).
+                {"job_name": "einvoice-apps", "static_configs": [
+                    {"targets": [f"{cfg.host}:{cfg.exporter_port}"]}],
+                 "metric_relabel_configs": [{"source_labels": ["__name__"],
+                                             "regex": "process_start_time_seconds", "action": "keep"}]},
             ],
         })
 

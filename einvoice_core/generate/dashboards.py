@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Zone
+from einvoice_core.contract import FAILURE_CLASS_ZH, TICKET_CLASS_ZH, FailureClass, TicketClass
 
 Panel = dict[str, Any]
 Dashboard = dict[str, Any]
@@ -30,8 +31,8 @@ GREEN, AMBER, RED, GREY, BLUE = "green", "orange", "red", "#808080", "blue"
 
 SERVICE_NAMES_ZH: dict[str, str] = {"intake": "受理服务", "processing": "处理服务", "pipeline": "数据管道"}
 SEVERITY_NAMES_ZH: dict[str, str] = {"critical": "严重", "warning": "警告"}
-SEVERITY_CLASS_NAMES_ZH: dict[str, str] = {"urgent": "紧急（高级别）", "general": "一般（中低级别）",
-                                           "outage": "卡顿/宕机"}
+SEVERITY_CLASS_NAMES_ZH: dict[str, str] = {cls.value: TICKET_CLASS_ZH[cls] for cls in TicketClass}
+"""The notifier's ticket classes (label severity_class) by their contract names."""
 TICKET_STATE_NAMES_ZH: dict[str, str] = {"open": "新建", "acknowledged": "已响应", "in_progress": "处理中",
                                          "resolved": "已解决", "closed": "已关闭"}
 DEADLINE_NAMES_ZH: dict[str, str] = {"response": "响应时限", "resolution": "解决时限"}
@@ -54,7 +55,9 @@ class Objectives:
     outage_budget_seconds: float = 12 * 3600
     max_single_outage_seconds: float = 2 * 3600
     restore_seconds: float = 30 * 60
-    continuous_running_days: float = 180
+    continuous_running_days: float = 182
+    continuous_run: str = "182d"
+    """thresholds.yaml continuity.continuous_run as written: the suffix of the recorded 6-month series."""
     local_resolution_ratio: float = 0.80
     one_time_resolution_ratio: float = 0.90
     cert_warning_days: float = 30
@@ -82,6 +85,8 @@ def load_objectives(path: Path | None = None) -> Objectives:
         max_single_outage_seconds=seconds(cfg.sla.max_single_outage),
         restore_seconds=seconds(cfg.sla.restore_within),
         budget_remaining_warning_ratio=cfg.sla.budget_remaining_warning_ratio,
+        continuous_running_days=seconds(cfg.continuity.continuous_run) / 86400,
+        continuous_run=cfg.continuity.continuous_run,
         cert_warning_days=cfg.certificates.warning_days,
         cert_critical_days=cfg.certificates.critical_days,
         probe_latency_seconds=cfg.latency.good_seconds,
@@ -397,13 +402,17 @@ ITEM_STATUS = (
 
 
 def item_status_expr(zone: Zone) -> str:
-    """The status of the zone's items joined with their Chinese names; unconfigured items show -1."""
+    """The status of the zone's items joined with their Chinese names; items declared monitored
+    outside the bundle (monitored_elsewhere) show -3, unconfigured items -1."""
     info = f'max by (item, name, zone) (einvoice_item_info{{zone="{zone.value}"}})'
     return (f"({ITEM_STATUS} * on (item, zone) group_left (name) {info})"
+            f" or on (item) (({info} - 4) * on (item) group_left max by (item)"
+            " (einvoice_item_monitored_elsewhere))"
             f" or on (item) ({info} - 2)")
 
 
 STATUS_MAPPINGS = [
+    range_map(-3.5, -2.5, "外部监控", BLUE, 0),
     range_map(-1.5, -0.5, "未配置", GREY, 0),
     range_map(-0.1, 0.0001, "故障", RED, 1),
     range_map(0.0001, 0.9999, "部分异常", AMBER, 2),
@@ -463,15 +472,20 @@ def ops_wall(obj: Objectives) -> Dashboard:
     panels += wall_panels(obj)
     panels.append(row("业务服务与告警"))
     panels.append(stat(
-        "业务服务状态", "受理服务、处理服务、数据管道当前是否处于宕机（定义见运行手册）。",
-        [query("einvoice:service_up", "{{service}}", instant=True)], w=8, h=6,
-        mappings=[value_map({"0": "宕机", "1": "正常"}, {"0": RED, "1": GREEN})],
+        "业务服务状态", "受理服务、处理服务、数据管道当前是否宕机或卡顿（定义见运行手册）："
+        "宕机 = 有成员不可用；卡顿 = 有成员应答缓慢或积压、没有成员不可用。",
+        [query("einvoice:service_up - on (service) 0.5 * einvoice:service_stalled", "{{service}}",
+               instant=True)], w=8, h=6,
+        mappings=[value_map({"0": FAILURE_CLASS_ZH[FailureClass.DOWN],
+                             "0.5": FAILURE_CLASS_ZH[FailureClass.DEGRADED], "1": "正常"},
+                            {"0": RED, "0.5": AMBER, "1": GREEN})],
         thresholds=UP_STEPS, text_mode="value_and_name", value_size=36, overrides=service_overrides(obj)))
     panels.append(stat(
-        "当前宕机已持续",
-        f"各服务本次宕机已持续的时间；超过 {obj.restore_seconds / 60:.0f} 分钟即违反宕机恢复时限，"
+        "卡顿/宕机已持续",
+        f"各服务本次卡顿或宕机（从上一次正常算起）已持续的时间；超过 {obj.restore_seconds / 60:.0f} 分钟"
+        f"即违反“卡顿、宕机 {obj.restore_seconds / 60:.0f} 分钟内恢复”，"
         f"单次宕机不得超过 {obj.max_single_outage_seconds / 3600:.0f} 小时。",
-        [query("einvoice:service_outage_current_seconds", "{{service}}", instant=True)], w=8, h=6,
+        [query("einvoice:service_impaired_current_seconds", "{{service}}", instant=True)], w=8, h=6,
         unit="dthms", thresholds=steps((None, GREEN), (1, AMBER), (obj.restore_seconds, RED)),
         text_mode="value_and_name", value_size=36, overrides=service_overrides(obj)))
     panels.append(stat(
@@ -558,8 +572,7 @@ def sla(obj: Objectives) -> Dashboard:
                  thresholds=steps((None, GREEN), (obj.restore_seconds, AMBER),
                                   (obj.max_single_outage_seconds, RED)), overrides=service_overrides(obj)),
         bargauge("距上次宕机（天）",
-                 f"距上次宕机结束的天数；合同要求连续 {obj.continuous_running_days:.0f} 天"
-                 "（6 个月）以上不停机。",
+                 "距该服务上次宕机结束的天数。应用本身是否连续运行 6 个月见下方“应用连续运行”。",
                  [query("einvoice:service_since_last_outage_seconds / 86400", "{{service}}", instant=True)],
                  w=12, h=7, unit="d", maximum=obj.continuous_running_days,
                  thresholds=steps((None, AMBER), (obj.continuous_running_days, GREEN)),
@@ -568,6 +581,52 @@ def sla(obj: Objectives) -> Dashboard:
                    [query("einvoice:service_availability:ratio_1d", "{{service}}")], w=12, h=7,
                    unit="percentunit", thresholds=ratio_steps(obj.availability), threshold_lines=True,
                    overrides=service_overrides(obj), legend_calcs=("lastNotNull", "min")),
+        row("宕机与卡顿：超限与恢复超时"),
+        bargauge("超过 2 小时的宕机（次）",
+                 f"单次宕机超过 {obj.max_single_outage_seconds / 3600:.0f} 小时的次数（恰好 "
+                 f"{obj.max_single_outage_seconds / 3600:.0f} 小时不算）：近 30 天与近 365 天。",
+                 [query("einvoice:service_outages_over_limit:count_30d", "{{service}} 近 30 天",
+                        instant=True),
+                  query("einvoice:service_outages_over_limit:count_365d", "{{service}} 近 365 天",
+                        instant=True, ref="B")],
+                 w=8, h=7, thresholds=steps((None, GREEN), (1, RED)),
+                 overrides=[rename(f"{key} {window}", f"{name} {window}")
+                            for key, name in SERVICE_NAMES_ZH.items()
+                            for window in ("近 30 天", "近 365 天")]),
+        bargauge(f"超过 {obj.restore_seconds / 60:.0f} 分钟才恢复（近 30 天，次）",
+                 f"卡顿或宕机在 {obj.restore_seconds / 60:.0f} 分钟内未恢复的次数，宕机与卡顿分开"
+                 "（按越过时限那一刻的状态归类）。",
+                 [query("einvoice:service_restores_late:count_30d", "{{service}} {{severity_class}}",
+                        instant=True)],
+                 w=8, h=7, thresholds=steps((None, GREEN), (1, RED)),
+                 overrides=[rename(f"{key} {cls.value}",
+                                   f"{name} {TICKET_CLASS_ZH[cls]}超过 {obj.restore_seconds / 60:.0f} 分钟")
+                            for key, name in SERVICE_NAMES_ZH.items()
+                            for cls in (TicketClass.OUTAGE, TicketClass.STALL)]),
+        bargauge("年度卡顿时间（近 365 天，不计入宕机）",
+                 "近 365 天累计卡顿时间。卡顿不消耗每年 12 小时的宕机预算，但同样须 30 分钟内恢复。",
+                 [query("einvoice:service_stall_seconds_year", "{{service}}", instant=True)], w=8, h=7,
+                 unit="s", thresholds=steps((None, GREEN), (obj.restore_seconds, AMBER)),
+                 overrides=service_overrides(obj)),
+        row("应用连续运行（至少连续 6 个月不停）"),
+        bargauge("已连续运行（天）",
+                 f"各应用实例本次启动以来的天数（process_start_time_seconds）；合同要求至少连续 "
+                 f"{obj.continuous_running_days:.0f} 天（6 个月）不停。",
+                 [query("einvoice:app_uptime_seconds / 86400", "{{instance}}", instant=True)],
+                 w=8, h=7, unit="d", maximum=obj.continuous_running_days,
+                 thresholds=steps((None, AMBER), (obj.continuous_running_days, GREEN))),
+        bargauge("近 6 个月重启次数",
+                 f"各应用实例近 {obj.continuous_running_days:.0f} 天的重启次数（含变更窗口内的计划重启）；"
+                 "0 次且已连续运行满 6 个月即达标。",
+                 [query(f"einvoice:app_restarts:count_{obj.continuous_run}", "{{instance}}",
+                        instant=True)],
+                 w=8, h=7, thresholds=steps((None, GREEN), (1, AMBER))),
+        bargauge("近 6 个月最长连续运行（天）",
+                 f"各应用实例近 {obj.continuous_running_days:.0f} 天内见到的最长一次连续运行。",
+                 [query(f"einvoice:app_uptime_longest_seconds_{obj.continuous_run} / 86400",
+                        "{{instance}}", instant=True)],
+                 w=8, h=7, unit="d", maximum=obj.continuous_running_days,
+                 thresholds=steps((None, AMBER), (obj.continuous_running_days, GREEN))),
         row("工单时效（响应与解决时限）"),
         stat("按时响应率（本月）",
              "本月已响应工单中未超出响应时限的比例（1 − 响应超时次数 / 已响应工单数）。",

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from importlib import metadata
 from prometheus_client.core import Metric
 
 from einvoice_core.catalogue import ITEMS, get_item, normalize_item_id
+from einvoice_core.contract import REASON_FAILURE_CLASS, FailureClass
 
 from . import selfmetrics as sm
 from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
@@ -443,8 +444,10 @@ class Runtime:
             results = self._run_checks(gen, scrape_timeout)
         finally:
             gen.leave()
-        yield from uniform_families((state.label_values(), failures, result)
-                                    for state, result, failures in results)
+        yield from uniform_families(((state.label_values(), failures, result)
+                                     for state, result, failures in results),
+                                    {state.label_values(): state.config.failure_class
+                                     for state, _, _ in results if state.config.failure_class})
         yield from merge_families((state.identity, with_basics(result, state.module.kind))
                                   for state, result, _ in results)
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
@@ -583,13 +586,26 @@ def with_basics(result: Result, kind: str | None = None) -> MetricSet:
     return basics
 
 
+def degraded(result: Result, override: FailureClass | None = None) -> int:
+    """1 when the run failed with a failure of class degraded (the check's override, else the
+    contract's class of the reason), 0 when it passed or the service is down."""
+    if result.up or result.reason is None:
+        return 0
+    return 1 if (override or REASON_FAILURE_CLASS[result.reason]) is FailureClass.DEGRADED else 0
+
+
 def uniform_families(
     entries: Iterable[tuple[tuple[str, str, str, str], dict[Reason, int], Result]],
+    failure_classes: Mapping[tuple[str, str, str, str], FailureClass] | None = None,
 ) -> list[Metric]:
-    """The einvoice_check_* series for (identity label values, failure counters, result) entries."""
+    """The einvoice_check_* series for (identity label values, failure counters, result) entries;
+    `failure_classes` holds the checks' configured overrides of the failure class."""
     entries = list(entries)
+    overrides = failure_classes or {}
     return [
         sm.CHECK_UP.family((labels, 1 if result.up else 0) for labels, _, result in entries),
+        sm.CHECK_DEGRADED.family((labels, degraded(result, overrides.get(labels)))
+                                 for labels, _, result in entries),
         sm.CHECK_DURATION.family((labels, result.duration) for labels, _, result in entries),
         sm.CHECK_FAILURES.family(((*labels, reason.value), count)
                                  for labels, failures, _ in entries for reason, count in failures.items()),

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, StringConstraints, create_model, model_validator
 
+from einvoice_core.contract import FailureClass
+
 from .collectors import kinds, validate_target
 from .fields import Duration, ItemId, Name, PositiveDuration, StrictModel
 
@@ -70,6 +72,19 @@ class CheckConfig(StrictModel):
     target: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     interval: PositiveDuration | None = None
     """Run at most this often; between runs the cached result is served."""
+    failure_class: FailureClass | None = None
+    """Overrides the failure class (down/degraded) the reason implies (contract REASON_FAILURE_CLASS)."""
+    failure_class_reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = None
+    """Why the override holds; required with failure_class, so the next reader knows."""
+
+    @model_validator(mode="after")
+    def _override_has_a_reason(self) -> CheckConfig:
+        if self.failure_class is not None and self.failure_class_reason is None:
+            raise ValueError("failure_class overrides the contract's classification: add"
+                             " failure_class_reason with a sentence saying why")
+        if self.failure_class is None and self.failure_class_reason is not None:
+            raise ValueError("failure_class_reason is set without failure_class (down or degraded)")
+        return self
 
 
 class GlobalConfig(StrictModel):

@@ -41,6 +41,11 @@ class Builtin:
 CHECK_UP = Builtin(
     "einvoice_check_up", "gauge",
     "1 if the last run of the check succeeded, 0 if it failed." + _INTERVAL_NOTE, IDENTITY_LABELS)
+CHECK_DEGRADED = Builtin(
+    "einvoice_check_degraded", "gauge",
+    "1 if the last run of the check failed and its failure is of class degraded (卡顿: answers, but"
+    " slow, behind or self-reported unhealthy), 0 otherwise; a failing check that is not degraded is"
+    " down (宕机)." + _INTERVAL_NOTE, IDENTITY_LABELS)
 CHECK_DURATION = Builtin(
     "einvoice_check_duration_seconds", "gauge",
     "How long the last run of the check took, retries included." + _INTERVAL_NOTE, IDENTITY_LABELS)
@@ -83,7 +88,7 @@ CHECKS_OVERRUNNING = Builtin(
     "Check runs still going past their deadline (reported as timeout; not restarted until they end).")
 
 BUILTINS: tuple[Builtin, ...] = (
-    CHECK_UP, CHECK_DURATION, CHECK_FAILURES, CHECK_ATTEMPTS, CHECK_LAST_RUN, ITEM_INFO,
+    CHECK_UP, CHECK_DEGRADED, CHECK_DURATION, CHECK_FAILURES, CHECK_ATTEMPTS, CHECK_LAST_RUN, ITEM_INFO,
     ITEM_MONITORED_ELSEWHERE,
     CONFIG_RELOAD_OK, CONFIG_RELOAD_TIME, BUILD_INFO, SCRAPE_DURATION, CHECKS_CONFIGURED,
     MODULES_CONFIGURED, CHECKS_OVERRUNNING,

@@ -6,11 +6,21 @@ import logging
 import threading
 
 import pytest
-from einvoice_exporter.config import ConfigError
+from einvoice_exporter.config import ConfigError, parse_config
 from einvoice_exporter.outcome import Outcome, Reason
 from einvoice_exporter.runtime import Runtime
 
-from tests.exporter.conftest import Factory, FakeClock, Gate, fail, make_config, ok, sample, scrape
+from tests.exporter.conftest import (
+    Factory,
+    FakeClock,
+    Gate,
+    config_text,
+    fail,
+    make_config,
+    ok,
+    sample,
+    scrape,
+)
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.xdist_group("exporter-timing")
@@ -306,3 +316,36 @@ def test_old_check_is_closed_only_after_its_running_run_ends():
     finally:
         release.set()
         runtime.close()
+
+
+def test_degraded_follows_the_contract_class_of_the_reason_and_a_configured_override():
+    """issue 22: a failing check is down (宕机) or degraded (卡顿); einvoice_check_degraded says which."""
+    text = config_text(targets(4)).replace(
+        "target: '10.0.0.4:80'}",
+        "target: '10.0.0.4:80', failure_class: degraded,"
+        " failure_class_reason: 'the target answers slowly under batch load; a timeout is a stall'}")
+    script = {"10.0.0.1:80": fail(Reason.REFUSED), "10.0.0.2:80": fail(Reason.THRESHOLD),
+              "10.0.0.4:80": fail(Reason.TIMEOUT)}
+    runtime = Runtime(parse_config(text, "test.yml"), check_factory=Factory(script))
+    try:
+        scraped = scrape(runtime)
+    finally:
+        runtime.close()
+    up = [sample(scraped, "einvoice_check_up", check=f"c{i}") for i in range(4)]
+    degraded = [sample(scraped, "einvoice_check_degraded", check=f"c{i}") for i in range(4)]
+    assert up == [0, 0, 1, 0]
+    # refused -> down; threshold -> degraded; passing -> 0; timeout overridden to degraded.
+    assert degraded == [0, 1, 0, 1]
+
+
+def test_failure_class_override_needs_a_reason():
+    base = config_text(targets(1))
+    with pytest.raises(ConfigError, match="failure_class_reason"):
+        parse_config(base.replace("target: '10.0.0.1:80'}",
+                                  "target: '10.0.0.1:80', failure_class: degraded}"))
+    with pytest.raises(ConfigError, match="failure_class"):
+        parse_config(base.replace("target: '10.0.0.1:80'}",
+                                  "target: '10.0.0.1:80', failure_class: slow, failure_class_reason: x}"))
+    with pytest.raises(ConfigError, match="without failure_class"):
+        parse_config(base.replace("target: '10.0.0.1:80'}",
+                                  "target: '10.0.0.1:80', failure_class_reason: x}"))

@@ -28,7 +28,8 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 
 def _generate(into: Path) -> dict[str, str]:
     (into / "alert_rules").mkdir(parents=True)
-    shutil.copy(ALERT_RULES / "important_periods.yml", into / "alert_rules" / "important_periods.yml")
+    for calendar in ("important_periods.yml", "change_windows.yml"):
+        shutil.copy(ALERT_RULES / calendar, into / "alert_rules" / calendar)
     paths = rules.write_all(into)
     return {str(p.relative_to(into / "alert_rules")): p.read_text(encoding="utf-8") for p in paths}
 
@@ -153,3 +154,105 @@ def test_reason_names_cover_the_exporters_reasons() -> None:
 
     assert ExporterReason is Reason
     assert set(rules.REASONS_ZH) == {reason.value for reason in Reason} == {r.value for r in REASON_ZH}
+
+
+def _sla_alerts() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for rule in _alert_rules():
+        out.setdefault(rule["alert"], []).append(rule)
+    return out
+
+
+def test_service_alerts_carry_the_ticket_class_the_sla_event_and_the_card_annotations() -> None:
+    """issue 9.5: the notifier reads the class and the follow-up event from labels, not from names."""
+    from einvoice_core.contract import (
+        ANNOTATION_FAILING_CHECKS,
+        ANNOTATION_STARTED_AT,
+        SLA_EVENT_LABEL,
+        TICKET_CLASS_LABEL,
+        SlaEvent,
+    )
+
+    alerts = _sla_alerts()
+    expected = {
+        "EinvoiceServiceOutage": ("outage", None),
+        "EinvoiceServiceStall": ("stall", None),
+        "EinvoiceServiceOutageRestoreDeadline": ("outage", SlaEvent.RESTORE_WARNING),
+        "EinvoiceServiceStallRestoreDeadline": ("stall", SlaEvent.RESTORE_WARNING),
+        "EinvoiceServiceOutageRestoreBreached": ("outage", SlaEvent.RESTORE_BREACHED),
+        "EinvoiceServiceStallRestoreBreached": ("stall", SlaEvent.RESTORE_BREACHED),
+        "EinvoiceServiceOutageLimitNear": ("outage", SlaEvent.LIMIT_NEAR),
+        "EinvoiceServiceOutageLimitExceeded": ("outage", SlaEvent.LIMIT_EXCEEDED),
+    }
+    assert sorted(name for name in alerts
+                  if name.startswith(("EinvoiceServiceOutage", "EinvoiceServiceStall"))) == sorted(expected)
+    for name, (ticket_class, event) in expected.items():
+        (rule,) = alerts[name]
+        assert rule["labels"][TICKET_CLASS_LABEL] == ticket_class, name
+        assert rule["labels"].get(SLA_EVENT_LABEL) == (event.value if event else None), name
+        assert "query" in rule["annotations"][ANNOTATION_FAILING_CHECKS], name
+        assert "einvoice:service_impaired_current_seconds" in rule["annotations"][ANNOTATION_STARTED_AT]
+    # burn-rate and budget alerts are about the budget, not one outage: no outage ticket class
+    for name in ("EinvoiceErrorBudgetBurn", "EinvoiceOutageBudgetLow", "EinvoiceOutageBudgetExhausted"):
+        assert all(TICKET_CLASS_LABEL not in rule["labels"] for rule in alerts[name]), name
+
+
+def test_the_two_hour_cap_fires_only_above_two_hours_and_the_restore_breach_above_30_minutes() -> None:
+    alerts = _sla_alerts()
+    (exceeded,) = alerts["EinvoiceServiceOutageLimitExceeded"]
+    assert exceeded["expr"] == "last_over_time(einvoice:service_outage_current_seconds[5m]) / 60 > 120"
+    (near,) = alerts["EinvoiceServiceOutageLimitNear"]
+    assert near["expr"].endswith(" / 60 >= 90")
+    for name in ("EinvoiceServiceOutageRestoreBreached", "EinvoiceServiceStallRestoreBreached"):
+        (rule,) = alerts[name]
+        assert "einvoice:service_impaired_current_seconds[5m]) / 60 > 30" in rule["expr"], name
+
+
+def test_burn_rate_text_is_computed_from_the_yearly_budget() -> None:
+    """issue 9.8: 14.4x spends the 12-hour yearly budget in 365/14.4 = 25.3 days, not 2.1."""
+    texts = {rule["labels"]["long_window"]: rule["annotations"]["description"]
+             for rule in _sla_alerts()["EinvoiceErrorBudgetBurn"]}
+    assert "全年 12 小时宕机预算约 25 天即耗尽" in texts["1h"]
+    assert "约 61 天" in texts["6h"] and "约 122 天" in texts["1d"] and "约 365 天" in texts["3d"]
+    assert not any("2.1 天" in text or "5.0 天" in text for text in texts.values())
+    runbook = RUNBOOK.read_text(encoding="utf-8")
+    assert "14.4 倍约 25 天" in runbook and "6 倍约 61 天" in runbook
+
+
+def test_change_windows_are_validated_and_rendered_as_unix_seconds(tmp_path: Path) -> None:
+    from einvoice_core.thresholds import ChangeWindows, load_change_windows
+
+    bad = _write(tmp_path, 'windows:\n  - {name: x, start: "2027-01-10T02:00", end: "2027-01-09T22:00"}\n',
+                 "cw.yml")
+    with pytest.raises(ThresholdsError, match=r"windows\.0.*is not after start"):
+        load_change_windows(bad)
+    typo = _write(tmp_path, 'windows:\n  - {name: x, begin: "2027-01-09T22:00", end: "2027-01-10T02:00"}\n',
+                  "cw2.yml")
+    with pytest.raises(ThresholdsError, match=r"windows\.0\.begin"):
+        load_change_windows(typo)
+    shipped = load_change_windows(ALERT_RULES / "change_windows.yml")
+    # 2027-01-09 22:00 in Asia/Shanghai is 14:00 UTC
+    assert shipped.windows[0].bounds("Asia/Shanghai") == (1799503200, 1799517600)
+    th = load_thresholds()
+    (restart,) = [r for g in rules.app_groups(th, shipped) for r in g["rules"]
+                  if r.get("alert") == "EinvoiceAppRestartUnplanned"]
+    assert ">= 1799503200 and" in restart["expr"] and "< 1799517600)" in restart["expr"]
+    (none,) = [r for g in rules.app_groups(th, ChangeWindows()) for r in g["rules"] if r.get("alert")]
+    assert none["expr"] == 'changes(process_start_time_seconds{job="einvoice-apps"}[15m]) > 0'
+
+
+def test_the_trusted_gap_is_longer_than_the_exporter_down_alert(tmp_path: Path) -> None:
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    broken = text.replace("  max_gap: 5m ", "  max_gap: 1m ")
+    assert broken != text
+    with pytest.raises(ThresholdsError, match=r"exporter_down_for must be shorter than sla\.max_gap"):
+        load_thresholds(_write(tmp_path, broken))
+
+
+def test_down_and_degraded_come_from_the_exporters_gauge_with_a_fallback() -> None:
+    """issue 22: failing and degraded -> stall; failing and not degraded -> outage; an exporter without
+    einvoice_check_degraded still counts failures as outage."""
+    groups = rules.item_groups(load_thresholds())
+    records = {r["record"]: r["expr"] for r in groups[0]["rules"] if "record" in r}
+    assert "einvoice_check_degraded or 0 * einvoice_check_up" in records["einvoice:item_down"]
+    assert "einvoice_check_degraded or 0 * einvoice_check_up" in records["einvoice:item_degraded"]

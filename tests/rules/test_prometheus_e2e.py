@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,13 +28,15 @@ class Target:
 
     def __init__(self) -> None:
         self.up = 1
+        self.fail = False
+        """Answer 500, as an exporter that is restarting does: Prometheus marks the series stale."""
         self.port = free_port()
         target = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 body = f"# TYPE einvoice_check_up gauge\n{SERIES} {target.up}\n".encode()
-                self.send_response(200)
+                self.send_response(500 if target.fail else 200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -62,8 +65,9 @@ def _value(base: str, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-@pytest.mark.xdist_group("rules-prometheus")
-def test_outage_integrals_on_a_real_prometheus(tmp_path: Path, target: Target) -> None:
+@contextmanager
+def _prometheus(tmp_path: Path, target: Target) -> Iterator[str]:
+    """A real Prometheus with the generated rules (evaluation every second) scraping `target`."""
     binary = require_binary("prometheus")
     shipped = load_thresholds()
     th = shipped.model_copy(update={
@@ -86,10 +90,18 @@ def test_outage_integrals_on_a_real_prometheus(tmp_path: Path, target: Target) -
                  f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=400d"],
                 log=tmp_path / "prometheus.log")
     base = f"http://127.0.0.1:{port}"
-    intake = '{service="intake"}'
     try:
         proc.wait_port(port)
         wait_until(lambda: requests.get(f"{base}/-/ready", timeout=2).ok, timeout=30, what="prometheus ready")
+        yield base
+    finally:
+        proc.stop()
+
+
+@pytest.mark.xdist_group("rules-prometheus")
+def test_outage_integrals_on_a_real_prometheus(tmp_path: Path, target: Target) -> None:
+    intake = '{service="intake"}'
+    with _prometheus(tmp_path, target) as base:
         observed = f"sum_over_time(einvoice:service_step_seconds{intake}[1h])"
         wait_until(lambda: (_value(base, observed) or 0) >= 2, timeout=30, what="two seconds observed")
         wait_until(lambda: _value(base, f"einvoice:service_outage_seconds_year{intake}") == 0,
@@ -120,5 +132,42 @@ def test_outage_integrals_on_a_real_prometheus(tmp_path: Path, target: Target) -
         since = _value(base, since_expr)
         assert since is not None and 0 < since < 30
         assert (_value(base, observed) or 0) > year
-    finally:
-        proc.stop()
+
+
+@pytest.mark.xdist_group("rules-prometheus")
+def test_failed_scrapes_inside_an_outage_do_not_split_it(tmp_path: Path, target: Target) -> None:
+    """issue 9.2 on a real Prometheus: failed scrapes write stale markers; the outage clock bridges
+    the gap (shorter than sla.max_gap) and the outage stays one outage."""
+    intake = '{service="intake"}'
+    clock = f"einvoice:service_outage_current_seconds{intake}"
+    with _prometheus(tmp_path, target) as base:
+        wait_until(lambda: _value(base, f"einvoice:service_up{intake}") == 1, timeout=30, what="service up")
+        target.up = 0
+        wait_until(lambda: (_value(base, clock) or 0) >= 3, timeout=30, what="three seconds of outage")
+
+        target.fail = True
+        wait_until(lambda: _value(base, clock) is None, timeout=30, what="the gap (series stale)")
+        before = _value(base, f"last_over_time({clock}[5m])")
+        assert before is not None and before >= 3
+        gap = f"time() - last_over_time(einvoice:service_seen_timestamp_seconds{intake}[5m])"
+        wait_until(lambda: (_value(base, gap) or 0) >= 3, timeout=30, what="a gap of three seconds")
+        assert _value(base, f"einvoice:service_up{intake}") is None, "no data in the gap: unknown"
+
+        target.fail = False
+        wait_until(lambda: _value(base, clock) is not None, timeout=30, what="data again")
+        after = _value(base, clock)
+        assert after is not None and after >= before + 3, (before, after)
+        assert (_value(base, f"max_over_time(einvoice:service_step_seconds{intake}[1m])") or 0) >= 3
+
+        target.up = 1
+        wait_until(lambda: _value(base, clock) == 0, timeout=30, what="the outage to end")
+
+        def one_outage() -> bool:
+            year = _value(base, f"einvoice:service_outage_seconds_year{intake}")
+            longest = _value(base, f"einvoice:service_outage_longest_seconds_year{intake}")
+            return year is not None and longest is not None and year > 0 and year == pytest.approx(longest)
+
+        # the gap is inside the one outage: the yearly sum equals the longest outage, not two parts
+        wait_until(one_outage, timeout=30, what="the yearly figures to show one outage")
+        longest = _value(base, f"einvoice:service_outage_longest_seconds_year{intake}")
+        assert longest is not None and longest >= after

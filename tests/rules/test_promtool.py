@@ -20,7 +20,7 @@ DISTINGUISHING = ("severity", "item", "long_window", "short_window")
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = require_binary("promtool")
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 def test_promtool_check_rules_is_clean() -> None:
