@@ -726,7 +726,8 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                Severity.WARNING,
                "第 {{ $labels.item }} 项“{{ $labels.name }}”没有任何检查",
                "合同要求监控的第 {{ $labels.item }} 项“{{ $labels.name }}”当前没有配置任何检查"
-               f"（已持续 {_zh(mon.item_unmonitored_for)}）。请在采集器配置的 checks 中为该项添加检查；若该项由本套件以外的系统监控，在 monitored_elsewhere 中声明。",
+               f"（已持续 {_zh(mon.item_unmonitored_for)}）。请在采集器配置的 checks 中为该项添加检查；"
+               "若该项由本套件以外的系统监控，在 monitored_elsewhere 中声明。",
                for_=mon.item_unmonitored_for),
         _alert(th, "EinvoiceNotifierDown", 'up{job="einvoice-notifier"} == 0', Severity.CRITICAL,
                "告警通知服务 {{ $labels.instance }} 无法抓取",

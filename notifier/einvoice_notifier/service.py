@@ -151,6 +151,8 @@ class TicketView:
     """The SLA follow-ups applied to this ticket (SlaEvent values)."""
     sla_event: str | None = None
     """Set only on the view rendered for one SLA follow-up message: which one it is."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    """The annotations of the alert a message is being rendered for (not stored; empty otherwise)."""
 
     @property
     def state_zh(self) -> str:
@@ -391,7 +393,8 @@ class TicketService:
                             rows[ticket_id] = self._sla_event(conn, ctx, row, event, now)
                     elif alert.status == "resolved":
                         rows[ticket_id] = row = self._alert_resolved(conn, ctx, row, alert, now)
-                        self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now)
+                        self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now,
+                                      annotations=alert.annotations)
                     continue
                 if alert.status == "resolved":
                     row = self._alert_resolved(conn, ctx, row, alert, now)
@@ -400,7 +403,8 @@ class TicketService:
                     row = self._change(conn, ctx, row, {"second_line": True}, SYSTEM_ACTOR, "second_line",
                                        note, now)
                 rows[ticket_id] = row
-                self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now)
+                self._enqueue(conn, ctx, row, alert.status, route, _message_key(alert, route), now,
+                              annotations=alert.annotations)
                 if event is not None and alert.status == "firing":
                     rows[ticket_id] = self._sla_event(conn, ctx, row, event, now)
             conn.execute(notifications.insert(), {
@@ -512,7 +516,9 @@ class TicketService:
         starts = alert.starts_utc()
         began = alert.began_utc()
         response, resolution = self.deadlines(ticket_class, began)
-        target = (labels.get("target") or labels.get("instance") or "")[:512] or None
+        # An alert about an item (e.g. no check covers it) has no target: its instance is the exporter.
+        found = labels.get("target") or ("" if "item" in labels else labels.get("instance", ""))
+        target = found[:512] or None
         problem = problem_key_of(labels)
         since = began - timedelta(seconds=self.settings.recurrence_window)
         recurrence = next((ticket_id for resolved_at, ticket_id in earlier.get(problem, [])
@@ -617,7 +623,8 @@ class TicketService:
     # -- outbox --------------------------------------------------------------------------------
 
     def _enqueue(self, conn: Connection, ctx: _Ctx, row: Mapping[str, Any], event: str, route: Route,
-                 key: str, now: datetime, sla_event: SlaEvent | None = None) -> None:
+                 key: str, now: datetime, sla_event: SlaEvent | None = None,
+                 annotations: Mapping[str, str] | None = None) -> None:
         """Render and queue the messages of one ticket event for the people of `route`: the first
         line (on-site), the second line, or in an important period both (重要时期: everyone)."""
         routing = self.settings.routing
@@ -630,6 +637,8 @@ class TicketService:
             names, mobiles = list(routing.first_line), list(routing.duty_mobiles)
         mentions = tuple(mobiles) if event != "resolved" else ()
         view = self._view(row, now)
+        if annotations:  # the card reads where it fails and since when (failing_checks, started_at)
+            view = replace(view, annotations=dict(annotations))
         if sla_event is not None:
             fact = SLA_EVENT_ZH[sla_event]
             view = replace(view, sla_event=sla_event.value,

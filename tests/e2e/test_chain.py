@@ -4,22 +4,32 @@ then the target recovers and the ticket reaches 已解决.
 
 Intervals are shortened through configuration only (tests.support.stack): 1 s scrapes, rule groups
 every 2 s with `for: 2s`, Alertmanager group_wait 1 s. The demo target is the Spring Boot-style
-health endpoint the stack serves (check `demo-intake-health`, item 10, service 处理服务).
+health endpoint the stack serves (check `demo-processing-health`, item 10, service 处理服务).
+
+The cards must say where (the failing check, its target and reason) and count the outage's own
+duration. Both come from the service-level alert's `failing_checks` and `started_at` annotations
+when the rules put them there; with rules that predate them the card falls back to the alert's
+description and times, and the test checks that fallback instead (it says which it saw).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from einvoice_notifier.messaging.render import duration_zh
 
-from einvoice_stack.stack import Stack
+from einvoice_core.catalogue import get_item
+from einvoice_core.contract import ANNOTATION_FAILING_CHECKS, ANNOTATION_STARTED_AT, REASON_ZH, Reason
+from einvoice_stack.stack import DEMO_QUIET_ALERTS, Stack
 from tests.support.procs import wait_until
 from tests.support.stack import fast_stack_config
 
@@ -63,6 +73,16 @@ class Chain:
     def message_log(self) -> str:
         return self.messages.read_text(encoding="utf-8") if self.messages.exists() else ""
 
+    def cards(self, link: str) -> list[str]:
+        """The markdown cards written for one ticket (its link), in order."""
+        blocks = re.split(r"^=== .* ===$", self.message_log(), flags=re.MULTILINE)
+        return [block.strip() for block in blocks if link in block and "](" in block]
+
+
+def _aware(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
@@ -83,7 +103,7 @@ def test_outage_opens_a_ticket_and_a_message_then_resolves(chain: Chain) -> None
     # The exporter sees the target down, with its reason, and Prometheus scraped it.
     wait_until(lambda: bool(chain.firing("EinvoiceServiceOutage", service="processing")), timeout=90,
                interval=0.5, what="EinvoiceServiceOutage{service=processing} firing in Prometheus")
-    query = urllib.parse.urlencode({"query": 'einvoice_check_up{check="demo-intake-health"}'})
+    query = urllib.parse.urlencode({"query": 'einvoice_check_up{check="demo-processing-health"}'})
     samples = chain.get(f"{chain.prometheus}/api/v1/query?{query}")["data"]["result"]
     assert [sample["value"][1] for sample in samples] == ["0"]
     assert samples[0]["metric"]["item"] == "10"
@@ -91,6 +111,9 @@ def test_outage_opens_a_ticket_and_a_message_then_resolves(chain: Chain) -> None
     # Alertmanager received it from Prometheus, routed by the shipped config.
     wait_until(lambda: bool(chain.alertmanager_alerts("EinvoiceServiceOutage")), timeout=30,
                what="the outage alert in Alertmanager")
+    [outage_alert] = [alert for alert in chain.alertmanager_alerts("EinvoiceServiceOutage")
+                      if alert["labels"].get("service") == "processing"]
+    annotations: dict[str, str] = outage_alert["annotations"]
 
     # The notifier opened exactly one ticket for it, of class outage, and wrote its message.
     wait_until(lambda: bool(chain.processing_outage_tickets()), timeout=60, interval=0.5,
@@ -100,8 +123,16 @@ def test_outage_opens_a_ticket_and_a_message_then_resolves(chain: Chain) -> None
     assert ticket["severity_class"] == "outage"
     assert ticket["summary"]  # the Chinese summary from the rule's annotations
     link = f"/console/link/{ticket['id']}"
-    wait_until(lambda: link in chain.message_log(), timeout=30, what="the ticket's message in the log")
-    assert "处理服务" in chain.message_log()
+    wait_until(lambda: bool(chain.cards(link)), timeout=30, what="the ticket's card in the log")
+    [firing] = chain.cards(link)
+    assert "【告警】" in firing and "处理服务" in firing
+    target = f"http://127.0.0.1:{chain.stack.config.demo_target_port}/actuator/health"
+    if ANNOTATION_FAILING_CHECKS in annotations:  # the card says where: item, check, target, reason
+        assert f"第10项 {get_item('10').name_zh}" in firing
+        assert "demo-processing-health" in firing and target in firing
+        assert REASON_ZH[Reason.BAD_STATUS] in firing  # the demo target answers 503 while down
+    else:  # rules before failing_checks: the description names the failing item
+        assert annotations["description"].split("。")[0] in firing
 
     # The target comes back: the alert resolves and the same ticket reaches 已解决.
     chain.stack.demo_target.set_up(True)  # type: ignore[union-attr]
@@ -116,8 +147,37 @@ def test_outage_opens_a_ticket_and_a_message_then_resolves(chain: Chain) -> None
     assert after["state_zh"] == "已解决"
     assert after["resolved_at"] is not None
 
+    # The recovery card: the outage's duration, nothing left to do in time, nothing to acknowledge.
+    wait_until(lambda: len(chain.cards(link)) >= 2, timeout=30, what="the recovery card in the log")
+    recovery = chain.cards(link)[1]
+    assert "【已恢复】" in recovery and "（已解决）" in recovery
+    assert "须在" not in recovery and "时限" not in recovery and "确认" not in recovery
+    ends, begun = _aware(after["ends_at"]), _aware(after["starts_at"])
+    if ANNOTATION_STARTED_AT in annotations:  # the outage began before its alert fired
+        outage_began = datetime.fromtimestamp(float(annotations[ANNOTATION_STARTED_AT]), tz=UTC)
+        assert outage_began < begun
+        begun = outage_began
+    assert f"持续 {duration_zh((ends - begun).total_seconds())}" in recovery
+
     # Redelivery (Alertmanager re-sends the resolved group) created no second ticket or message.
     opened = chain.message_log().count(link)
     assert opened >= 2, "expected the firing and the resolved message, each with the ticket link"
     fingerprints = [t["fingerprint"] for t in chain.tickets() if t["alertname"] == "EinvoiceServiceOutage"]
     assert len(fingerprints) == len(set(fingerprints))
+
+
+def test_background_alerts_fire_but_open_no_ticket(chain: Chain) -> None:
+    """The demo monitors 5 of the 20 items: the others are rightly unmonitored (the alert fires in
+    Prometheus) but the demo routes them, and the budget alerts, to no channel."""
+    wait_until(lambda: bool(chain.firing("EinvoiceItemUnmonitored")), timeout=90, interval=0.5,
+               what="EinvoiceItemUnmonitored firing in Prometheus")
+    wait_until(lambda: bool(chain.alertmanager_alerts("EinvoiceItemUnmonitored")), timeout=30,
+               what="EinvoiceItemUnmonitored in Alertmanager")
+    # The warning that fails on purpose (closed-port, item 20) is ticketed: by then the webhook has
+    # delivered what Alertmanager routed at the same time.
+    wait_until(lambda: any(t["item"] == "20" for t in chain.tickets()), timeout=60, interval=0.5,
+               what="the ticket of the check that fails on purpose")
+    tickets = chain.tickets()
+    assert not [t for t in tickets if t["alertname"] in DEMO_QUIET_ALERTS]
+    [warning] = [t for t in tickets if t["item"] == "20"]
+    assert warning["severity_class"] == "general" and warning["target"] == "127.0.0.1:1"

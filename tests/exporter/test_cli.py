@@ -76,7 +76,8 @@ def test_check_config_ok(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "config OK: 2 modules, 4 checks"
-    assert lines[-1].startswith("coverage: 2 of 20 items have checks, 0 monitored elsewhere, 18 without checks")
+    assert lines[-1].startswith("coverage: 2 of 20 items have checks, 0 monitored elsewhere, "
+                                "18 without checks")
 
 
 def test_check_config_invalid_prints_every_problem_and_exits_1(tmp_path: Path):

@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from einvoice_core.catalogue import ZONE_NAMES_ZH, Zone, get_item
-from einvoice_core.contract import TICKET_CLASS_ZH, TICKET_STATE_ZH
+from einvoice_core.contract import (
+    ANNOTATION_FAILING_CHECKS,
+    ANNOTATION_STARTED_AT,
+    REASON_ZH,
+    TICKET_CLASS_ZH,
+    TICKET_STATE_ZH,
+    Reason,
+)
 
 from .base import Message
 from .redact import redact
@@ -34,8 +41,12 @@ MENTION_TEMPLATE = "mention.txt.j2"
 _LINK_MARK = "⟦ticket-link⟧"
 _SHORTENED = "……（内容过长已截断，详见工单）"
 
-SEVERITY_ZH: Mapping[Any, str] = TICKET_CLASS_ZH
-STATE_ZH: Mapping[Any, str] = TICKET_STATE_ZH
+SEVERITY_ZH: Mapping[str, str] = {str(key): value for key, value in TICKET_CLASS_ZH.items()}
+STATE_ZH: Mapping[str, str] = {str(key): value for key, value in TICKET_STATE_ZH.items()}
+MAX_FAILING_CHECKS = 10
+"""Failing member checks listed on a card; the rest are counted (the ticket page has them all)."""
+LINK_TEXT = {"firing": "查看并确认工单", "escalation": "查看并确认工单", "resolved": "查看工单"}
+"""A recovered ticket needs no acknowledgement: its card only opens the ticket."""
 
 
 class TicketLike(Protocol):
@@ -47,6 +58,12 @@ class TicketLike(Protocol):
     severity_class: str
 
 
+def _aware(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo("UTC"))
+
+
 def _local(value: object) -> str:
     if not isinstance(value, datetime):
         return ""
@@ -55,7 +72,7 @@ def _local(value: object) -> str:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _duration_zh(seconds: float) -> str:
+def duration_zh(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -81,15 +98,66 @@ def _zone_zh(zone: object) -> str:
         return str(zone or "")
 
 
+def _started_at(annotations: Mapping[str, str]) -> datetime | None:
+    """When the outage or stall began, from the rule's `started_at` annotation (Unix seconds, as
+    Prometheus prints a number: `1764300000` or `1.7643e+09`); None when absent or unreadable."""
+    raw = str(annotations.get(ANNOTATION_STARTED_AT) or "").strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    if not 0 < seconds < 1e11:  # NaN, 0 and nonsense fail here
+        return None
+    return datetime.fromtimestamp(seconds, tz=ZoneInfo("UTC"))
+
+
+def _failing_checks(annotations: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
+    """Where it fails, one line per failing check: from the `failing_checks` annotation of a
+    service-level alert, else from the labels of a per-check alert (item, check, target, reason)."""
+    listed = [line.strip() for line in str(annotations.get(ANNOTATION_FAILING_CHECKS) or "").splitlines()]
+    lines = [line for line in listed if line]
+    if not lines and labels.get("check"):
+        item = labels.get("item")
+        parts = [f"第{item}项 {_item_name(item)[1]}" if item else "", labels["check"],
+                 labels.get("target", "")]
+        reason = labels.get("reason", "")
+        if reason in REASON_ZH:
+            parts.append(REASON_ZH[Reason(reason)])
+        lines = [" · ".join(part for part in parts if part)]
+    if len(lines) > MAX_FAILING_CHECKS:
+        lines = [*lines[:MAX_FAILING_CHECKS], f"……另有 {len(lines) - MAX_FAILING_CHECKS} 项，详见工单"]
+    return lines
+
+
+def _target(ticket_target: object, labels: Mapping[str, str]) -> str:
+    """The check's target. An alert about an item (say, one no check covers) has none: its
+    `instance` is only the exporter that reported it, so the card names the item instead."""
+    if not labels:
+        return str(ticket_target or "")
+    if labels.get("target"):
+        return labels["target"]
+    if labels.get("item"):
+        return ""
+    return labels.get("instance", "")
+
+
 def ticket_context(ticket: object, event: str) -> dict[str, Any]:
-    """The template variables; tolerant of a TicketView that lacks optional fields."""
+    """The template variables; tolerant of a TicketView that lacks optional fields.
+
+    `annotations` (of the alert this message is about) are optional: a service-level alert's
+    `started_at` makes the duration the outage's rather than the alert's (which starts a `for:`
+    later), and its `failing_checks` say where it fails."""
     get = lambda name, default=None: getattr(ticket, name, default)  # noqa: E731
     item, item_name = _item_name(get("item"))
     labels: Mapping[str, str] = get("labels") or {}
-    starts_at, ends_at = get("starts_at"), get("ends_at")
+    annotations: Mapping[str, str] = get("annotations") or {}
+    starts_at, ends_at = _aware(get("starts_at")), _aware(get("ends_at"))
+    started_at = _started_at(annotations)
+    if starts_at is not None and started_at is not None:
+        starts_at = min(started_at, starts_at)  # the outage began a `for:` before its alert
     duration = ""
-    if isinstance(starts_at, datetime) and isinstance(ends_at, datetime):
-        duration = _duration_zh((ends_at - starts_at) / timedelta(seconds=1))
+    if starts_at is not None and ends_at is not None:
+        duration = duration_zh((ends_at - starts_at) / timedelta(seconds=1))
     severity = str(get("severity_class", "general"))
     breached = [name for name, flag in (("响应", get("response_breached")),
                                         ("解决", get("resolution_breached"))) if flag]
@@ -105,7 +173,8 @@ def ticket_context(ticket: object, event: str) -> dict[str, Any]:
         "item": item,
         "item_name": item_name,
         "zone_zh": _zone_zh(get("zone") or labels.get("zone")),
-        "target": get("target") or labels.get("target") or labels.get("instance") or "",
+        "target": _target(get("target"), labels),
+        "failing_checks": _failing_checks(annotations, labels),
         "severity": severity,
         "severity_zh": SEVERITY_ZH.get(severity, severity),
         "summary": summary,
@@ -197,7 +266,7 @@ def render_ticket_messages(ticket: object, event: str, ticket_url: str, max_byte
     card = redact(card, keep=keep)
     card_body = "\n".join(line for line in card.splitlines() if _LINK_MARK not in line)
     card_body = "\n".join(line.rstrip() for line in card_body.strip().splitlines())
-    link_md = f"[查看并确认工单]({ticket_url})"
+    link_md = f"[{LINK_TEXT[event]}]({ticket_url})"
     messages = [Message("markdown", part, ticket_url=ticket_url)
                 for part in fit(card_body, link_md, max_bytes)]
 

@@ -12,6 +12,8 @@ from einvoice_notifier.messaging.render import check_templates, fit, render_tick
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from einvoice_core.contract import TICKET_CLASS_ZH, TicketClass
+
 URL = "https://notifier.example/console/link/7?action=view&exp=1764300000&sig=" + "ab" * 32
 
 
@@ -45,7 +47,7 @@ def test_firing_card_in_chinese_with_local_times_and_link():
     [card] = render_ticket_messages(Ticket(), "firing", URL, 4096)
     assert card.format == "markdown" and card.ticket_url == URL
     assert "【告警】" in card.content and "第10项 内网处理服务运行健康检查" in card.content
-    assert "紧急（高级别）" in card.content and "区域：内网" in card.content
+    assert TICKET_CLASS_ZH[TicketClass.URGENT] in card.content and "区域：内网" in card.content
     assert "开始：2026-11-27 10:15:30" in card.content  # 02:15 UTC is 10:15 in Shanghai
     assert "响应时限：2026-11-27 12:15:30" in card.content
     assert card.content.endswith(f"[查看并确认工单]({URL})")
@@ -144,6 +146,7 @@ def test_service_outage_without_item_is_named_by_its_summary():
     ticket = Ticket(item=None, zone=None, alertname="EinvoiceServiceOutage", summary="受理服务宕机",
                     severity_class="outage")
     card, text = render_ticket_messages(ticket, "firing", URL, 4096, mentions=("13800138000",))
-    assert card.content.splitlines()[0] == '## <font color="warning">【告警】</font>宕机 · 受理服务宕机'
+    outage = TICKET_CLASS_ZH[TicketClass.OUTAGE]
+    assert card.content.splitlines()[0] == f'## <font color="warning">【告警】</font>{outage} · 受理服务宕机'
     assert "未归属" not in card.content and "区域" not in card.content
-    assert text.content.splitlines()[0] == "【宕机】工单 #7 受理服务宕机。请值班人员尽快响应。"
+    assert text.content.splitlines()[0] == f"【{outage}】工单 #7 受理服务宕机。请值班人员尽快响应。"
