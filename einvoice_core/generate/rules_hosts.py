@@ -232,10 +232,8 @@ def groups(th: Thresholds) -> list[dict[str, Any]]:
     from einvoice_core.generate.rules import _expr
 
     recs = [{"record": r["record"], "expr": _expr(r["expr"])} for r in records(th.hosts)]
-    return [
-        {"name": "einvoice-hosts-records", "interval": th.evaluation_interval, "rules": recs},
-        {"name": "einvoice-hosts", "interval": th.evaluation_interval, "rules": alerts(th)},
-    ]
+    # one group: its rules run in order, so an alert reads the recording of the same evaluation
+    return [{"name": "einvoice-hosts", "interval": th.evaluation_interval, "rules": [*recs, *alerts(th)]}]
 
 
 def rule_file(th: Thresholds) -> dict[str, str]:
