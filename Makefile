@@ -13,13 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian packages the tests and the demo run for real (needs root; CI runs it from .ci/run).
+# Debian packages the tests and the demo run for real (needs root or sudo; ./test.sh and ./demo.sh run it).
 deps:
 	scripts/install-debian-deps.sh
 
-# The bundle's main job on its embedded defaults: the whole chain on this machine, no Docker.
-demo: deps venv
-	$(PY) -m einvoice_stack
+# The bundle's main job on its embedded defaults: the whole chain on this machine, no Docker. The
+# README's ./demo.sh is the one recipe (it installs what is missing, then runs the chain).
+demo:
+	./demo.sh
 
 # Only the exporter, on the demo config.
 exporter-demo: venv

@@ -190,3 +190,25 @@ ANNOTATION_FAILING_CHECKS: Final = "failing_checks"
 ANNOTATION_STARTED_AT: Final = "started_at"
 """Annotation of a service-level alert: when the outage or stall began (Unix seconds), which is
 earlier than the alert's startsAt by its `for:` and an evaluation."""
+
+
+class ReportChannel(StrEnum):
+    """How a person reported a problem (a ticket opened by hand); SPEC §3 #5 sets the first-response
+    time of the first four (phone 10 min, ops website 1 h, on-site 30 min, remote 2 h)."""
+
+    PHONE = "phone"
+    WEBSITE = "website"
+    ON_SITE = "on_site"
+    REMOTE = "remote"
+    WECHAT_QQ = "wechat_qq"
+    HOTLINE_12366 = "hotline_12366"
+
+
+REPORT_CHANNEL_ZH: Final = MappingProxyType({
+    ReportChannel.PHONE: "电话",
+    ReportChannel.WEBSITE: "运维网站",
+    ReportChannel.ON_SITE: "现场",
+    ReportChannel.REMOTE: "远程",
+    ReportChannel.WECHAT_QQ: "微信/QQ",
+    ReportChannel.HOTLINE_12366: "12366",
+})

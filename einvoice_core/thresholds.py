@@ -174,6 +174,8 @@ class Monitoring(StrictModel):
     notifier_down_for: PromDuration
     outbox_oldest_age_warning: PromDuration
     outbox_stuck_for: PromDuration
+    roster_uncovered_for: PromDuration = "5m"
+    """An important-period shift left empty in the duty roster (rules_tickets.py)."""
 
 
 def _check_clock(value: str) -> str:

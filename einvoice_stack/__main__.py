@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, url in stack.urls().items():
         print(f"  {name:18} {url}")
     print("\n" + story(stack.config, args.down_seconds, args.up_seconds))
-    print(f"Logs: {config.run_dir / 'logs'}. Press Ctrl-C to stop.\n")
+    print(f"Logs: {config.run_dir / 'logs'}. Press Ctrl-C to stop.\n", flush=True)
     while not stop.wait(1.0):
         for name, proc in stack.processes():
             if proc.poll() is not None:

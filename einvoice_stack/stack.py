@@ -92,7 +92,8 @@ class StackConfig:
     exporter_config: Path = REPO / "config" / "demo" / "exporter.yml"
     alertmanager_config: Path = REPO / "alert_rules" / "alertmanager.yml"
     alertmanager_timing: dict[str, str] = field(default_factory=dict)
-    """Overrides of the root route's group_wait / group_interval / repeat_interval (tests)."""
+    """Overrides of group_wait / group_interval / repeat_interval (tests): set on the root route and
+    replacing them on every child route that sets its own, so no route keeps a production pace."""
     notifier_overrides: dict[str, Any] = field(default_factory=dict)
     """Keys merged into the rendered notifier config (tests: scheduler intervals, channels)."""
     prometheus_binary: str = "/usr/bin/prometheus"
@@ -325,7 +326,7 @@ class Stack:
                 auth = hook.get("http_config", {}).get("authorization")
                 if auth is not None:
                     auth["credentials_file"] = str(token_file)
-        am.setdefault("route", {}).update(cfg.alertmanager_timing)
+        _override_timing(am.setdefault("route", {}), cfg.alertmanager_timing)
         if cfg.quiet_alerts:
             am["route"].setdefault("routes", []).insert(0, {
                 "receiver": DEMO_QUIET_RECEIVER,
@@ -475,3 +476,11 @@ class Stack:
 
     def processes(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         yield from self.procs.items()
+
+
+def _override_timing(route: dict[str, Any], timing: dict[str, str], root: bool = True) -> None:
+    for key, value in timing.items():
+        if root or key in route:
+            route[key] = value
+    for child in route.get("routes", []):
+        _override_timing(child, timing, root=False)

@@ -29,7 +29,7 @@ from einvoice_core.contract import (
     SlaEvent,
     TicketClass,
 )
-from einvoice_core.generate import rules_apps, rules_hosts, rules_logs
+from einvoice_core.generate import rules_apps, rules_hosts, rules_logs, rules_tickets
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ChangeWindows,
@@ -744,6 +744,7 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                "请检查企业微信接口连通性与凭据。",
                for_=mon.outbox_stuck_for),
     ]
+    rules += rules_tickets.ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
     return [{"name": "einvoice-monitoring", "interval": th.evaluation_interval, "rules": rules}]
 
 

@@ -36,7 +36,7 @@ from einvoice_core.contract import WEBHOOK_PATH, Route, TicketClass
 from . import db
 from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
-from .metrics import Counters, StoreCollector
+from .metrics import Counters, RosterCollector, StoreCollector
 from .outbox import Outbox, list_messages
 from .payload import Notification
 from .service import (
@@ -81,6 +81,7 @@ class Notifier:
         self.service = TicketService(self.engine, settings, clock, self.channels,
                                      on_enqueue=self.outbox.notify)
         self.registry.register(StoreCollector(self.engine, self.channels, clock))
+        self.registry.register(RosterCollector(self.service))
         self.monotonic = monotonic
         self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
@@ -163,6 +164,18 @@ class TicketOut(BaseModel):
     cause: str | None
     solution: str | None
     resolved_locally: bool | None
+    source: Literal["alert", "report"] = "alert"
+    report_channel: str | None = None
+    report_channel_zh: str = ""
+    reporter: str | None = None
+    substantive_deadline: datetime | None = None
+    substantive_breached: bool = False
+    agreed_fix_at: datetime | None = None
+    agreed_fix_ref: str | None = None
+    duplicate_of: int | None = None
+    escalated_to: Literal["second_line", "bureau"] | None = None
+    major_incident_at: datetime | None = None
+    typical: bool = False
 
 
 class AuditOut(BaseModel):
@@ -259,7 +272,8 @@ StateName = Literal["open", "acknowledged", "in_progress", "resolved", "closed"]
 
 def _ticket_out(view: TicketView) -> TicketOut:
     return TicketOut.model_validate({**asdict(view), "state_zh": view.state_zh,
-                                     "severity_zh": view.severity_zh})
+                                     "severity_zh": view.severity_zh,
+                                     "report_channel_zh": view.report_channel_zh})
 
 
 def _error(code: int, message: str, **extra: Any) -> JSONResponse:
@@ -423,6 +437,9 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
         return PlainTextResponse("OK")
 
     app.include_router(_api_router(notifier))
+    from .api_duty import duty_router
+
+    app.include_router(duty_router(notifier))
     try:
         from .console import build_router
     except ImportError:

@@ -187,6 +187,32 @@ class WorkingCalendar:
                 merged.append((start, end))
         return merged
 
+    def onsite_spans(self, day: date) -> list[tuple[datetime, datetime]]:
+        """The on-site shifts of one local day (UTC), holidays' own hours applied, important
+        periods not added: what the duty roster must staff every day."""
+        tz = self.tz
+        spans_text = self.data.onsite_hours
+        for holiday in self.data.holidays:
+            if holiday.covers(day) and holiday.onsite_hours is not None:
+                spans_text = holiday.onsite_hours
+        spans = []
+        for start_text, end_text in spans_text:
+            end_t = _parse_hhmm(end_text)
+            end = (datetime.combine(day + timedelta(days=1), time(0), tz) if end_t == time.max
+                   else datetime.combine(day, end_t, tz))
+            spans.append((datetime.combine(day, _parse_hhmm(start_text), tz).astimezone(UTC),
+                          end.astimezone(UTC)))
+        return sorted(spans)
+
+    def important_spans(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
+        """The important periods overlapping [start, end), clipped to it: (start, end, name)."""
+        found = []
+        for period in self.data.important_periods:
+            lo, hi = max(period.start, _aware(start)), min(period.end, _aware(end))
+            if lo < hi:
+                found.append((lo.astimezone(UTC), hi.astimezone(UTC), period.name))
+        return sorted(found)
+
     def _spans_from(self, moment: datetime):
         day = moment.astimezone(self.tz).date() - timedelta(days=1)
         for offset in range(_MAX_DAYS):

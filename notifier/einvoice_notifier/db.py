@@ -88,6 +88,28 @@ def _v1_ticket_columns() -> list[Column[Any]]:
     ]
 
 
+_NOT_NULL_FALSE = (("nullable", False), ("default", False))
+_V3_COLUMNS: tuple[tuple[str, Any, str, tuple[tuple[str, Any], ...]], ...] = (
+    ("source", String(16), "VARCHAR(16) NOT NULL DEFAULT 'alert'",
+     (("nullable", False), ("default", "alert"))),
+    ("report_channel", String(16), "VARCHAR(16)", ()),
+    ("reporter", Text, "TEXT", ()),
+    ("substantive_deadline", Moment, "", ()),
+    ("substantive_breached", Boolean, "BOOLEAN NOT NULL DEFAULT 0", _NOT_NULL_FALSE),
+    ("agreed_fix_at", Moment, "", ()),
+    ("agreed_fix_ref", String(255), "VARCHAR(255)", ()),
+    ("duplicate_of", Integer, "INTEGER", ()),
+    ("escalated_to", String(16), "VARCHAR(16)", ()),
+    ("major_incident_at", Moment, "", ()),
+    ("typical", Boolean, "BOOLEAN NOT NULL DEFAULT 0", _NOT_NULL_FALSE),
+)
+"""Schema version 3 on tickets: reported problems (source `report`, channel, reporter, the
+substantive-response deadline #8 next to the first response #5 in response_deadline), the agreed fix
+date (#9.3), the link to the ticket of the same problem (duplicate_of: counted once), where it was
+escalated (second_line / bureau), a major incident, and a typical problem for the handbook.
+An empty SQL type means a moment (DATETIME, DATETIME(6) on MariaDB)."""
+
+
 def _v1_ticket_constraints() -> list[Any]:
     return [UniqueConstraint("fingerprint", "starts_at", name="uq_ticket_alert"),
             Index("ix_tickets_state", "state"), Index("ix_tickets_recur", "alertname", "closed_at")]
@@ -98,6 +120,7 @@ tickets = Table(
     *_v1_ticket_columns(),
     Column("problem_key", String(512)),
     Column("sla_events", String(128), nullable=False, default=""),
+    *[Column(name, kind, **dict(extra)) for name, kind, _sql, extra in _V3_COLUMNS],
     *_v1_ticket_constraints(),
     Index("ix_tickets_problem", "problem_key", "severity_class"),
 )
@@ -175,6 +198,46 @@ ticket_alerts = Table(
 """Alerts that joined a ticket another alert opened (the follow-ups of one outage: restore breached,
 2-hour limit...), so their later notifications find that ticket. Schema version 2."""
 
+duty_shifts = Table(
+    "duty_shifts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("line", String(16), nullable=False),
+    Column("person", String(64), nullable=False),
+    Column("mobile", String(24)),
+    Column("starts_at", Moment, nullable=False),
+    Column("ends_at", Moment, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Index("ix_duty_shifts_time", "line", "starts_at", "ends_at"),
+)
+"""The duty roster (值班表): who is on duty on which line (first_line on-site, second_line) when.
+Schema version 3."""
+
+handovers = Table(
+    "handovers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Moment, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_person", String(64), nullable=False),
+    Column("to_person", String(64), nullable=False),
+    Column("open_tickets", Text, nullable=False),
+    Column("notes", Text, nullable=False),
+)
+"""Shift handovers (交接班): the open tickets passed on (JSON list of ids) and the notes."""
+
+inspections = Table(
+    "inspections", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", String(10), nullable=False, unique=True),
+    Column("signed_by", String(128), nullable=False),
+    Column("signed_at", Moment, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("items", LongText, nullable=False),
+    Column("notes", Text, nullable=False),
+)
+"""Daily inspections (日常巡检), one signed record per local day: the 20 items as seen by the checks
+(`source` prometheus or none) and as confirmed by the operator (JSON), and the signature."""
+
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed")
 OPEN_STATES = ("open", "acknowledged", "in_progress")
 
@@ -211,9 +274,23 @@ def _v2_problems_and_sla_events(conn: Connection) -> None:
                      {"problem_key": problem_key_of(parsed if isinstance(parsed, dict) else {})})
 
 
+def _v3_reports_roster_inspections(conn: Connection) -> None:
+    """tickets: reported problems, agreed fix date, duplicate link, escalation target, major incident,
+    typical problem; tables duty_shifts, handovers, inspections."""
+    present = {column["name"] for column in inspect(conn).get_columns("tickets")}
+    moment_sql = "DATETIME(6)" if conn.dialect.name in ("mysql", "mariadb") else "DATETIME"
+    for name, _kind, sql, _extra in _V3_COLUMNS:
+        if name not in present:
+            conn.execute(text(f"ALTER TABLE tickets ADD COLUMN {name} {sql or moment_sql}"))
+    for table in (duty_shifts, handovers, inspections):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "tickets, alert events, notifications, audit log, outbox", _v1_initial),
     (2, "tickets.problem_key (backfilled), tickets.sla_events, ticket_alerts", _v2_problems_and_sla_events),
+    (3, "reported problems, escalation target, major incident, typical problem; roster, handovers, "
+        "inspections", _v3_reports_roster_inspections),
 )
 """Append new steps (version, description, function); never edit an applied one."""
 

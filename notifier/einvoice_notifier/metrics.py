@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -225,3 +226,37 @@ def _histogram(name: str, documentation: str, values: dict[str, list[float]]) ->
         buckets.append(("+Inf", float(len(seconds))))
         family.add_metric([cls], buckets, sum_value=sum(seconds))
     return family
+
+
+class RosterCollector(Collector):
+    """Stretches of an important period ahead that the duty roster leaves (partly) empty, per line:
+    an important period must be staffed 7×24, and a gap is itself an alert
+    (EinvoiceRosterUncoveredShift).
+
+        einvoice_notifier_roster_uncovered_shifts{line="first_line"} 1
+        einvoice_notifier_roster_uncovered_shifts{line="second_line"} 0
+    """
+
+    def __init__(self, service: RosterSource) -> None:
+        self.service = service
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            counts = self.service.uncovered_shifts()
+        except DBAPIError as exc:
+            log.warning("metrics: roster unavailable (%s)", type(exc.orig).__name__)
+            return []
+        family = GaugeMetricFamily(
+            "einvoice_notifier_roster_uncovered_shifts",
+            "Shifts of an important period, from now to the roster horizon, with a gap in their cover",
+            labels=["line"])
+        for line, count in sorted(counts.items()):
+            family.add_metric([line], count)
+        return [family]
+
+
+class RosterSource(Protocol):
+    def uncovered_shifts(self) -> dict[str, int]: ...

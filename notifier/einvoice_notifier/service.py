@@ -47,19 +47,23 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from einvoice_core.catalogue import normalize_item_id
 from einvoice_core.contract import (
+    REPORT_CHANNEL_ZH,
     SERVICE_LABEL,
     SLA_EVENT_ZH,
     TICKET_CLASS_ZH,
     TICKET_STATE_ZH,
+    ReportChannel,
     Route,
     SlaEvent,
     TicketClass,
 )
 
-from . import db
+from . import db, duty
 from .calendar import WorkingCalendar, load_calendar_data
 from .db import OPEN_STATES, alert_events, audit_log, from_db, notifications, ticket_alerts, tickets, to_db
 from .messaging.base import Channel, Message
+from .messaging.redact import redact
+from .notices import NoticeKind, render_notice
 from .payload import Alert, Notification, problem_key_of, sla_event_of, ticket_class_of
 from .rendering import render_messages, ticket_link
 from .settings import Settings
@@ -69,11 +73,18 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 SYSTEM_ACTOR = "alertmanager"
 SCHEDULER_ACTOR = "system"
-_DEADLINE_ZH = {"response": "响应时限", "resolution": "解决时限"}
+_DEADLINE_ZH = {"response": "响应时限", "resolution": "解决时限", "substantive": "实质响应时限"}
 ACTION_ZH = {"create": "创建", "acknowledge": "响应", "start_progress": "开始处理", "add_note": "备注",
              "resolve": "解决", "close": "关闭", "alert_resolved": "告警恢复", "escalate": "超时升级",
              "second_line": "转二线", "requeue_message": "重新发送", "sla_event": "SLA 事件",
-             "alert_joined": "告警并入"}
+             "alert_joined": "告警并入", "report": "报告问题", "escalate_second_line": "转二线",
+             "forward_bureau": "提交税务局系统管理员", "major_incident": "重大事件",
+             "agreed_fix": "约定解决日期", "link": "关联同一问题", "typical": "典型问题"}
+ESCALATION_TARGETS = {"second_line": "escalate_second_line", "bureau": "forward_bureau"}
+"""Where an operator escalates a ticket, and the timeline action that records it."""
+REPORT_SOURCE = "report"
+MAX_REPORT_DELAY = timedelta(hours=24)
+"""How long after the fact a report may be entered with its own report time."""
 RESTORE_CLASSES = (TicketClass.STALL, TicketClass.OUTAGE)
 """Classes held to the 30-minute restore: one ticket per service and class while it lasts."""
 ESCALATING_EVENTS = (SlaEvent.RESTORE_BREACHED, SlaEvent.LIMIT_NEAR, SlaEvent.LIMIT_EXCEEDED)
@@ -153,6 +164,24 @@ class TicketView:
     """Set only on the view rendered for one SLA follow-up message: which one it is."""
     annotations: dict[str, str] = field(default_factory=dict)
     """The annotations of the alert a message is being rendered for (not stored; empty otherwise)."""
+    source: str = "alert"
+    """alert, or report: opened by an operator for a problem a person reported."""
+    report_channel: str | None = None
+    reporter: str | None = None
+    substantive_deadline: datetime | None = None
+    """Reported problems: the substantive response (#8, met by starting work); response_deadline is
+    then the channel's first response (#5, met by acknowledging)."""
+    substantive_breached: bool = False
+    agreed_fix_at: datetime | None = None
+    agreed_fix_ref: str | None = None
+    duplicate_of: int | None = None
+    escalated_to: str | None = None
+    major_incident_at: datetime | None = None
+    typical: bool = False
+
+    @property
+    def report_channel_zh(self) -> str:
+        return _zh(REPORT_CHANNEL_ZH, self.report_channel) if self.report_channel else ""
 
     @property
     def state_zh(self) -> str:
@@ -217,12 +246,14 @@ class ResolutionRates:
 def resolution_rates(conn: Connection, start: datetime, end: datetime) -> ResolutionRates:
     """The two rates of [start, end), read from the store (aware datetimes)."""
     lo, hi = to_db(start), to_db(end)
-    closed = and_(tickets.c.state == "closed", tickets.c.closed_at >= lo, tickets.c.closed_at < hi)
+    # A ticket linked to another of the same problem (duplicate_of) is that problem counted again.
+    closed = and_(tickets.c.state == "closed", tickets.c.closed_at >= lo, tickets.c.closed_at < hi,
+                  tickets.c.duplicate_of.is_(None))
     closed_count = conn.execute(select(func.count()).where(closed)).scalar() or 0
     local_count = conn.execute(select(func.count()).where(
         closed, tickets.c.resolved_locally.is_(True), tickets.c.escalated.is_(False))).scalar() or 0
     resolved = and_(tickets.c.state.in_(("resolved", "closed")), tickets.c.resolved_at >= lo,
-                    tickets.c.resolved_at < hi)
+                    tickets.c.resolved_at < hi, tickets.c.duplicate_of.is_(None))
     resolved_count = conn.execute(select(func.count()).where(resolved)).scalar() or 0
     later = tickets.alias("later")
     recurred = conn.execute(select(func.count()).where(
@@ -251,6 +282,8 @@ class _Ctx:
     audit: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    mobiles: dict[str, list[str]] = field(default_factory=dict)
+    """Who is on duty per line, looked up once per transaction."""
 
     def flush(self, conn: Connection) -> None:
         """One executemany per table: statements compiled once, parameters sent as a batch.
@@ -598,6 +631,16 @@ class TicketService:
             changes["resolution_breached"] = True
         return changes
 
+    @staticmethod
+    def _substantive_flag(row: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+        """A reported problem whose work starts (or that is resolved) after its substantive-response
+        deadline (#8) breached it."""
+        deadline = _aware(row.get("substantive_deadline"))
+        if (deadline is not None and row.get("in_progress_at") is None
+                and not row.get("substantive_breached") and at > deadline):
+            return {"substantive_breached": True}
+        return {}
+
     # -- audit and changes ---------------------------------------------------------------------
 
     def _audit(self, ctx: _Ctx, ticket_id: int, actor: str, action: str, before: Mapping[str, Any],
@@ -629,12 +672,13 @@ class TicketService:
         line (on-site), the second line, or in an important period both (重要时期: everyone)."""
         routing = self.settings.routing
         if route is Route.SECOND_LINE:
-            names, mobiles = list(routing.second_line), list(routing.second_line_mobiles)
+            names, mobiles = list(routing.second_line), self._on_duty(conn, ctx, "second_line", now)
         elif route is Route.IMPORTANT_PERIOD:
             names = list(dict.fromkeys([*routing.first_line, *routing.second_line]))
-            mobiles = list(dict.fromkeys([*routing.duty_mobiles, *routing.second_line_mobiles]))
+            mobiles = list(dict.fromkeys([*self._on_duty(conn, ctx, "first_line", now),
+                                          *self._on_duty(conn, ctx, "second_line", now)]))
         else:
-            names, mobiles = list(routing.first_line), list(routing.duty_mobiles)
+            names, mobiles = list(routing.first_line), self._on_duty(conn, ctx, "first_line", now)
         mentions = tuple(mobiles) if event != "resolved" else ()
         view = self._view(row, now)
         if annotations:  # the card reads where it fails and since when (failing_checks, started_at)
@@ -654,7 +698,36 @@ class TicketService:
             if parts:
                 ctx.channels.add(channel)
 
-    def _insert_message(self, ctx: _Ctx, ticket_id: int, channel: str, event: str, dedupe_key: str,
+    def _on_duty(self, conn: Connection, ctx: _Ctx, line: str, now: datetime) -> list[str]:
+        """Mobiles to @ on a line: whoever the roster has on duty now, else the configured list."""
+        if line not in ctx.mobiles:
+            routing = self.settings.routing
+            fallback = routing.second_line_mobiles if line == "second_line" else routing.duty_mobiles
+            ctx.mobiles[line] = duty.duty_mobiles(conn, line, now, fallback)
+        return ctx.mobiles[line]
+
+    def _notice(self, conn: Connection, ctx: _Ctx, kind: NoticeKind, row: Mapping[Any, Any] | None,
+                channels: Sequence[str], mobiles: Sequence[str], key: str, now: datetime,
+                subject: str = "", note: str = "", actor: str = "") -> None:
+        """Queue a notice (not an alert card) on these channels, @-ing these mobiles."""
+        view = self._view(row, now) if row is not None else None
+        if view is not None:
+            url = ticket_link(self.settings.public_url, view.id, self.link_secret,
+                              now + timedelta(seconds=self.settings.link_ttl))
+        else:
+            url = f"{self.settings.public_url.rstrip('/')}/console/handovers"
+        for channel in dict.fromkeys(channels):
+            parts = render_notice(kind, view, url, self._max_bytes.get(channel, 4096), tuple(mobiles),
+                                  subject=subject, note=note, actor=actor,
+                                  template_dir=self.settings.template_dir)
+            for index, message in enumerate(parts):
+                self._insert_message(ctx, view.id if view else None, channel, kind[:32],
+                                     f"{key}|{channel}|{index}", message, now)
+                ctx.messages += 1
+            if parts:
+                ctx.channels.add(channel)
+
+    def _insert_message(self, ctx: _Ctx, ticket_id: int | None, channel: str, event: str, dedupe_key: str,
                         message: Message, now: datetime) -> None:
         ctx.outbox.append({
             "dedupe_key": dedupe_key[:191], "ticket_id": ticket_id, "channel": channel, "event": event,
@@ -669,8 +742,10 @@ class TicketService:
         now = now or self.clock()
         response_deadline = _aware(row["response_deadline"])
         resolution_deadline = _aware(row["resolution_deadline"])
+        substantive = _aware(row.get("substantive_deadline"))
         overdue = row["state"] in OPEN_STATES and (
-            (row["acknowledged_at"] is None and response_deadline <= now) or resolution_deadline <= now)
+            (row["acknowledged_at"] is None and response_deadline <= now) or resolution_deadline <= now
+            or (substantive is not None and row.get("in_progress_at") is None and substantive <= now))
         return TicketView(
             problem_key=row.get("problem_key"),
             sla_events=tuple(name for name in str(row.get("sla_events") or "").split(",") if name),
@@ -686,7 +761,13 @@ class TicketService:
             recurrence_of=row["recurrence_of"], cause=row["cause"], solution=row["solution"],
             resolved_locally=None if row["resolved_locally"] is None else bool(row["resolved_locally"]),
             created_at=_aware(row["created_at"]), in_progress_at=_aware(row["in_progress_at"]),
-            second_line=bool(row["second_line"]), overdue=overdue)
+            second_line=bool(row["second_line"]), overdue=overdue,
+            source=row.get("source") or "alert", report_channel=row.get("report_channel"),
+            reporter=row.get("reporter"), substantive_deadline=_aware(row.get("substantive_deadline")),
+            substantive_breached=bool(row.get("substantive_breached")),
+            agreed_fix_at=_aware(row.get("agreed_fix_at")), agreed_fix_ref=row.get("agreed_fix_ref"),
+            duplicate_of=row.get("duplicate_of"), escalated_to=row.get("escalated_to"),
+            major_incident_at=_aware(row.get("major_incident_at")), typical=bool(row.get("typical")))
 
     def list_tickets(self, state: str | None = None, severity_class: str | None = None,
                      item: str | None = None, overdue: bool | None = None,
@@ -705,7 +786,9 @@ class TicketService:
         if overdue is not None:
             late = and_(tickets.c.state.in_(OPEN_STATES), or_(
                 and_(tickets.c.acknowledged_at.is_(None), tickets.c.response_deadline <= to_db(now)),
-                tickets.c.resolution_deadline <= to_db(now)))
+                tickets.c.resolution_deadline <= to_db(now),
+                and_(tickets.c.in_progress_at.is_(None), tickets.c.substantive_deadline.is_not(None),
+                     tickets.c.substantive_deadline <= to_db(now))))
             query = query.where(late if overdue else ~late)
         with self.engine.connect() as conn:
             return [self._view(row, now) for row in conn.execute(query).mappings()]
@@ -727,7 +810,8 @@ class TicketService:
     # -- actions by people ---------------------------------------------------------------------
 
     def _act(self, ticket_id: int, actor: str, action: str, allowed: Sequence[str],
-             changes: Callable[[dict[str, Any], datetime], dict[str, Any]], note: str = "") -> TicketView:
+             changes: Callable[[dict[str, Any], datetime], dict[str, Any]], note: str = "",
+             after: Callable[[Connection, _Ctx, dict[str, Any], datetime], None] | None = None) -> TicketView:
         if not actor:
             raise InvalidInputError("缺少操作人")
         now = self.clock()
@@ -740,6 +824,8 @@ class TicketService:
             if current["state"] not in allowed:
                 raise InvalidTransitionError(ticket_id, current["state"], action)
             current = self._change(conn, ctx, current, changes(current, now), actor, action, note, now)
+            if after is not None:
+                after(conn, ctx, current, now)
         return self._view(current, now)
 
     def acknowledge(self, ticket_id: int, actor: str) -> TicketView:
@@ -753,7 +839,7 @@ class TicketService:
             found: dict[str, Any] = {"state": "in_progress", "in_progress_at": now}
             if row["acknowledged_at"] is None:
                 found |= {"acknowledged_at": now, **self._late_flags(row, now, False)}
-            return found
+            return found | self._substantive_flag(row, now)
 
         return self._act(ticket_id, actor, "start_progress", ("open", "acknowledged"), changes)
 
@@ -764,7 +850,8 @@ class TicketService:
 
     def resolve(self, ticket_id: int, actor: str, note: str = "") -> TicketView:
         def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-            return {"state": "resolved", "resolved_at": now, **self._late_flags(row, now, True)}
+            return {"state": "resolved", "resolved_at": now, **self._late_flags(row, now, True),
+                    **self._substantive_flag(row, now)}
 
         return self._act(ticket_id, actor, "resolve", OPEN_STATES, changes, note.strip())
 
@@ -780,10 +867,277 @@ class TicketService:
             return {"state": "closed", "closed_at": now, "cause": cause.strip(), "solution": solution.strip(),
                     "resolved_locally": bool(resolved_locally) and not row["escalated"]}
 
-        note = "工单已升级二线，不计入本级解决" if resolved_locally else ""
         found = self.get_ticket(ticket_id)
+        where = "提交税务局系统管理员" if found is not None and found.escalated_to == "bureau" else "升级二线"
+        note = f"工单已{where}，不计入本级解决" if resolved_locally else ""
         return self._act(ticket_id, actor, "close", ("resolved",), changes,
                          note if found is not None and found.escalated else "")
+
+    # -- reported problems, escalation, major incidents ------------------------------------------
+
+    def report_deadlines(self, channel: ReportChannel, ticket_class: TicketClass,
+                         reported: datetime) -> tuple[datetime, datetime, datetime]:
+        """(first response #5, substantive response #8, resolution #9) of a problem reported then.
+
+        The first response is the channel's time (phone 10 min, website 1 h, on-site 30 min, remote
+        2 h), capped by the class's own response; the substantive response and the resolution are the
+        class's clocks (#8 around the clock, #9 in working hours; 30 minutes for a stall or outage)."""
+        substantive, resolution = self.deadlines(ticket_class, reported)
+        first = min(reported + timedelta(seconds=self.settings.report_response[channel]), substantive)
+        return first, substantive, resolution
+
+    def report(self, actor: str, channel: str, reporter: str, summary: str, ticket_class: str,
+               description: str = "", item: str | None = None, system: str | None = None,
+               reported_at: datetime | None = None) -> TicketView:
+        """Open a ticket for a problem a person reported (电话, 运维网站, 现场, 远程, 微信/QQ, 12366)."""
+        if not actor:
+            raise InvalidInputError("缺少操作人")
+        errors = []
+        try:
+            found_channel = ReportChannel(channel)
+        except ValueError:
+            found_channel = None
+            errors.append("请选择报告渠道")
+        try:
+            found_class = TicketClass(ticket_class)
+        except ValueError:
+            found_class = None
+            errors.append("请选择问题级别")
+        if not summary.strip():
+            errors.append("请填写问题摘要")
+        if not reporter.strip():
+            errors.append("请填写报告人")
+        item_id = None
+        if item:
+            try:
+                item_id = normalize_item_id(item)
+            except ValueError:
+                errors.append(f"检查项 {item[:8]} 不存在")
+        now = self.clock()
+        reported = reported_at or now
+        if reported.tzinfo is None:
+            errors.append("报告时间需要带时区")
+        elif reported > now + timedelta(minutes=1):
+            errors.append("报告时间不能晚于当前时间")
+        elif now - reported > MAX_REPORT_DELAY:
+            errors.append("报告时间不能早于 24 小时前")
+        if errors or found_channel is None or found_class is None:
+            raise InvalidInputError("；".join(errors))
+        first, substantive, resolution = self.report_deadlines(found_channel, found_class, reported)
+        fingerprint = f"report-{secrets.token_hex(12)}"
+        values = {
+            "fingerprint": fingerprint, "starts_at": to_db(reported), "group_key": "", "alertname": "",
+            "item": item_id, "zone": None, "target": (system or "").strip()[:512] or None,
+            "severity_class": found_class.value, "state": "open", "summary": summary.strip()[:2000],
+            "description": description.strip(), "labels": "{}", "ends_at": None,
+            "created_at": to_db(now), "updated_at": to_db(now), "response_deadline": to_db(first),
+            "resolution_deadline": to_db(resolution), "response_breached": False,
+            "resolution_breached": False, "escalated": False, "second_line": False, "recurrence_of": None,
+            "problem_key": f"{REPORT_SOURCE}|{fingerprint}", "sla_events": "", "source": REPORT_SOURCE,
+            "report_channel": found_channel.value, "reporter": reporter.strip()[:500],
+            "substantive_deadline": to_db(substantive), "substantive_breached": False, "typical": False,
+        }
+        with self._write() as (conn, ctx):
+            ticket_id = conn.execute(tickets.insert().returning(tickets.c.id), values).scalar_one()
+            row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).mappings().one()
+            self._audit(ctx, ticket_id, actor, "report", {},
+                        {"state": "open", "severity_class": found_class.value,
+                         "report_channel": found_channel.value, "reported_at": reported},
+                        f"{REPORT_CHANNEL_ZH[found_channel]}报告", now)
+            self._notice(conn, ctx, "reported", row, self.settings.routing.first_line,
+                         self._on_duty(conn, ctx, "first_line", now), f"report|{ticket_id}", now,
+                         actor=actor)
+        return self._view(row, now)
+
+    def escalate(self, ticket_id: int, actor: str, target: str, note: str) -> TicketView:
+        """Escalate to the second line (二线) or forward to the bureau's system administrators
+        (问题提交税务局系统管理员核实处理): a timeline entry, a message to them, and the ticket no
+        longer counts as solved at this level (本级解决率)."""
+        action = ESCALATION_TARGETS.get(target)
+        if action is None:
+            raise InvalidInputError("升级去向需为二线或税务局系统管理员")
+        if not note.strip():
+            raise InvalidInputError("请填写升级说明")
+        routing = self.settings.routing
+
+        def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+            if (row.get("escalated_to") or "") == target:
+                done = "转二线" if target == "second_line" else "提交税务局系统管理员"
+                raise InvalidInputError(f"工单已{done}")
+            found: dict[str, Any] = {"escalated": True, "escalated_to": target}
+            if target == "second_line":
+                found["second_line"] = True
+            return found
+
+        def send(conn: Connection, ctx: _Ctx, row: dict[str, Any], now: datetime) -> None:
+            if target == "second_line":
+                channels, mobiles = routing.second_line, self._on_duty(conn, ctx, "second_line", now)
+            else:
+                channels, mobiles = routing.bureau_admins, list(routing.bureau_admin_mobiles)
+            self._notice(conn, ctx, action, row, channels, mobiles,  # type: ignore[arg-type]
+                         f"{action}|{row['id']}", now, note=note.strip(), actor=actor)
+
+        return self._act(ticket_id, actor, action, OPEN_STATES, changes, note.strip(), after=send)
+
+    def declare_major_incident(self, ticket_id: int, actor: str, note: str) -> TicketView:
+        """重大事件: pages the second line for expert consultation (专家会诊); the ticket is what the
+        incident analysis report is written from. The second line is involved, so it is escalated."""
+        if not note.strip():
+            raise InvalidInputError("请填写重大事件说明")
+
+        def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+            if row.get("major_incident_at") is not None:
+                raise InvalidInputError("工单已宣布为重大事件")
+            return {"major_incident_at": now, "escalated": True, "second_line": True}
+
+        def send(conn: Connection, ctx: _Ctx, row: dict[str, Any], now: datetime) -> None:
+            self._notice(conn, ctx, "major_incident", row, self.settings.routing.second_line,
+                         self._on_duty(conn, ctx, "second_line", now), f"major|{row['id']}", now,
+                         note=note.strip(), actor=actor)
+
+        return self._act(ticket_id, actor, "major_incident", (*OPEN_STATES, "resolved"), changes,
+                         note.strip(), after=send)
+
+    def major_incidents(self, start: datetime, end: datetime) -> list[TicketView]:
+        """Tickets declared major incidents in [start, end): the incident analysis report's list."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tickets).where(
+                tickets.c.major_incident_at >= to_db(start), tickets.c.major_incident_at < to_db(end))
+                .order_by(tickets.c.major_incident_at)).mappings().all()
+        return [self._view(row) for row in rows]
+
+    def set_agreed_fix(self, ticket_id: int, actor: str, fix_at: datetime, approval_ref: str) -> TicketView:
+        """A fix the bureau approved on its own schedule (监控、调优、程序优化, SPEC §3 #9.3): the agreed
+        date replaces the resolution deadline. A breach already recorded stays recorded."""
+        if not approval_ref.strip():
+            raise InvalidInputError("请填写税务局批准文号或审批单号")
+        if fix_at.tzinfo is None:
+            raise InvalidInputError("约定日期需要带时区")
+
+        def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+            if fix_at <= now:
+                raise InvalidInputError("约定解决日期需晚于当前时间")
+            return {"resolution_deadline": fix_at, "agreed_fix_at": fix_at,
+                    "agreed_fix_ref": approval_ref.strip()[:255]}
+
+        return self._act(ticket_id, actor, "agreed_fix", OPEN_STATES, changes,
+                         f"税务局批准：{approval_ref.strip()[:255]}")
+
+    def link_same_problem(self, ticket_id: int, other_id: int, actor: str) -> TicketView:
+        """Mark `ticket_id` as the same problem as `other_id` (a reported problem and the alert about
+        it): the problem is counted once, on `other_id`, in the rates and reports."""
+        if ticket_id == other_id:
+            raise InvalidInputError("不能关联工单自身")
+        other = self.get_ticket(other_id)
+        if other is None:
+            raise InvalidInputError(f"工单 {other_id} 不存在")
+        root = other.duplicate_of or other_id
+
+        def changes(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+            if row.get("duplicate_of") is not None:
+                raise InvalidInputError(f"工单已关联到 #{row['duplicate_of']}")
+            if root == row["id"]:
+                raise InvalidInputError("两张工单已互相关联")
+            return {"duplicate_of": root}
+
+        return self._act(ticket_id, actor, "link", db.STATES, changes, f"与工单 #{root} 为同一问题，只计一次")
+
+    def mark_typical(self, ticket_id: int, actor: str, typical: bool = True) -> TicketView:
+        """A closed ticket marked (or unmarked) as a typical problem for the quarterly handbook."""
+        return self._act(ticket_id, actor, "typical", ("closed",), lambda _row, _now: {"typical": typical},
+                         "列为典型问题" if typical else "取消典型问题")
+
+    # -- roster, handovers, inspections, knowledge ---------------------------------------------
+
+    def add_shifts(self, actor: str, shifts: Sequence[duty.ShiftIn]) -> list[int]:
+        if not actor:
+            raise InvalidInputError("缺少操作人")
+        with self._write() as (conn, _ctx):
+            try:
+                return duty.add_shifts(conn, shifts, actor, self.clock())
+            except duty.RosterError as exc:
+                raise InvalidInputError(str(exc)) from None
+
+    def delete_shift(self, shift_id: int, actor: str) -> None:
+        with self._write() as (conn, _ctx):
+            if not duty.delete_shift(conn, shift_id):
+                raise InvalidInputError(f"班次 {shift_id} 不存在")
+        log.info("roster: %s deleted shift %s", actor, shift_id)
+
+    def roster(self, start: datetime, end: datetime) -> list[duty.Shift]:
+        with self.engine.connect() as conn:
+            return duty.shifts_between(conn, start, end)
+
+    def roster_cover(self, start: datetime, end: datetime) -> list[duty.RequiredShift]:
+        with self.engine.connect() as conn:
+            return duty.roster_cover(conn, self.calendar, start, end)
+
+    def on_duty(self, at: datetime | None = None) -> dict[str, list[duty.Shift]]:
+        with self.engine.connect() as conn:
+            return duty.on_duty(conn, at or self.clock())
+
+    def uncovered_shifts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return duty.uncovered_shifts(conn, self.calendar, self.clock(), self.settings.roster_horizon)
+
+    def handover(self, actor: str, from_person: str, to_person: str, notes: str) -> duty.Handover:
+        """交接班: the open tickets and the notes passed on, and a message to the first line."""
+        if not actor:
+            raise InvalidInputError("缺少操作人")
+        errors = [text for ok, text in ((from_person.strip(), "请填写交班人"),
+                                        (to_person.strip(), "请填写接班人")) if not ok]
+        if errors:
+            raise InvalidInputError("；".join(errors))
+        now = self.clock()
+        with self._write() as (conn, ctx):
+            found = duty.record_handover(conn, actor, from_person.strip(), to_person.strip(), notes.strip(),
+                                         now)
+            listed = "、".join(f"#{i}" for i in found.open_tickets[:50]) or "无"
+            note = f"未关闭工单：{listed}" + (f"\n交接事项：{found.notes}" if found.notes else "")
+            self._notice(conn, ctx, "handover", None, self.settings.routing.first_line,
+                         self._on_duty(conn, ctx, "first_line", now), f"handover|{found.id}", now,
+                         subject=f"{found.from_person} → {found.to_person}", note=note, actor=actor)
+        return found
+
+    def handovers(self, limit: int = 50) -> list[duty.Handover]:
+        with self.engine.connect() as conn:
+            return duty.list_handovers(conn, limit)
+
+    def local_today(self) -> date:
+        return self.clock().astimezone(self.calendar.tz).date()
+
+    def inspection(self, day: date) -> duty.Inspection | None:
+        with self.engine.connect() as conn:
+            return duty.get_inspection(conn, self.calendar, self.settings.inspection_due, day)
+
+    def inspection_prefill(self) -> duty.Prefill:
+        return duty.prefill_from_prometheus(self.settings.prometheus_url, self.settings.prometheus_timeout)
+
+    def sign_inspection(self, actor: str, day: date, entries: Sequence[duty.InspectionEntry], notes: str,
+                        source: str) -> duty.Inspection:
+        if not actor:
+            raise InvalidInputError("缺少操作人")
+        with self._write() as (conn, _ctx):
+            try:
+                return duty.sign_inspection(conn, self.calendar, self.settings.inspection_due, day, entries,
+                                            notes.strip(), source, actor, self.clock())
+            except duty.RosterError as exc:
+                raise InvalidInputError(str(exc)) from None
+
+    def inspection_summary(self, start: date, end: date) -> duty.InspectionSummary:
+        with self.engine.connect() as conn:
+            try:
+                return duty.inspection_summary(conn, self.calendar, self.settings.inspection_due, start, end,
+                                               self.clock())
+            except duty.RosterError as exc:
+                raise InvalidInputError(str(exc)) from None
+
+    def knowledge(self, query: str, typical_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """知识库: cause and solution of closed tickets, redacted (the handbook leaves the platform)."""
+        with self.engine.connect() as conn:
+            found = duty.search_knowledge(conn, query, typical_only, limit)
+        return [{**row, **{key: redact(row[key] or "") for key in ("summary", "cause", "solution")}}
+                for row in found]
 
     def rates(self, start: datetime, end: datetime) -> ResolutionRates:
         """本级解决率 and 一次性解决率 of [start, end) (aware datetimes); the monthly report reads it."""
@@ -800,7 +1154,9 @@ class TicketService:
         due = and_(tickets.c.state.in_(OPEN_STATES), or_(
             and_(tickets.c.acknowledged_at.is_(None), tickets.c.response_breached.is_(False),
                  tickets.c.response_deadline <= to_db(now)),
-            and_(tickets.c.resolution_breached.is_(False), tickets.c.resolution_deadline <= to_db(now))))
+            and_(tickets.c.resolution_breached.is_(False), tickets.c.resolution_deadline <= to_db(now)),
+            and_(tickets.c.in_progress_at.is_(None), tickets.c.substantive_breached.is_(False),
+                 tickets.c.substantive_deadline <= to_db(now))))
         escalated: list[int] = []
         with self._write() as (conn, ctx):
             rows = conn.execute(select(tickets).where(due).order_by(tickets.c.id).limit(500)
@@ -816,6 +1172,10 @@ class TicketService:
                 if _aware(row["resolution_deadline"]) <= now and not row["resolution_breached"]:
                     changes["resolution_breached"] = True
                     which.append("resolution")
+                if (row.get("substantive_deadline") is not None and row["in_progress_at"] is None
+                        and not row["substantive_breached"] and _aware(row["substantive_deadline"]) <= now):
+                    changes["substantive_breached"] = True
+                    which.append("substantive")
                 note = "超过" + "、".join(_DEADLINE_ZH[w] for w in which)
                 row = self._change(conn, ctx, row, changes, SCHEDULER_ACTOR, "escalate", note, now)
                 # Deadlines breached together: one message that states both.

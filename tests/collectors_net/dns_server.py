@@ -36,12 +36,8 @@ RECORDS: dict[tuple[str, str], list[str]] = {
 
 class DnsResponder:
     def __init__(self) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+        self.udp, self.tcp = self._bind_pair()
         self.port = int(self.udp.getsockname()[1])
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
         self.tcp.listen(16)
         self.address = f"127.0.0.1:{self.port}"
         self.queries: list[tuple[str, str, str]] = []  # (transport, name, type)
@@ -49,6 +45,24 @@ class DnsResponder:
                          threading.Thread(target=self._serve_tcp, daemon=True)]
         for thread in self._threads:
             thread.start()
+
+    @staticmethod
+    def _bind_pair() -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on one port: the kernel picks a free UDP port, and that number
+        may be taken for TCP on a busy machine, so try again with another one."""
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            return udp, tcp
+        raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1 after 50 tries")
 
     def answer(self, wire: bytes, transport: str) -> bytes | None:
         query = dns.message.from_wire(wire)

@@ -9,6 +9,7 @@ the notifier's own settings loader on its compose config.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tomllib
 from datetime import datetime, timedelta
@@ -126,6 +127,12 @@ def test_every_mounted_file_exists_and_config_is_read_only(compose: dict[str, An
 
 
 def test_secrets_are_files_never_committed(compose: dict[str, Any]) -> None:
+    # Asked of git itself, so this needs git (scripts/install-debian-deps.sh installs it) and a clone:
+    # a copy of the files without .git cannot say what is committed.
+    assert shutil.which("git"), "git is not installed (scripts/install-debian-deps.sh installs it)"
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True,
+                            text=True, check=False)
+    assert inside.stdout.strip() == "true", f"{REPO} is not a git checkout: run the tests in a clone"
     secrets = compose["secrets"]
     assert set(secrets) == {"notifier_webhook_token", "notifier_console_secret", "grafana_admin_password"}
     generator = (REPO / "deploy/secrets/generate.sh").read_text()

@@ -32,7 +32,10 @@ class MariaDB:
         import subprocess
 
         subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-                        "--skip-test-db", "--auth-root-authentication-method=normal"],
+                        "--skip-test-db", "--auth-root-authentication-method=normal",
+                        # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that parallel
+                        # servers exhaust ("io_setup() failed"): these small servers do without.
+                        "--innodb-use-native-aio=0"],
                        check=True, capture_output=True, timeout=120)
 
     def start(self) -> MariaDB:
@@ -40,7 +43,8 @@ class MariaDB:
         self.proc = Proc([self.server, "--no-defaults", f"--datadir={self.datadir}",
                           f"--socket={self.base / 'mysqld.sock'}", f"--port={self.port}",
                           "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables",
-                          "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+                          "--skip-log-bin", "--innodb-use-native-aio=0", "--innodb-buffer-pool-size=32M",
+                          "--innodb-log-file-size=16M",
                           f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
                           "--collation-server=utf8mb4_unicode_ci"],
                          log=self.base / "mariadb.log")

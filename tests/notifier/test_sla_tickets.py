@@ -266,8 +266,8 @@ def test_a_store_of_the_previous_release_upgrades(store_url: str, monkeypatch: p
                 " resolution_deadline, response_breached, resolution_breached, escalated, second_line)"
                 " VALUES (:fp, :at, '{}', 'X', 'outage', 'open', '', '', :labels, :at, :at, :at, :at,"
                 " 0, 0, 0, 0)"), {"fp": f"f{index}", "at": moment, "labels": found})
-    assert db.migrate(engine) == len(db.MIGRATIONS) == 2
-    assert db.migrate(engine) == 2
+    assert db.migrate(engine) == len(db.MIGRATIONS)
+    assert db.migrate(engine) == len(db.MIGRATIONS)
     with engine.connect() as conn:
         keys = conn.execute(select(db.tickets.c.problem_key, db.tickets.c.sla_events)
                             .order_by(db.tickets.c.id)).all()

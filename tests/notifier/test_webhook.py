@@ -39,6 +39,7 @@ NOTIFIER_METRICS = {
     "einvoice_notifier_outbox_dead_letters", "einvoice_notifier_sends",
     "einvoice_notifier_local_resolution_ratio", "einvoice_notifier_one_time_resolution_ratio",
     "einvoice_notifier_ticket_deadline_timestamp_seconds", "einvoice_notifier_webhook_requests",
+    "einvoice_notifier_roster_uncovered_shifts",
 }
 """The shared list (counters without `_total`, as the parser names families)."""
 

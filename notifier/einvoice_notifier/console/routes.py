@@ -196,7 +196,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
             state.errors.insert(0, error)
         return page("ticket.html", status, who=who, t=ticket, csrf=csrf_of(who), notice=notice,
                     timeline=timeline_rows(service.timeline(ticket_id)), link=None, form=state,
-                    deadlines=notes_of(ticket), firing=ticket.ends_at is None)
+                    deadlines=notes_of(ticket), firing=_firing(ticket))
 
     # -- login -----------------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
         form.errors += _too_long("处理说明", note)
         found = _row_id(ticket_id)
         ticket = service.get_ticket(found) if found is not None else None
-        if ticket is not None and ticket.ends_at is None and confirm_firing != "yes" and not form.errors:
+        if ticket is not None and _firing(ticket) and confirm_firing != "yes" and not form.errors:
             form.warning = ("告警仍在触发中（尚未收到恢复通知）。请确认故障已排除；"
                             "如仍要标记为已解决，请勾选确认后再次提交。")
         return act(request, ticket_id, csrf, "resolve", lambda tid, actor: service.resolve(tid, actor, note),
@@ -369,6 +369,64 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
             form.errors.append("请选择“本级解决”或“升级处理”")
         return act(request, ticket_id, csrf, "close",
                    lambda tid, actor: service.close(tid, actor, cause, solution, resolution == "local"), form)
+
+    @router.post("/tickets/{ticket_id}/escalate")
+    def escalate(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+                 target: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"target": target, "note": note}, form="escalate")
+        if target not in ("second_line", "bureau"):
+            form.errors.append("请选择升级去向：转二线或提交税务局系统管理员")
+        if not note.strip():
+            form.errors.append("请填写升级说明")
+        form.errors += _too_long("升级说明", note)
+        return act(request, ticket_id, csrf, "escalate_" + (target or "none"),
+                   lambda tid, actor: service.escalate(tid, actor, target, note), form)
+
+    @router.post("/tickets/{ticket_id}/major")
+    def major(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+              note: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"note": note}, form="major")
+        if not note.strip():
+            form.errors.append("请填写重大事件说明")
+        form.errors += _too_long("事件说明", note)
+        return act(request, ticket_id, csrf, "major_incident",
+                   lambda tid, actor: service.declare_major_incident(tid, actor, note), form)
+
+    @router.post("/tickets/{ticket_id}/agreed-fix")
+    def agreed_fix(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+                   fix_at: Annotated[str, Form()] = "",
+                   approval_ref: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"fix_at": fix_at, "approval_ref": approval_ref}, form="agreed_fix")
+        moment = parse_local(fix_at)
+        if moment is None:
+            form.errors.append("请填写约定解决日期（年-月-日 时:分）")
+        if not approval_ref.strip():
+            form.errors.append("请填写税务局批准文号或审批单号")
+        return act(request, ticket_id, csrf, "agreed_fix",
+                   lambda tid, actor: service.set_agreed_fix(tid, actor, moment or now(), approval_ref), form)
+
+    @router.post("/tickets/{ticket_id}/link")
+    def link_same(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+                  same_as: Annotated[str, Form()] = "") -> Response:
+        form = FormState({"same_as": same_as}, form="link")
+        other = _row_id(same_as.strip().lstrip("#"))
+        if other is None:
+            form.errors.append("请填写要关联的工单编号")
+        return act(request, ticket_id, csrf, "link",
+                   lambda tid, actor: service.link_same_problem(tid, other or 0, actor), form)
+
+    @router.post("/tickets/{ticket_id}/typical")
+    def typical(request: Request, ticket_id: str, csrf: Annotated[str, Form()] = "",
+                typical: Annotated[str, Form()] = "yes") -> Response:
+        return act(request, ticket_id, csrf, "typical",
+                   lambda tid, actor: service.mark_typical(tid, actor, typical != "no"))
+
+    from .duty_pages import add_duty_pages
+
+    add_duty_pages(router, service, settings, viewer_of=viewer_of, page=page, to_login=to_login,
+                   redirect=redirect, csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce,
+                                                                                 token),
+                   now=now)
 
     # -- signed links from messages ---------------------------------------------------------------
 
@@ -393,7 +451,7 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
         link = {"action": action, "exp": exp, "sig": sig, "csrf": signer.csrf_for("link", sig)}
         form = FormState(errors=[error] if error else [])
         return page("ticket.html", status, who=who, t=ticket, notice=notice, timeline=timeline, link=link,
-                    form=form, deadlines=notes, firing=ticket.ends_at is None)
+                    form=form, deadlines=notes, firing=_firing(ticket))
 
     @router.get("/link/{ticket_id}", response_class=HTMLResponse)
     def open_link(request: Request, ticket_id: str, action: str = "", exp: str = "",
@@ -430,7 +488,29 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
 
 
 _NOTICES = {"acknowledge": "已响应", "start_progress": "已开始处理", "add_note": "备注已添加",
-            "resolve": "已标记为已解决", "close": "工单已关闭"}
+            "resolve": "已标记为已解决", "close": "工单已关闭", "escalate_second_line": "已转二线并通知二线",
+            "escalate_bureau": "已提交税务局系统管理员核实处理",
+            "major_incident": "已宣布重大事件，已呼叫二线专家会诊",
+            "agreed_fix": "约定解决日期已保存", "link": "已关联为同一问题", "typical": "典型问题标记已更新",
+            "report": "问题已登记，已通知值班人员"}
+
+
+def parse_local(text: str) -> datetime | None:
+    """A datetime-local form value (Asia/Shanghai wall clock) as an aware UTC datetime."""
+    from .views import SHANGHAI
+
+    try:
+        found = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if found.tzinfo is None:
+        found = found.replace(tzinfo=SHANGHAI)
+    return found.astimezone(UTC)
+
+
+def _firing(ticket: Any) -> bool:
+    """An alert ticket whose alert has not ended; a reported problem has no alert to wait for."""
+    return ticket.ends_at is None and getattr(ticket, "source", "alert") != "report"
 
 
 def _safe_next(target: str) -> str:

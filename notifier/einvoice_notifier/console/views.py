@@ -18,13 +18,19 @@ SEVERITY_ZH: Mapping[Any, str] = TICKET_CLASS_ZH
 ACTION_ZH = {"create": "创建工单", "acknowledge": "响应", "start_progress": "开始处理",
              "add_note": "添加备注", "resolve": "解决", "close": "关闭", "alert_resolved": "告警恢复",
              "escalate": "超时升级", "second_line": "转二线", "sla_event": "SLA 事件",
-             "alert_joined": "告警并入工单", "requeue_message": "重新发送"}
+             "alert_joined": "告警并入工单", "requeue_message": "重新发送", "report": "报告问题",
+             "escalate_second_line": "转二线", "forward_bureau": "提交税务局系统管理员核实处理",
+             "major_incident": "宣布重大事件", "agreed_fix": "约定解决日期", "link": "关联同一问题",
+             "typical": "典型问题"}
 FIELD_ZH = {"state": "状态", "severity_class": "级别", "recurrence_of": "复发自工单",
             "acknowledged_at": "响应时间", "in_progress_at": "开始处理时间", "resolved_at": "解决时间",
             "closed_at": "关闭时间", "ends_at": "告警结束", "cause": "原因", "solution": "解决方案",
             "resolved_locally": "本级解决", "escalated": "已升级", "response_breached": "响应超时",
             "resolution_breached": "解决超时", "second_line": "二线", "sla_events": "SLA 事件",
-            "alertname": "告警名称"}
+            "alertname": "告警名称", "report_channel": "报告渠道", "reported_at": "报告时间",
+            "escalated_to": "升级去向", "major_incident_at": "重大事件", "resolution_deadline": "解决时限",
+            "agreed_fix_at": "约定解决日期", "agreed_fix_ref": "批准文号", "duplicate_of": "同一问题工单",
+            "typical": "典型问题", "substantive_breached": "实质响应超时"}
 ACTOR_ZH = {"alertmanager": "告警系统", "system": "系统", "duty-link": "值班人员（消息链接）"}
 
 
