@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, StringConstraints, ValidationError, 
 
 from einvoice_core.catalogue import ITEMS, Severity, normalize_item_id
 from einvoice_core.configtypes import StrictModel
+from einvoice_core.thresholds_data import DataChecks
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.yaml")
 SERVICE_KEYS = frozenset({"intake", "processing", "pipeline"})
@@ -269,6 +270,7 @@ class Thresholds(StrictModel):
     logs: Logs
     nginx: Nginx
     hosts: Hosts
+    data: DataChecks
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:

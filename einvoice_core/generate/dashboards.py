@@ -17,6 +17,7 @@ from typing import Any
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Zone
 from einvoice_core.contract import FAILURE_CLASS_ZH, TICKET_CLASS_ZH, FailureClass, TicketClass
+from einvoice_core.generate import dashboards_data
 
 Panel = dict[str, Any]
 Dashboard = dict[str, Any]
@@ -1002,6 +1003,7 @@ def pipeline(obj: Objectives) -> Dashboard:
                           "{{consumergroup}}")],
                    unit="s", thresholds=steps((None, GREEN), (obj.kafka_lag_seconds,
                                                               RED)), threshold_lines=True),
+        *dashboards_data.panels(sel),  # items 14, 16-19 (dashboards_data.py)
         *_item_checks_panels(items, 'zone=~"$zone", item=~"$item", check=~"$check"'),
     ]
     return dashboard(

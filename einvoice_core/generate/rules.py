@@ -29,7 +29,7 @@ from einvoice_core.contract import (
     SlaEvent,
     TicketClass,
 )
-from einvoice_core.generate import rules_apps, rules_hosts, rules_logs, rules_tickets
+from einvoice_core.generate import rules_apps, rules_data, rules_hosts, rules_logs, rules_tickets
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ChangeWindows,
@@ -1030,6 +1030,7 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
              "tests/items.test.yml": items_test_yaml(th),
              "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th)),
              **rules_hosts.test_file(th)}
+    files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     written = []
     for name, content in sorted(files.items()):
         path = out / name

@@ -192,9 +192,18 @@ def rule_files(rules_dir: Path = REPO / "alert_rules") -> list[Path]:
 
 
 def exporter_metrics() -> set[str]:
-    return declared_metrics(REPO / "exporters" / "einvoice_exporter",
-                            ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_", "wls_",
-                             "container_"))
+    declared = declared_metrics(REPO / "exporters" / "einvoice_exporter",
+                                ("probe_", "redis_", "elasticsearch_", "kafka_", "einvoice_", "wls_",
+                                 "container_"))
+    return declared | sql_template_metrics()
+
+
+def sql_template_metrics() -> set[str]:
+    """`einvoice_sql_<column>` of the value columns of config/example.yml's SQL checks: the `sql` kind
+    names its series after the configured columns, so the ready-made checks are what produce them."""
+    config = yaml.safe_load((REPO / "config" / "example.yml").read_text(encoding="utf-8"))
+    return {f"einvoice_sql_{column}" for module in config["modules"].values() if module["kind"] == "sql"
+            for query in module["sql"]["queries"] for column in query["values"]}
 
 
 def notifier_metrics() -> set[str]:

@@ -133,7 +133,7 @@ def test_ops_wall_shows_every_item_per_zone_for_a_tv(boards: dict[str, dict[str,
         for item in ITEMS:
             assert (item.name_zh in panel["description"]) == (item.zone == zone), item.id
         texts = {m["options"]["result"]["text"] for m in panel["fieldConfig"]["defaults"]["mappings"]}
-        assert texts == {"正常", "部分异常", "故障", "未配置"}
+        assert texts == {"正常", "部分异常", "故障", "未配置", "外部监控"}
 
 
 def test_sla_panels_compare_against_the_thresholds_file() -> None:

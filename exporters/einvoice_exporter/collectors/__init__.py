@@ -98,6 +98,8 @@ KINDS: tuple[str, ...] = (
     "service_registry",
     "logfile",
     "nginx",
+    "sql",
+    "goldengate",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 

@@ -1,0 +1,174 @@
+"""Side by side: our exporter (the real CLI, /metrics) and Debian's prometheus-sql-exporter
+(justwatchcom/sql_exporter 0.4.5) on the same MariaDB with the same 50 aggregate queries.
+
+The two do not schedule alike. prometheus-sql-exporter runs every query of a job in the background
+each `interval` and /metrics returns the last results; ours runs a check when a scrape finds its
+result older than the check's `interval` (or on every scrape without one), so a scrape may wait
+for the queries. Two scenarios, each for `--seconds` with one scrape per second, as Prometheus does:
+
+- every second: both run the 50 queries once a second (theirs: interval 1s; ours: no interval, the
+  queries run inside each scrape). Exporter CPU per second is the fair comparison of work; scrape
+  wall time shows ours waiting for the database and theirs returning its cache.
+- every 5 s: interval 5s for both; scrapes in between serve the cache on both sides.
+
+Each row: scrape wall time (mean, p50, p95 ms), exporter CPU (ms per second of the window, from
+utime+stime in /proc/<pid>/stat), and the MariaDB server's CPU likewise. Ratios are ours / theirs.
+
+    .venv/bin/python benchmarks/sql_compare.py [--seconds 30] [--checks 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.sql.conftest import MONITOR, MariaDB, start_mariadb
+from tests.support.procs import Proc, free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+SQL_EXPORTER = "/usr/bin/prometheus-sql-exporter"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def fetch(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}")
+        return len(body)
+
+
+def query(index: int) -> str:
+    return (f"SELECT status, COUNT(*) AS n{index:02d}, COALESCE(MAX(id), 0) AS last{index:02d}"
+            f" FROM push_queue WHERE id > {index} GROUP BY status")
+
+
+@dataclass
+class Row:
+    name: str
+    walls: list[float]
+    exporter_cpu: float
+    db_cpu: float
+    seconds: float
+    size: int
+
+    def cells(self) -> tuple[float, float, float, float, float]:
+        n = len(self.walls)
+        return (statistics.fmean(self.walls) * 1000, statistics.median(self.walls) * 1000,
+                sorted(self.walls)[max(int(n * 0.95) - 1, 0)] * 1000,
+                self.exporter_cpu / self.seconds * 1000, self.db_cpu / self.seconds * 1000)
+
+
+def run_window(name: str, url: str, exporter_pid: int, db_pid: int, seconds: float) -> Row:
+    for _ in range(3):
+        fetch(url)
+    walls: list[float] = []
+    size = 0
+    exporter_before, db_before = cpu_seconds(exporter_pid), cpu_seconds(db_pid)
+    started = time.monotonic()
+    tick = started
+    while tick - started < seconds:
+        begin = time.perf_counter()
+        size = fetch(url)
+        walls.append(time.perf_counter() - begin)
+        tick += 1.0
+        time.sleep(max(0.0, tick - time.monotonic()))  # a benchmark's scrape schedule, not a test wait
+    elapsed = time.monotonic() - started
+    return Row(name, walls, cpu_seconds(exporter_pid) - exporter_before, cpu_seconds(db_pid) - db_before,
+               elapsed, size)
+
+
+def start_ours(work: Path, db: MariaDB, checks: int, interval: str | None) -> tuple[Proc, int]:
+    lines = ["modules:"]
+    for i in range(checks):
+        lines += [f"  q{i:02d}:", "    kind: sql", "    timeout: 10s", "    sql:", "      driver: mysql",
+                  f"      username: {MONITOR[0]}", f"      password: {MONITOR[1]}",
+                  f"      queries: [{{name: q{i:02d}, labels: [status], values: [n{i:02d}, last{i:02d}],",
+                  f"                 sql: \"{query(i)}\"}}]"]
+    lines.append("checks:")
+    every = f", interval: {interval}" if interval else ""
+    for i in range(checks):
+        lines.append(f"  - {{name: q{i:02d}, item: '14', module: q{i:02d}, target: '{db.target}'{every}}}")
+    config = work / f"ours-{interval or 'none'}.yml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = free_port()
+    exe = Path(sys.executable).with_name("einvoice-exporter")
+    proc = Proc([str(exe), "--config", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                 "--log.level", "warn"], work / f"ours-{port}.log")
+    return proc.wait_port(port), port
+
+
+def start_theirs(work: Path, db: MariaDB, checks: int, interval: str) -> tuple[Proc, int]:
+    dsn = f"mysql://{MONITOR[0]}:{MONITOR[1]}@tcp(127.0.0.1:{db.port})/einv"
+    lines = ["jobs:", "- name: bench", f"  interval: '{interval}'", "  connections:", f"  - '{dsn}'",
+             "  queries:"]
+    for i in range(checks):
+        lines += [f"  - name: q{i:02d}", f"    help: query {i}", "    labels: [status]",
+                  f"    values: [n{i:02d}, last{i:02d}]", f"    query: \"{query(i)}\""]
+    config = work / f"theirs-{interval}.yml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = free_port()
+    proc = Proc([SQL_EXPORTER, "-config.file", str(config), "-web.listen-address", f"127.0.0.1:{port}"],
+                work / f"theirs-{port}.log")
+    return proc.wait_port(port), port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--checks", type=int, default=50)
+    args = parser.parse_args()
+    if not Path(SQL_EXPORTER).exists():
+        print("apt-get install prometheus-sql-exporter first", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="sql-bench-") as tmp:
+        work = Path(tmp)
+        db = start_mariadb(work / "mariadb")
+        db.execute("INSERT INTO einv.push_queue (channel, status, created_at)"
+                   " SELECT 'bank', ELT(1 + seq % 3, 'PENDING', 'DONE', 'FAILED'), NOW()"
+                   " FROM einv.seq_1_to_5000")
+        assert db.proc is not None
+        db_pid = db.proc.popen.pid
+        print(f"{args.checks} checks, MariaDB {db.target}, {args.seconds:.0f} s per window, 1 scrape/s")
+        print(f"{'':<40} {'mean ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms/s':>9} {'db ms/s':>8}")
+        try:
+            for label, ours_interval, theirs_interval in (("every second", None, "1s"),
+                                                          ("every 5 s", "5s", "5s")):
+                rows = []
+                for who in ("ours", "theirs"):
+                    if who == "ours":
+                        proc, port = start_ours(work, db, args.checks, ours_interval)
+                    else:
+                        proc, port = start_theirs(work, db, args.checks, theirs_interval)
+                    try:
+                        time.sleep(2.0)  # let the first background run of theirs finish
+                        rows.append(run_window(f"{label}: {who}", f"http://127.0.0.1:{port}/metrics",
+                                               proc.popen.pid, db_pid, args.seconds))
+                    finally:
+                        proc.stop()
+                for row in rows:
+                    print(f"{row.name:<40} " + " ".join(f"{c:8.2f}" for c in row.cells())
+                          + f"  ({row.size} bytes)")
+                ours, theirs = (r.cells() for r in rows)
+                ratios = [o / t if t else float("inf") for o, t in zip(ours, theirs, strict=True)]
+                print(f"{label + ': ratio ours/theirs':<40} " + " ".join(f"{r:7.2f}x" for r in ratios))
+        finally:
+            db.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""A real MariaDB on a free port, with grant tables (the read-only assertion needs them), a monitor
+account with SELECT only, and a small data set shaped like the push and job-log tables."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from tests.support.procs import Proc, free_port, require_binary, wait_until
+
+MONITOR = ("monitor", "monitor-pw")
+WRITER = ("writer", "writer-pw")
+DATABASE = "einv"
+
+
+@dataclass
+class MariaDB:
+    base: Path
+    port: int
+    server: str
+    proc: Proc | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}/{DATABASE}"
+
+    def start(self) -> MariaDB:
+        self.proc = Proc([self.server, "--no-defaults", f"--datadir={self.base / 'data'}",
+                          f"--socket={self.base / 'mysqld.sock'}", f"--port={self.port}",
+                          "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
+                          "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+                          f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
+                          "--max-connections=400"],
+                         log=self.base / "mariadb.log")
+        self.proc.wait_port(self.port, timeout=60)
+
+        def answers() -> bool:
+            try:
+                self.root().close()
+            except pymysql.err.OperationalError:
+                return False
+            return True
+
+        wait_until(answers, timeout=30, what="mariadb answering")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=30)
+            self.proc = None
+
+    def root(self) -> pymysql.Connection:
+        return pymysql.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=2,
+                               autocommit=True)
+
+    def execute(self, *statements: str) -> list[tuple]:
+        conn = self.root()
+        try:
+            with conn.cursor() as cursor:
+                rows: list[tuple] = []
+                for statement in statements:
+                    cursor.execute(statement)
+                    rows = list(cursor.fetchall())
+                return rows
+        finally:
+            conn.close()
+
+
+def start_mariadb(base: Path) -> MariaDB:
+    install = require_binary("mariadb-install-db", "mysql_install_db")
+    server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
+    base.mkdir(parents=True, exist_ok=True)
+    subprocess.run([install, "--no-defaults", f"--datadir={base / 'data'}", "--user=root",
+                    "--skip-test-db", "--auth-root-authentication-method=normal"],
+                   check=True, capture_output=True, timeout=120)
+    db = MariaDB(base, free_port(), server).start()
+    db.execute(
+        f"CREATE DATABASE {DATABASE}",
+        f"CREATE TABLE {DATABASE}.push_queue (id INT PRIMARY KEY AUTO_INCREMENT, channel VARCHAR(32),"
+        " status VARCHAR(16), taxpayer_id VARCHAR(20), created_at DATETIME)",
+        f"INSERT INTO {DATABASE}.push_queue (channel, status, taxpayer_id, created_at) VALUES"
+        " ('bureau', 'PENDING', '91450100MA5KQ7R2XH', NOW() - INTERVAL 30 MINUTE),"
+        " ('bureau', 'PENDING', '91450100MA5KQ7R2XH', NOW() - INTERVAL 5 MINUTE),"
+        " ('bank', 'FAILED', '91450100MA5KQ7R2XH', NOW() - INTERVAL 2 MINUTE),"
+        " ('bank', 'DONE', '91450100MA5KQ7R2XH', NOW())",
+        f"CREATE USER '{MONITOR[0]}'@'%' IDENTIFIED BY '{MONITOR[1]}'",
+        f"GRANT SELECT ON {DATABASE}.* TO '{MONITOR[0]}'@'%'",
+        f"GRANT SELECT ON mysql.event TO '{MONITOR[0]}'@'%'",
+        f"CREATE USER '{WRITER[0]}'@'%' IDENTIFIED BY '{WRITER[1]}'",
+        f"GRANT SELECT, INSERT, UPDATE ON {DATABASE}.* TO '{WRITER[0]}'@'%'",
+    )
+    return db
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    db = start_mariadb(tmp_path_factory.mktemp("sql-mariadb"))
+    yield db
+    db.stop()
+
+
+def dashboard_checks(db: MariaDB, ggsci_home: Path) -> tuple[dict, list[dict]]:
+    """Modules and checks (exporter config fragments) that give every items-14/16-19 panel of the
+    pipeline board data without firing an alert: healthy values on a real MariaDB, and a GoldenGate
+    home whose ggsci is the stand-in printing a healthy recorded INFO ALL."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS einv.dash_jobs (job_name VARCHAR(32), status VARCHAR(8),"
+        " started_at DATETIME, expected_interval_seconds INT)",
+        "DELETE FROM einv.dash_jobs",
+        "INSERT INTO einv.dash_jobs VALUES ('PUSH_HOURLY', 'OK', NOW() - INTERVAL 70 MINUTE, 3600)")
+    recorded = Path(__file__).resolve().parents[1] / "goldengate" / "fixtures" / "ggsci"
+    ggsci = ggsci_home / "ggsci"  # a shell stand-in: it must answer within a 1 s scrape on a busy machine
+    outputs = f"{recorded / 'banner.txt'} {recorded / 'info_all_12c_ok.txt'}"
+    ggsci.write_text(f"#!/bin/sh\ncat >/dev/null\ncat {outputs}\n")
+    ggsci.chmod(0o755)
+    queries = [
+        {"name": "push_backlog", "labels": ["channel"],
+         "values": ["push_backlog", "push_oldest_unpushed_age_seconds"],
+         "sql": "SELECT 'bureau' AS channel, 3 AS push_backlog, 120 AS push_oldest_unpushed_age_seconds"},
+        *[{"name": f"count_{side}", "values": ["data_count"], "sql": "SELECT 1000 AS data_count",
+           "const_labels": {"dataset": "invoice", "side": side}} for side in ("source", "target")],
+        {"name": "job_log", "labels": ["job"],
+         "values": ["job_failures", "job_overdue_seconds", "job_broken"],
+         "sql": "SELECT job_name AS job, SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END) AS job_failures,"
+                " GREATEST(0, TIMESTAMPDIFF(SECOND, MAX(started_at), NOW()) - MAX(expected_interval_seconds))"
+                " AS job_overdue_seconds, 0 AS job_broken FROM dash_jobs GROUP BY job_name"},
+        {"name": "volume", "labels": ["flow"], "values": ["business_volume"],
+         "sql": "SELECT 'issued' AS flow, 20 AS business_volume"},
+        {"name": "sync_queue", "values": ["sync_backlog", "sync_oldest_age_seconds"],
+         "sql": "SELECT 4 AS sync_backlog, 30 AS sync_oldest_age_seconds"},
+    ]
+    modules = {
+        "dash_sql": {"kind": "sql", "timeout": "5s",
+                     "sql": {"driver": "mysql", "username": MONITOR[0], "password": MONITOR[1],
+                             "queries": queries}},
+        "dash_ogg": {"kind": "goldengate", "timeout": "5s",
+                     "goldengate": {"source": "ggsci", "lag_command": False, "send_status": False,
+                                    "expected_stopped": ["JAGENT"]}},
+    }
+    checks = [{"name": f"dash-data-{item}", "item": item, "module": "dash_sql", "target": db.target,
+               "interval": "5s"} for item in ("14", "17", "18", "19")]
+    checks.append({"name": "dash-ogg", "item": "16", "module": "dash_ogg", "target": str(ggsci_home)})
+    return modules, checks
