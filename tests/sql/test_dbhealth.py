@@ -112,7 +112,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ser
             f"GRANT SELECT ON ops.* TO '{MONITOR[0]}'@'%'",
             f"GRANT PROCESS ON *.* TO '{MONITOR[0]}'@'%'",
         )
-        wait_until(lambda: bool(replica.execute("SELECT COUNT(*) FROM mysql.user WHERE user = 'monitor'")[0][0])
+        monitor = f"SELECT COUNT(*) FROM mysql.user WHERE user = '{MONITOR[0]}'"
+        wait_until(lambda: bool(replica.execute(monitor)[0][0])
                    and _table_exists(replica, "heartbeat", "heartbeat"), timeout=60,
                    what="the replica applying the primary's set-up")
         yield primary, replica
