@@ -271,6 +271,7 @@ class Thresholds(StrictModel):
     nginx: Nginx
     hosts: Hosts
     data: DataChecks
+    dbhealth: DbHealth
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
@@ -422,4 +423,38 @@ class Hosts(StrictModel):
         if self.clock_offset_critical_seconds <= self.clock_offset_warning_seconds:
             raise ValueError("hosts.clock_offset_critical_seconds must be above"
                              " clock_offset_warning_seconds")
+        return self
+
+
+class DbHealth(StrictModel):
+    """Database health from the sql kind's templates (config/example.yml; rules_dbhealth.py)."""
+
+    replication_stopped_for: PromDuration
+    replication_lag_seconds: float = Field(gt=0)
+    replication_lag_for: PromDuration
+    connections_ratio_warning: Ratio
+    connections_for: PromDuration
+    long_transaction_seconds: float = Field(gt=0)
+    long_transaction_for: PromDuration
+    backup_max_age: PromDuration
+    backup_failed_for: PromDuration
+    tablespace_used_percent_warning: float = Field(gt=0, le=100)
+    tablespace_used_percent_critical: float = Field(gt=0, le=100)
+    tablespace_for: PromDuration
+    fra_used_percent_warning: float = Field(gt=0, le=100)
+    fra_used_percent_critical: float = Field(gt=0, le=100)
+    fra_for: PromDuration
+    blocking_for: PromDuration
+    long_running_sql_for: PromDuration
+    sessions_ratio_warning: Ratio
+    sessions_for: PromDuration
+    dataguard_lag_seconds: float = Field(gt=0)
+    dataguard_lag_for: PromDuration
+    invalid_objects_for: PromDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DbHealth:
+        for name in ("tablespace_used_percent", "fra_used_percent"):
+            if getattr(self, f"{name}_warning") >= getattr(self, f"{name}_critical"):
+                raise ValueError(f"dbhealth.{name}_warning must be below {name}_critical")
         return self
