@@ -7,6 +7,7 @@ here); the views they read are named in config/example.yml."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ from tests.sql.conftest import MONITOR
 from tests.support.procs import Proc, free_port, require_binary, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"ACTUATOR_PASSWORD": "x", "IDAUTH_PROBE_TOKEN": "x", "SYNC_API_TOKEN": "x",
-       "WEBLOGIC_MONITOR_PASSWORD": "x", "NACOS_MONITOR_PASSWORD": "x",
-       "EINV_ORACLE_PASSWORD": "x", "EINV_MYSQL_PASSWORD": MONITOR[1], "OGG_MONITOR_PASSWORD": "x"}
+ENV = {**{name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}",
+                                           (REPO / "config" / "example.yml").read_text(encoding="utf-8"))},
+       "EINV_MYSQL_PASSWORD": MONITOR[1]}
+"""Every `${VAR}` of config/example.yml set (the MySQL one to the test account's password)."""
 MAX_CONNECTIONS = 123
 
 

@@ -4,6 +4,7 @@ with tables shaped as the templates expect (Oracle ones cannot run here: no Orac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from einvoice_exporter.collectors import sql
@@ -16,9 +17,10 @@ from tests.sql.conftest import MONITOR, MariaDB
 REPO = Path(__file__).resolve().parents[2]
 DB_HEALTH = {"mysql_health", "mysql_replica"}
 """Database-health templates: they read a primary and a replica, run in test_dbhealth.py."""
-ENV = {"ACTUATOR_PASSWORD": "x", "IDAUTH_PROBE_TOKEN": "x", "SYNC_API_TOKEN": "x",
-       "WEBLOGIC_MONITOR_PASSWORD": "x", "NACOS_MONITOR_PASSWORD": "x",
-       "EINV_ORACLE_PASSWORD": "x", "EINV_MYSQL_PASSWORD": MONITOR[1], "OGG_MONITOR_PASSWORD": "x"}
+ENV = {**{name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}",
+                                           (REPO / "config" / "example.yml").read_text(encoding="utf-8"))},
+       "EINV_MYSQL_PASSWORD": MONITOR[1]}
+"""Every `${VAR}` of config/example.yml set (the MySQL one to the test account's password)."""
 
 
 def _config() -> ExporterConfig:
