@@ -6,6 +6,7 @@ changed in one place and every generated file follows after `einvoice-generate`.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -153,6 +154,13 @@ class Redis(StrictModel):
 class Elasticsearch(StrictModel):
     red_for: PromDuration
     yellow_for: PromDuration
+    heap_ratio_max: Ratio
+    disk_ratio_max: Ratio
+
+
+class Tickets(StrictModel):
+    local_resolution_min: Ratio
+    one_time_resolution_min: Ratio
 
 
 class Kafka(StrictModel):
@@ -263,6 +271,7 @@ class Thresholds(StrictModel):
     latency: Latency
     redis: Redis
     elasticsearch: Elasticsearch
+    tickets: Tickets
     kafka: Kafka
     monitoring: Monitoring
     routing: Routing
@@ -357,6 +366,13 @@ def _load(path: Path, model: type[StrictModel]) -> StrictModel:
             key = ".".join(str(part) for part in err["loc"]) or "(top level)"
             lines.append(f"  {key}: {err['msg']}")
         raise ThresholdsError("\n".join(lines)) from exc
+
+
+@functools.cache
+def shipped() -> Thresholds:
+    """The thresholds file shipped with the bundle: the defaults that collectors judge by, so a
+    collector's default and a dashboard's colour come from the same number."""
+    return load_thresholds(DEFAULT_PATH)
 
 
 def load_thresholds(path: Path = DEFAULT_PATH) -> Thresholds:

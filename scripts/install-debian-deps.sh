@@ -9,7 +9,8 @@ packages=(
   prometheus prometheus-alertmanager prometheus-blackbox-exporter prometheus-redis-exporter
   redis-server redis-tools mariadb-server nginx
   chromium fonts-noto-cjk faketime openssl
-  prometheus-nginx-exporter prometheus-node-exporter logrotate systemd systemd-journal-remote
+  prometheus-nginx-exporter prometheus-node-exporter prometheus-elasticsearch-exporter
+  logrotate systemd systemd-journal-remote
   docker.io debootstrap poppler-utils
 )
 missing=()

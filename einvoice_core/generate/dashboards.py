@@ -48,8 +48,8 @@ HOST_LOG_ITEMS = ("03", "04", "09")
 class Objectives:
     """The SLA numbers the panels compare against (SPEC §3), read from the thresholds file.
 
-    The defaults are the contract's own numbers; the ones that are not in the thresholds file
-    (resolution ratios, continuous running, ES heap/disk) are the notifier's and the contract's.
+    The defaults are the contract's own numbers; load_objectives() reads every one of them from the
+    thresholds file, the same numbers the rules and the collectors' defaults use.
     """
 
     availability: float = 0.99863
@@ -92,6 +92,10 @@ def load_objectives(path: Path | None = None) -> Objectives:
         cert_critical_days=cfg.certificates.critical_days,
         probe_latency_seconds=cfg.latency.good_seconds,
         redis_memory_ratio=cfg.redis.memory_ratio_warning,
+        es_heap_ratio=cfg.elasticsearch.heap_ratio_max,
+        es_disk_ratio=cfg.elasticsearch.disk_ratio_max,
+        local_resolution_ratio=cfg.tickets.local_resolution_min,
+        one_time_resolution_ratio=cfg.tickets.one_time_resolution_min,
         kafka_lag_seconds=kafka_lag,
         service_names={key: cfg.services[key].name_zh for key in SERVICE_NAMES_ZH},
         service_items={key: tuple(cfg.services[key].items) for key in SERVICE_NAMES_ZH},

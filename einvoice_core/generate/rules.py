@@ -650,27 +650,54 @@ def _in_windows(series: str, windows: ChangeWindows, location: str) -> str:
                          for start, end in sorted(w.bounds(location) for w in windows.windows))
 
 
+APP_START_RECORD = "einvoice:app_start_time_seconds"
+"""Start times of application instances the exporter sees (containers, WebLogic servers), one series
+per instance with `instance` naming it (`container/<name>`, `weblogic/<server>`)."""
+
+_APP_START_SOURCES = (
+    # (series, its label that names the instance, prefix of the instance name)
+    ("container_start_time_seconds", "name", "container"),
+    ("einvoice_weblogic_server_start_time_seconds", "server", "weblogic"),
+)
+
+
 def app_groups(th: Thresholds, windows: ChangeWindows) -> list[dict[str, Any]]:
-    """应用连续运行 (seed §三.(四) 2): start times of the application instances, restarts and runs."""
+    """应用连续运行 (seed §三.(四) 2): start times of the application instances, restarts and runs.
+
+    Instances are JVM/actuator processes scraped by the `continuity.job` job
+    (`process_start_time_seconds`) and, through the exporter, containers (item 15) and WebLogic
+    servers (items 05, 10), recorded as APP_START_RECORD with `instance` naming them."""
     apps = th.continuity
-    start = f'process_start_time_seconds{{job="{apps.job}"}}'
-    restarted = f"changes({start}[{apps.restart_alert_window}]) > 0"
-    in_window = _in_windows(start, windows, th.routing.location)
-    expr = restarted
-    if in_window:
-        expr = f"({restarted})\nunless\n(\n  " + in_window.replace("\n", "\n  ") + "\n)"
+    starts = (f'process_start_time_seconds{{job="{apps.job}"}}', APP_START_RECORD)
+    unplanned = []
+    for start in starts:
+        restarted = f"changes({start}[{apps.restart_alert_window}]) > 0"
+        in_window = _in_windows(start, windows, th.routing.location)
+        if in_window:
+            restarted = f"({restarted})\nunless\n(\n  " + in_window.replace("\n", "\n  ") + "\n)"
+        unplanned.append(restarted)
+    expr = "\nor\n".join(f"(\n{part}\n)" for part in unplanned)
+    recorded_start = {
+        "record": APP_START_RECORD,
+        "expr": "\nor\n".join(
+            f'label_replace(max without (item, zone, check, target, instance, image) ({series}), '
+            f'"instance", "{prefix}/$1", "{label}", "(.+)")' for series, label, prefix in _APP_START_SOURCES),
+    }
     long: list[dict[str, Any]] = [
-        *({"record": f"einvoice:app_restarts:count_{w}", "expr": f"changes({start}[{w}])"}
+        *({"record": f"einvoice:app_restarts:count_{w}",
+           "expr": " or ".join(f"changes({start}[{w}])" for start in starts)}
           for w in ("1d", "30d", apps.continuous_run)),
         {"record": f"einvoice:app_uptime_longest_seconds_{apps.continuous_run}",
          "expr": f"max_over_time(einvoice:app_uptime_seconds[{apps.continuous_run}])"},
     ]
     rules: list[dict[str, Any]] = [
-        {"record": "einvoice:app_uptime_seconds", "expr": f"time() - {start}"},
+        recorded_start,
+        {"record": "einvoice:app_uptime_seconds",
+         "expr": " or ".join(f"time() - {start}" for start in starts)},
         _alert(
             th, "EinvoiceAppRestartUnplanned", expr, Severity.WARNING,
             "应用实例 {{ $labels.instance }} 在变更窗口外重启",
-            f"应用实例 {{{{ $labels.instance }}}}（抓取任务 {apps.job}）在最近 "
+            "应用实例 {{ $labels.instance }}（抓取任务 {{ $labels.job }}）在最近 "
             f"{_zh(apps.restart_alert_window)}内重启，新的启动时间不在任何已批准的变更窗口"
             f"（alert_rules/change_windows.yml）内。合同要求应用至少连续 {_zh(apps.continuous_run)}不停："
             "请查明重启原因（崩溃、人为操作、未登记的变更），并补登变更或记录事件。",

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
-from einvoice_core.catalogue import ITEMS, Item, Zone
+from einvoice_core.catalogue import ITEMS, Item, Zone, get_item
 
 from .schema import ExporterConfig
 
@@ -99,7 +99,12 @@ def file_sd(config: ExporterConfig, exporter_address: str) -> str:
             "targets": [exporter_address],
             # /probe?check=NAME runs the configured check; its series carry item, zone, check and
             # target themselves, so the group adds only what Prometheus cannot know: the instance.
+            # `__meta_einvoice_*` are dropped unless the job relabels them: the documented job
+            # (deploy/prometheus/prometheus.yml) gives the detail series item, zone, check and
+            # target this way, so our dashboards' variables select them in this mode too.
             "labels": {"__param_check": check.name, "instance": check.target,
-                       "kind": config.modules[check.module].kind},
+                       "kind": config.modules[check.module].kind,
+                       "__meta_einvoice_item": check.item,
+                       "__meta_einvoice_zone": get_item(check.item).zone.value},
         })
     return json.dumps(groups, ensure_ascii=False, indent=2) + "\n"

@@ -1,4 +1,4 @@
-"""A lean encoder for the text exposition formats, for gauges and counters.
+"""A lean encoder for the text exposition formats, for gauges, counters and summaries.
 
 A 500-check /metrics carries ~8,000 samples; prometheus_client's generic encoder re-validates and
 re-escapes every label name of every sample, which was most of the scrape's CPU. Our label names
@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-_SIMPLE = frozenset({"gauge", "counter"})
+_SIMPLE = frozenset({"gauge", "counter", "summary"})
 
 
 class _Families:
@@ -31,7 +31,12 @@ class _Families:
         return self._families
 
 
+_FINITE_MAX = 1.7976931348623157e308
+
+
 def _value(value: float) -> str:
+    if -_FINITE_MAX <= value <= _FINITE_MAX:  # the common case: finite (NaN compares false)
+        return repr(float(value))
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .collectors import CheckError
 
 IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
+_IDENTITY = frozenset(IDENTITY_LABELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +32,10 @@ class Failure:
     """English, one line, for logs and the landing page. Never a secret, never taxpayer data."""
 
 
-MetricType = Literal["gauge", "counter", "info", "histogram"]
+MetricType = Literal["gauge", "counter", "info", "histogram", "summary"]
 _SUFFIX = "__sample_suffix"
-"""Internal pseudo-label: which sample of a histogram (_bucket, _count, _sum) a value is."""
+"""Internal pseudo-label: which sample of a histogram (_bucket, _count, _sum) or a summary (_count,
+_sum) a value is."""
 
 
 @dataclass(slots=True)
@@ -67,6 +69,15 @@ class MetricSet:
             raise ValueError(f"counter {name} must end in _total")
         self.add(name, "counter", documentation, value, labels)
 
+    def summary(self, name: str, documentation: str, quantiles: Mapping[str, float], total: float,
+                count: float, labels: Mapping[str, str] | None = None) -> None:
+        """A summary: one sample per quantile (label `quantile`), then `_sum` and `_count`."""
+        own = dict(labels or {})
+        for quantile, value in quantiles.items():
+            self.add(name, "summary", documentation, value, {**own, "quantile": quantile})
+        self.add(name, "summary", documentation, total, {**own, _SUFFIX: "_sum"})
+        self.add(name, "summary", documentation, count, {**own, _SUFFIX: "_count"})
+
     def histogram(self, name: str, documentation: str, buckets: Sequence[tuple[float, float]],
                   count: float, total: float, labels: Mapping[str, str] | None = None) -> None:
         """Cumulative `buckets` as (upper bound, observations <= bound); +Inf is `count`."""
@@ -80,9 +91,9 @@ class MetricSet:
     def add(self, name: str, type_: MetricType, documentation: str, value: float,
             labels: Mapping[str, str] | None = None) -> None:
         """One sample of a family of any type (copying families between sets)."""
-        own = dict(labels or {})
-        clash = set(own) & set(IDENTITY_LABELS)
-        if clash:
+        own = dict(labels) if labels else {}
+        if own and not _IDENTITY.isdisjoint(own):
+            clash = set(own) & _IDENTITY
             raise ValueError(f"{name}: label(s) {sorted(clash)} are reserved for the runtime")
         family = self._families.get(name)
         if family is None:
@@ -90,6 +101,19 @@ class MetricSet:
         elif family.type != type_:
             raise ValueError(f"{name} added as {type_} and as {family.type}")
         family.samples.append((own, float(value)))
+
+    def extend(self, other: MetricSet, skip: tuple[str, ...] = ()) -> None:
+        """Add every family of `other` (but `skip`), already checked when it was built."""
+        for name, family in other._families.items():
+            if name in skip:
+                continue
+            mine = self._families.get(name)
+            if mine is None:
+                self._families[name] = _Family(family.type, family.documentation, list(family.samples))
+            elif mine.type != family.type:
+                raise ValueError(f"{name} added as {family.type} and as {mine.type}")
+            else:
+                mine.samples.extend(family.samples)
 
     def names(self) -> list[str]:
         return list(self._families)
@@ -162,8 +186,9 @@ def merge_families(
             if family is None:
                 base = name.removesuffix("_total") if type_ == "counter" else name
                 family = merged[name] = Metric(base, documentation, type_)
+            add_sample = family.add_sample
             for own, value in samples:
                 suffix = own.get(_SUFFIX, "")
                 labels = {k: v for k, v in own.items() if k != _SUFFIX} if suffix else own
-                family.add_sample(name + suffix, {**identity, **labels}, value)
+                add_sample(name + suffix, {**identity, **labels} if identity else labels, value)
     yield from merged.values()

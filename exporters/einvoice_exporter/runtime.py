@@ -576,11 +576,7 @@ def with_basics(result: Result, kind: str | None = None) -> MetricSet:
     basics.gauge("probe_success", "Displays whether or not the probe was a success", 1 if result.up else 0)
     basics.gauge("probe_duration_seconds", "Returns how long the probe took to complete in seconds",
                  result.duration)
-    for name, type_, documentation, samples in metrics.items():
-        if name in ("probe_success", "probe_duration_seconds"):
-            continue
-        for labels, value in samples:
-            basics.add(name, type_, documentation, value, labels)
+    basics.extend(metrics, skip=("probe_success", "probe_duration_seconds"))
     if missing_own and hook is not None:
         hook(basics)
     return basics

@@ -28,6 +28,11 @@ ROUTES = {
     "/_cluster/health": "cluster_health.json",
     "/_cluster/pending_tasks": "pending_tasks.json",
     "/_nodes/stats/jvm,fs,breaker": "nodes_stats.json",
+    "/_nodes/stats/jvm,fs,breaker,indices,thread_pool,transport,os,process,http": "nodes_stats.json",
+    # what elasticsearch_exporter asks (tests/es/test_parity.py runs it against this server)
+    "/": "root.json",
+    "/_nodes/stats": "nodes_stats.json",
+    "/_nodes/_local/stats": "nodes_stats.json",
 }
 
 

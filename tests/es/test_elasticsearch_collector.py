@@ -20,7 +20,7 @@ from tests.support.procs import free_port
 from .conftest import VERSIONS, FakeElasticsearch, load, serve_tls
 
 HEALTH = "/_cluster/health"
-NODES = "/_nodes/stats/jvm,fs,breaker"
+NODES = "/_nodes/stats/jvm,fs,breaker,indices,thread_pool,transport,os,process,http"
 PENDING = "/_cluster/pending_tasks"
 
 
@@ -59,19 +59,34 @@ def test_documented_responses_of_each_version(es_server: FakeElasticsearch) -> N
 
     stats = load(f"{es_server.version}/nodes_stats.json")["body"]
     node = next(iter(stats["nodes"].values()))
-    n = {**c, "name": node["name"]}
+    # elasticsearch_exporter's node labels: host, name and the role flags.
+    n = {**c, "host": node["host"], "name": node["name"], "es_master_node": "true", "es_data_node": "true",
+         "es_ingest_node": "true", "es_client_node": "false"}
     mem = node["jvm"]["mem"]
     assert ms.value("elasticsearch_jvm_memory_used_bytes", {**n, "area": "heap"}) == mem["heap_used_in_bytes"]
     assert ms.value("elasticsearch_jvm_memory_used_bytes", {**n, "area": "non-heap"}) == \
         mem["non_heap_used_in_bytes"]
     assert ms.value("elasticsearch_jvm_memory_max_bytes", {**n, "area": "heap"}) == mem["heap_max_in_bytes"]
     data = node["fs"]["data"][0]
-    p = {**n, "path": data["path"]}
+    p = {**n, "mount": data.get("mount", ""), "path": data["path"]}
     assert ms.value("elasticsearch_filesystem_data_size_bytes", p) == data["total_in_bytes"]
     assert ms.value("elasticsearch_filesystem_data_available_bytes", p) == data["available_in_bytes"]
     breakers = {labels["breaker"] for labels, _ in _samples(outcome, "elasticsearch_breakers_tripped")}
     assert breakers == set(node["breakers"])
     assert ms.value("elasticsearch_breakers_tripped", {**n, "breaker": "parent"}) == 0
+    indices = node["indices"]
+    assert ms.value("elasticsearch_indices_docs", n) == indices["docs"]["count"]
+    assert ms.value("elasticsearch_indices_store_size_bytes", n) == indices["store"]["size_in_bytes"]
+    assert ms.value("elasticsearch_indices_indexing_index_total", n) == indices["indexing"]["index_total"]
+    assert ms.value("elasticsearch_indices_search_query_time_seconds", n) == pytest.approx(
+        indices["search"]["query_time_in_millis"] / 1000)
+    assert ms.value("elasticsearch_indices_search_fetch_total", n) == indices["search"]["fetch_total"]
+    assert ms.value("elasticsearch_thread_pool_rejected_count", {**n, "type": "write"}) == 3
+    assert ms.value("elasticsearch_jvm_gc_collection_seconds_sum", {**n, "gc": "young"}) == pytest.approx(
+        node["jvm"]["gc"]["collectors"]["young"]["collection_time_in_millis"] / 1000)
+    assert ms.value("elasticsearch_transport_tx_size_bytes_total", n) == node["transport"]["tx_size_in_bytes"]
+    assert ms.value("elasticsearch_nodes_roles", {**c, "host": node["host"], "name": node["name"],
+                                                  "role": "master"}) == 1
 
     # Pending tasks: two HIGH, one URGENT, the oldest waited 858 ms.
     assert ms.value("einvoice_elasticsearch_pending_tasks", {**c, "priority": "high"}) == 2

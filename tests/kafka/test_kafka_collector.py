@@ -52,6 +52,19 @@ def test_lag_per_partition_with_kafka_exporter_names(broker: Broker, clock: Fake
     assert sum(states.values()) == 1
     assert states["Unknown"] == 1  # what tansu's ListGroups reports for a group with no members
     assert ms.value("einvoice_kafka_consumergroup_stalled", {"consumergroup": "lag-push"}) == 0
+    # kafka_exporter's broker and placement series (one tansu broker: leader, replica and ISR itself)
+    assert ms.value("kafka_brokers") == 1
+    info = _samples(ms, "kafka_broker_info")
+    assert [labels["address"] for labels, _ in info] == [broker.bootstrap]
+    leader = int(info[0][0]["id"])
+    for partition in ("0", "1", "2"):
+        part = {**p, "partition": partition}
+        assert ms.value("kafka_topic_partition_oldest_offset", part) == 0
+        assert ms.value("kafka_topic_partition_leader", part) == leader
+        assert ms.value("kafka_topic_partition_replicas", part) == 1
+        assert ms.value("kafka_topic_partition_in_sync_replica", part) == 1
+        assert ms.value("kafka_topic_partition_leader_is_preferred", part) == 1
+        assert ms.value("kafka_topic_partition_under_replicated_partition", part) == 0
 
 
 def test_lag_in_seconds_interpolated_from_offset_history(broker: Broker, clock: FakeClock) -> None:

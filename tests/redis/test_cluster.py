@@ -15,6 +15,7 @@ from einvoice_exporter.collectors.redis_cluster import parse_cluster_nodes
 from einvoice_exporter.outcome import Outcome, Reason
 
 from tests.redis.conftest import Cluster, StartRedis, start_cluster
+from tests.redis.test_redis import link_up
 from tests.support.collectors import run_once
 from tests.support.procs import free_port, wait_until
 
@@ -68,7 +69,7 @@ def test_healthy_cluster_from_one_seed(cluster: Cluster) -> None:
             assert m.value("einvoice_redis_cluster_master_replicas", addr) == 1
             assert (m.value("einvoice_redis_cluster_node_slots", addr) or 0) > 5000
         else:
-            assert m.value("redis_master_link_up", addr) == 1
+            assert link_up(m, node.address) == 1
     assert sum(m.value("einvoice_redis_cluster_node_slots", {"addr": n.address}) or 0
                for n in cluster.nodes) == 16384
 

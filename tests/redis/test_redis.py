@@ -18,7 +18,7 @@ from einvoice_exporter.collectors._redis_common import (
     Deadline,
     RedisConnector,
 )
-from einvoice_exporter.outcome import Outcome, Reason
+from einvoice_exporter.outcome import MetricSet, Outcome, Reason
 from einvoice_exporter.schema import ExporterConfig
 from pydantic import ValidationError
 
@@ -30,6 +30,16 @@ from tests.support.procs import Proc, free_port, wait_until
 
 def run(target: str, timeout: float = 5.0, **settings: object) -> Outcome:
     return run_once(redis_kind, redis_kind.Settings.model_validate(settings), target, timeout)
+
+
+def link_up(metrics: MetricSet, addr: str | None = None) -> float | None:
+    """redis_master_link_up of one instance, whatever its master_host/master_port labels."""
+    for name, _, _, samples in metrics.items():
+        for labels, value in samples:
+            if name == "redis_master_link_up" and labels.get("addr") == addr:
+                assert set(labels) - {"addr"} == {"master_host", "master_port"}
+                return value
+    return None
 
 
 def label_values(outcome: Outcome) -> set[str]:
@@ -68,7 +78,9 @@ def test_standalone_with_password_reports_redis_exporter_series(start_redis: Sta
             for labels, _ in samples]
     assert info[0]["role"] == "master"
     assert info[0]["redis_version"].startswith("7.")
-    assert set(info[0]) == {"role", "redis_version", "redis_mode", "maxmemory_policy"}
+    assert set(info[0]) == {"role", "redis_version", "redis_mode", "maxmemory_policy", "redis_build_id",
+                            "os", "tcp_port", "run_id", "process_id"}  # redis_exporter's labels
+    assert info[0]["tcp_port"] == str(server.port)
 
 
 def test_wrong_or_missing_password_is_auth_and_never_leaks(start_redis: StartRedis) -> None:
@@ -242,12 +254,12 @@ def test_replica_link_up_then_down_when_master_stops(start_redis: StartRedis) ->
 
     assert on_master.success and on_master.metrics.value("redis_connected_slaves") == 1
     assert on_replica.success, on_replica.failure
-    assert on_replica.metrics.value("redis_master_link_up") == 1
+    assert link_up(on_replica.metrics) == 1
     info = next(s for n, _, _, s in on_replica.metrics.items() if n == "redis_instance_info")
     assert info[0][0]["role"] == "slave"
 
     master.proc.stop()
-    wait_until(lambda: run(replica.address, password="pw").metrics.value("redis_master_link_up") == 0,
+    wait_until(lambda: link_up(run(replica.address, password="pw").metrics) == 0,
                what="replica to see its master gone")
     down = run(replica.address, password="pw")
     assert down.failure is not None and down.failure.reason == Reason.STATE
@@ -315,7 +327,7 @@ def test_sentinel_reports_current_master_and_replicas(start_redis: StartRedis, t
                        "master_address": master.address, "master_status": "ok"}) == 1
         assert m.value("redis_up", {"addr": master.address}) == 1
         assert m.value("redis_up", {"addr": replica.address}) == 1
-        assert m.value("redis_master_link_up", {"addr": replica.address}) == 1
+        assert link_up(m, replica.address) == 1
         assert m.value("redis_connected_slaves", {"addr": master.address}) == 1
         assert unknown.failure is not None and unknown.failure.reason == Reason.STATE
 
@@ -413,7 +425,7 @@ def test_failed_aof_write_and_loading_are_state() -> None:
     from einvoice_exporter.collectors._redis_common import InstanceReport, judge_instance, parse_info
 
     def judged(persistence: str) -> Outcome:
-        info, keyspace = parse_info("# Server\r\nredis_version:7.0.15\r\n# Persistence\r\n" + persistence
+        info, keyspace, _ = parse_info("# Server\r\nredis_version:7.0.15\r\n# Persistence\r\n" + persistence
                                     + "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n")
         outcome = Outcome()
         judge_instance(outcome, InstanceReport(info, keyspace, 0), ConnectionSettings())

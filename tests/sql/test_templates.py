@@ -17,10 +17,10 @@ from tests.sql.conftest import MONITOR, MariaDB
 REPO = Path(__file__).resolve().parents[2]
 DB_HEALTH = {"mysql_health", "mysql_replica"}
 """Database-health templates: they read a primary and a replica, run in test_dbhealth.py."""
-ENV = {**{name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}",
-                                           (REPO / "config" / "example.yml").read_text(encoding="utf-8"))},
+# Every secret the example reads from the environment (placeholders), the MySQL one for real.
+ENV = {**dict.fromkeys(re.findall(r"\$\{([A-Z0-9_]+)\}",
+                                  (REPO / "config" / "example.yml").read_text(encoding="utf-8")), "x"),
        "EINV_MYSQL_PASSWORD": MONITOR[1]}
-"""Every `${VAR}` of config/example.yml set (the MySQL one to the test account's password)."""
 
 
 def _config() -> ExporterConfig:

@@ -13,11 +13,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
+
+from einvoice_core.thresholds import shipped
 
 from ..fields import StrictModel, TlsFiles, one_of_secret, resolve_secret
 from ..outcome import MetricSet, Outcome, Reason
@@ -52,7 +54,8 @@ class ConnectionSettings(StrictModel):
     persistent_connections: bool = True
     """Keep one authenticated connection per instance between runs; false opens a fresh one per
     run, as redis_exporter does."""
-    memory_used_max_ratio: float | None = Field(default=0.9, gt=0, le=1)
+    memory_used_max_ratio: float | None = Field(
+        default_factory=lambda: shipped().redis.memory_ratio_warning, gt=0, le=1)
     """Fail (threshold) when used_memory exceeds this share of maxmemory; none disables it. No
     effect while maxmemory is 0 (unlimited)."""
 
@@ -209,7 +212,7 @@ class RedisConnector:
 
     @staticmethod
     def send(connection: redis.Connection, commands: list[tuple[str, ...]]) -> None:
-        connection.send_packed_command(connection.pack_commands(commands))
+        connection.send_packed_command([_packed(tuple(commands))])
 
     @staticmethod
     def receive(connection: redis.Connection, count: int, deadline: Deadline) -> list[Any]:
@@ -259,6 +262,18 @@ class RedisConnector:
         """Connections kept idle now (for tests and the curious)."""
         with self._lock:
             return len(self._idle)
+
+
+@functools.lru_cache(maxsize=64)
+def _packed(commands: tuple[tuple[str, ...], ...]) -> bytes:
+    """RESP for a batch of commands; the same few batches go out on every run (packing them each
+    time was a tenth of a run's CPU)."""
+    parts = []
+    for command in commands:
+        words = [word.encode() for word in command]
+        parts.append(f"*{len(words)}\r\n".encode() + b"".join(
+            b"$%d\r\n%b\r\n" % (len(word), word) for word in words))
+    return b"".join(parts)
 
 
 @functools.cache
@@ -318,28 +333,65 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class InstanceReport:
-    """What one instance answered: parsed INFO and SLOWLOG LEN (None when not permitted)."""
+    """What one instance answered: INFO ALL parsed, and the optional answers (None when the ACL
+    does not permit the command: that series is absent, the check still runs)."""
 
     info: Mapping[str, str]
     keyspace: Mapping[str, Mapping[str, int]]
-    """`db0` -> {"keys": .., "expires": ..}, from INFO's keyspace section."""
+    """`db0` -> {"keys": .., "expires": .., "avg_ttl": ..}, from INFO's keyspace section."""
     slowlog_length: int | None
+    stats: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    """INFO's `name:k=v,...` lines by prefix: `cmdstat_`, `errorstat_`, `latency_percentiles_usec_`,
+    `slave` (a master's replicas) -> suffix -> {k: v}."""
+    slowlog_last: tuple[int, float] | None = None
+    """(id, duration in seconds) of the newest slow log entry; (0, 0) when the log is empty."""
+    latency_latest: tuple[tuple[str, float, float], ...] | None = None
+    """LATENCY LATEST: (event, unix time of the latest spike, its duration in seconds)."""
+    config: Mapping[str, str] = field(default_factory=dict)
+    """CONFIG GET answers for CONFIG_KEYS that were permitted."""
+    extra: tuple[Any, ...] = ()
+    """Raw answers of the extra commands sent before INSTANCE_COMMANDS (e.g. CLUSTER INFO)."""
 
 
-def parse_info(text: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """INFO as (field -> text, db -> keyspace counts). Section headers have no colon."""
+_STAT_PREFIXES = ("cmdstat_", "errorstat_", "latency_percentiles_usec_")
+
+
+Stats = dict[str, dict[str, dict[str, str]]]
+
+
+def parse_info(text: str) -> tuple[dict[str, str], dict[str, dict[str, int]], Stats]:
+    """INFO as (field -> text, db -> keyspace counts, prefix -> name -> {k: v}) in one pass.
+
+    Section headers have no colon; `k=v,...` values are split only for the known prefixes."""
     fields: dict[str, str] = {}
     keyspace: dict[str, dict[str, int]] = {}
+    stats: Stats = {prefix: {} for prefix in (*_STAT_PREFIXES, "slave")}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
-        if key[:2] == "db" and key[2:].isdigit():
-            stats = (pair.partition("=") for pair in value.split(","))
-            keyspace[key] = {k: int(v) for k, _, v in stats if v.lstrip("-").isdigit()}
-        else:
-            fields[key] = value.rstrip()
-    return fields, keyspace
+        head = key[:2]
+        if head == "db" and key[2:].isdigit():
+            pairs = (pair.partition("=") for pair in value.split(","))
+            keyspace[key] = {k: int(v) for k, _, v in pairs if v.lstrip("-").isdigit()}
+            continue
+        if "=" in value and head in ("cm", "er", "la", "sl"):
+            for prefix in _STAT_PREFIXES:
+                if key.startswith(prefix):
+                    stats[prefix][key[len(prefix):]] = _kv(value)
+                    break
+            else:
+                if key.startswith("slave") and key[5:].isdigit():
+                    stats["slave"][key[5:]] = _kv(value)
+                else:
+                    fields[key] = value.rstrip()
+            continue
+        fields[key] = value.rstrip()
+    return fields, keyspace, stats
+
+
+def _kv(value: str) -> dict[str, str]:
+    return dict(pair.partition("=")[::2] for pair in value.rstrip().split(","))
 
 
 def number(value: str | None) -> float | None:
@@ -352,94 +404,236 @@ def number(value: str | None) -> float | None:
         return None
 
 
-INSTANCE_COMMANDS: tuple[tuple[str, ...], ...] = (("INFO",), ("SLOWLOG", "LEN"))
+CONFIG_KEYS = ("maxclients", "maxmemory", "io-threads")
+"""CONFIG GET one key each (Redis before 7 takes one pattern per call), as redis_config_*."""
+INSTANCE_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("INFO", "ALL"), ("SLOWLOG", "LEN"), ("SLOWLOG", "GET", "1"), ("LATENCY", "LATEST"),
+    *(("CONFIG", "GET", key) for key in CONFIG_KEYS))
+"""What each instance is asked, in one round trip. Only INFO is required; the others may be refused
+by the ACL (see the module docstrings) and their series are then absent."""
+_OPTIONAL = len(INSTANCE_COMMANDS) - 1
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def to_report(answers: list[Any]) -> tuple[InstanceReport, list[Any]]:
-    """Answers of `[*extra, INFO, SLOWLOG LEN]` -> the report and the extra answers; raises the
-    first error reply among INFO and the extras."""
-    for answer in answers[:-1]:
+    """Answers of `[*extra, *INSTANCE_COMMANDS]` -> the report and the extra answers; raises the
+    first error reply among the extras and INFO."""
+    count = len(INSTANCE_COMMANDS)
+    extra, own = answers[:-count], answers[-count:]
+    for answer in (*extra, own[0]):
         if isinstance(answer, Exception):
             raise answer
-    slowlog = answers[-1]
-    if isinstance(slowlog, Exception):
-        slowlog = None  # an ACL without +slowlog: the series is absent, the check still runs
-    info_raw = answers[-2]
-    info, keyspace = parse_info(info_raw.decode("utf-8", "replace") if isinstance(info_raw, bytes)
-                                else str(info_raw))
-    return InstanceReport(info, keyspace, slowlog), answers[:-2]
+    info, keyspace, stats = parse_info(_text(own[0]))
+    slowlog_len, slowlog_get, latency, *configs = (
+        None if isinstance(answer, Exception) else answer for answer in own[1:])
+    slowlog_last: tuple[int, float] | None = None
+    if isinstance(slowlog_get, list):
+        entry = slowlog_get[0] if slowlog_get else None
+        slowlog_last = (int(entry[0]), int(entry[2]) / 1e6) if entry else (0, 0.0)
+    spikes: tuple[tuple[str, float, float], ...] | None = None
+    if isinstance(latency, list):
+        spikes = tuple((_text(event[0]), float(event[1]), float(event[2]) / 1000) for event in latency)
+    config = {}
+    for key, answer in zip(CONFIG_KEYS, configs, strict=True):
+        if isinstance(answer, list) and len(answer) >= 2:
+            config[key] = _text(answer[1])
+    return InstanceReport(info, keyspace, slowlog_len, stats, slowlog_last, spikes, config,
+                          tuple(extra)), extra
 
 
 def query_instance(connector: RedisConnector, host: str, port: int, deadline: Deadline,
                    password: str | None, extra: tuple[tuple[str, ...], ...] = ()
                    ) -> tuple[InstanceReport, list[Any]]:
-    """INFO and SLOWLOG LEN (plus `extra` commands) in one round trip; raises redis errors.
+    """INSTANCE_COMMANDS (plus `extra` commands first) in one round trip; raises redis errors.
 
     The extra commands' answers come back raw, in order; any of them failing raises."""
     return to_report(connector.exchange(host, port, deadline, password, [*extra, *INSTANCE_COMMANDS]))
 
 
-def _ok(value: object) -> float:
+def _ok(value: str) -> float | None:
     return 1.0 if value == "ok" else 0.0
 
 
-def _link_up(value: object) -> float:
-    return 1.0 if value == "up" else 0.0
+def _micros(value: str) -> float | None:
+    parsed = number(value)
+    return None if parsed is None else parsed / 1e6
 
 
-# redis_exporter's names for INFO fields: (field, metric, type, help, transform).
-INSTANCE_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None], ...] = (
-    ("uptime_in_seconds", "redis_uptime_in_seconds", "gauge", "Seconds since the instance started", None),
-    ("connected_clients", "redis_connected_clients", "gauge", "Client connections", None),
-    ("blocked_clients", "redis_blocked_clients", "gauge", "Clients blocked in BLPOP and the like", None),
-    ("used_memory", "redis_memory_used_bytes", "gauge", "Memory allocated by Redis", None),
-    ("used_memory_rss", "redis_memory_used_rss_bytes", "gauge", "Resident memory of the process", None),
-    ("used_memory_peak", "redis_memory_used_peak_bytes", "gauge", "Peak allocated memory", None),
-    ("maxmemory", "redis_memory_max_bytes", "gauge", "maxmemory setting (0 = unlimited)", None),
-    ("mem_fragmentation_ratio", "redis_mem_fragmentation_ratio", "gauge",
-     "RSS divided by allocated memory", None),
-    ("rejected_connections", "redis_rejected_connections_total", "counter",
-     "Connections refused because of maxclients", None),
-    ("evicted_keys", "redis_evicted_keys_total", "counter", "Keys evicted because of maxmemory", None),
-    ("expired_keys", "redis_expired_keys_total", "counter", "Keys expired", None),
-    ("keyspace_hits", "redis_keyspace_hits_total", "counter", "Successful key lookups", None),
-    ("keyspace_misses", "redis_keyspace_misses_total", "counter", "Failed key lookups", None),
-    ("total_commands_processed", "redis_commands_processed_total", "counter", "Commands processed", None),
-    ("total_connections_received", "redis_connections_received_total", "counter",
-     "Connections accepted", None),
-    ("instantaneous_ops_per_sec", "redis_instantaneous_ops_per_sec", "gauge",
-     "Commands per second (Redis' own sample)", None),
-    ("connected_slaves", "redis_connected_slaves", "gauge", "Replicas connected to this instance", None),
-    ("master_repl_offset", "redis_master_repl_offset", "gauge", "Replication offset", None),
-    ("rdb_changes_since_last_save", "redis_rdb_changes_since_last_save", "gauge",
-     "Writes since the last RDB save", None),
-    ("rdb_last_save_time", "redis_rdb_last_save_timestamp_seconds", "gauge",
-     "Unix time of the last successful RDB save", None),
-    ("rdb_bgsave_in_progress", "redis_rdb_bgsave_in_progress", "gauge", "1 while a BGSAVE runs", None),
-    ("rdb_last_bgsave_status", "redis_rdb_last_bgsave_status", "gauge",
-     "1 when the last BGSAVE succeeded", _ok),
-    ("aof_enabled", "redis_aof_enabled", "gauge", "1 when the append-only file is on", None),
-    ("aof_last_write_status", "redis_aof_last_write_status", "gauge",
-     "1 when the last AOF write succeeded", _ok),
-    ("aof_last_bgrewrite_status", "redis_aof_last_bgrewrite_status", "gauge",
-     "1 when the last AOF rewrite succeeded", _ok),
-    ("loading", "redis_loading_dump_file", "gauge", "1 while the dataset is loading", None),
-    ("used_cpu_sys", "redis_cpu_sys_seconds_total", "counter", "System CPU of the process", None),
-    ("used_cpu_user", "redis_cpu_user_seconds_total", "counter", "User CPU of the process", None),
-    ("cluster_enabled", "redis_cluster_enabled", "gauge", "1 when cluster mode is on", None),
+G, C = "gauge", "counter"
+COUNTERS_AS_GAUGES = ("redis_unexpected_error_replies", "redis_total_error_replies",
+                      "redis_dump_payload_sanitizations", "redis_total_reads_processed",
+                      "redis_total_writes_processed", "redis_io_threaded_reads_processed",
+                      "redis_io_threaded_writes_processed")
+"""Counters in redis_exporter whose names lack `_total`: OpenMetrics (what Prometheus asks for)
+requires a counter's sample to end in `_total`, so these keep the name and are typed gauge."""
+# INFO field -> (redis_exporter's metric name, type, help, transform). Fields not listed are not
+# exposed (as in redis_exporter 1.45); the `_human` duplicates and texts never are.
+INFO_METRICS: dict[str, tuple[str, str, str, Callable[[str], float | None]]] = {
+    field: (name, type_, help_, transform or number)
+    for field, name, type_, help_, transform in (
+        # server, clients
+        ("uptime_in_seconds", "redis_uptime_in_seconds", G, "Seconds since the instance started", None),
+        ("process_id", "redis_process_id", G, "Process id of the server", None),
+        ("connected_clients", "redis_connected_clients", G, "Client connections", None),
+        ("blocked_clients", "redis_blocked_clients", G, "Clients blocked in BLPOP and the like", None),
+        ("tracking_clients", "redis_tracking_clients", G, "Clients tracking keys", None),
+        ("clients_in_timeout_table", "redis_clients_in_timeout_table", G,
+         "Clients in the timeout table", None),
+        ("client_recent_max_input_buffer", "redis_client_recent_max_input_buffer_bytes", G,
+         "Largest recent client input buffer", None),
+        ("client_recent_max_output_buffer", "redis_client_recent_max_output_buffer_bytes", G,
+         "Largest recent client output buffer", None),
+        ("client_longest_output_list", "redis_client_longest_output_list", G,
+         "Longest client output list (Redis < 5)", None),
+        ("client_biggest_input_buf", "redis_client_biggest_input_buf", G,
+         "Biggest client input buffer (Redis < 5)", None),
+        # memory
+        ("used_memory", "redis_memory_used_bytes", G, "Memory allocated by Redis", None),
+        ("used_memory_rss", "redis_memory_used_rss_bytes", G, "Resident memory of the process", None),
+        ("used_memory_peak", "redis_memory_used_peak_bytes", G, "Peak allocated memory", None),
+        ("used_memory_overhead", "redis_memory_used_overhead_bytes", G,
+         "Memory for internal structures", None),
+        ("used_memory_startup", "redis_memory_used_startup_bytes", G, "Memory used at startup", None),
+        ("used_memory_dataset", "redis_memory_used_dataset_bytes", G, "Memory used by the dataset", None),
+        ("used_memory_lua", "redis_memory_used_lua_bytes", G, "Memory of the Lua engine", None),
+        ("used_memory_scripts", "redis_memory_used_scripts_bytes", G, "Memory of cached scripts", None),
+        ("maxmemory", "redis_memory_max_bytes", G, "maxmemory setting (0 = unlimited)", None),
+        ("total_system_memory", "redis_total_system_memory_bytes", G, "Memory of the host", None),
+        ("mem_fragmentation_ratio", "redis_mem_fragmentation_ratio", G,
+         "RSS divided by allocated memory", None),
+        ("mem_fragmentation_bytes", "redis_mem_fragmentation_bytes", G, "RSS minus allocated memory", None),
+        ("mem_clients_slaves", "redis_mem_clients_slaves", G, "Memory of replica client buffers", None),
+        ("mem_clients_normal", "redis_mem_clients_normal", G, "Memory of normal client buffers", None),
+        ("mem_not_counted_for_evict", "redis_mem_not_counted_for_eviction_bytes", G,
+         "Memory not counted for eviction", None),
+        ("allocator_allocated", "redis_allocator_allocated_bytes", G, "Allocator: allocated", None),
+        ("allocator_active", "redis_allocator_active_bytes", G, "Allocator: active", None),
+        ("allocator_resident", "redis_allocator_resident_bytes", G, "Allocator: resident", None),
+        ("allocator_frag_ratio", "redis_allocator_frag_ratio", G, "Allocator fragmentation ratio", None),
+        ("allocator_frag_bytes", "redis_allocator_frag_bytes", G, "Allocator fragmentation", None),
+        ("allocator_rss_ratio", "redis_allocator_rss_ratio", G, "Allocator RSS ratio", None),
+        ("allocator_rss_bytes", "redis_allocator_rss_bytes", G, "Allocator RSS overhead", None),
+        ("lazyfree_pending_objects", "redis_lazyfree_pending_objects", G,
+         "Objects waiting to be freed", None),
+        ("active_defrag_running", "redis_active_defrag_running", G, "Active defragmentation running", None),
+        ("number_of_cached_scripts", "redis_number_of_cached_scripts", G, "Cached Lua scripts", None),
+        # persistence
+        ("loading", "redis_loading_dump_file", G, "1 while the dataset is loading", None),
+        ("rdb_changes_since_last_save", "redis_rdb_changes_since_last_save", G,
+         "Writes since the last RDB save", None),
+        ("rdb_bgsave_in_progress", "redis_rdb_bgsave_in_progress", G, "1 while a BGSAVE runs", None),
+        ("rdb_last_save_time", "redis_rdb_last_save_timestamp_seconds", G,
+         "Unix time of the last successful RDB save", None),
+        ("rdb_last_bgsave_status", "redis_rdb_last_bgsave_status", G,
+         "1 when the last BGSAVE succeeded", _ok),
+        ("rdb_last_bgsave_time_sec", "redis_rdb_last_bgsave_duration_sec", G,
+         "Duration of the last BGSAVE", None),
+        ("rdb_current_bgsave_time_sec", "redis_rdb_current_bgsave_duration_sec", G,
+         "Duration of the running BGSAVE", None),
+        ("rdb_last_cow_size", "redis_rdb_last_cow_size_bytes", G,
+         "Copy-on-write memory of the last BGSAVE", None),
+        ("aof_enabled", "redis_aof_enabled", G, "1 when the append-only file is on", None),
+        ("aof_rewrite_in_progress", "redis_aof_rewrite_in_progress", G, "1 while an AOF rewrite runs", None),
+        ("aof_rewrite_scheduled", "redis_aof_rewrite_scheduled", G,
+         "1 when an AOF rewrite is scheduled", None),
+        ("aof_last_rewrite_time_sec", "redis_aof_last_rewrite_duration_sec", G,
+         "Duration of the last AOF rewrite", None),
+        ("aof_current_rewrite_time_sec", "redis_aof_current_rewrite_duration_sec", G,
+         "Duration of the running AOF rewrite", None),
+        ("aof_last_bgrewrite_status", "redis_aof_last_bgrewrite_status", G,
+         "1 when the last AOF rewrite succeeded", _ok),
+        ("aof_last_write_status", "redis_aof_last_write_status", G,
+         "1 when the last AOF write succeeded", _ok),
+        ("aof_last_cow_size", "redis_aof_last_cow_size_bytes", G,
+         "Copy-on-write memory of the last rewrite", None),
+        ("module_fork_in_progress", "redis_module_fork_in_progress", G, "1 while a module fork runs", None),
+        ("module_fork_last_cow_size", "redis_module_fork_last_cow_size", G,
+         "Copy-on-write memory of the last module fork", None),
+        # stats
+        ("total_connections_received", "redis_connections_received_total", C, "Connections accepted", None),
+        ("total_commands_processed", "redis_commands_processed_total", C, "Commands processed", None),
+        ("total_net_input_bytes", "redis_net_input_bytes_total", C, "Bytes read from the network", None),
+        ("total_net_output_bytes", "redis_net_output_bytes_total", C, "Bytes written to the network", None),
+        ("rejected_connections", "redis_rejected_connections_total", C,
+         "Connections refused because of maxclients", None),
+        ("sync_full", "redis_replica_resyncs_full", G, "Full resynchronisations with replicas", None),
+        ("sync_partial_ok", "redis_replica_partial_resync_accepted", G, "Partial resyncs accepted", None),
+        ("sync_partial_err", "redis_replica_partial_resync_denied", G, "Partial resyncs denied", None),
+        ("expired_keys", "redis_expired_keys_total", C, "Keys expired", None),
+        ("expired_stale_perc", "redis_expired_stale_percentage", G, "Share of keys probably expired", None),
+        ("expired_time_cap_reached_count", "redis_expired_time_cap_reached_total", G,
+         "Times the expire cycle stopped early", None),
+        ("evicted_keys", "redis_evicted_keys_total", C, "Keys evicted because of maxmemory", None),
+        ("keyspace_hits", "redis_keyspace_hits_total", C, "Successful key lookups", None),
+        ("keyspace_misses", "redis_keyspace_misses_total", C, "Failed key lookups", None),
+        ("pubsub_channels", "redis_pubsub_channels", G, "Pub/sub channels with subscribers", None),
+        ("pubsub_patterns", "redis_pubsub_patterns", G, "Pub/sub patterns with subscribers", None),
+        ("latest_fork_usec", "redis_latest_fork_seconds", G, "Duration of the latest fork", _micros),
+        ("migrate_cached_sockets", "redis_migrate_cached_sockets_total", G, "Sockets open for MIGRATE", None),
+        ("slave_expires_tracked_keys", "redis_slave_expires_tracked_keys", G,
+         "Keys tracked for expiry on a writable replica", None),
+        ("active_defrag_hits", "redis_defrag_hits", G, "Defragmentation: values moved", None),
+        ("active_defrag_misses", "redis_defrag_misses", G, "Defragmentation: values skipped", None),
+        ("active_defrag_key_hits", "redis_defrag_key_hits", G, "Defragmentation: keys moved", None),
+        ("active_defrag_key_misses", "redis_defrag_key_misses", G, "Defragmentation: keys skipped", None),
+        ("tracking_total_keys", "redis_tracking_total_keys", G, "Keys tracked for clients", None),
+        ("tracking_total_items", "redis_tracking_total_items", G, "Items tracked for clients", None),
+        ("tracking_total_prefixes", "redis_tracking_total_prefixes", G, "Prefixes tracked for clients", None),
+        ("unexpected_error_replies", "redis_unexpected_error_replies", G, "Unexpected error replies", None),
+        ("total_error_replies", "redis_total_error_replies", G, "Error replies", None),
+        ("dump_payload_sanitizations", "redis_dump_payload_sanitizations", G, "DUMP payload checks", None),
+        ("total_reads_processed", "redis_total_reads_processed", G, "Read events processed", None),
+        ("total_writes_processed", "redis_total_writes_processed", G, "Write events processed", None),
+        ("io_threaded_reads_processed", "redis_io_threaded_reads_processed", G, "Reads by I/O threads", None),
+        ("io_threaded_writes_processed", "redis_io_threaded_writes_processed", G,
+         "Writes by I/O threads", None),
+        ("io_threads_active", "redis_io_threads_active", G, "1 when I/O threads are active", None),
+        ("instantaneous_ops_per_sec", "redis_instantaneous_ops_per_sec", G,
+         "Commands per second (Redis' own sample; not in redis_exporter 1.45)", None),
+        # replication
+        ("connected_slaves", "redis_connected_slaves", G, "Replicas connected to this instance", None),
+        ("master_repl_offset", "redis_master_repl_offset", G, "Replication offset", None),
+        ("second_repl_offset", "redis_second_repl_offset", G,
+         "Offset up to which replication ids are accepted", None),
+        ("repl_backlog_active", "redis_repl_backlog_is_active", G, "1 when the backlog is active", None),
+        ("repl_backlog_size", "redis_replication_backlog_bytes", G, "Size of the replication backlog", None),
+        ("repl_backlog_first_byte_offset", "redis_repl_backlog_first_byte_offset", G,
+         "Offset of the backlog's first byte", None),
+        ("repl_backlog_histlen", "redis_repl_backlog_history_bytes", G, "Bytes in the backlog", None),
+        ("slave_priority", "redis_slave_priority", G, "Replica priority for failover", None),
+        ("replica_priority", "redis_slave_priority", G, "Replica priority for failover", None),
+        # cpu, cluster
+        ("used_cpu_sys", "redis_cpu_sys_seconds_total", C, "System CPU of the process", None),
+        ("used_cpu_user", "redis_cpu_user_seconds_total", C, "User CPU of the process", None),
+        ("used_cpu_sys_children", "redis_cpu_sys_children_seconds_total", C, "System CPU of children", None),
+        ("used_cpu_user_children", "redis_cpu_user_children_seconds_total", C, "User CPU of children", None),
+        ("used_cpu_sys_main_thread", "redis_cpu_sys_main_thread_seconds_total", C,
+         "System CPU of the main thread", None),
+        ("used_cpu_user_main_thread", "redis_cpu_user_main_thread_seconds_total", C,
+         "User CPU of the main thread", None),
+        ("cluster_enabled", "redis_cluster_enabled", G, "1 when cluster mode is on", None),
+        ("cluster_connections", "redis_cluster_connections", G, "Cluster bus connections", None),
+    )
+}
+
+REPLICA_METRICS: tuple[tuple[str, str, str, Callable[[str], float | None]], ...] = (
+    ("master_link_status", "redis_master_link_up", "1 when the replica's link to its master is up",
+     lambda value: 1.0 if value == "up" else 0.0),
+    ("master_last_io_seconds_ago", "redis_master_last_io_seconds_ago",
+     "Seconds since the last exchange with the master", number),
+    ("master_sync_in_progress", "redis_master_sync_in_progress", "1 while a full sync runs", number),
+    ("slave_repl_offset", "redis_slave_repl_offset", "Replication offset of the replica", number),
 )
+"""On a replica, labelled `master_host`/`master_port` as redis_exporter does."""
 
-REPLICA_METRICS: tuple[tuple[str, str, str, str, Callable[[Any], float] | None], ...] = (
-    ("master_link_status", "redis_master_link_up", "gauge", "1 when the replica's link to its master is up",
-     _link_up),
-    ("master_last_io_seconds_ago", "redis_master_last_io_seconds_ago", "gauge",
-     "Seconds since the last exchange with the master", None),
-    ("master_sync_in_progress", "redis_master_sync_in_progress", "gauge", "1 while a full sync runs", None),
-    ("slave_repl_offset", "redis_slave_repl_offset", "gauge", "Replication offset of the replica", None),
-)
-
-INFO_LABELS = ("role", "redis_version", "redis_mode", "maxmemory_policy")
-"""Labels of redis_instance_info: bounded ones only (no run_id, pid or os)."""
+INFO_LABELS = ("role", "redis_version", "redis_build_id", "redis_mode", "os", "maxmemory_policy",
+               "tcp_port", "run_id", "process_id")
+"""Labels of redis_instance_info, as redis_exporter's. `run_id` and `process_id` change at each
+restart only (a restart starts a new series, as upstream)."""
+QUANTILES = {"p50": "50", "p99": "99", "p99.9": "99.9"}
 
 
 def emit_up(metrics: MetricSet, up: bool, labels: Mapping[str, str] | None = None) -> None:
@@ -448,38 +642,115 @@ def emit_up(metrics: MetricSet, up: bool, labels: Mapping[str, str] | None = Non
 
 def emit_instance(metrics: MetricSet, report: InstanceReport,
                   labels: Mapping[str, str] | None = None) -> None:
-    """Per-instance series with redis_exporter's names, e.g.
+    """Per-instance series with redis_exporter's names, types and labels, e.g.
 
         redis_up 1
         redis_memory_used_bytes 1040128
+        redis_commands_total{cmd="get"} 12
         redis_db_keys{db="db0"} 2
         redis_instance_info{maxmemory_policy="noeviction",redis_mode="standalone",...,role="master"} 1
     """
     base = dict(labels or {})
     info = report.info
+    gauge, counter = metrics.gauge, metrics.counter
     emit_up(metrics, True, base)
-    table = INSTANCE_METRICS + (REPLICA_METRICS if info.get("role") == "slave" else ())
-    for field, name, type_, help_, transform in table:
-        if field not in info:
+    for key, raw in info.items():
+        spec = INFO_METRICS.get(key)
+        if spec is None:
             continue
-        raw = info[field]
-        value = transform(raw) if transform else number(raw)
+        name, type_, help_, transform = spec
+        value = transform(raw)
         if value is None:
             continue
-        if type_ == "counter":
-            metrics.counter(name, help_, value, base)
-        else:
-            metrics.gauge(name, help_, value, base)
-    if report.slowlog_length is not None:
-        metrics.gauge("redis_slowlog_length", "Entries in the slow log", report.slowlog_length, base)
+        (counter if type_ == C else gauge)(name, help_, value, base)
+    _emit_time(metrics, info, base)
+    if info.get("role") == "slave":
+        master = {**base, "master_host": info.get("master_host", ""),
+                  "master_port": info.get("master_port", "")}
+        for key, name, help_, transform in REPLICA_METRICS:
+            value = transform(info[key]) if key in info else None
+            if value is not None:
+                gauge(name, help_, value, master)
+        gauge("redis_slave_info", "Replica's master and read-only setting", 1,
+              {**master, "read_only": info.get("slave_read_only", info.get("replica_read_only", ""))})
+    for replica in report.stats.get("slave", {}).values():
+        replica_labels = {**base, "slave_ip": replica.get("ip", ""), "slave_port": replica.get("port", ""),
+                          "slave_state": replica.get("state", "")}
+        for key, name, help_ in (("lag", "redis_connected_slave_lag_seconds", "Replica's lag"),
+                                 ("offset", "redis_connected_slave_offset_bytes", "Replica's offset")):
+            value = number(replica.get(key))
+            if value is not None:
+                gauge(name, help_, value, replica_labels)
+    _emit_stats(metrics, report, base)
+    _emit_optional(metrics, report, base)
     databases = {"db0": {"keys": 0, "expires": 0}, **report.keyspace}
     for db, stats in sorted(databases.items(), key=lambda kv: int(kv[0][2:])):
         db_labels = {**base, "db": db}
-        metrics.gauge("redis_db_keys", "Keys in the database", stats.get("keys", 0), db_labels)
-        metrics.gauge("redis_db_keys_expiring", "Keys with a time to live in the database",
-                      stats.get("expires", 0), db_labels)
+        gauge("redis_db_keys", "Keys in the database", stats.get("keys", 0), db_labels)
+        gauge("redis_db_keys_expiring", "Keys with a time to live in the database",
+              stats.get("expires", 0), db_labels)
+        if "avg_ttl" in stats:
+            gauge("redis_db_avg_ttl_seconds", "Average time to live of keys with one",
+                  stats["avg_ttl"] / 1000, db_labels)
     info_labels = {**base, **{key: str(info.get(key, "")) for key in INFO_LABELS}}
-    metrics.gauge("redis_instance_info", "Information about the Redis instance", 1, info_labels)
+    gauge("redis_instance_info", "Information about the Redis instance", 1, info_labels)
+
+
+def _emit_time(metrics: MetricSet, info: Mapping[str, str], base: Mapping[str, str]) -> None:
+    """redis_start_time_seconds from the server's own clock (server_time_usec, Redis 5+) minus its
+    uptime; from ours when the server does not tell its time."""
+    uptime = number(info.get("uptime_in_seconds"))
+    if uptime is None:
+        return
+    now = number(info.get("server_time_usec"))
+    started = (now / 1e6 if now is not None else time.time()) - uptime
+    metrics.gauge("redis_start_time_seconds", "Unix time the instance started", int(started), base)
+
+
+def _emit_stats(metrics: MetricSet, report: InstanceReport, base: Mapping[str, str]) -> None:
+    """Per command and per error type (INFO commandstats, errorstats, latencystats)."""
+    counter = metrics.counter
+    for cmd, stat in report.stats.get("cmdstat_", {}).items():
+        labels = {**base, "cmd": cmd}
+        counter("redis_commands_total", "Calls per command", float(stat.get("calls", 0)), labels)
+        counter("redis_commands_duration_seconds_total", "Time spent per command",
+                float(stat.get("usec", 0)) / 1e6, labels)
+        if "rejected_calls" in stat:
+            counter("redis_commands_rejected_calls_total", "Calls rejected before execution",
+                    float(stat["rejected_calls"]), labels)
+            counter("redis_commands_failed_calls_total", "Calls that failed in execution",
+                    float(stat.get("failed_calls", 0)), labels)
+    for err, stat in report.stats.get("errorstat_", {}).items():
+        counter("redis_errors_total", "Error replies per error prefix", float(stat.get("count", 0)),
+                {**base, "err": err})
+    commands = report.stats.get("cmdstat_", {})
+    for cmd, stat in report.stats.get("latency_percentiles_usec_", {}).items():
+        quantiles = {QUANTILES.get(key, key.removeprefix("p")): float(value) for key, value in stat.items()}
+        calls = commands.get(cmd, {})
+        metrics.summary("redis_latency_percentiles_usec", "Command latency percentiles (microseconds)",
+                        quantiles, float(calls.get("usec", 0)), float(calls.get("calls", 0)),
+                        {**base, "cmd": cmd})
+
+
+def _emit_optional(metrics: MetricSet, report: InstanceReport, base: Mapping[str, str]) -> None:
+    """Slow log, latency monitor and configuration: absent when the ACL refused the command."""
+    gauge = metrics.gauge
+    if report.slowlog_length is not None:
+        gauge("redis_slowlog_length", "Entries in the slow log", report.slowlog_length, base)
+    if report.slowlog_last is not None:
+        last_id, duration = report.slowlog_last
+        gauge("redis_slowlog_last_id", "Id of the newest slow log entry", last_id, base)
+        gauge("redis_last_slow_execution_duration_seconds", "Duration of the newest slow log entry",
+              duration, base)
+    for event, when, duration in report.latency_latest or ():
+        labels = {**base, "event_name": event}
+        gauge("redis_latency_spike_last", "Unix time of the latest latency spike", when, labels)
+        gauge("redis_latency_spike_duration_seconds", "Duration of the latest latency spike",
+              duration, labels)
+    for key, value in report.config.items():
+        parsed = number(value)
+        if parsed is not None:
+            gauge(f"redis_config_{key.replace('-', '_')}", f"CONFIG {key}", parsed, base)
 
 
 def judge_instance(outcome: Outcome, report: InstanceReport, settings: ConnectionSettings,
@@ -502,7 +773,7 @@ def judge_instance(outcome: Outcome, report: InstanceReport, settings: Connectio
 
 
 def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], deadline: Deadline,
-               password: str | None, max_workers: int
+               password: str | None, max_workers: int, extra: tuple[tuple[str, ...], ...] = ()
                ) -> dict[tuple[str, int], InstanceReport | CheckError]:
     """Query several instances at once, each within the deadline; every address gets its report or
     the reason it could not be read.
@@ -517,7 +788,7 @@ def query_many(connector: RedisConnector, addresses: list[tuple[str, int]], dead
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
 
-    commands = list(INSTANCE_COMMANDS)
+    commands = [*extra, *INSTANCE_COMMANDS]
     results: dict[tuple[str, int], InstanceReport | CheckError] = {}
     futures: dict[cf.Future[list[Any] | CheckError], tuple[str, int]] = {}
     pool: cf.ThreadPoolExecutor | None = None

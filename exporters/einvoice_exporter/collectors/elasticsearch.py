@@ -16,7 +16,9 @@ for it keep working). Exposition (identity labels added by the runtime omitted):
     elasticsearch_breakers_tripped{breaker="parent",cluster="es-prod",name="es-node-1"} 0
 
 `elasticsearch_breakers_tripped` is a running count, exposed as a gauge under elasticsearch_exporter's
-name (which lacks `_total`), so that `increase()` queries written for it work unchanged.
+name (which lacks `_total`), so that `increase()` queries written for it work unchanged; so are all of
+upstream's counters named without `_total`. Node series carry upstream's labels (`host`, `name`,
+`es_*_node`); what is and is not exposed of elasticsearch_exporter 1.5: tests/community/README.md.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
+
+from einvoice_core.thresholds import shipped
 
 from ..fields import StrictModel, check_tls_files, one_of_secret, resolve_secret
 from ..outcome import Check, MetricSet, Outcome, Reason
@@ -43,6 +47,123 @@ HEALTH_GAUGES = (
 """Fields of `_cluster/health` exposed as `elasticsearch_cluster_health_<field>`."""
 
 Ratio = Annotated[float, Field(gt=0, le=1)]
+
+G, C = "gauge", "counter"
+# elasticsearch_exporter's per-node series: (name, type, path under the node, scale). Its counters
+# whose names do not end in `_total` are typed gauge here (OpenMetrics, which Prometheus negotiates,
+# requires a counter's sample to end in `_total`); tests/community/README.md lists them.
+NODE_METRICS: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
+    ("elasticsearch_os_load1", G, ("os", "cpu", "load_average", "1m"), 1),
+    ("elasticsearch_os_load5", G, ("os", "cpu", "load_average", "5m"), 1),
+    ("elasticsearch_os_load15", G, ("os", "cpu", "load_average", "15m"), 1),
+    ("elasticsearch_os_cpu_percent", G, ("os", "cpu", "percent"), 1),
+    ("elasticsearch_os_mem_free_bytes", G, ("os", "mem", "free_in_bytes"), 1),
+    ("elasticsearch_os_mem_used_bytes", G, ("os", "mem", "used_in_bytes"), 1),
+    ("elasticsearch_indices_fielddata_memory_size_bytes", G,
+     ("indices", "fielddata", "memory_size_in_bytes"), 1),
+    ("elasticsearch_indices_fielddata_evictions", G, ("indices", "fielddata", "evictions"), 1),
+    ("elasticsearch_indices_completion_size_in_bytes", G, ("indices", "completion", "size_in_bytes"), 1),
+    ("elasticsearch_indices_query_cache_memory_size_bytes", G,
+     ("indices", "query_cache", "memory_size_in_bytes"), 1),
+    ("elasticsearch_indices_query_cache_evictions", G, ("indices", "query_cache", "evictions"), 1),
+    ("elasticsearch_indices_query_cache_total", C, ("indices", "query_cache", "total_count"), 1),
+    ("elasticsearch_indices_query_cache_cache_size", G, ("indices", "query_cache", "cache_size"), 1),
+    ("elasticsearch_indices_query_cache_cache_total", C, ("indices", "query_cache", "cache_count"), 1),
+    ("elasticsearch_indices_request_cache_memory_size_bytes", G,
+     ("indices", "request_cache", "memory_size_in_bytes"), 1),
+    ("elasticsearch_indices_request_cache_evictions", G, ("indices", "request_cache", "evictions"), 1),
+    ("elasticsearch_indices_translog_operations", G, ("indices", "translog", "operations"), 1),
+    ("elasticsearch_indices_translog_size_in_bytes", G, ("indices", "translog", "size_in_bytes"), 1),
+    ("elasticsearch_indices_get_time_seconds", G, ("indices", "get", "time_in_millis"), 1e-3),
+    ("elasticsearch_indices_get_total", C, ("indices", "get", "total"), 1),
+    ("elasticsearch_indices_get_missing_time_seconds", G, ("indices", "get", "missing_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_get_missing_total", C, ("indices", "get", "missing_total"), 1),
+    ("elasticsearch_indices_get_exists_time_seconds", G, ("indices", "get", "exists_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_get_exists_total", C, ("indices", "get", "exists_total"), 1),
+    ("elasticsearch_indices_refresh_time_seconds_total", C,
+     ("indices", "refresh", "total_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_refresh_total", C, ("indices", "refresh", "total"), 1),
+    ("elasticsearch_indices_search_query_time_seconds", G,
+     ("indices", "search", "query_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_search_query_total", C, ("indices", "search", "query_total"), 1),
+    ("elasticsearch_indices_search_fetch_time_seconds", G,
+     ("indices", "search", "fetch_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_search_fetch_total", C, ("indices", "search", "fetch_total"), 1),
+    ("elasticsearch_indices_search_suggest_time_seconds", G,
+     ("indices", "search", "suggest_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_search_suggest_total", C, ("indices", "search", "suggest_total"), 1),
+    ("elasticsearch_indices_search_scroll_time_seconds", G,
+     ("indices", "search", "scroll_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_search_scroll_total", C, ("indices", "search", "scroll_total"), 1),
+    ("elasticsearch_indices_docs", G, ("indices", "docs", "count"), 1),
+    ("elasticsearch_indices_docs_deleted", G, ("indices", "docs", "deleted"), 1),
+    ("elasticsearch_indices_store_size_bytes", G, ("indices", "store", "size_in_bytes"), 1),
+    ("elasticsearch_indices_store_throttle_time_seconds_total", C,
+     ("indices", "store", "throttle_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_segments_memory_bytes", G, ("indices", "segments", "memory_in_bytes"), 1),
+    ("elasticsearch_indices_segments_count", G, ("indices", "segments", "count"), 1),
+    *((f"elasticsearch_indices_segments_{part}_memory_in_bytes", G,
+       ("indices", "segments", f"{part}_memory_in_bytes"), 1)
+      for part in ("terms", "stored_fields", "term_vectors", "norms", "points", "doc_values",
+                   "index_writer", "version_map", "fixed_bit_set")),
+    ("elasticsearch_indices_flush_total", C, ("indices", "flush", "total"), 1),
+    ("elasticsearch_indices_flush_time_seconds", G, ("indices", "flush", "total_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_warmer_total", C, ("indices", "warmer", "total"), 1),
+    ("elasticsearch_indices_warmer_time_seconds_total", C,
+     ("indices", "warmer", "total_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_indexing_index_time_seconds_total", C,
+     ("indices", "indexing", "index_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_indexing_index_total", C, ("indices", "indexing", "index_total"), 1),
+    ("elasticsearch_indices_indexing_delete_time_seconds_total", C,
+     ("indices", "indexing", "delete_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_indexing_delete_total", C, ("indices", "indexing", "delete_total"), 1),
+    ("elasticsearch_indices_indexing_is_throttled", G, ("indices", "indexing", "is_throttled"), 1),
+    ("elasticsearch_indices_indexing_throttle_time_seconds_total", C,
+     ("indices", "indexing", "throttle_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_merges_total", C, ("indices", "merges", "total"), 1),
+    ("elasticsearch_indices_merges_current", G, ("indices", "merges", "current"), 1),
+    ("elasticsearch_indices_merges_current_size_in_bytes", G,
+     ("indices", "merges", "current_size_in_bytes"), 1),
+    ("elasticsearch_indices_merges_docs_total", C, ("indices", "merges", "total_docs"), 1),
+    ("elasticsearch_indices_merges_total_size_bytes_total", C,
+     ("indices", "merges", "total_size_in_bytes"), 1),
+    ("elasticsearch_indices_merges_total_time_seconds_total", C,
+     ("indices", "merges", "total_time_in_millis"), 1e-3),
+    ("elasticsearch_indices_merges_total_throttled_time_seconds_total", C,
+     ("indices", "merges", "total_throttled_time_in_millis"), 1e-3),
+    ("elasticsearch_jvm_uptime_seconds", G, ("jvm", "uptime_in_millis"), 1e-3),
+    ("elasticsearch_process_cpu_percent", G, ("process", "cpu", "percent"), 1),
+    ("elasticsearch_process_cpu_seconds_total", C, ("process", "cpu", "total_in_millis"), 1e-3),
+    ("elasticsearch_process_mem_virtual_size_bytes", G, ("process", "mem", "total_virtual_in_bytes"), 1),
+    ("elasticsearch_process_open_files_count", G, ("process", "open_file_descriptors"), 1),
+    ("elasticsearch_process_max_files_descriptors", G, ("process", "max_file_descriptors"), 1),
+    ("elasticsearch_transport_rx_packets_total", C, ("transport", "rx_count"), 1),
+    ("elasticsearch_transport_rx_size_bytes_total", C, ("transport", "rx_size_in_bytes"), 1),
+    ("elasticsearch_transport_tx_packets_total", C, ("transport", "tx_count"), 1),
+    ("elasticsearch_transport_tx_size_bytes_total", C, ("transport", "tx_size_in_bytes"), 1),
+)
+CACHE_METRICS = (
+    ("elasticsearch_indices_query_cache_count", "query_cache", "hit_count", "hit"),
+    ("elasticsearch_indices_query_miss_count", "query_cache", "miss_count", "miss"),
+    ("elasticsearch_indices_request_cache_count", "request_cache", "hit_count", "hit"),
+    ("elasticsearch_indices_request_miss_count", "request_cache", "miss_count", "miss"),
+)
+THREAD_POOL_METRICS = (
+    ("elasticsearch_thread_pool_threads_count", "threads"),
+    ("elasticsearch_thread_pool_queue_count", "queue"),
+    ("elasticsearch_thread_pool_active_count", "active"),
+    ("elasticsearch_thread_pool_largest_count", "largest"),
+    ("elasticsearch_thread_pool_completed_count", "completed"),
+    ("elasticsearch_thread_pool_rejected_count", "rejected"),
+)
+JVM_POOL_METRICS = (
+    ("elasticsearch_jvm_memory_pool_used_bytes", "used_in_bytes"),
+    ("elasticsearch_jvm_memory_pool_max_bytes", "max_in_bytes"),
+    ("elasticsearch_jvm_memory_pool_peak_used_bytes", "peak_used_in_bytes"),
+    ("elasticsearch_jvm_memory_pool_peak_max_bytes", "peak_max_in_bytes"),
+)
+NODE_STATS_PATH = "/_nodes/stats/jvm,fs,breaker,indices,thread_pool,transport,os,process,http"
+"""One request for every node's stats that elasticsearch_exporter reads (6.8 to 8.x)."""
 
 
 class Settings(StrictModel):
@@ -62,9 +183,9 @@ class Settings(StrictModel):
     fail_on_yellow: bool = False
     min_nodes: Annotated[int, Field(ge=1)] | None = None
     max_unassigned_shards: Annotated[int, Field(ge=0)] | None = None
-    max_heap_ratio: Ratio | None = 0.9
+    max_heap_ratio: Ratio | None = Field(default_factory=lambda: shipped().elasticsearch.heap_ratio_max)
     """Fail when a node's heap used / heap max exceeds this."""
-    max_disk_ratio: Ratio | None = 0.85
+    max_disk_ratio: Ratio | None = Field(default_factory=lambda: shipped().elasticsearch.disk_ratio_max)
     """Fail when a data path is fuller than this (Elasticsearch's default low watermark)."""
     node_stats: bool = True
     pending_tasks: bool = True
@@ -182,7 +303,7 @@ class Collector:
             self._pending(self._get(base, "/_cluster/pending_tasks", request, deadline), ms, c)
         nodes: dict[str, Any] = {}
         if s.node_stats:
-            stats = self._get(base, "/_nodes/stats/jvm,fs,breaker", request, deadline)
+            stats = self._get(base, NODE_STATS_PATH, request, deadline)
             found = stats.get("nodes")
             if not isinstance(found, dict):
                 raise CheckError(Reason.BAD_CONTENT, "_nodes/stats has no nodes object")
@@ -260,7 +381,17 @@ class Collector:
         for node_id, node in sorted(nodes.items()):
             if not isinstance(node, dict):
                 continue
-            n = {**c, "name": str(node.get("name") or node_id)[:64]}
+            name = str(node.get("name") or node_id)[:64]
+            host = str(node.get("host") or "")[:64]
+            roles = _roles(node)
+            n = {**c, "host": host, "name": name,
+                 **{f"es_{role}_node": "true" if roles[role] else "false"
+                    for role in ("master", "data", "ingest", "client")}}
+            for role in ("master", "data", "ingest", "client"):
+                if roles[role]:
+                    ms.gauge("elasticsearch_nodes_roles", "Node roles", 1,
+                             {**c, "host": host, "name": name, "role": role})
+            _emit_node_tables(node, ms, n)
             mem = (node.get("jvm") or {}).get("mem") or {}
             used, limit = mem.get("heap_used_in_bytes"), mem.get("heap_max_in_bytes")
             for area, key in (("heap", "heap_used_in_bytes"), ("non-heap", "non_heap_used_in_bytes")):
@@ -281,7 +412,7 @@ class Collector:
             for data in (node.get("fs") or {}).get("data") or []:
                 if not isinstance(data, dict):
                     continue
-                p = {**n, "path": str(data.get("path", ""))[:128]}
+                p = {**n, "mount": str(data.get("mount", ""))[:128], "path": str(data.get("path", ""))[:128]}
                 total, available = data.get("total_in_bytes"), data.get("available_in_bytes")
                 for metric, key, doc in (
                         ("elasticsearch_filesystem_data_size_bytes", "total_in_bytes", "Size of a data path"),
@@ -302,6 +433,7 @@ class Collector:
                 b = {**n, "breaker": str(breaker)[:32]}
                 for metric, key, doc in (
                         ("elasticsearch_breakers_tripped", "tripped", "Times the breaker has tripped"),
+                        ("elasticsearch_breakers_overhead", "overhead", "Overhead factor of the breaker"),
                         ("elasticsearch_breakers_estimated_size_bytes", "estimated_size_in_bytes",
                          "Estimated size of the breaker"),
                         ("elasticsearch_breakers_limit_size_bytes", "limit_size_in_bytes",
@@ -331,6 +463,75 @@ class Collector:
 
     def close(self) -> None:
         """Nothing pooled: each run opens its own connections."""
+
+
+def _roles(node: dict[str, Any]) -> dict[str, bool]:
+    """elasticsearch_exporter's role flags: master/data/ingest from `roles` (a `data_*` tier counts
+    as data only when `data` itself is listed, as upstream), client when the node serves HTTP."""
+    listed = node.get("roles")
+    names = {str(role) for role in listed} if isinstance(listed, list) else set()
+    return {"master": "master" in names, "data": "data" in names, "ingest": "ingest" in names,
+            "client": bool(node.get("http"))}
+
+
+def _at(node: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = node
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _emit_node_tables(node: dict[str, Any], ms: MetricSet, n: dict[str, str]) -> None:
+    """The table-driven per-node series (indices, thread pools, GC, transport, OS, process)."""
+    for name, type_, path, scale in NODE_METRICS:
+        value = _at(node, path)
+        if value is not None:
+            help_ = name.removeprefix("elasticsearch_").replace("_", " ")
+            (ms.counter if type_ == C else ms.gauge)(name, help_, value * scale, n)
+    indices = _at_dict(node, ("indices",))
+    for name, section, key, cache in CACHE_METRICS:
+        value = _at(indices, (section, key))
+        if value is not None:
+            ms.gauge(name, f"{section} {key.replace('_', ' ')}", value, {**n, "cache": cache})
+    pools = node.get("thread_pool")
+    for pool, stats in sorted(pools.items() if isinstance(pools, dict) else []):
+        if not isinstance(stats, dict):
+            continue
+        labels = {**n, "type": str(pool)[:48]}
+        for name, key in THREAD_POOL_METRICS:
+            if isinstance(stats.get(key), int | float):
+                ms.gauge(name, f"Thread pool {key}", stats[key], labels)
+    jvm = _at_dict(node, ("jvm",))
+    collectors = _at_dict(jvm, ("gc", "collectors"))
+    for gc, stats in sorted(collectors.items()):
+        if isinstance(stats, dict):
+            labels = {**n, "gc": str(gc)[:32]}
+            if isinstance(stats.get("collection_count"), int | float):
+                ms.gauge("elasticsearch_jvm_gc_collection_seconds_count", "Count of JVM GC runs",
+                         stats["collection_count"], labels)
+            if isinstance(stats.get("collection_time_in_millis"), int | float):
+                ms.gauge("elasticsearch_jvm_gc_collection_seconds_sum", "GC run time in seconds",
+                         stats["collection_time_in_millis"] / 1000, labels)
+    for pool, stats in sorted(_at_dict(jvm, ("mem", "pools")).items()):
+        if isinstance(stats, dict):
+            for name, key in JVM_POOL_METRICS:
+                if isinstance(stats.get(key), int | float):
+                    ms.gauge(name, f"JVM memory pool {key}", stats[key], {**n, "pool": str(pool)[:32]})
+    for kind, stats in sorted(_at_dict(jvm, ("buffer_pools",)).items()):
+        if isinstance(stats, dict) and isinstance(stats.get("used_in_bytes"), int | float):
+            ms.gauge("elasticsearch_jvm_buffer_pool_used_bytes", "JVM buffer pool used",
+                     stats["used_in_bytes"], {**n, "type": str(kind)[:32]})
+
+
+def _at_dict(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    value: Any = node
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 _PREFERENCE = (Reason.AUTH, Reason.BAD_CONTENT, Reason.BAD_STATUS, Reason.TLS, Reason.TIMEOUT,

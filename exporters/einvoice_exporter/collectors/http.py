@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import base64
 import codecs
+import email.utils
+import hashlib
+import ipaddress
 import json
 import re
 import socket
@@ -419,11 +422,48 @@ class _BodySink:
 class _Response:
     """What one exchange saw; the body itself is not kept, only what the checks need of it."""
 
-    __slots__ = ("body", "headers", "status", "tls", "version")
+    __slots__ = ("body", "headers", "leaf", "status", "tls", "version")
 
     def __init__(self, version: float, status: int, headers: dict[str, str], body: _BodySink,
-                 tls: TlsFacts | None) -> None:
+                 tls: TlsFacts | None, leaf: dict[str, str] | None = None) -> None:
         self.version, self.status, self.headers, self.body, self.tls = version, status, headers, body, tls
+        self.leaf = leaf
+        """probe_ssl_last_chain_info's labels for the leaf certificate (HTTPS only)."""
+
+
+_NAME_KEYS = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+              "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
+              "streetAddress": "STREET", "postalCode": "POSTALCODE", "serialNumber": "SERIALNUMBER"}
+
+
+def _dn(name: Any) -> str:
+    """A certificate name as Go's pkix.Name.String() writes it (blackbox_exporter's label): the
+    relative names last-to-first, `CN=host,O=org,C=CN`."""
+    parts = []
+    for rdn in reversed(name or ()):
+        parts.append("+".join(f"{_NAME_KEYS.get(key, key)}={value}" for key, value in rdn))
+    return ",".join(parts)
+
+
+def leaf_info(sock: ssl.SSLSocket) -> dict[str, str]:
+    """blackbox_exporter's probe_ssl_last_chain_info labels: the leaf's SHA-256 fingerprint and,
+    when the chain was verified (Python reveals the fields only then), subject, issuer, DNS names."""
+    der = sock.getpeercert(binary_form=True) or b""
+    cert: dict[str, Any] = dict(sock.getpeercert() or {})
+    names = [str(entry[1]) for entry in cert.get("subjectAltName", ()) if entry[0] == "DNS"]
+    return {"fingerprint_sha256": hashlib.sha256(der).hexdigest() if der else "",
+            "subject": _dn(cert.get("subject")), "issuer": _dn(cert.get("issuer")),
+            "subjectalternative": ",".join(names)}
+
+
+def ip_hash(address: str) -> float:
+    """blackbox_exporter's probe_ip_addr_hash: FNV-1a (32 bit) of the address' bytes (4 for IPv4,
+    16 for IPv6), the same value for the same address (checked against blackbox 0.23)."""
+    data = ipaddress.ip_address(address.split("%", 1)[0]).packed
+    value = 0x811C9DC5
+    for byte in data:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return float(value)
 
 
 def _host_without_port(host: str) -> str:
@@ -547,6 +587,9 @@ class Collector:
         resolved = time.perf_counter()
         phases["resolve"] += resolved - started
         add_ip_protocol(metrics, family)
+        if metrics.value("probe_ip_addr_hash") is None:  # the first hop's address, as blackbox
+            metrics.gauge("probe_ip_addr_hash", "Specifies the hash of IP address. It's useful to detect "
+                          "if the IP address changes.", ip_hash(str(sockaddr[0])))
         sock = connect(family, sockaddr, deadline)
         if self.proxy is not None and url.scheme == "https":
             self._tunnel(sock, url, deadline)  # the tunnel counts as connecting
@@ -597,7 +640,8 @@ class Collector:
             first_byte = time.perf_counter()
             phases["processing"] += first_byte - ready
             sink = self._sink()
-            seen.append(_Response(version, status, headers, sink, facts))
+            leaf = leaf_info(sock) if isinstance(sock, ssl.SSLSocket) else None
+            seen.append(_Response(version, status, headers, sink, facts, leaf))
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 pass
             elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -721,7 +765,8 @@ class Collector:
                       "Returns the time taken for probe dns lookup in seconds", phases["resolve"])
         metrics.gauge("probe_http_status_code", "Response HTTP status code",
                       response.status if response is not None else 0)
-        length = -1.0
+        # blackbox_exporter: 0 when there was no response, -1 when it announced no length
+        length = -1.0 if response is not None else 0.0
         if response is not None and "content-length" in response.headers:
             try:
                 length = float(response.headers["content-length"])
@@ -739,6 +784,18 @@ class Collector:
                       1 if regex_failed else 0)
         if response is not None and response.tls is not None:
             add_tls_metrics(metrics, response.tls)
+        if response is not None and response.leaf is not None:
+            metrics.gauge("probe_ssl_last_chain_info", "Contains SSL leaf certificate information", 1,
+                          response.leaf)
+        modified = response.headers.get("last-modified") if response is not None else None
+        if modified:
+            try:
+                stamp = email.utils.parsedate_to_datetime(modified).timestamp()
+            except (TypeError, ValueError):
+                stamp = None
+            if stamp is not None:
+                metrics.gauge("probe_http_last_modified_timestamp_seconds",
+                              "Returns the Last-Modified HTTP response header in unixtime", stamp)
 
     def close(self) -> None:
         """Nothing pooled: every request opens and closes its own connection."""

@@ -18,6 +18,16 @@ Exposition (identity labels added by the runtime omitted):
     kafka_consumergroup_group_lag_seconds{consumergroup="invoice-push",topic="invoices",partition="0"} 12.5
     einvoice_kafka_consumergroup_state{consumergroup="invoice-push",state="Stable"} 1
     einvoice_kafka_consumergroup_stalled{consumergroup="invoice-push"} 0
+    kafka_brokers 3
+    kafka_broker_info{address="10.3.0.1:9092",id="1"} 1
+    kafka_topic_partition_oldest_offset{partition="0",topic="invoices"} 1200
+    kafka_topic_partition_leader{partition="0",topic="invoices"} 1
+    kafka_topic_partition_replicas{partition="0",topic="invoices"} 3
+    kafka_topic_partition_in_sync_replica{partition="0",topic="invoices"} 3
+    kafka_topic_partition_under_replicated_partition{partition="0",topic="invoices"} 0
+
+The broker and placement series are kafka_exporter's (DescribeCluster, DescribeTopics and ListOffsets
+earliest: the monitoring principal needs Describe on the cluster and the topics).
 
 kafka-python is imported lazily (validating a config must not import it).
 """
@@ -38,7 +48,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from ..fields import Duration, StrictModel, TlsFiles, one_of_secret, resolve_secret
-from ..outcome import Check, Outcome, Reason
+from ..outcome import Check, MetricSet, Outcome, Reason
 from . import CheckError, Deadline
 
 GROUP_STATES: tuple[str, ...] = (
@@ -208,10 +218,24 @@ class GroupView:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionMeta:
+    """Leader and replica placement of one partition (Metadata/DescribeTopics)."""
+
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterView:
     groups: dict[str, GroupView]
     log_end: dict[tuple[str, int], int]
     partitions: dict[str, int]
+    brokers: tuple[tuple[int, str, int], ...] = ()
+    """(id, host, port) of every broker (DescribeCluster)."""
+    placement: dict[tuple[str, int], PartitionMeta] = field(default_factory=dict)
+    log_start: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Oldest offset still in the log (ListOffsets, earliest)."""
 
 
 def _tcp_precheck(servers: list[tuple[str, int]], timeout: float,
@@ -319,14 +343,24 @@ class AdminSource:
                         states[group_id] = info["group_state"]
         topics = sorted(t for t in admin.list_topics() if self._topic_wanted(t))
         partitions: dict[str, int] = {}
+        placement: dict[tuple[str, int], PartitionMeta] = {}
         if topics:
             for topic in admin.describe_topics(topics):
                 if topic.get("error_code", 0) == 0:
                     partitions[topic["name"]] = len(topic["partitions"])
+                    for part in topic["partitions"]:
+                        placement[(topic["name"], int(part["partition_index"]))] = PartitionMeta(
+                            int(part.get("leader_id", -1)), tuple(part.get("replica_nodes") or ()),
+                            tuple(part.get("isr_nodes") or ()))
         specs = {TopicPartition(t, p): OffsetSpec.LATEST
                  for t, count in partitions.items() for p in range(count)}
         log_end = ({(tp.topic, tp.partition): int(o.offset)
                     for tp, o in admin.list_partition_offsets(specs).items()} if specs else {})
+        log_start = ({(tp.topic, tp.partition): int(o.offset) for tp, o in admin.list_partition_offsets(
+            dict.fromkeys(specs, OffsetSpec.EARLIEST)).items()} if specs else {})
+        cluster = admin.describe_cluster()
+        brokers = tuple(sorted((int(b["broker_id"]), str(b["host"]), int(b["port"]))
+                               for b in cluster.get("brokers") or ()))
         groups: dict[str, GroupView] = {}
         for group_id, state in states.items():
             # One group per request: brokers before 3.0 (OffsetFetch < v8) take only one.
@@ -335,7 +369,7 @@ class AdminSource:
                          if om.offset >= 0 and tp.topic in partitions}
             groups[group_id] = GroupView(state if state in GROUP_STATES else "Unknown",
                                          members.get(group_id), committed)
-        return ClusterView(groups, log_end, partitions)
+        return ClusterView(groups, log_end, partitions, brokers, placement, log_start)
 
     def _topic_wanted(self, topic: str) -> bool:
         settings = self.settings
@@ -485,6 +519,7 @@ class Collector:
                      end, {"topic": topic, "partition": str(partition)})
         for topic, count in sorted(view.partitions.items()):
             ms.gauge("kafka_topic_partitions", "Number of partitions of a topic", count, {"topic": topic})
+        emit_cluster(view, ms)
         _forget(state.history, view.log_end)
         seen_commits: set[tuple[str, str, int]] = set()
         for group_id, group in sorted(view.groups.items()):
@@ -563,6 +598,30 @@ class Collector:
             targets = list(self._admins)
         for target in targets:
             self._drop(target)
+
+
+def emit_cluster(view: ClusterView, ms: MetricSet) -> None:
+    """kafka_exporter's broker and partition-placement series."""
+    if view.brokers:
+        ms.gauge("kafka_brokers", "Number of brokers in the cluster", len(view.brokers))
+    for broker_id, host, port in view.brokers:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        ms.gauge("kafka_broker_info", "Information about a broker", 1,
+                 {"id": str(broker_id), "address": address})
+    for (topic, partition), start in sorted(view.log_start.items()):
+        ms.gauge("kafka_topic_partition_oldest_offset", "Oldest offset still in a partition's log",
+                 start, {"topic": topic, "partition": str(partition)})
+    for (topic, partition), meta in sorted(view.placement.items()):
+        labels = {"topic": topic, "partition": str(partition)}
+        ms.gauge("kafka_topic_partition_leader", "Broker id of the partition's leader", meta.leader, labels)
+        ms.gauge("kafka_topic_partition_replicas", "Replicas of the partition", len(meta.replicas), labels)
+        ms.gauge("kafka_topic_partition_in_sync_replica", "In-sync replicas of the partition",
+                 len(meta.isr), labels)
+        ms.gauge("kafka_topic_partition_leader_is_preferred", "1 when the leader is the preferred replica",
+                 1 if meta.replicas and meta.leader == meta.replicas[0] else 0, labels)
+        ms.gauge("kafka_topic_partition_under_replicated_partition",
+                 "1 when fewer replicas are in sync than assigned",
+                 1 if len(meta.isr) < len(meta.replicas) else 0, labels)
 
 
 def _stop_all(nets: list[Any]) -> None:

@@ -15,9 +15,15 @@ community dashboards keep working; in sentinel mode each instance's series carry
       - {name: session-redis, item: "12", module: session_sentinel,
          target: "10.1.3.1:26379,10.1.3.2:26379,10.1.3.3:26379"}
 
-Least privilege for the monitoring user (Redis 6+ ACL; without +slowlog|len that series is absent):
+Least privilege for the monitoring user (Redis 6+ ACL). Only INFO is required; without the others
+their series are absent (slow log, latency spikes, `redis_config_*`):
 
-    ACL SETUSER einvoice_monitor on >PASSWORD +info +slowlog|len +cluster|info +cluster|nodes
+    ACL SETUSER einvoice_monitor on >PASSWORD +info +slowlog|len +slowlog|get +latency|latest
+        +config|get +cluster|info +cluster|nodes
+
+In sentinel mode the Sentinel is asked SENTINEL MASTER/SLAVES (required), INFO SENTINEL, SENTINEL
+CKQUORUM and SENTINEL SENTINELS (redis_exporter's `redis_sentinel_*` series). What is and is not
+exposed of redis_exporter 1.45, and why: tests/community/README.md.
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ from ._redis_common import (
     emit_up,
     format_address,
     judge_instance,
+    number,
     parse_address,
     parse_addresses,
+    parse_info,
     query_instance,
     query_many,
 )
@@ -84,6 +92,10 @@ class Settings(ConnectionSettings):
             if self.sentinels:
                 raise ValueError("sentinels only applies when mode is sentinel")
         return self
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def validate_target(target: str) -> str:
@@ -156,15 +168,16 @@ class RedisCollector:
             sentinel_password = self.sentinel_connector.credentials.resolve()
         except OSError as exc:
             return outcome.fail(Reason.ERROR, f"sentinel_password_file unreadable: {exc.strerror}")
-        answer: tuple[dict[str, str], list[dict[str, str]]] | None = None
+        answer: tuple[dict[str, str], list[dict[str, str]], list[Any]] | None = None
         last = CheckError(Reason.ERROR, "no sentinel to ask")
         for host, port in sentinels:
             if deadline.expired():
                 break
             try:
-                master_raw, replicas_raw = self.sentinel_connector.exchange(
+                master_raw, replicas_raw, *optional = self.sentinel_connector.exchange(
                     host, port, deadline, sentinel_password,
-                    [("SENTINEL", "MASTER", name), ("SENTINEL", "SLAVES", name)])
+                    [("SENTINEL", "MASTER", name), ("SENTINEL", "SLAVES", name), ("INFO", "SENTINEL"),
+                     ("SENTINEL", "CKQUORUM", name), ("SENTINEL", "SENTINELS", name)])
             except (RedisError, OSError) as exc:
                 failure = classify(exc)
                 last = CheckError(failure.reason, f"sentinel {format_address(host, port)}: {failure.detail}")
@@ -174,13 +187,15 @@ class RedisCollector:
                     # A Sentinel that answers but does not know the group: the others say the same.
                     return outcome.fail(Reason.STATE, f"sentinel {format_address(host, port)}: "
                                         f"{classify(reply).detail}")
-            answer = (_pairs(master_raw), [_pairs(r) for r in replicas_raw])
+            answer = (_pairs(master_raw), [_pairs(r) for r in replicas_raw], optional)
             break
         if answer is None:
             return outcome.fail_with(last)
 
-        master, replicas = answer
+        master, replicas, optional = answer
         metrics = outcome.metrics
+        _emit_sentinel_optional(metrics, name, format_address(
+            master.get("ip", ""), int(master.get("port", 0) or 0)), optional)
         master_addr = format_address(master.get("ip", ""), int(master.get("port", 0) or 0))
         flags = set(master.get("flags", "").split(","))
         status = "odown" if "o_down" in flags else "sdown" if "s_down" in flags else "ok"
@@ -222,6 +237,41 @@ class RedisCollector:
                 outcome.fail(Reason.STATE, f"{where} reports role {result.info.get('role')}")
             judge_instance(outcome, result, settings, where)
         return outcome
+
+
+SENTINEL_INFO_METRICS = (
+    ("sentinel_masters", "redis_sentinel_masters", "Masters this Sentinel monitors"),
+    ("sentinel_tilt", "redis_sentinel_tilt", "1 while the Sentinel is in TILT mode"),
+    ("sentinel_running_scripts", "redis_sentinel_running_scripts", "Scripts running now"),
+    ("sentinel_scripts_queue_length", "redis_sentinel_scripts_queue_length", "Scripts queued"),
+    ("sentinel_simulate_failure_flags", "redis_sentinel_simulate_failure_flags",
+     "Failure simulation flags (testing only)"),
+)
+
+
+def _emit_sentinel_optional(metrics: MetricSet, name: str, master_addr: str, answers: list[Any]) -> None:
+    """redis_exporter's Sentinel series from INFO SENTINEL, SENTINEL CKQUORUM and SENTINEL SENTINELS."""
+    from redis.exceptions import NoPermissionError, ResponseError
+
+    info_raw, ckquorum, sentinels = (None if isinstance(a, ResponseError) else a for a in answers)
+    refused = isinstance(answers[1], NoPermissionError)
+    if info_raw is not None:
+        info = parse_info(_text(info_raw))[0]
+        for key, metric, help_ in SENTINEL_INFO_METRICS:
+            value = number(info.get(key))
+            if value is not None:
+                metrics.gauge(metric, help_, value)
+    group = {"master_name": name, "master_address": master_addr}
+    if ckquorum is not None or (isinstance(answers[1], ResponseError) and not refused):
+        message = _text(ckquorum if ckquorum is not None else answers[1]).strip()
+        metrics.gauge("redis_sentinel_master_ckquorum_status",
+                      "1 when SENTINEL CKQUORUM says the quorum can be reached",
+                      1 if ckquorum is not None else 0,
+                      {"master_name": name, "message": message[:200]})
+    if sentinels is not None:
+        ok = 1 + sum(1 for raw in sentinels if not _down(_pairs(raw)))  # itself and the healthy others
+        metrics.gauge("redis_sentinel_master_ok_sentinels", "Sentinels not flagged down, this one included",
+                      ok, group)
 
 
 def _pairs(raw: Any) -> dict[str, str]:

@@ -215,7 +215,7 @@ class RedisClusterCollector:
                 continue
             others[(node.host, node.port)] = node.addr
         answers = query_many(self.connector, list(others), deadline, password,
-                             self.settings.max_concurrency)
+                             self.settings.max_concurrency, extra=(("CLUSTER", "INFO"),))
         for address, result in answers.items():
             view.reports[others[address]] = result
 
@@ -255,6 +255,9 @@ class RedisClusterCollector:
         for addr, result in view.reports.items():
             if isinstance(result, InstanceReport):
                 emit_instance(metrics, result, {"addr": addr})
+                if result.extra and not isinstance(result.extra[0], Exception):
+                    emit_node_cluster_info(metrics, parse_cluster_info(_text(result.extra[0])),
+                                           {"addr": addr})
             else:
                 unreachable += 1
                 emit_up(metrics, False, {"addr": addr})
@@ -280,6 +283,29 @@ class RedisClusterCollector:
         for addr, result in view.reports.items():
             if isinstance(result, InstanceReport):
                 judge_instance(outcome, result, self.settings, f"node {addr}")
+
+
+NODE_INFO_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("cluster_my_epoch", "redis_cluster_my_epoch", "The node's own config epoch"),
+    ("cluster_stats_messages_sent", "redis_cluster_messages_sent_total", "Cluster bus messages sent"),
+    ("cluster_stats_messages_received", "redis_cluster_messages_received_total",
+     "Cluster bus messages received"),
+)
+"""Typed gauge as in redis_exporter 1.45, though named `_total`."""
+
+
+def emit_node_cluster_info(metrics: MetricSet, info: dict[str, str], labels: dict[str, str]) -> None:
+    """Each node's own CLUSTER INFO, with redis_exporter's names: its epoch and bus messages (by type:
+    `redis_cluster_stats_messages_ping_sent` ...)."""
+    for key, name, help_ in NODE_INFO_METRICS:
+        if info.get(key, "").isdigit():
+            metrics.gauge(name, help_, int(info[key]), labels)
+    for key, value in info.items():
+        if key.startswith("cluster_stats_messages_") and key.endswith(("_sent", "_received")) \
+                and key not in ("cluster_stats_messages_sent", "cluster_stats_messages_received") \
+                and value.isdigit():
+            name = "redis_" + "".join(c if c.isalnum() or c == "_" else "_" for c in key)
+            metrics.gauge(name, "Cluster bus messages of this type", int(value), labels)
 
 
 def _text(raw: Any) -> str:
