@@ -28,12 +28,12 @@ exporter-demo: venv
 
 test: deps venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier
+	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier reports/einvoice_reports
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier
+	$(VENV)/bin/mypy einvoice_core einvoice_stack exporters/einvoice_exporter notifier/einvoice_notifier reports/einvoice_reports
 
 # Regenerate rules and dashboards from the catalogue and thresholds (commit the result).
 generate: venv

@@ -11,7 +11,7 @@ packages=(
   chromium fonts-noto-cjk faketime openssl
   prometheus-nginx-exporter prometheus-node-exporter prometheus-elasticsearch-exporter
   logrotate systemd systemd-journal-remote
-  docker.io debootstrap poppler-utils
+  docker.io debootstrap poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -93,7 +93,11 @@ def test_journal_reads_in_bounded_steps_without_loss(tmp_path):
 
     journal = tmp_path / "journal"
     journal.mkdir()
-    kills = [{**OOM_ENTRY, "MESSAGE": OOM_ENTRY["MESSAGE"].replace("4242", str(1000 + i))} for i in range(30)]
+    # More than one pipe buffer (64 KiB) of journalctl output, so that however fast journalctl
+    # writes, a read bounded by max_bytes cannot take it all in one step.
+    count = 400
+    kills = [{**OOM_ENTRY, "MESSAGE": OOM_ENTRY["MESSAGE"].replace("4242", str(10000 + i))}
+             for i in range(count)]
     write_journal(journal / "a.journal", kills, 1_700_000_000_000_000)
     matcher = Matcher(library()["os"])
     position = JournalPosition()
@@ -106,4 +110,4 @@ def test_journal_reads_in_bounded_steps_without_loss(tmp_path):
             break
         steps += 1
     assert steps >= 2  # cut after about max_bytes (plus one pipe read), resumed from the cursor
-    assert len(hits) == 30 and len(set(hits)) == 30
+    assert len(hits) == count and len(set(hits)) == count

@@ -238,7 +238,8 @@ def test_change_windows_are_validated_and_rendered_as_unix_seconds(tmp_path: Pat
                   if r.get("alert") == "EinvoiceAppRestartUnplanned"]
     assert ">= 1799503200 and" in restart["expr"] and "< 1799517600)" in restart["expr"]
     (none,) = [r for g in rules.app_groups(th, ChangeWindows()) for r in g["rules"] if r.get("alert")]
-    assert none["expr"] == 'changes(process_start_time_seconds{job="einvoice-apps"}[15m]) > 0'
+    assert none["expr"] == ('(\nchanges(process_start_time_seconds{job="einvoice-apps"}[15m]) > 0\n)\nor\n'
+                            '(\nchanges(einvoice:app_start_time_seconds[15m]) > 0\n)\n')
 
 
 def test_the_trusted_gap_is_longer_than_the_exporter_down_alert(tmp_path: Path) -> None:

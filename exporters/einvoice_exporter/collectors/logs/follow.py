@@ -127,6 +127,9 @@ class Follower:
                   stats: PollStats, deadline: float, budget: int) -> None:
         pos = self.positions.get(path)
         if pos is None:
+            if not os.access(path, os.R_OK):  # say so now, not one poll later when it is read
+                stats.errors[path] = "permission"
+                return
             # A new file is only registered in this poll and read from the next one, so that its
             # counters are exposed at 0 first and increase() sees its first matches.
             pos = Position(st.st_dev, st.st_ino)

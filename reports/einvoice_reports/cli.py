@@ -1,0 +1,206 @@
+"""einvoice-report KIND --period P: build one report from Prometheus and the ticket store into the archive.
+
+Exit status: 0 written (complete), 3 written but marked incomplete (gaps named inside), 2 failed
+(bad arguments, unreachable source: the reason on stderr, nothing written)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from einvoice_core.thresholds import load_thresholds
+
+from .errors import ReportError
+from .period import REPORT_TZ, Period, parse_period, previous_period
+from .prom import PrometheusClient
+from .store import TicketStore
+
+log = logging.getLogger("einvoice_reports")
+
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
+PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
+               "handbook": "quarter", "yearly": "year", "config": "day"}
+"""What period each report covers ("day|month": either; the first is the default)."""
+TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
+          "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
+          "incident": "突发事件分析报告", "config": "参数配置报告"}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    kind: str
+    period: Period | None
+    """None for the incident report, which is about one ticket."""
+    prometheus: str
+    store: str
+    out: Path
+    formats: tuple[str, ...]
+    now: datetime
+    ticket: int | None = None
+    edits: Path | None = None
+    final: bool = False
+
+    @property
+    def span(self) -> Period:
+        """The period of a periodic report (every kind but the incident report has one)."""
+        if self.period is None:
+            raise ReportError("该报告需要 --period")
+        return self.period
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    files: list[Path]
+    gaps: list[str]
+
+
+def _publish(options: Options, kind: str, label: str, template: str, context: dict[str, Any],
+             gaps: list[str]) -> Outcome:
+    """Render `template` and write KIND/LABEL.html (and .pdf unless --no-pdf) into the archive."""
+    from . import render
+
+    html = render.render_html(template, context | {"title": TITLES[kind]})
+    files = [render.write_atomic(render.archive_path(options.out, kind, label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, kind, label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, gaps)
+
+
+def _monthly(options: Options) -> Outcome:
+    from . import monthly
+
+    report = monthly.build_monthly(options.span, PrometheusClient(options.prometheus),
+                                   TicketStore(options.store), load_thresholds(), options.now)
+    context = monthly.context(report) | {"gaps": report.gaps, "sources": report.sources}
+    return _publish(options, "monthly", options.span.label, "monthly.html.j2", context, report.gaps)
+
+
+def _daily(options: Options) -> Outcome:
+    from . import daily
+
+    report = daily.build_daily(options.span, PrometheusClient(options.prometheus),
+                               TicketStore(options.store), load_thresholds(), options.now)
+    return _publish(options, "daily", options.span.label, "daily.html.j2", daily.context(report), report.gaps)
+
+
+def _yearly(options: Options) -> Outcome:
+    from . import yearly
+
+    report = yearly.build_yearly(options.span, PrometheusClient(options.prometheus),
+                                 TicketStore(options.store), load_thresholds(), options.now)
+    context = yearly.context(report)
+    return _publish(options, "yearly", options.span.label, "yearly.html.j2", context, report.gaps)
+
+
+def _health(options: Options) -> Outcome:
+    from . import health
+
+    report = health.build_health(options.span, PrometheusClient(options.prometheus),
+                                 TicketStore(options.store), load_thresholds(), options.now)
+    context = health.context(report)
+    return _publish(options, "health", options.span.label, "health.html.j2", context, report.gaps)
+
+
+def _handbook(options: Options) -> Outcome:
+    from . import handbook
+
+    book = handbook.build_handbook(options.span, TicketStore(options.store), options.now)
+    return _publish(options, "handbook", options.span.label, "handbook.html.j2", handbook.context(book), [])
+
+
+def _incident(options: Options) -> Outcome:
+    from . import incident
+
+    assert options.ticket is not None
+    edits = incident.load_edits(options.edits) if options.edits else None
+    report = incident.build_incident(options.ticket, TicketStore(options.store), options.now, edits,
+                                     options.final)
+    context = incident.context(report) | {"subtitle": f"工单 #{options.ticket}"}
+    return _publish(options, "incident", f"ticket-{options.ticket}", "incident.html.j2", context, [])
+
+
+CONFIG_GAP = "尚未采集参数快照与基线（Redis、Elasticsearch、数据库、配置文件、内核参数），本报告没有内容"
+
+
+def _config(options: Options) -> Outcome:
+    """A page that says plainly what is missing: there are no parameter snapshots to report yet."""
+    context = {"period": options.span, "gaps": [CONFIG_GAP], "sources": ["无（尚无参数快照数据源）"],
+               "generated_local": options.now.astimezone(REPORT_TZ)}
+    return _publish(options, "config", options.span.label, "config.html.j2", context, [CONFIG_GAP])
+
+
+def _scorecard(options: Options) -> Outcome:
+    from . import scorecard
+
+    return scorecard.produce(options)
+
+
+BUILDERS: dict[str, Callable[[Options], Outcome]] = {
+    "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
+    "yearly": _yearly, "incident": _incident, "config": _config,
+}
+
+
+def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
+    parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    parser.add_argument("--prometheus",
+                        default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
+                        help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
+    parser.add_argument("--store", default=os.environ.get("EINVOICE_REPORT_STORE", ""),
+                        help="工单库 SQLAlchemy URL（与 notifier 的 database_url 相同）")
+    parser.add_argument("--out", type=Path,
+                        default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
+                        help="归档目录（写入 KIND/PERIOD.html|pdf|xlsx）")
+    parser.add_argument("--no-pdf", action="store_true", help="只生成 HTML（和 xlsx）")
+    parser.add_argument("--ticket", type=int, help="突发事件分析报告：工单编号")
+    parser.add_argument("--edits", type=Path, help="突发事件分析报告：运维人员修改的章节（YAML）")
+    parser.add_argument("--final", action="store_true", help="突发事件分析报告：标记为定稿")
+    args = parser.parse_args(argv)
+    formats = ("html",) if args.no_pdf else ("html", "pdf")
+    if args.kind == "incident":
+        if args.ticket is None:
+            raise ReportError("突发事件分析报告需要 --ticket 工单编号")
+        return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
+                       args.ticket, args.edits, args.final)
+    wanted = PERIOD_KIND[args.kind].split("|")
+    period = parse_period(args.period) if args.period else previous_period(wanted[0], now)
+    if period.kind not in wanted:
+        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）",
+                 "year": "年（如 2026）"}
+        expected = "或".join(forms[kind] for kind in wanted)
+        raise ReportError(f"{TITLES[args.kind]}的周期应为{expected}，收到 {period.label}")
+    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
+
+
+def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("weasyprint", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    moment = now or datetime.now(UTC)
+    try:
+        options = parse_args(argv, moment)
+        outcome = BUILDERS[options.kind](options)
+    except ReportError as exc:
+        print(f"einvoice-report: 未生成报告：{exc}", file=sys.stderr)
+        return 2
+    for path in outcome.files:
+        print(path)
+    if outcome.gaps:
+        for gap in outcome.gaps:
+            print(f"einvoice-report: 数据不完整：{gap}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""《专项健康检查报告》 (daily or monthly): per item what was checked and how it went, the measured
+quantities against their thresholds (thresholds.yaml), what is drifting, the risks found and what
+was done about them (the period's tickets).
+
+Quantities and their series (the names the rules already use):
+- Redis memory: redis_memory_used_bytes / redis_memory_max_bytes, per instance;
+- Kafka lag: kafka_consumergroup_group_max_lag_seconds, per consumer group;
+- certificates: probe_ssl_earliest_cert_expiry − time, in days, per target;
+- probe latency: probe_duration_seconds, per item and target (the item's alert threshold);
+- Elasticsearch: the share of the period the cluster was green (elasticsearch_cluster_health_status).
+Each is read at the period's start and end and its maximum over the period (a 5-minute subquery);
+"drifting" means it rose by more than DRIFT of its threshold over the period without crossing it.
+A quantity with no series is listed as not collected, never as healthy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from einvoice_core.catalogue import ITEMS
+from einvoice_core.thresholds import Thresholds
+
+from .period import REPORT_TZ, Period
+from .prom import PrometheusClient
+from .sla import EDGE
+from .store import TicketRecord, TicketStore
+
+DRIFT = 0.1
+"""A rise over the period of more than this share of the threshold counts as drifting."""
+ITEM_NAMES = {item.id: item.name_zh for item in ITEMS}
+
+
+@dataclass(slots=True)
+class CheckRow:
+    item: str
+    check: str
+    target: str
+    up_at_end: float | None
+    runs: int
+    failures: int
+
+
+@dataclass(slots=True)
+class Measure:
+    kind: str
+    subject: str
+    start: float | None
+    end: float | None
+    peak: float | None
+    threshold: float
+    unit: str
+    higher_is_worse: bool = True
+
+    @property
+    def verdict(self) -> str:
+        if self.end is None:
+            return "无数据"
+        worst = self.peak if self.peak is not None else self.end
+        if self.higher_is_worse:
+            if self.end >= self.threshold:
+                return "超过阈值"
+            if worst >= self.threshold:
+                return "期间曾超过阈值"
+            if self.start is not None and self.end - self.start > DRIFT * self.threshold:
+                return "上升趋势"
+            return "正常"
+        if self.end <= self.threshold:
+            return "低于阈值"
+        return "正常"
+
+
+@dataclass(slots=True)
+class HealthReport:
+    period: Period
+    generated_at: datetime
+    checks: list[CheckRow]
+    measures: list[Measure]
+    not_collected: list[str]
+    tickets: list[TicketRecord]
+    sources: list[str]
+    gaps: list[str] = field(default_factory=list)
+
+    @property
+    def risks(self) -> list[Measure]:
+        return [m for m in self.measures if m.verdict not in ("正常", "无数据")]
+
+
+Key = tuple[str, ...]
+Threshold = float | dict[str, float]
+"""One threshold, or one per item (the key's first label is then the item)."""
+
+
+def _values(prom: PrometheusClient, expr: str, at: float, names: Key) -> dict[Key, float]:
+    return {tuple(s.labels.get(n, "") for n in names): s.value
+            for s in prom.query(expr, at) if not math.isnan(s.value)}
+
+
+def _subject(key: Key) -> str:
+    return " · ".join(part for part in key if part)
+
+
+def _measures(prom: PrometheusClient, period: Period, kind: str, expr: str, names: Key, threshold: Threshold,
+              unit: str, higher_is_worse: bool = True) -> list[Measure]:
+    start, end = period.start.timestamp() + EDGE, period.end.timestamp() - EDGE
+    at_end = _values(prom, expr, end, names)
+    at_start = _values(prom, expr, start, names)
+    agg = "max_over_time" if higher_is_worse else "min_over_time"
+    peak = _values(prom, f"{agg}(({expr})[{period.seconds}s:300s])", end, names)
+    out = []
+    for key in sorted(set(at_end) | set(peak)):
+        limit = threshold if isinstance(threshold, float) else threshold.get(key[0], math.inf)
+        out.append(Measure(kind, _subject(key), at_start.get(key), at_end.get(key), peak.get(key), limit,
+                           unit, higher_is_worse))
+    return out
+
+
+SECTIONS: tuple[tuple[str, str, Key, str, bool], ...] = (
+    ("Redis 内存使用率", "redis_memory_used_bytes / (redis_memory_max_bytes > 0)", ("item", "instance"),
+     "ratio", True),
+    ("Kafka 消费延迟", "kafka_consumergroup_group_max_lag_seconds", ("item", "consumergroup"),
+     "seconds", True),
+    ("证书剩余有效期", "(probe_ssl_earliest_cert_expiry - time()) / 86400", ("item", "target"),
+     "days", False),
+    ("探测响应时间", "probe_duration_seconds", ("item", "target"), "seconds", True),
+    ("Elasticsearch 绿色状态占比", 'elasticsearch_cluster_health_status{color="green"}', ("item", "cluster"),
+     "ratio", False),
+)
+"""(what, PromQL, identifying labels, unit, whether higher is worse)."""
+ES_GREEN_MIN = 0.999
+"""Below this share of green time in a period the cluster is reported (no thresholds.yaml key yet)."""
+
+
+def _thresholds(thresholds: Thresholds) -> dict[str, Threshold]:
+    return {
+        "Redis 内存使用率": thresholds.redis.memory_ratio_warning,
+        "Kafka 消费延迟": float(thresholds.kafka.lag_seconds_warning),
+        "证书剩余有效期": float(thresholds.certificates.warning_days),
+        "探测响应时间": {item: thresholds.latency.for_item(item).alert_seconds for item in ITEM_NAMES},
+        "Elasticsearch 绿色状态占比": ES_GREEN_MIN,
+    }
+
+
+def build_health(period: Period, prom: PrometheusClient, store: TicketStore, thresholds: Thresholds,
+                 now: datetime) -> HealthReport:
+    end = period.end.timestamp() - EDGE
+    window = f"[{period.seconds}s]"
+    ident = ("item", "check", "target")
+    up = _values(prom, "einvoice_check_up", end, ident)
+    runs = _values(prom, f"changes(einvoice_check_last_run_timestamp_seconds{window})", end, ident)
+    fails = _values(prom, f"sum by (item, check, target) (increase(einvoice_check_failures_total{window}))",
+                    end, ident)
+    checks = [CheckRow(key[0], key[1], key[2], up.get(key), round(runs.get(key, 0)),
+                       round(fails.get(key, 0))) for key in sorted(set(up) | set(runs))]
+    limits = _thresholds(thresholds)
+    measures: list[Measure] = []
+    not_collected = []
+    for kind, expr, names, unit, worse in SECTIONS:
+        found = _measures(prom, period, kind, expr, names, limits[kind], unit, worse)
+        if not found:
+            not_collected.append(kind)
+        measures.extend(found)
+    records = [t for t in store.tickets_touching(period.start, period.end)
+               if period.start <= t.starts_at < period.end]
+    gaps = [] if checks else ["本期没有任何检查（einvoice_check_up）数据"]
+    sources = [f"Prometheus HTTP API：{prom.url}",
+               f"工单库：{store.engine.url.render_as_string(hide_password=True)}"]
+    return HealthReport(period, now, checks, measures, not_collected, records, sources, gaps)
+
+
+def fmt_value(measure: Measure, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if measure.unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if measure.unit == "days":
+        return f"{value:.1f} 天"
+    return f"{value:.2f} 秒"
+
+
+def context(report: HealthReport) -> dict[str, Any]:
+    return {"report": report, "period": report.period, "gaps": report.gaps, "sources": report.sources,
+            "item_names": ITEM_NAMES, "fmt_value": fmt_value, "drift": DRIFT,
+            "generated_local": report.generated_at.astimezone(REPORT_TZ)}

@@ -1,0 +1,309 @@
+"""附件1《运维厂商考核评级表》: the 25 lines and their maxima (seed §附件1, 100 points), lines 4, 5, 9,
+10 and 11 pre-filled from data with their evidence, the others left for the bureau to score.
+Written as an xlsx the bureau edits (the totals, yearly average and payment tier are formulas) and
+as a page.
+
+Pre-filled lines (proposals the bureau may change in the xlsx; the page states each rule):
+- 4 运维处理时效: one level per ticket of the routine, general or urgent class begun in the month
+  that missed its response or resolution deadline; 1.5 points per level.
+- 5 检查频次要求: an item missed a day when one of its checks did not run that day (its
+  einvoice_check_last_run_timestamp_seconds did not change in the day) or it has no check at all;
+  0.5 points per item that missed at least one day.
+- 9 应急情况处置: one level per outage or stall not restored within 30 minutes, and one more per
+  outage over 2 hours (SLA recording rules); 1.5 points per level.
+- 10 报告制度: the reports due in the month (the daily report of each day, the monthly report:
+  DUE_KINDS) against the files in the archive; 0.5 points per missing report.
+- 11 系统运行故障率: fault days (a working day, Monday to Friday, on which any service was down)
+  over the month's working days, in percent; 0.5 points per percentage point.
+Every deduction stops at the line's maximum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from importlib import resources
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from einvoice_core.catalogue import ITEMS
+from einvoice_core.thresholds import load_thresholds
+
+from . import render, sla, ticketfigures
+from .period import REPORT_TZ, Period
+from .prom import PrometheusClient
+from .store import TicketStore
+
+if TYPE_CHECKING:
+    from .cli import Options, Outcome
+
+KIND = "scorecard"
+TITLE = "运维厂商考核评级表"
+@cache
+def lines() -> tuple[tuple[str, int, str, int, str], ...]:
+    """(category, line, name, maximum, scoring rule) exactly as 附件1 states them (attachment1.yaml)."""
+    text = resources.files(__package__).joinpath("attachment1.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    return tuple((d["category"], d["line"], d["name"], d["maximum"], d["rule"]) for d in raw["lines"])
+
+MAXIMUM = 100
+DUE_KINDS: tuple[tuple[str, str, str], ...] = (("daily", "系统运行监控报告", "day"),
+                                               ("monthly", "月度系统运维报告", "month"))
+"""Reports the archive must hold for a month: (kind, title, cadence), one per day or one per month."""
+TIERS: tuple[tuple[float, str], ...] = ((90, "100%"), (80, "95%"), (0, "90%"))
+"""Yearly average → share of the contract price paid (seed §五.3)."""
+
+
+def payment_tier(average: float) -> str:
+    return next(share for floor, share in TIERS if average >= floor)
+
+
+@dataclass(slots=True)
+class Prefill:
+    line: int
+    score: float
+    rule: str
+    evidence: list[str] = field(default_factory=list)
+
+
+def _cap(maximum: int, deduction: float) -> float:
+    return round(max(maximum - deduction, 0.0), 2)
+
+
+def _working_days(period: Period) -> list[date]:
+    return [day for day in period.days() if day.weekday() < 5]
+
+
+def line4(figures: ticketfigures.TicketFigures) -> Prefill:
+    late = [t for t in figures.missed if t.severity_class in ("routine", "general", "urgent")]
+    evidence = []
+    for t in late:
+        response, resolution = ticketfigures.deadline_states(t, figures.end)
+        missed = "、".join(n for n, s in (("响应", response), ("解决", resolution)) if s == "missed")
+        evidence.append(f"工单 #{t.id}（{t.starts_at.astimezone(REPORT_TZ):%m-%d %H:%M}）{missed}超时")
+    if not late:
+        evidence.append("本月日常、一般、紧急工单均在时限内响应和解决")
+    return Prefill(4, _cap(6, 1.5 * len(late)), "每张超时工单记一级，每级扣 1.5 分", evidence)
+
+
+def line5(prom: PrometheusClient, period: Period) -> Prefill:
+    at = period.end.timestamp() - sla.EDGE
+    first = period.start.timestamp() + sla.DAY - sla.EDGE
+    runs = prom.query_range("changes(einvoice_check_last_run_timestamp_seconds[1d])", first, at, sla.DAY)
+    declared = {s.labels.get("item", "") for s in prom.query(
+        f"max by (item) (max_over_time(einvoice_item_info[{period.seconds}s]))", at)}
+    items = sorted(declared or {item.id for item in ITEMS})
+    days = period.days()
+    ran: dict[str, dict[int, bool]] = {}
+    for series in runs:
+        item = series.labels.get("item", "")
+        per_day = ran.setdefault(item, {})
+        for ts, value in series.points:
+            index = round((ts - first) / sla.DAY)
+            per_day[index] = per_day.get(index, True) and value > 0
+    evidence = []
+    missing_items = 0
+    for item in items:
+        seen = ran.get(item)
+        if seen is None:
+            missed = len(days)
+            evidence.append(f"第{item}项：本月没有检查运行记录（{missed} 天）")
+        else:
+            missed_days = [days[i] for i in range(len(days)) if not seen.get(i, False)]
+            missed = len(missed_days)
+            if missed:
+                evidence.append(f"第{item}项：{missed} 天有检查未运行（首日 {missed_days[0]:%m-%d}，末日 "
+                                f"{missed_days[-1]:%m-%d}）")
+        missing_items += missed > 0
+    evidence.insert(0, f"应检查监控项 {len(items)} 项 × {len(days)} 天；有缺漏的监控项 {missing_items} 项")
+    return Prefill(5, _cap(6, 0.5 * missing_items), "每个有检查未按期运行的监控项扣 0.5 分", evidence)
+
+
+def line9(figures: sla.SlaFigures) -> Prefill:
+    evidence = []
+    levels = 0
+    for s in figures.services:
+        late = s.restores_late_outage + s.restores_late_stall
+        levels += late + s.outages_over_limit
+        if late or s.outages_over_limit:
+            evidence.append(f"{s.name_zh}：超 30 分钟恢复 {late} 次（宕机 {s.restores_late_outage}、卡顿 "
+                            f"{s.restores_late_stall}），单次宕机超 2 小时 {s.outages_over_limit} 次")
+    if not evidence:
+        evidence.append("本月宕机、卡顿均在 30 分钟内恢复")
+    return Prefill(9, _cap(6, 1.5 * levels),
+                   "超 30 分钟恢复每次一级、单次宕机超 2 小时再加一级，每级扣 1.5 分",
+                   evidence)
+
+
+def line10(archive: Path, period: Period) -> Prefill:
+    due = [(kind, name, label) for kind, name, cadence in DUE_KINDS
+           for label in ([day.isoformat() for day in period.days()] if cadence == "day" else [period.label])]
+    missing = [(kind, name, label) for kind, name, label in due
+               if not render.archive_path(archive, kind, label, "html").exists()]
+    evidence = [f"应提交 {len(due)} 份，归档中已有 {len(due) - len(missing)} 份"]
+    evidence.extend(f"缺少《{name}》{label}" for _, name, label in missing)
+    return Prefill(10, _cap(6, 0.5 * len(missing)), "每缺少一份定期报告扣 0.5 分", evidence)
+
+
+def line11(figures: sla.SlaFigures, period: Period) -> Prefill:
+    working = _working_days(period)
+    faults = figures.fault_days()
+    counted = [day for day in faults if day in set(working)]
+    rate = len(counted) / len(working) * 100 if working else 0.0
+    evidence = [f"工作日 {len(working)} 天（周一至周五），故障日 {len(counted)} 天，故障率 {rate:.2f}%"]
+    evidence.extend(f"{day:%m-%d}：宕机 {faults[day] / 60:.0f} 分钟" for day in counted)
+    weekend = [day for day in faults if day not in set(working)]
+    if weekend:
+        evidence.append("非工作日故障（不计入故障率）：" + "、".join(f"{d:%m-%d}" for d in weekend))
+    return Prefill(11, _cap(6, 0.5 * rate), "故障率每个百分点扣 0.5 分（按比例）", evidence)
+
+
+@dataclass(slots=True)
+class Scorecard:
+    period: Period
+    prefills: dict[int, Prefill]
+    year_scores: dict[int, float | None]
+    """Month → total of an earlier month's completed scorecard in the archive (None: not complete)."""
+    sources: list[str]
+    gaps: list[str]
+
+    @property
+    def prefilled_total(self) -> float:
+        return round(sum(p.score for p in self.prefills.values()), 2)
+
+    @property
+    def prefilled_maximum(self) -> int:
+        return sum(line[3] for line in lines() if line[1] in self.prefills)
+
+
+def earlier_scores(archive: Path, period: Period) -> dict[int, float | None]:
+    """Totals of the year's earlier months from their archived xlsx, if all 25 lines are scored."""
+    from openpyxl import load_workbook
+
+    scores: dict[int, float | None] = {}
+    for month in range(1, period.first.month):
+        path = render.archive_path(archive, KIND, f"{period.first.year:04d}-{month:02d}", "xlsx")
+        if not path.exists():
+            continue
+        sheet = load_workbook(path, data_only=False)["评分表"]
+        values = [sheet.cell(row=row, column=SCORE_COL).value
+                  for row in range(FIRST_ROW, FIRST_ROW + len(lines()))]
+        scores[month] = (round(sum(float(v) for v in values), 2)
+                         if all(isinstance(v, int | float) for v in values) else None)
+    return scores
+
+
+def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, archive: Path) -> Scorecard:
+    thresholds = load_thresholds()
+    sla_figures = sla.collect_sla(prom, period, thresholds)
+    records = store.tickets_touching(period.start, period.end)
+    figures = ticketfigures.compute_ticket_figures(records, store.rates(period.start, period.end), period)
+    prefills = {p.line: p for p in (line4(figures), line5(prom, period), line9(sla_figures),
+                                    line10(archive, period), line11(sla_figures, period))}
+    sources = [f"Prometheus HTTP API："
+               f"{prom.url}", f"工单库：{store.engine.url.render_as_string(hide_password=True)}",
+               f"报告归档：{archive}"]
+    return Scorecard(period, prefills, earlier_scores(archive, period), sources, list(sla_figures.gaps))
+
+
+FIRST_ROW = 4
+SCORE_COL = 6
+
+
+def to_xlsx(card: Scorecard) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "评分表"
+    sheet["A1"] = (f"广西税务 增值税电子发票公共服务平台 {card.period.first.year} 年 "
+                   f"{card.period.first.month} 月运维厂商考核评级表")
+    sheet["A1"].font = Font(bold=True, size=14)
+    sheet["A2"] = ("第 4、5、9、10、11 项已按监控与工单数据预填（依据见 G 列），局方可修改；"
+                   "其余各项由局方评分。")
+    headers = ("分类", "序号", "项目", "分值", "评分标准", "得分", "数据依据 / 说明")
+    for col, header in enumerate(headers, start=1):
+        cell = sheet.cell(row=3, column=col, value=header)
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="EEF3F8")
+    wrap = Alignment(wrap_text=True, vertical="top")
+    prefilled = PatternFill("solid", fgColor="FFF4D6")
+    for offset, (category, line, name, maximum, rule) in enumerate(lines()):
+        row = FIRST_ROW + offset
+        values = (category, line, name, maximum, rule)
+        for col, value in enumerate(values, start=1):
+            sheet.cell(row=row, column=col, value=value).alignment = wrap
+        prefill = card.prefills.get(line)
+        score = sheet.cell(row=row, column=SCORE_COL)
+        note = sheet.cell(row=row, column=7)
+        note.alignment = wrap
+        if prefill is not None:
+            score.value = prefill.score
+            score.fill = prefilled
+            note.value = f"预填规则：{prefill.rule}\n" + "\n".join(prefill.evidence)
+        else:
+            note.value = "待局方评分"
+        rule_check = DataValidation(type="decimal", operator="between", formula1="0", formula2=f"D{row}",
+                                    allow_blank=True, showErrorMessage=True, error="得分应在 0 与分值之间")
+        sheet.add_data_validation(rule_check)
+        rule_check.add(score)
+    last = FIRST_ROW + len(lines()) - 1
+    total_row = last + 1
+    sheet.cell(row=total_row, column=3, value="合计").font = Font(bold=True)
+    sheet.cell(row=total_row, column=4, value=f"=SUM(D{FIRST_ROW}:D{last})")
+    sheet.cell(row=total_row, column=SCORE_COL, value=f"=IF(COUNT(F{FIRST_ROW}:F{last})={len(lines())},"
+                                                      f"SUM(F{FIRST_ROW}:F{last}),\"未评完\")")
+    sheet.cell(row=total_row, column=7, value=f"=COUNT(F{FIRST_ROW}:F{last})&\" / {len(lines())} 项已评分\"")
+    for letter, width in zip("ABCDEFG", (8, 6, 16, 6, 48, 8, 60), strict=True):
+        sheet.column_dimensions[letter].width = width
+    sheet.freeze_panes = "A4"
+
+    year = book.create_sheet("年度汇总")
+    year["A1"] = f"{card.period.first.year} 年月度得分与付款档次"
+    year["A1"].font = Font(bold=True, size=13)
+    year["A2"] = "月份"
+    year["B2"] = "得分"
+    for month in range(1, 13):
+        row = 2 + month
+        year.cell(row=row, column=1, value=f"{month} 月")
+        if month == card.period.first.month:
+            year.cell(row=row, column=2, value=f"=IF(ISNUMBER(评分表!F{total_row}),评分表!F{total_row},\"\")")
+        elif month in card.year_scores and card.year_scores[month] is not None:
+            year.cell(row=row, column=2, value=card.year_scores[month])
+    year["A16"], year["B16"] = "年平均分", "=IF(COUNT(B3:B14)=0,\"\",AVERAGE(B3:B14))"
+    year["A17"], year["B17"] = "付款比例", ('=IF(B16="","",IF(B16>=90,"100%",IF(B16>=80,"95%","90%")))')
+    year["A18"] = "年平均分 90 分（含）以上按合同价格 100% 支付；80-89 分按 95% 支付；80 分以下按 90% 支付。"
+    year.column_dimensions["A"].width = 12
+    year.column_dimensions["B"].width = 12
+    buffer = BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def context(card: Scorecard, now: Any) -> dict[str, Any]:
+    known = [v for v in card.year_scores.values() if v is not None]
+    return {"card": card, "lines": lines(), "period": card.period, "title": TITLE, "gaps": card.gaps,
+            "sources": card.sources, "generated_local": now.astimezone(REPORT_TZ), "maximum": MAXIMUM,
+            "earlier_average": round(sum(known) / len(known), 2) if known else None, "tiers": TIERS}
+
+
+def produce(options: Options) -> Outcome:
+    from .cli import Outcome
+
+    card = build_scorecard(options.span, PrometheusClient(options.prometheus), TicketStore(options.store),
+                           options.out)
+    html = render.render_html("scorecard.html.j2", context(card, options.now))
+    label = options.span.label
+    files = [render.write_atomic(render.archive_path(options.out, KIND, label, "xlsx"), to_xlsx(card)),
+             render.write_atomic(render.archive_path(options.out, KIND, label, "html"), html.encode())]
+    if "pdf" in options.formats:
+        files.append(render.write_atomic(render.archive_path(options.out, KIND, label, "pdf"),
+                                         render.html_to_pdf(html)))
+    return Outcome(files, card.gaps)

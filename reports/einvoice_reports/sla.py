@@ -1,0 +1,147 @@
+"""Service-level figures of a period, from the SLA recording rules (alert_rules/einvoice-sla.rules.yml).
+
+Every figure is one PromQL expression over the period's exact length, evaluated 1 ms before the
+period's end, so a sample taken exactly at the start counts and one taken exactly at the end belongs
+to the next period (the same under Prometheus 2's closed and 3's left-open range selectors)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from einvoice_core.thresholds import Thresholds, duration_seconds
+
+from .period import Period
+from .prom import PrometheusClient, Sample
+
+EDGE = 0.001
+"""Seconds before a period's end at which its figures are evaluated."""
+DAY = 86400
+
+DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
+    ("可用率",
+     "avg_over_time(einvoice:service_up[周期])：周期内服务可用（未宕机）的采样比例；卡顿不计为不可用。"),
+    ("宕机时长",
+     "sum_over_time(einvoice:service_outage_step_seconds[周期])：每次规则评估时服务处于宕机的秒数之和。"),
+    ("卡顿时长", "sum_over_time(einvoice:service_stall_step_seconds[周期])。"),
+    ("最长一次宕机",
+     "max_over_time(einvoice:service_outage_current_seconds[周期])：周期内观察到的单次宕机最长持续时间"
+     "（跨周期开始的宕机含周期前部分）。"),
+    ("超 2 小时宕机次数",
+     "sum_over_time(einvoice:service_outage_over_limit_event[周期])：单次宕机越过 2 小时的次数。"),
+    ("超 30 分钟恢复次数", "sum_over_time(einvoice:service_restore_late_event[周期])，按宕机/卡顿分列。"),
+    ("年度宕机预算",
+     "合同每年累计宕机不超过 12 小时；已用 = 自本年 1 月 1 日 0 时（北京时间）至周期结束的宕机时长之和，"
+     "剩余 = 12 小时 − 已用（不小于 0）。"),
+    ("每日可用率", "每个自然日（北京时间）的 avg_over_time(einvoice:service_up[1d])。"),
+)
+
+
+@dataclass(slots=True)
+class ServiceFigures:
+    service: str
+    name_zh: str
+    availability: float | None = None
+    outage_seconds: float = 0.0
+    stall_seconds: float = 0.0
+    longest_outage_seconds: float = 0.0
+    outages_over_limit: int = 0
+    restores_late_outage: int = 0
+    restores_late_stall: int = 0
+    ytd_outage_seconds: float = 0.0
+    budget_seconds: float = 0.0
+    daily_availability: list[tuple[date, float | None]] = field(default_factory=list)
+    daily_outage_seconds: dict[date, float] = field(default_factory=dict)
+
+    @property
+    def budget_used_period_ratio(self) -> float:
+        return self.outage_seconds / self.budget_seconds if self.budget_seconds else 0.0
+
+    @property
+    def budget_left_seconds(self) -> float:
+        return max(self.budget_seconds - self.ytd_outage_seconds, 0.0)
+
+    @property
+    def budget_left_ratio(self) -> float:
+        return self.budget_left_seconds / self.budget_seconds if self.budget_seconds else 0.0
+
+
+@dataclass(slots=True)
+class SlaFigures:
+    services: list[ServiceFigures]
+    objective: float
+    max_single_outage_seconds: float
+    restore_within_seconds: float
+    gaps: list[str] = field(default_factory=list)
+
+    def fault_days(self) -> dict[date, float]:
+        """Local days on which any service was down, with the summed outage seconds of the day."""
+        days: dict[date, float] = {}
+        for figures in self.services:
+            for day, seconds in figures.daily_outage_seconds.items():
+                if seconds > 0:
+                    days[day] = days.get(day, 0.0) + seconds
+        return dict(sorted(days.items()))
+
+
+def _by_service(samples: list[Sample], key: str = "service") -> dict[str, float]:
+    return {s.labels.get(key, ""): s.value for s in samples}
+
+
+def _num(value: float | None) -> float:
+    return 0.0 if value is None or math.isnan(value) else value
+
+
+def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) -> SlaFigures:
+    at = period.end.timestamp() - EDGE
+    window = f"[{period.seconds}s]"
+    budget = duration_seconds(thresholds.sla.yearly_outage_budget)
+    result = SlaFigures([], thresholds.sla.objective, duration_seconds(thresholds.sla.max_single_outage),
+                        duration_seconds(thresholds.sla.restore_within))
+
+    def instant(expr: str) -> dict[str, float]:
+        return _by_service(prom.query(expr, at))
+
+    availability = instant(f"avg_over_time(einvoice:service_up{window})")
+    outage = instant(f"sum_over_time(einvoice:service_outage_step_seconds{window})")
+    stall = instant(f"sum_over_time(einvoice:service_stall_step_seconds{window})")
+    longest = instant(f"max_over_time(einvoice:service_outage_current_seconds{window})")
+    over_limit = instant(f"sum_over_time(einvoice:service_outage_over_limit_event{window})")
+    late = prom.query(f"sum by (service, severity_class) "
+                      f"(sum_over_time(einvoice:service_restore_late_event{window}))", at)
+    ytd_window = f"[{int(period.end.timestamp() - period.year_start().timestamp())}s]"
+    ytd = instant(f"sum_over_time(einvoice:service_outage_step_seconds{ytd_window})")
+    first_day_end = period.start.timestamp() + DAY - EDGE
+    daily_up = prom.query_range("avg_over_time(einvoice:service_up[1d])", first_day_end, at, DAY)
+    daily_down = prom.query_range("sum_over_time(einvoice:service_outage_step_seconds[1d])",
+                                  first_day_end, at, DAY)
+    days = period.days()
+
+    def day_of(ts: float) -> date:
+        return period.first + timedelta(days=round((ts - first_day_end) / DAY))
+
+    up_by = {s.labels.get("service", ""): {day_of(t): v for t, v in s.points} for s in daily_up}
+    down_by = {s.labels.get("service", ""): {day_of(t): v for t, v in s.points} for s in daily_down}
+    for key, service in thresholds.services.items():
+        figures = ServiceFigures(key, service.name_zh, budget_seconds=budget)
+        if key not in availability:
+            result.gaps.append(f"{service.name_zh}（{key}）：本期没有 einvoice:service_up 数据，"
+                               "可用率与宕机数字缺失")
+        else:
+            figures.availability = availability[key]
+        figures.outage_seconds = _num(outage.get(key))
+        figures.stall_seconds = _num(stall.get(key))
+        figures.longest_outage_seconds = _num(longest.get(key))
+        figures.outages_over_limit = round(_num(over_limit.get(key)))
+        for sample in late:
+            if sample.labels.get("service") == key:
+                if sample.labels.get("severity_class") == "stall":
+                    figures.restores_late_stall += round(_num(sample.value))
+                else:
+                    figures.restores_late_outage += round(_num(sample.value))
+        figures.ytd_outage_seconds = _num(ytd.get(key))
+        figures.daily_availability = [(day, up_by.get(key, {}).get(day)) for day in days]
+        figures.daily_outage_seconds = {day: v for day, v in down_by.get(key, {}).items() if day in days}
+        result.services.append(figures)
+    return result
