@@ -279,7 +279,9 @@ class Thresholds(StrictModel):
     apps: Apps
     logs: Logs
     nginx: Nginx
+    hosts: Hosts
     data: DataChecks
+    dbhealth: DbHealth
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
@@ -390,3 +392,86 @@ def load_important_periods(path: Path) -> ImportantPeriods:
     result = _load(path, ImportantPeriods)
     assert isinstance(result, ImportantPeriods)
     return result
+
+
+class Hosts(StrictModel):
+    """node_exporter on every server (jobs `node-<zone>`, labels zone and item; rules_hosts.py)."""
+
+    job_regex: str = Field(min_length=1)
+    fstypes_exclude: str
+    mountpoints_exclude: str
+    readonly_ok_mountpoints: str
+    """Regex of mountpoints that are read-only by design; empty: every read-only filesystem alerts."""
+    filesystem_free_warning: Ratio
+    filesystem_free_critical: Ratio
+    filesystem_free_for: PromDuration
+    fill_window: PromDuration
+    fill_warning_seconds: float = Field(gt=0)
+    fill_critical_seconds: float = Field(gt=0)
+    fill_max_free_ratio: Ratio
+    fill_for: PromDuration
+    inodes_free_warning: Ratio
+    inodes_free_critical: Ratio
+    inodes_free_for: PromDuration
+    readonly_for: PromDuration
+    memory_available_warning: Ratio
+    memory_available_critical: Ratio
+    memory_for: PromDuration
+    swap_used_warning: Ratio
+    swap_for: PromDuration
+    load_per_core_warning: float = Field(gt=0)
+    load_for: PromDuration
+    clock_offset_warning_seconds: float = Field(gt=0)
+    clock_offset_critical_seconds: float = Field(gt=0)
+    clock_offset_for: PromDuration
+    clock_unsynced_for: PromDuration
+    exporter_down_for: PromDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hosts:
+        pairs = (("filesystem_free", self.filesystem_free_critical, self.filesystem_free_warning),
+                 ("inodes_free", self.inodes_free_critical, self.inodes_free_warning),
+                 ("memory_available", self.memory_available_critical, self.memory_available_warning),
+                 ("fill_seconds", self.fill_critical_seconds, self.fill_warning_seconds))
+        for name, critical, warning in pairs:
+            if critical >= warning:
+                raise ValueError(f"hosts.{name}: the critical value ({critical:g}) must be below the"
+                                 f" warning value ({warning:g})")
+        if self.clock_offset_critical_seconds <= self.clock_offset_warning_seconds:
+            raise ValueError("hosts.clock_offset_critical_seconds must be above"
+                             " clock_offset_warning_seconds")
+        return self
+
+
+class DbHealth(StrictModel):
+    """Database health from the sql kind's templates (config/example.yml; rules_dbhealth.py)."""
+
+    replication_stopped_for: PromDuration
+    replication_lag_seconds: float = Field(gt=0)
+    replication_lag_for: PromDuration
+    connections_ratio_warning: Ratio
+    connections_for: PromDuration
+    long_transaction_seconds: float = Field(gt=0)
+    long_transaction_for: PromDuration
+    backup_max_age: PromDuration
+    backup_failed_for: PromDuration
+    tablespace_used_percent_warning: float = Field(gt=0, le=100)
+    tablespace_used_percent_critical: float = Field(gt=0, le=100)
+    tablespace_for: PromDuration
+    fra_used_percent_warning: float = Field(gt=0, le=100)
+    fra_used_percent_critical: float = Field(gt=0, le=100)
+    fra_for: PromDuration
+    blocking_for: PromDuration
+    long_running_sql_for: PromDuration
+    sessions_ratio_warning: Ratio
+    sessions_for: PromDuration
+    dataguard_lag_seconds: float = Field(gt=0)
+    dataguard_lag_for: PromDuration
+    invalid_objects_for: PromDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DbHealth:
+        for name in ("tablespace_used_percent", "fra_used_percent"):
+            if getattr(self, f"{name}_warning") >= getattr(self, f"{name}_critical"):
+                raise ValueError(f"dbhealth.{name}_warning must be below {name}_critical")
+        return self

@@ -473,6 +473,8 @@ def ops_wall(obj: Objectives) -> Dashboard:
             h=9 if zone == Zone.INTRANET else 7,
             mappings=STATUS_MAPPINGS, thresholds=STATUS_STEPS, text_mode="value_and_name",
             value_size=28, title_size=16, links=item_link))
+    from einvoice_core.generate.dashboards_hosts_node import wall_panels  # host health per item
+    panels += wall_panels(obj)
     panels.append(row("业务服务与告警"))
     panels.append(stat(
         "业务服务状态", "受理服务、处理服务、数据管道当前是否宕机或卡顿（定义见运行手册）："
@@ -1015,6 +1017,7 @@ def pipeline(obj: Objectives) -> Dashboard:
 
 
 def hosts(obj: Objectives) -> Dashboard:
+    from einvoice_core.generate.dashboards_hosts_node import host_var, node_panels
     from einvoice_core.generate.dashboards_logs import log_panels  # builds on this module's helpers
 
     items = HOST_LOG_ITEMS
@@ -1024,7 +1027,8 @@ def hosts(obj: Objectives) -> Dashboard:
                    "第 03、09 项（服务器操作系统日志检查）的结果以统一检查指标呈现：每个检查对应一类日志规则"
                    "（OOM、磁盘/IO 错误、段错误、认证失败、内核错误），失败原因 `threshold` 表示日志中"
                    "出现了超过阈值的"
-                   "匹配行。主机资源（CPU、内存、磁盘）指标请接入 node_exporter 后另行查看。", h=3),
+                   "匹配行。全部服务器的主机资源（磁盘、inode、内存、负载、时钟）"
+                   "见下方 node_exporter 一行。", h=3),
         stat("各项状态", "第 03、09 项：1 全部检查成功，0 有检查失败。",
              [query(f'einvoice:item_up{{zone=~"$zone", item=~"$item"}} * on (item, zone) group_left (name)'
                     f" {ITEM_INFO}", "{{item}} {{name}}", instant=True)], w=24, h=5,
@@ -1032,11 +1036,12 @@ def hosts(obj: Objectives) -> Dashboard:
              mappings=UP_MAPPINGS, thresholds=UP_STEPS),
         *_item_checks_panels(items, sel),
         *log_panels(sel),
+        *node_panels(),
     ]
     return dashboard(
         "einvoice-hosts", "电子发票 主机与日志",
         f"主机与系统日志：{_items_text(i for i in ITEMS if i.id in items)}。",
-        panels, variables=[zone_var(), item_var(items), check_var()], extra_tags=["详情"])
+        panels, variables=[zone_var(), item_var(items), check_var(), host_var()], extra_tags=["详情"])
 
 
 def item_detail(obj: Objectives) -> Dashboard:

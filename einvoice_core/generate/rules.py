@@ -29,7 +29,14 @@ from einvoice_core.contract import (
     SlaEvent,
     TicketClass,
 )
-from einvoice_core.generate import rules_apps, rules_data, rules_logs, rules_tickets
+from einvoice_core.generate import (
+    rules_apps,
+    rules_data,
+    rules_dbhealth,
+    rules_hosts,
+    rules_logs,
+    rules_tickets,
+)
 from einvoice_core.thresholds import (
     DEFAULT_PATH,
     ChangeWindows,
@@ -840,6 +847,8 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None) -> dict[str
             {"groups": [*sla_groups(th), *app_groups(th, windows or ChangeWindows())]}),
         "einvoice-monitoring.rules.yml": HEADER + dump({"groups": monitoring_groups(th)}),
         **rules_apps.rule_file(th),
+        **rules_hosts.rule_file(th),
+        **rules_dbhealth.rule_file(th),
     }
 
 
@@ -1054,7 +1063,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     windows = load_change_windows(windows_path) if windows_path.is_file() else ChangeWindows()
     files = {**rule_files(th, windows), "alertmanager.yml": alertmanager_yaml(th, periods),
              "tests/items.test.yml": items_test_yaml(th),
-             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th))}
+             "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th)),
+             **rules_hosts.test_file(th), **rules_dbhealth.test_file(th)}
     files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     written = []
     for name, content in sorted(files.items()):

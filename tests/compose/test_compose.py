@@ -179,7 +179,8 @@ def test_prometheus_scrapes_the_compose_services(compose: dict[str, Any]) -> Non
     shipped = _command_flag(service, "--storage.tsdb.retention.time")
     assert duration_seconds(shipped) >= duration_seconds(retention)
     prom = _yaml(_mount_source(compose, "prometheus", _command_flag(service, "--config.file")))
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in prom["scrape_configs"]}
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in prom["scrape_configs"]
+            if "static_configs" in job}
     assert jobs["einvoice-exporter"] == [f"exporter:{PORTS['exporter']}"]
     assert jobs["einvoice-notifier"] == [f"notifier:{PORTS['notifier']}"]
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
