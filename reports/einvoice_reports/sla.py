@@ -35,6 +35,11 @@ DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
      "合同每年累计宕机不超过 12 小时；已用 = 自本年 1 月 1 日 0 时（北京时间）至周期结束的宕机时长之和，"
      "剩余 = 12 小时 − 已用（不小于 0）。"),
     ("每日可用率", "每个自然日（北京时间）的 avg_over_time(einvoice:service_up[1d])。"),
+    ("应用连续运行",
+     "einvoice:app_uptime_seconds：周期结束时各应用实例（JVM 进程、容器、WebLogic 服务器）"
+     "自上次启动以来的时长；"
+     "本期重启次数 = 启动时间在周期内变化的次数；合同要求应用至少连续 6 个月不停，即连续运行时长不少于 "
+     "thresholds.yaml continuity.continuous_run。"),
 )
 
 
@@ -67,6 +72,20 @@ class ServiceFigures:
         return self.budget_left_seconds / self.budget_seconds if self.budget_seconds else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class AppFigures:
+    """应用连续运行 (seed §三.(四) 2) of one application instance at the period's end."""
+
+    instance: str
+    uptime_seconds: float
+    restarts: int
+    required_seconds: float
+
+    @property
+    def meets(self) -> bool:
+        return self.uptime_seconds >= self.required_seconds
+
+
 @dataclass(slots=True)
 class SlaFigures:
     services: list[ServiceFigures]
@@ -74,6 +93,7 @@ class SlaFigures:
     max_single_outage_seconds: float
     restore_within_seconds: float
     gaps: list[str] = field(default_factory=list)
+    apps: list[AppFigures] = field(default_factory=list)
 
     def fault_days(self) -> dict[date, float]:
         """Local days on which any service was down, with the summed outage seconds of the day."""
@@ -144,4 +164,18 @@ def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) 
         figures.daily_availability = [(day, up_by.get(key, {}).get(day)) for day in days]
         figures.daily_outage_seconds = {day: v for day, v in down_by.get(key, {}).items() if day in days}
         result.services.append(figures)
+    result.apps = _apps(prom, at, window, thresholds)
     return result
+
+
+def _apps(prom: PrometheusClient, at: float, window: str, thresholds: Thresholds) -> list[AppFigures]:
+    """Uptime at the period's end and restarts within it, per application instance (the continuity
+    rules' series; an empty list when no application is monitored)."""
+    uptime = {s.labels.get("instance", ""): s.value for s in prom.query("einvoice:app_uptime_seconds", at)}
+    job = thresholds.continuity.job
+    restarts = {s.labels.get("instance", ""): s.value for s in prom.query(
+        f'changes(process_start_time_seconds{{job="{job}"}}{window})'
+        f" or changes(einvoice:app_start_time_seconds{window})", at)}
+    required = duration_seconds(thresholds.continuity.continuous_run)
+    return [AppFigures(instance, _num(value), round(_num(restarts.get(instance))), required)
+            for instance, value in sorted(uptime.items())]

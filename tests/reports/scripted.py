@@ -107,9 +107,28 @@ def write_series(writer: OpenMetricsWriter) -> None:
             samples.append((t, counted))
         writer.series("einvoice_check_failures_total", {**labels, "reason": "timeout"}, samples)
     write_health_series(writer, times)
+    write_app_series(writer, times)
     for item in ("01", "06", "20"):
         writer.series("einvoice_item_info", {"item": item, "name": f"第{item}项", "zone": "extranet"},
                       [(t, 1) for t in times])
+
+
+APP_STARTED = local(1, 1, 8).timestamp() - 86400 * 200
+"""app1 (a JVM scraped by einvoice-apps) has run since about 200 days before 1 January: never stopped."""
+WORKER_RESTART = local(11, 20, 3).timestamp()
+"""The container cl-worker-1 restarted on 20 November at 03:00 (its earlier start: 1 October)."""
+
+
+def write_app_series(writer: OpenMetricsWriter, times: list[float]) -> None:
+    """应用连续运行: what the continuity rules record (einvoice:app_*), written directly."""
+    app = {"job": "einvoice-apps", "instance": "app1:8080"}
+    writer.series("process_start_time_seconds", app, [(t, APP_STARTED) for t in times])
+    writer.series("einvoice:app_uptime_seconds", app, [(t, t - APP_STARTED) for t in times])
+    worker = {"job": "einvoice-exporter", "name": "cl-worker-1", "instance": "container/cl-worker-1"}
+    first = FIRST.timestamp()
+    starts = [(t, WORKER_RESTART if t >= WORKER_RESTART else first) for t in times]
+    writer.series("einvoice:app_start_time_seconds", worker, starts)
+    writer.series("einvoice:app_uptime_seconds", worker, [(t, t - start) for t, start in starts])
 
 
 def write_health_series(writer: OpenMetricsWriter, times: list[float]) -> None:

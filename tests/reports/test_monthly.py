@@ -14,6 +14,7 @@ from einvoice_reports.store import TicketStore
 
 from einvoice_core.thresholds import load_thresholds
 
+from . import scripted
 from .scripted import NOW, TAX_ID
 
 pytestmark = pytest.mark.slow
@@ -50,6 +51,19 @@ def test_sla_figures(report: monthly.MonthlyReport) -> None:
     assert {d.isoformat(): s for d, s in report.sla.fault_days().items()} == {
         "2026-11-03": 9000, "2026-11-10": 600}
     assert report.gaps == []
+
+
+def test_application_continuous_running(report: monthly.MonthlyReport) -> None:
+    """The last sample before the month's end is 30 Nov 23:55; 6 months = 182 days."""
+    last = scripted.LAST.timestamp() - scripted.STEP
+    by = {app.instance: app for app in report.sla.apps}
+    assert set(by) == {"app1:8080", "container/cl-worker-1"}
+    assert by["app1:8080"].uptime_seconds == last - scripted.APP_STARTED
+    assert (by["app1:8080"].restarts, by["app1:8080"].meets) == (0, True)
+    worker = by["container/cl-worker-1"]
+    assert worker.uptime_seconds == last - scripted.WORKER_RESTART  # 10 days 20 h 55 min
+    assert (worker.restarts, worker.meets) == (1, False)
+    assert worker.required_seconds == 182 * 86400
 
 
 def test_ticket_figures(report: monthly.MonthlyReport) -> None:
