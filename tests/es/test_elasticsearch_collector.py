@@ -195,6 +195,17 @@ def test_body_that_is_not_json_is_bad_content(es_server: FakeElasticsearch) -> N
     assert "not JSON" in outcome.failure.detail
 
 
+def test_an_answer_over_max_body_bytes_is_bad_content_not_memory(es_server: FakeElasticsearch) -> None:
+    """A lying endpoint cannot make the exporter hold its answer: past max_body_bytes the read stops."""
+    huge = es_server.body(HEALTH)
+    huge["body"]["padding"] = "x" * (3 * 1024 * 1024)
+    es_server.set_body(HEALTH, huge)
+    outcome = run(es_server, max_body_bytes=1024 * 1024)
+    assert outcome.failure is not None and outcome.failure.reason is Reason.BAD_CONTENT
+    assert "larger than 1048576 bytes" in outcome.failure.detail
+    assert run(es_server).success  # the default limit (64 MiB) takes a 3 MB answer
+
+
 def test_json_without_health_status_is_bad_content(es_server: FakeElasticsearch) -> None:
     es_server.set_body(HEALTH, {"status": 200, "headers": {"content-type": "application/json"},
                                 "body": {"name": "node-1", "tagline": "You Know, for Search"}})

@@ -189,6 +189,9 @@ class Settings(StrictModel):
     """Fail when a data path is fuller than this (Elasticsearch's default low watermark)."""
     node_stats: bool = True
     pending_tasks: bool = True
+    max_body_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024
+    """A larger answer fails the check (bad_content) instead of being held in memory: a lying or
+    broken endpoint cannot make the exporter grow (`_nodes/stats` of a 100-node cluster is a few MB)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -320,9 +323,12 @@ class Collector:
                 # Exactly what the module says: no proxy variables or ~/.netrc credentials
                 # picked up from the exporter's environment.
                 session.trust_env = False
-                response = session.get(base + path, headers=request.headers, auth=request.auth,
-                                       verify=request.verify, cert=request.cert, timeout=remaining,
-                                       allow_redirects=False)
+                with session.get(base + path, headers=request.headers, auth=request.auth,
+                                 verify=request.verify, cert=request.cert, timeout=remaining,
+                                 allow_redirects=False, stream=True) as response:
+                    status = response.status_code
+                    content_type = response.headers.get("Content-Type", "unknown type")
+                    raw = _read_bounded(response, self.settings.max_body_bytes, path)
         except requests.exceptions.SSLError as exc:
             raise CheckError(Reason.TLS, f"{path}: TLS failed: {_root(exc)}") from None
         except requests.exceptions.Timeout:
@@ -336,17 +342,14 @@ class Collector:
             raise CheckError(Reason.REFUSED, f"{path}: {_root(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise CheckError(Reason.ERROR, f"{path}: {type(exc).__name__}") from None
-        with response:
-            if response.status_code in (401, 403):
-                raise CheckError(Reason.AUTH, f"{path}: HTTP {response.status_code} {_es_error(response)}")
-            if response.status_code != 200:
-                raise CheckError(Reason.BAD_STATUS,
-                              f"{path}: HTTP {response.status_code} {_es_error(response)}")
-            try:
-                body = response.json()
-            except (ValueError, json.JSONDecodeError):
-                kind = response.headers.get("Content-Type", "unknown type")
-                raise CheckError(Reason.BAD_CONTENT, f"{path}: body is not JSON ({kind})") from None
+        if status in (401, 403):
+            raise CheckError(Reason.AUTH, f"{path}: HTTP {status} {_es_error(raw)}")
+        if status != 200:
+            raise CheckError(Reason.BAD_STATUS, f"{path}: HTTP {status} {_es_error(raw)}")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise CheckError(Reason.BAD_CONTENT, f"{path}: body is not JSON ({content_type})") from None
         if not isinstance(body, dict):
             raise CheckError(Reason.BAD_CONTENT, f"{path}: body is not a JSON object")
         return body
@@ -559,11 +562,23 @@ def _root(exc: BaseException) -> str:
     return (str(inner) or type(inner).__name__)[:160]
 
 
-def _es_error(response: Any) -> str:
+def _read_bounded(response: Any, limit: int, path: str) -> bytes:
+    """The body, read in chunks and refused past `limit` bytes (never held whole if it is larger)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise CheckError(Reason.BAD_CONTENT, f"{path}: answer larger than {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _es_error(raw: bytes) -> str:
     """`error.type` of Elasticsearch's error body (security_exception, master_not_discovered_exception)."""
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
         return ""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
