@@ -126,6 +126,20 @@ SECTIONS: tuple[tuple[str, str, Key, str, bool], ...] = (
     ("探测响应时间", "probe_duration_seconds", ("item", "target"), "seconds", True),
     ("Elasticsearch 绿色状态占比", 'elasticsearch_cluster_health_status{color="green"}', ("item", "cluster"),
      "ratio", False),
+    # Hosts (node_exporter, the host recording rules; item = the item the host serves)
+    ("主机磁盘可用比例", "einvoice:host_filesystem_free:ratio", ("item", "instance", "mountpoint"),
+     "ratio", False),
+    ("主机内存可用比例", "einvoice:host_memory_available:ratio", ("item", "instance"), "ratio", False),
+    ("主机负载（15 分钟，每核）", "einvoice:host_load15_per_core", ("item", "instance"), "number", True),
+    # Databases (the database-health templates of the sql kind)
+    ("数据库连接使用率",
+     "einvoice_sql_mysql_global_status_threads_connected"
+     " / einvoice_sql_mysql_global_variables_max_connections",
+     ("item", "check"), "ratio", True),
+    ("数据库复制延迟",
+     "einvoice_sql_mysql_heartbeat_now_timestamp_seconds"
+     " - einvoice_sql_mysql_heartbeat_stored_timestamp_seconds",
+     ("item", "check"), "seconds", True),
 )
 """(what, PromQL, identifying labels, unit, whether higher is worse)."""
 """Below this share of green time in a period the cluster is reported (no thresholds.yaml key yet)."""
@@ -138,6 +152,11 @@ def _thresholds(thresholds: Thresholds) -> dict[str, Threshold]:
         "证书剩余有效期": float(thresholds.certificates.warning_days),
         "探测响应时间": {item: thresholds.latency.for_item(item).alert_seconds for item in ITEM_NAMES},
         "Elasticsearch 绿色状态占比": shipped().elasticsearch.green_ratio_min,
+        "主机磁盘可用比例": thresholds.hosts.filesystem_free_warning,
+        "主机内存可用比例": thresholds.hosts.memory_available_warning,
+        "主机负载（15 分钟，每核）": float(thresholds.hosts.load_per_core_warning),
+        "数据库连接使用率": thresholds.dbhealth.connections_ratio_warning,
+        "数据库复制延迟": float(thresholds.dbhealth.replication_lag_seconds),
     }
 
 
@@ -175,6 +194,8 @@ def fmt_value(measure: Measure, value: float | None) -> str:
         return f"{value * 100:.1f}%"
     if measure.unit == "days":
         return f"{value:.1f} 天"
+    if measure.unit == "number":
+        return f"{value:.2f}"
     return f"{value:.2f} 秒"
 
 

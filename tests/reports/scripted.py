@@ -156,6 +156,15 @@ def write_health_series(writer: OpenMetricsWriter, times: list[float]) -> None:
                   [(t, 4.5 if t == slow else 0.2) for t in times])
     writer.series("probe_duration_seconds", {"item": "20", "target": "http://partner"},
                   [(t, 4.0) for t in times])
+    # intake-01's root disk goes from 30 % free to 8 % through November; its memory stays half free;
+    # the MySQL behind item 10 uses 90 % of max_connections all month.
+    host = {"item": "05", "instance": "intake-01:9100"}
+    writer.series("einvoice:host_filesystem_free:ratio", {**host, "mountpoint": "/"},
+                  [(t, 0.3 - 0.22 * min(max((t - first) / (last - first), 0.0), 1.0)) for t in times])
+    writer.series("einvoice:host_memory_available:ratio", host, [(t, 0.5) for t in times])
+    db = {"item": "10", "check": "mysql-health"}
+    writer.series("einvoice_sql_mysql_global_status_threads_connected", db, [(t, 360) for t in times])
+    writer.series("einvoice_sql_mysql_global_variables_max_connections", db, [(t, 400) for t in times])
 
 
 def write_openmetrics(path: Path) -> Path:

@@ -92,12 +92,16 @@ def test_health_report_month(tmp_path: Path, scripted_prometheus: str, scripted_
         ("证书剩余有效期", "01 · https://a.example"): "低于阈值",
         ("探测响应时间", "05 · http://intake"): "期间曾超过阈值",
         ("探测响应时间", "20 · http://partner"): "正常",
+        ("主机磁盘可用比例", "05 · intake-01:9100 · /"): "低于阈值",
+        ("主机内存可用比例", "05 · intake-01:9100"): "正常",
+        ("数据库连接使用率", "10 · mysql-health"): "超过阈值",
     }
     r1 = measures[("Redis 内存使用率", "06 · r1")][0]
     assert re.findall(r">([\d.]+%)</td>", r1) == ["50.0%", "80.0%", "80.0%", "90.0%"]
     cert = measures[("证书剩余有效期", "01 · https://a.example")][0]
     assert "19.0 天" in cert and "30.0 天" in cert
-    assert "未采集（本期没有数据，不能判断为正常）：Elasticsearch 绿色状态占比" in html
+    assert ("未采集（本期没有数据，不能判断为正常）：Elasticsearch 绿色状态占比、主机负载（15 分钟，每核）、"
+            "数据库复制延迟") in html
     assert html.count("<li>") >= 5 and "#1" in html
 
 
