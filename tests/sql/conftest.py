@@ -24,6 +24,8 @@ class MariaDB:
     port: int
     server: str
     proc: Proc | None = None
+    extra_args: tuple[str, ...] = ()
+    """More mariadbd flags (a replica's server id and binary log)."""
 
     @property
     def target(self) -> str:
@@ -35,7 +37,8 @@ class MariaDB:
                           "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
                           "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
                           f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
-                          "--max-connections=400"],
+                          "--innodb-use-native-aio=0",  # AIO contexts: a machine-wide budget
+                          "--max-connections=400", *self.extra_args],
                          log=self.base / "mariadb.log")
         self.proc.wait_port(self.port, timeout=60)
 
@@ -71,14 +74,20 @@ class MariaDB:
             conn.close()
 
 
-def start_mariadb(base: Path) -> MariaDB:
+def new_mariadb(base: Path, *extra_args: str) -> MariaDB:
+    """A fresh data directory (mariadb-install-db) and its server, started on a free port."""
     install = require_binary("mariadb-install-db", "mysql_install_db")
     server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
     base.mkdir(parents=True, exist_ok=True)
     subprocess.run([install, "--no-defaults", f"--datadir={base / 'data'}", "--user=root",
-                    "--skip-test-db", "--auth-root-authentication-method=normal"],
+                    "--skip-test-db", "--auth-root-authentication-method=normal",
+                    "--innodb-use-native-aio=0"],
                    check=True, capture_output=True, timeout=120)
-    db = MariaDB(base, free_port(), server).start()
+    return MariaDB(base, free_port(), server, extra_args=extra_args).start()
+
+
+def start_mariadb(base: Path) -> MariaDB:
+    db = new_mariadb(base)
     db.execute(
         f"CREATE DATABASE {DATABASE}",
         f"CREATE TABLE {DATABASE}.push_queue (id INT PRIMARY KEY AUTO_INCREMENT, channel VARCHAR(32),"

@@ -8,20 +8,18 @@ here); the views they read are named in config/example.yml."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pymysql
 import pytest
 from einvoice_exporter.collectors import sql
 from einvoice_exporter.config import parse_config
 from einvoice_exporter.outcome import Outcome
 
-from tests.sql.conftest import MONITOR
-from tests.support.procs import Proc, free_port, require_binary, wait_until
+from tests.sql.conftest import MONITOR, new_mariadb
+from tests.sql.conftest import MariaDB as Server
+from tests.support.procs import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**{name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}",
@@ -31,54 +29,9 @@ ENV = {**{name: "x" for name in re.findall(r"\$\{([A-Z0-9_]+)\}",
 MAX_CONNECTIONS = 123
 
 
-@dataclass
-class Server:
-    port: int
-    proc: Proc
-
-    def connect(self) -> pymysql.Connection:
-        return pymysql.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=2,
-                               autocommit=True)
-
-    def execute(self, *statements: str) -> list[tuple]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cursor:
-                rows: list[tuple] = []
-                for statement in statements:
-                    cursor.execute(statement)
-                    rows = list(cursor.fetchall())
-                return rows
-        finally:
-            conn.close()
-
-
 def _start(base: Path, server_id: int) -> Server:
-    install = require_binary("mariadb-install-db", "mysql_install_db")
-    binary = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
-    base.mkdir(parents=True)
-    subprocess.run([install, "--no-defaults", f"--datadir={base / 'data'}", "--user=root", "--skip-test-db",
-                    "--auth-root-authentication-method=normal"], check=True, capture_output=True, timeout=120)
-    port = free_port()
-    proc = Proc([binary, "--no-defaults", f"--datadir={base / 'data'}", f"--socket={base / 'mysqld.sock'}",
-                 f"--port={port}", "--bind-address=127.0.0.1", "--user=root", f"--server-id={server_id}",
-                 f"--log-bin={base / 'data' / 'binlog'}", "--binlog-format=ROW",
-                 "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-                 "--innodb-use-native-aio=0",  # AIO contexts are a machine-wide budget parallel servers share
-                 f"--pid-file={base / 'mysqld.pid'}", f"--max-connections={MAX_CONNECTIONS}"],
-                log=base / "mariadb.log")
-    proc.wait_port(port, timeout=60)
-    server = Server(port, proc)
-
-    def answers() -> bool:
-        try:
-            server.connect().close()
-        except pymysql.err.OperationalError:
-            return False
-        return True
-
-    wait_until(answers, timeout=30, what="mariadb answering")
-    return server
+    return new_mariadb(base, f"--server-id={server_id}", f"--log-bin={base / 'data' / 'binlog'}",
+                       "--binlog-format=ROW", f"--max-connections={MAX_CONNECTIONS}")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +41,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ser
     try:
         replica = _start(base / "replica", 2)
     except BaseException:
-        primary.proc.stop(timeout=30)
+        primary.stop()
         raise
     try:
         primary.execute("CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'",
@@ -121,8 +74,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ser
                    what="the replica applying the primary's set-up")
         yield primary, replica
     finally:
-        replica.proc.stop(timeout=30)
-        primary.proc.stop(timeout=30)
+        replica.stop()
+        primary.stop()
 
 
 def _table_exists(server: Server, schema: str, table: str) -> bool:
@@ -182,7 +135,7 @@ def test_replication_state_and_heartbeat_lag_on_a_real_replica(pair: tuple[Serve
 def test_connections_buffer_pool_transactions_and_backups_on_the_primary(pair: tuple[Server, Server]) -> None:
     primary, _ = pair
     target = f"127.0.0.1:{primary.port}/ops"
-    holder = primary.connect()
+    holder = primary.root()
     try:
         with holder.cursor() as cursor:  # an open InnoDB transaction
             cursor.execute("START TRANSACTION")
