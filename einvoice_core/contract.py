@@ -212,3 +212,37 @@ REPORT_CHANNEL_ZH: Final = MappingProxyType({
     ReportChannel.WECHAT_QQ: "微信/QQ",
     ReportChannel.HOTLINE_12366: "12366",
 })
+
+
+SYSTEM_LABEL: Final = "system"
+"""The system of the contract's scope (thresholds.yaml `systems`) a series, alert or ticket is about."""
+
+DRILL_LABEL: Final = "drill"
+"""Set to "true" on alerts that fire inside a declared disaster-recovery drill window
+(alert_rules/drill_windows.yml): the notifier marks their tickets as drill, and their outage time is
+reported apart from the SLA budget."""
+
+
+class FaultOwner(StrEnum):
+    """Who a fault came from, decided by the ops department (seed ★4(3): when the vendor cannot show
+    the root cause, the vendor carries the whole blame)."""
+
+    THIS_SYSTEM = "this_system"
+    NEIGHBOUR_SYSTEM = "neighbour_system"
+    NETWORK = "network"
+    HARDWARE = "hardware"
+    THIRD_PARTY = "third_party"
+    UNDETERMINED = "undetermined"
+
+
+FAULT_OWNER_ZH: Final = MappingProxyType({
+    FaultOwner.THIS_SYSTEM: "本系统",
+    FaultOwner.NEIGHBOUR_SYSTEM: "相邻系统",
+    FaultOwner.NETWORK: "网络",
+    FaultOwner.HARDWARE: "硬件",
+    FaultOwner.THIRD_PARTY: "第三方",
+    FaultOwner.UNDETERMINED: "无法判定（由中标人承担）",
+})
+VENDOR_FAULT_OWNERS: Final = frozenset({FaultOwner.THIS_SYSTEM, FaultOwner.UNDETERMINED})
+"""Owners whose faults count against the vendor (scorecard line 11; ★4(3) puts an undetermined root
+cause on the vendor)."""

@@ -51,6 +51,8 @@ def _check_ratio(value: float) -> float:
 
 
 Ratio = Annotated[float, AfterValidator(_check_ratio)]
+SystemKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+"""A `system` label value: lower-case snake_case, stable (dashboards and the ticket store keep it)."""
 
 
 
@@ -64,6 +66,20 @@ class ItemRule(StrictModel):
 class Service(StrictModel):
     name_zh: str
     items: tuple[ItemKey, ...] = Field(min_length=1)
+
+
+class System(StrictModel):
+    """A system the bureau scores the vendor on (附件1: 「广西税务 XXX 系统 XX年 XX月运维厂商考核评级表」)."""
+
+    name_zh: str
+    vendor_scope: bool
+    """True: the contract puts its operation on the vendor (seed §二.(一)), so its faults count in
+    scorecard line 11 and its availability in the SLA. False: the vendor only gives related technical
+    support (电子签章系统), so its faults are recorded but owned by another party."""
+    services: tuple[str, ...] = ()
+    """The SLA services (keys of `services`) that serve this system."""
+    items: tuple[ItemKey, ...] = ()
+    """The monitoring items whose checks watch this system."""
 
 
 class BurnWindow(StrictModel):
@@ -266,6 +282,8 @@ class Thresholds(StrictModel):
     items: dict[ItemKey, ItemRule]
     services: dict[str, Service]
     """Keyed by the fixed `service` label values: intake, processing, pipeline."""
+    systems: dict[SystemKey, System] = Field(min_length=1)
+    """The systems of the contract's scope (seed §二.(一)), keyed by the `system` label value."""
     sla: Sla
     continuity: Continuity
     certificates: Certificates
@@ -291,6 +309,15 @@ class Thresholds(StrictModel):
             raise ValueError(f"services must be exactly {', '.join(sorted(SERVICE_KEYS))}"
                              f" (missing: {', '.join(sorted(missing)) or '-'};"
                              f" unknown: {', '.join(sorted(unknown)) or '-'})")
+        for key, system in self.systems.items():
+            unknown_services = set(system.services) - set(self.services)
+            if unknown_services:
+                raise ValueError(f"systems.{key}.services: {', '.join(sorted(unknown_services))} is not"
+                                 f" a service of `services` ({', '.join(sorted(self.services))})")
+        unowned = {item.id for item in ITEMS} - {i for system in self.systems.values() for i in system.items}
+        if unowned:
+            raise ValueError(f"systems: items {', '.join(sorted(unowned))} serve no system; every item"
+                             " must belong to at least one, so its faults can be given per system")
         if duration_seconds(self.monitoring.exporter_down_for) >= duration_seconds(self.sla.max_gap):
             raise ValueError("monitoring.exporter_down_for must be shorter than sla.max_gap, so a gap too"
                              " long for the SLA clocks is always announced by EinvoiceExporterDown")

@@ -117,6 +117,22 @@ def test_bad_threshold_names_the_key(tmp_path: Path) -> None:
         load_thresholds(_write(tmp_path, broken))
 
 
+def test_systems_name_known_services_and_cover_every_item(tmp_path: Path) -> None:
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    broken = text.replace("    services: [pipeline]\n", "    services: [pipe]\n")
+    assert broken != text
+    with pytest.raises(ThresholdsError, match=r"systems\.invoice_mgmt\.services: pipe is not a service"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace('    items: ["14", "16", "17", "18", "19"]\n',
+                          '    items: ["14", "16", "17", "18"]\n')
+    assert broken != text
+    with pytest.raises(ThresholdsError, match=r"items 19 serve no system"):
+        load_thresholds(_write(tmp_path, broken))
+    broken = text.replace("  ofd_front:\n", "  OFD-front:\n")
+    with pytest.raises(ThresholdsError, match=r"systems\.OFD-front"):
+        load_thresholds(_write(tmp_path, broken))
+
+
 def test_important_periods_are_validated_and_split_by_month(tmp_path: Path) -> None:
     path = _write(tmp_path, "periods:\n  - {name: x, start: 2027-02-10, end: 2027-02-01}\n", "cal.yml")
     with pytest.raises(ThresholdsError, match=r"periods\.0.*end 2027-02-01 is before start"):
