@@ -116,7 +116,7 @@ def test_panels_sit_on_the_grid_without_overlapping(boards: dict[str, dict[str, 
 
 def test_ops_wall_shows_every_item_per_zone_for_a_tv(boards: dict[str, dict[str, Any]]) -> None:
     wall = boards["ops-wall"]
-    assert wall["refresh"] == "30s" and wall["style"] == "dark"
+    assert wall["refresh"] == "30s" and wall["editable"] is False
     grids = {}
     for panel in inv.panels(wall):
         for zone in Zone:
