@@ -1,8 +1,13 @@
-"""Generator of the Grafana dashboards (`grafana_dashboards/*.json`), plain data from the catalogue.
+"""Generator of the Grafana dashboards (`grafana_dashboards/*.json`) from the catalogue.
 
-Dashboards are data, so they are built here as dictionaries rather than clicked together: the 20
-items, their zones and Chinese names come from `einvoice_core.catalogue`, the SLA objectives from the
-thresholds file, and a test regenerates the committed JSON and fails on any difference. Every panel
+Panels, queries, variables and dashboards are built with Grafana's typed SDK
+(`grafana-foundation-sdk`, the build for the Grafana version of docker-compose.yml), so a misspelt
+option or a wrong enum value is a type error, not a panel Grafana silently ignores. The 20 items,
+their zones and Chinese names come from `einvoice_core.catalogue`, the SLA objectives from the
+thresholds file, and a test regenerates the committed JSON and fails on any difference. Where the
+SDK's model lacks a field the old files had, it is left out on purpose: `style` (gone from Grafana's
+dashboard schema; the theme is the viewer's) and a query variable's `definition` (Grafana's display
+copy of `query.query`). Every panel
 queries `${datasource}` (a template variable of type prometheus), never a named datasource, so the
 files import into any Grafana. Output is deterministic: sorted keys, ids assigned in order.
 """
@@ -13,18 +18,37 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias, TypeVar
+
+from grafana_foundation_sdk.builders import bargauge as sdk_bargauge
+from grafana_foundation_sdk.builders import common as sdk_common
+from grafana_foundation_sdk.builders import dashboard as sdk_dashboard
+from grafana_foundation_sdk.builders import gauge as sdk_gauge
+from grafana_foundation_sdk.builders import prometheus as sdk_prometheus
+from grafana_foundation_sdk.builders import stat as sdk_stat
+from grafana_foundation_sdk.builders import table as sdk_table
+from grafana_foundation_sdk.builders import text as sdk_text
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
+from grafana_foundation_sdk.models import text as tm
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Zone
 from einvoice_core.contract import FAILURE_CLASS_ZH, TICKET_CLASS_ZH, FailureClass, TicketClass
 from einvoice_core.generate import dashboards_data
 
-Panel = dict[str, Any]
+Panel: TypeAlias = ("sdk_stat.Panel | sdk_gauge.Panel | sdk_bargauge.Panel | sdk_timeseries.Panel | "
+                    "sdk_table.Panel | sdk_text.Panel | sdk_dashboard.Row")
+"""A panel as Grafana's typed SDK builds it (a row is a panel of its own type)."""
 Dashboard = dict[str, Any]
+"""A dashboard as the JSON Grafana imports (the SDK's model, encoded)."""
 
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE_REF = dm.DataSourceRef(type_val=DATASOURCE["type"], uid=DATASOURCE["uid"])
 TIMEZONE = "Asia/Shanghai"
-SCHEMA_VERSION = 39
 TAG = "einvoice"
 OUTPUT_DIR = "grafana_dashboards"
 
@@ -102,215 +126,234 @@ def load_objectives(path: Path | None = None) -> Objectives:
     )
 
 
-# -- small builders -----------------------------------------------------------------------------------
+# -- small builders (Grafana's typed SDK, grafana-foundation-sdk) ---------------------------------
 
 
-def steps(*pairs: tuple[float | None, str]) -> dict[str, Any]:
+class Override(NamedTuple):
+    """A field override: which fields (matcher) get which properties."""
+
+    matcher: dm.MatcherConfig
+    properties: list[dm.DynamicConfigValue]
+
+
+Thresholds: TypeAlias = sdk_dashboard.ThresholdsConfig
+Mapping: TypeAlias = "dm.ValueMap | dm.RangeMap"
+
+
+def steps(*pairs: tuple[float | None, str]) -> Thresholds:
     """Absolute thresholds; the first step's value is None (the base colour)."""
-    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in pairs]}
+    return (sdk_dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=value, color=color) for value, color in pairs]))
 
 
-def value_map(mapping: dict[str, str], colors: dict[str, str] | None = None) -> dict[str, Any]:
-    options = {}
-    for index, (key, text) in enumerate(mapping.items()):
-        entry: dict[str, Any] = {"index": index, "text": text}
-        if colors and key in colors:
-            entry["color"] = colors[key]
-        options[key] = entry
-    return {"type": "value", "options": options}
+def value_map(mapping: dict[str, str], colors: dict[str, str] | None = None) -> dm.ValueMap:
+    colors = colors or {}
+    return dm.ValueMap(options={key: dm.ValueMappingResult(text=text, color=colors.get(key), index=index)
+                                for index, (key, text) in enumerate(mapping.items())})
 
 
-def range_map(low: float, high: float, text: str, color: str, index: int) -> dict[str, Any]:
-    return {"type": "range", "options": {"from": low, "to": high,
-                                         "result": {"color": color, "index": index, "text": text}}}
+def range_map(low: float, high: float, text: str, color: str, index: int) -> dm.RangeMap:
+    return dm.RangeMap(options=dm.DashboardRangeMapOptions(
+        from_val=low, to=high, result=dm.ValueMappingResult(text=text, color=color, index=index)))
 
 
-def rename(name: str, display: str) -> dict[str, Any]:
-    return {"matcher": {"id": "byName", "options": name},
-            "properties": [{"id": "displayName", "value": display}]}
+def override(matcher: str, options: str, **properties: object) -> Override:
+    """An override; property ids with dots are written with `__` (custom__cellOptions)."""
+    return Override(dm.MatcherConfig(id_val=matcher, options=options),
+                    [dm.DynamicConfigValue(id_val=key.replace("__", "."), value=value)
+                     for key, value in properties.items()])
 
 
-def service_overrides(obj: Objectives) -> list[dict[str, Any]]:
+def rename(name: str, display: str) -> Override:
+    return override("byName", name, displayName=display)
+
+
+def service_overrides(obj: Objectives) -> list[Override]:
     """Series are legended by the `service` label; show the service's Chinese name instead."""
     return [rename(key, text) for key, text in obj.service_names.items()]
 
 
 def query(expr: str, legend: str = "", *, instant: bool = False, table: bool = False,
-          ref: str = "A") -> dict[str, Any]:
-    target: dict[str, Any] = {"datasource": DATASOURCE, "expr": expr, "refId": ref,
-                              "legendFormat": legend or "__auto"}
+          ref: str = "A") -> sdk_prometheus.Dataquery:
+    target = (sdk_prometheus.Dataquery().expr(expr).ref_id(ref).legend_format(legend or "__auto")
+              .datasource(DATASOURCE_REF))
     if table:
-        target.update(format="table", instant=True, range=False)
-    elif instant:
-        target.update(instant=True, range=False)
-    else:
-        target.update(instant=False, range=True)
-    return target
+        return target.format(pm.PromQueryFormat.TABLE).instant()
+    return target.instant() if instant else target.range()
 
 
-def _panel(kind: str, title: str, description: str, targets: Sequence[dict[str, Any]],
-           w: int, h: int, **extra: Any) -> Panel:
-    panel: Panel = {"type": kind, "title": title, "description": description, "datasource": DATASOURCE,
-                    "targets": list(targets), "gridPos": {"w": w, "h": h, "x": 0, "y": 0}}
-    panel.update(extra)
-    return panel
+PanelBuilder = TypeVar("PanelBuilder", sdk_stat.Panel, sdk_gauge.Panel, sdk_bargauge.Panel,
+                       sdk_timeseries.Panel, sdk_table.Panel)
 
 
-def field_defaults(unit: str = "none", thresholds: dict[str, Any] | None = None,
-                   mappings: list[dict[str, Any]] | None = None, decimals: int | None = None,
-                   minimum: float | None = None, maximum: float | None = None,
-                   color_mode: str = "thresholds", custom: dict[str, Any] | None = None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": unit, "color": {"mode": color_mode},
-                                "thresholds": thresholds or steps((None, GREEN)),
-                                "mappings": mappings or []}
+def _panel(panel: PanelBuilder, title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery],
+           w: int, h: int, *, unit: str | None = "none", thresholds: Thresholds | None = None,
+           mappings: Sequence[Mapping] | None = None, decimals: int | None = None,
+           minimum: float | None = None, maximum: float | None = None,
+           overrides: Sequence[Override] = (), time_from: str | None = None) -> PanelBuilder:
+    """What every query panel shares: text, the datasource variable, size, queries and field defaults."""
+    panel.title(title).description(description).datasource(DATASOURCE_REF).span(w).height(h)
+    panel.targets(list(targets))
+    if unit is not None:
+        panel.unit(unit).thresholds(thresholds or steps((None, GREEN))).mappings(list(mappings or []))
     if decimals is not None:
-        defaults["decimals"] = decimals
+        panel.decimals(decimals)
     if minimum is not None:
-        defaults["min"] = minimum
+        panel.min(minimum)
     if maximum is not None:
-        defaults["max"] = maximum
-    if custom is not None:
-        defaults["custom"] = custom
-    return defaults
+        panel.max(maximum)
+    for matcher, properties in overrides:
+        panel.with_override(matcher, properties)
+    if time_from:
+        panel.time_from(time_from)
+    return panel
 
 
-def stat(title: str, description: str, targets: Sequence[dict[str, Any]], *, w: int = 6, h: int = 4,
-         unit: str = "none", thresholds: dict[str, Any] | None = None,
-         mappings: list[dict[str, Any]] | None = None, decimals: int | None = None,
+def _reduce_last() -> sdk_common.ReduceDataOptions:
+    return sdk_common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
+
+
+def stat(title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery], *, w: int = 6,
+         h: int = 4, unit: str = "none", thresholds: Thresholds | None = None,
+         mappings: Sequence[Mapping] | None = None, decimals: int | None = None,
          text_mode: str = "auto", value_size: int | None = None, title_size: int | None = None,
-         graph: bool = False, overrides: list[dict[str, Any]] | None = None,
-         time_from: str | None = None, links: list[dict[str, Any]] | None = None,
+         graph: bool = False, overrides: Sequence[Override] = (),
+         time_from: str | None = None, links: Sequence[tuple[str, str]] = (),
          color_mode: str = "background", orientation: str = "auto") -> Panel:
-    text: dict[str, int] = {}
-    if value_size:
-        text["valueSize"] = value_size
-    if title_size:
-        text["titleSize"] = title_size
-    defaults = field_defaults(unit, thresholds, mappings, decimals)
+    """A big-number panel; `links` are (title, url) data links opened in the same tab."""
+    panel = _panel(sdk_stat.Panel(), title, description, targets, w, h, unit=unit, thresholds=thresholds,
+                   mappings=mappings, decimals=decimals, overrides=overrides, time_from=time_from)
+    panel.color_scheme(sdk_dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
     if links:
-        defaults["links"] = links
-    panel = _panel("stat", title, description, targets, w, h,
-                   fieldConfig={"defaults": defaults, "overrides": overrides or []},
-                   options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                            "colorMode": color_mode, "graphMode": "area" if graph else "none",
-                            "justifyMode": "center", "textMode": text_mode, "orientation": orientation,
-                            "wideLayout": True, "showPercentChange": False, "text": text})
-    if time_from:
-        panel["timeFrom"] = time_from
-    return panel
+        panel.data_links([sdk_dashboard.DashboardLink(text).type(dm.DashboardLinkType.LINK).url(url)
+                          .target_blank(False) for text, url in links])
+    text = sdk_common.VizTextDisplayOptions()
+    if value_size:
+        text.value_size(value_size)
+    if title_size:
+        text.title_size(title_size)
+    return (panel.reduce_options(_reduce_last()).color_mode(cm.BigValueColorMode(color_mode))
+            .graph_mode(cm.BigValueGraphMode.AREA if graph else cm.BigValueGraphMode.NONE)
+            .justify_mode(cm.BigValueJustifyMode.CENTER).text_mode(cm.BigValueTextMode(text_mode))
+            .orientation(cm.VizOrientation(orientation)).wide_layout(True).show_percent_change(False)
+            .text(text))
 
 
-def gauge(title: str, description: str, targets: Sequence[dict[str, Any]], *, w: int = 6, h: int = 6,
-          unit: str = "none", thresholds: dict[str, Any] | None = None, minimum: float = 0,
-          maximum: float = 1, decimals: int | None = None, overrides: list[dict[str, Any]] | None = None,
+def gauge(title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery], *, w: int = 6,
+          h: int = 6, unit: str = "none", thresholds: Thresholds | None = None, minimum: float = 0,
+          maximum: float = 1, decimals: int | None = None, overrides: Sequence[Override] = (),
           time_from: str | None = None) -> Panel:
-    panel = _panel("gauge", title, description, targets, w, h,
-                   fieldConfig={"defaults": field_defaults(unit, thresholds, None, decimals, minimum,
-                                                           maximum),
-                                "overrides": overrides or []},
-                   options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                            "showThresholdLabels": False, "showThresholdMarkers": True,
-                            "orientation": "auto", "minVizHeight": 75, "minVizWidth": 75})
-    if time_from:
-        panel["timeFrom"] = time_from
-    return panel
+    panel = _panel(sdk_gauge.Panel(), title, description, targets, w, h, unit=unit, thresholds=thresholds,
+                   decimals=decimals, minimum=minimum, maximum=maximum, overrides=overrides,
+                   time_from=time_from)
+    return (panel.color_scheme(sdk_dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+            .reduce_options(_reduce_last()).show_threshold_labels(False).show_threshold_markers(True)
+            .orientation(cm.VizOrientation.AUTO).min_viz_height(75).min_viz_width(75))
 
 
-def bargauge(title: str, description: str, targets: Sequence[dict[str, Any]], *, w: int = 12, h: int = 6,
-             unit: str = "none", thresholds: dict[str, Any] | None = None, minimum: float = 0,
-             maximum: float | None = None, overrides: list[dict[str, Any]] | None = None,
+def bargauge(title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery], *, w: int = 12,
+             h: int = 6, unit: str = "none", thresholds: Thresholds | None = None, minimum: float = 0,
+             maximum: float | None = None, overrides: Sequence[Override] = (),
              time_from: str | None = None) -> Panel:
-    panel = _panel("bargauge", title, description, targets, w, h,
-                   fieldConfig={"defaults": field_defaults(unit, thresholds, None, None, minimum, maximum),
-                                "overrides": overrides or []},
-                   options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                            "displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
-                            "valueMode": "color", "namePlacement": "auto", "sizing": "auto",
-                            "minVizHeight": 16, "minVizWidth": 8, "maxVizHeight": 300})
-    if time_from:
-        panel["timeFrom"] = time_from
-    return panel
+    panel = _panel(sdk_bargauge.Panel(), title, description, targets, w, h, unit=unit,
+                   thresholds=thresholds, minimum=minimum, maximum=maximum, overrides=overrides,
+                   time_from=time_from)
+    return (panel.color_scheme(sdk_dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+            .reduce_options(_reduce_last()).display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+            .orientation(cm.VizOrientation.HORIZONTAL).show_unfilled(True)
+            .value_mode(cm.BarGaugeValueMode.COLOR).name_placement(cm.BarGaugeNamePlacement.AUTO)
+            .sizing(cm.BarGaugeSizing.AUTO).min_viz_height(16).min_viz_width(8).max_viz_height(300))
 
 
-def timeseries(title: str, description: str, targets: Sequence[dict[str, Any]], *, w: int = 12, h: int = 8,
-               unit: str = "none", thresholds: dict[str, Any] | None = None, stack: bool = False,
+def timeseries(title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery], *, w: int = 12,
+               h: int = 8, unit: str = "none", thresholds: Thresholds | None = None, stack: bool = False,
                minimum: float | None = None, maximum: float | None = None, bars: bool = False,
-               overrides: list[dict[str, Any]] | None = None, threshold_lines: bool = False,
+               overrides: Sequence[Override] = (), threshold_lines: bool = False,
                legend_calcs: Sequence[str] = ("lastNotNull", "max")) -> Panel:
-    custom = {"drawStyle": "bars" if bars else "line", "lineWidth": 1, "fillOpacity": 80 if bars else 10,
-              "showPoints": "never", "spanNulls": False, "axisSoftMin": 0,
-              "stacking": {"group": "A", "mode": "normal" if stack else "none"},
-              "thresholdsStyle": {"mode": "dashed" if threshold_lines else "off"}}
-    return _panel("timeseries", title, description, targets, w, h,
-                  fieldConfig={"defaults": field_defaults(unit, thresholds, None, None, minimum, maximum,
-                                                          color_mode="palette-classic", custom=custom),
-                               "overrides": overrides or []},
-                  options={"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
-                                      "calcs": list(legend_calcs)},
-                           "tooltip": {"mode": "multi", "sort": "desc"}})
+    panel = _panel(sdk_timeseries.Panel(), title, description, targets, w, h, unit=unit,
+                   thresholds=thresholds, minimum=minimum, maximum=maximum, overrides=overrides)
+    return (panel.color_scheme(sdk_dashboard.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+            .draw_style(cm.GraphDrawStyle.BARS if bars else cm.GraphDrawStyle.LINE).line_width(1)
+            .fill_opacity(80 if bars else 10).show_points(cm.VisibilityMode.NEVER).span_nulls(False)
+            .axis_soft_min(0)
+            .stacking(sdk_common.StackingConfig().group("A")
+                      .mode(cm.StackingMode.NORMAL if stack else cm.StackingMode.NONE))
+            .thresholds_style(sdk_common.GraphThresholdsStyleConfig().mode(
+                cm.GraphThresholdsStyleMode.DASHED if threshold_lines else cm.GraphThresholdsStyleMode.OFF))
+            .legend(sdk_common.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
+                    .placement(cm.LegendPlacement.BOTTOM).show_legend(True).calcs(list(legend_calcs)))
+            .tooltip(sdk_common.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI)
+                     .sort(cm.SortOrder.DESCENDING)))
 
 
-def table(title: str, description: str, targets: Sequence[dict[str, Any]], *, w: int = 24, h: int = 8,
-          columns: dict[str, str], value_column: str = "Value", unit: str = "none",
-          thresholds: dict[str, Any] | None = None, mappings: dict[str, list[dict[str, Any]]] | None = None,
+def table(title: str, description: str, targets: Sequence[sdk_prometheus.Dataquery], *, w: int = 24,
+          h: int = 8, columns: dict[str, str], value_column: str = "Value", unit: str = "none",
+          thresholds: Thresholds | None = None, mappings: dict[str, Sequence[Mapping]] | None = None,
           sort_by: str | None = None, descending: bool = False, color_cells: bool = True,
-          value_mappings: list[dict[str, Any]] | None = None) -> Panel:
+          value_mappings: Sequence[Mapping] | None = None) -> Panel:
     """A table of instant-query rows: `columns` maps label -> Chinese header (order kept), every other
     label is hidden, and the value column gets unit, thresholds and a coloured cell."""
-    overrides: list[dict[str, Any]] = [{
-        "matcher": {"id": "byName", "options": value_column},
-        "properties": [
-            {"id": "unit", "value": unit},
-            {"id": "custom.cellOptions",
-             "value": {"type": "color-background", "mode": "basic"} if color_cells else {"type": "auto"}},
-            *([{"id": "thresholds", "value": thresholds}] if thresholds else []),
-            *([{"id": "mappings", "value": value_mappings}] if value_mappings else []),
-        ]}]
-    for label, column_mappings in (mappings or {}).items():
-        overrides.append({"matcher": {"id": "byName", "options": label},
-                          "properties": [{"id": "mappings", "value": column_mappings}]})
+    cells: object = (cm.TableColoredBackgroundCellOptions(mode=cm.TableCellBackgroundDisplayMode.BASIC)
+                     if color_cells else cm.TableAutoCellOptions())
+    value_properties: dict[str, object] = {"unit": unit, "custom__cellOptions": cells}
+    if thresholds:
+        value_properties["thresholds"] = thresholds.build()
+    if value_mappings:
+        value_properties["mappings"] = list(value_mappings)
+    overrides = [override("byName", value_column, **value_properties)]
+    overrides += [override("byName", label, mappings=column_mappings)
+                  for label, column_mappings in (mappings or {}).items()]
+    panel = _panel(sdk_table.Panel(), title, description, targets, w, h, unit=None, overrides=overrides)
     keep = [*columns, value_column]
-    only = {"id": "filterFieldsByName", "options": {"include": {"names": keep}}}
-    organize = {"id": "organize", "options": {
-        "excludeByName": {}, "indexByName": {name: index for index, name in enumerate(keep)},
-        "renameByName": dict(columns)}}
-    options: dict[str, Any] = {"showHeader": True, "cellHeight": "sm",
-                               "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    panel.thresholds(steps((None, GREEN))).mappings([])
+    panel.align(cm.FieldTextAlignment.AUTO).filterable(True).cell_options(cm.TableAutoCellOptions())
+    panel.show_header(True).cell_height(cm.TableCellHeight.SM)
+    panel.footer(sdk_common.TableFooterOptions().show(False).reducer(["sum"]).fields([]))
     if sort_by:
-        options["sortBy"] = [{"displayName": sort_by, "desc": descending}]
-    return _panel("table", title, description, targets, w, h,
-                  fieldConfig={"defaults": {"custom": {"align": "auto", "filterable": True,
-                                                       "cellOptions": {"type": "auto"}},
-                                            "mappings": [], "thresholds": steps((None, GREEN))},
-                               "overrides": overrides},
-                  options=options, transformations=[only, organize])
+        panel.sort_by([sdk_common.TableSortByFieldState().display_name(sort_by).desc(descending)])
+    panel.with_transformation(dm.DataTransformerConfig(
+        id_val="filterFieldsByName", options={"include": {"names": keep}}))
+    panel.with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+        "excludeByName": {}, "indexByName": {name: index for index, name in enumerate(keep)},
+        "renameByName": dict(columns)}))
+    return panel
 
 
 def text_panel(title: str, content: str, *, w: int = 24, h: int = 3) -> Panel:
-    return {"type": "text", "title": title, "description": "", "gridPos": {"w": w, "h": h, "x": 0, "y": 0},
-            "options": {"mode": "markdown", "content": content,
-                        "code": {"language": "plaintext", "showLineNumbers": False, "showMiniMap": False}}}
+    return (sdk_text.Panel().title(title).description("").span(w).height(h).mode(tm.TextMode.MARKDOWN)
+            .content(content).code(sdk_text.CodeOptions().language(tm.CodeLanguage.PLAINTEXT)
+                                   .show_line_numbers(False).show_mini_map(False)))
 
 
 def row(title: str) -> Panel:
-    return {"type": "row", "title": title, "collapsed": False, "panels": [],
-            "gridPos": {"w": 24, "h": 1, "x": 0, "y": 0}}
+    return sdk_dashboard.Row(title).collapsed(False)
+
+
+def _grid(panel: Panel) -> dm.GridPos:
+    model = panel.build()
+    if model.grid_pos is None:
+        model.grid_pos = dm.GridPos(h=1, w=24) if isinstance(panel, sdk_dashboard.Row) else dm.GridPos()
+    return model.grid_pos
 
 
 def layout(panels: Iterable[Panel]) -> list[Panel]:
-    """Flow panels left to right on Grafana's 24-column grid; a row starts a new line. Ids in order."""
+    """Flow panels left to right on Grafana's 24-column grid; a row starts a new line. Ids in order.
+
+    The SDK's own flow (Dashboard.with_panel) places a panel that overflows the line before wrapping;
+    positions are set here and the SDK keeps them."""
     placed: list[Panel] = []
     x = y = line_height = 0
     for index, panel in enumerate(panels, start=1):
-        grid = panel["gridPos"]
-        if panel["type"] == "row" or x + grid["w"] > 24:
+        grid = _grid(panel)
+        is_row = isinstance(panel, sdk_dashboard.Row)
+        if is_row or x + grid.w > 24:
             y += line_height
             x = line_height = 0
-        grid["x"], grid["y"] = x, y
-        panel["id"] = index
-        x += grid["w"]
-        line_height = max(line_height, grid["h"])
-        if panel["type"] == "row":
+        grid.x, grid.y = x, y
+        panel.id(index)
+        x += grid.w
+        line_height = max(line_height, grid.h)
+        if is_row:
             y += 1
             x = line_height = 0
         placed.append(panel)
@@ -319,48 +362,50 @@ def layout(panels: Iterable[Panel]) -> list[Panel]:
 
 # -- template variables -------------------------------------------------------------------------------
 
-
-def datasource_var(hide: int = 0) -> dict[str, Any]:
-    return {"type": "datasource", "name": "datasource", "label": "数据源", "query": "prometheus",
-            "current": {}, "hide": hide, "includeAll": False, "multi": False, "options": [],
-            "refresh": 1, "regex": "", "skipUrlSync": False}
+Variable: TypeAlias = "cogbuilder.Builder[dm.VariableModel]"
 
 
-def zone_var() -> dict[str, Any]:
-    options = [{"text": "全部", "value": "$__all", "selected": True}]
-    options += [{"text": ZONE_NAMES_ZH[zone], "value": zone.value, "selected": False} for zone in Zone]
-    return {"type": "custom", "name": "zone", "label": "网络区域",
-            "query": ",".join(f"{ZONE_NAMES_ZH[zone]} : {zone.value}" for zone in Zone),
-            "current": {"text": ["全部"], "value": ["$__all"], "selected": True},
-            "options": options, "includeAll": True, "multi": True, "allValue": ".*", "hide": 0,
-            "skipUrlSync": False}
+def datasource_var(hide: int = 0) -> sdk_dashboard.DatasourceVariable:
+    return (sdk_dashboard.DatasourceVariable("datasource").label("数据源").type("prometheus")
+            .hide(dm.VariableHide(hide)).multi(False).include_all(False).regex(""))
+
+
+def zone_var() -> sdk_dashboard.CustomVariable:
+    options = [dm.VariableOption(text="全部", value="$__all", selected=True)]
+    options += [dm.VariableOption(text=ZONE_NAMES_ZH[zone], value=zone.value, selected=False)
+                for zone in Zone]
+    return (sdk_dashboard.CustomVariable("zone").label("网络区域")
+            .values(",".join(f"{ZONE_NAMES_ZH[zone]} : {zone.value}" for zone in Zone))
+            .current(dm.VariableOption(text=["全部"], value=["$__all"], selected=True))
+            .options(options).include_all(True).multi(True).all_value(".*").hide(dm.VariableHide.DONT_HIDE))
 
 
 def query_var(name: str, label: str, definition: str, *, regex: str = "", include_all: bool = True,
-              multi: bool = True, hide: int = 0) -> dict[str, Any]:
-    return {"type": "query", "name": name, "label": label, "datasource": DATASOURCE,
-            "definition": definition, "query": {"query": definition, "refId": f"var-{name}",
-                                                 "qryType": 1 if definition.startswith("label_value"
-                                                                                       "s") else 3},
-            "regex": regex, "refresh": 2, "sort": 1, "includeAll": include_all, "multi": multi,
-            "allValue": ".*", "current": {}, "options": [], "hide": hide, "skipUrlSync": False}
+              multi: bool = True, hide: int = 0) -> sdk_dashboard.QueryVariable:
+    """A Prometheus query variable; the query object is the Prometheus datasource's own
+    (qryType 1 = label values, 3 = classic query such as query_result)."""
+    kind = 1 if definition.startswith("label_values") else 3
+    return (sdk_dashboard.QueryVariable(name).label(label).datasource(DATASOURCE_REF)
+            .query({"query": definition, "refId": f"var-{name}", "qryType": kind})
+            .regex(regex).refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .include_all(include_all).multi(multi).all_value(".*").hide(dm.VariableHide(hide)))
 
 
-def item_var(items: Sequence[str] | None = None) -> dict[str, Any]:
+def item_var(items: Sequence[str] | None = None) -> sdk_dashboard.QueryVariable:
     """The item picker shows the Chinese name and passes the two-digit number."""
     selector = 'zone=~"$zone"' + (f', item=~"{"|".join(items)}"' if items else "")
     definition = f"query_result(max by (item, name, zone) (einvoice_item_info{{{selector}}}))"
     var = query_var("item", "监控项", definition, regex='/item="(?<value>[^"]+)".*name="(?<text>[^"]+)"/')
     if items:
-        var["allValue"] = "|".join(items)  # "All" means this dashboard's items, not every item
+        var.all_value("|".join(items))  # "All" means this dashboard's items, not every item
     return var
 
 
-def check_var(metric: str = "einvoice_check_up") -> dict[str, Any]:
+def check_var(metric: str = "einvoice_check_up") -> sdk_dashboard.QueryVariable:
     return query_var("check", "检查", f'label_values({metric}{{zone=~"$zone", item=~"$item"}}, check)')
 
 
-def target_var(metric: str = "einvoice_check_up") -> dict[str, Any]:
+def target_var(metric: str = "einvoice_check_up") -> sdk_dashboard.QueryVariable:
     return query_var("target", "目标",
                      f'label_values({metric}{{zone=~"$zone", item=~"$item", check=~"$check"}}, target)')
 
@@ -370,23 +415,26 @@ SEL = 'zone=~"$zone", item=~"$item", check=~"$check", target=~"$target"'
 
 
 def dashboard(uid: str, title: str, description: str, panels: Iterable[Panel], *,
-              variables: Sequence[dict[str, Any]] = (), refresh: str = "1m", time_from: str = "now-6h",
+              variables: Sequence[Variable] = (), refresh: str = "1m", time_from: str = "now-6h",
               extra_tags: Sequence[str] = (), hide_datasource: bool = False,
               kiosk: bool = False) -> Dashboard:
-    return {
-        "uid": uid, "title": title, "description": description, "tags": [TAG, *extra_tags],
-        "timezone": TIMEZONE, "weekStart": "monday", "schemaVersion": SCHEMA_VERSION, "version": 1,
-        "editable": not kiosk, "graphTooltip": 1, "liveNow": False, "refresh": refresh,
-        "style": "dark", "fiscalYearStartMonth": 0,
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {"refresh_intervals": ["30s", "1m", "5m", "15m", "1h"]},
-        "annotations": {"list": []},
-        "links": [{"type": "dashboards", "tags": [TAG], "asDropdown": True, "title": "电子发票监控",
-                   "includeVars": False, "keepTime": True, "targetBlank": False, "icon": "external link",
-                   "tooltip": "", "url": ""}],
-        "templating": {"list": [datasource_var(hide=2 if hide_datasource else 0), *variables]},
-        "panels": layout(panels),
-    }
+    board = (sdk_dashboard.Dashboard(title).uid(uid).description(description).tags([TAG, *extra_tags])
+             .timezone(TIMEZONE).week_start("monday").version(1)
+             .tooltip(dm.DashboardCursorSync.CROSSHAIR).live_now(False).refresh(refresh)
+             .fiscal_year_start_month(0).time(time_from, "now")
+             .timepicker(sdk_dashboard.TimePicker().refresh_intervals(["30s", "1m", "5m", "15m", "1h"]))
+             .link(sdk_dashboard.DashboardLink("电子发票监控").type(dm.DashboardLinkType.DASHBOARDS).tags([TAG])
+                   .as_dropdown(True).include_vars(False).keep_time(True).target_blank(False)
+                   .icon("external link").tooltip("").url(""))
+             .variables([datasource_var(hide=2 if hide_datasource else 0), *variables]))
+    board.readonly() if kiosk else board.editable()
+    for panel in layout(panels):
+        if isinstance(panel, sdk_dashboard.Row):
+            board.with_row(panel)
+        else:
+            board.with_panel(panel)
+    encoded: Dashboard = json.loads(json.dumps(board.build(), cls=JSONEncoder, ensure_ascii=False))
+    return encoded
 
 
 # -- shared expressions -------------------------------------------------------------------------------
@@ -434,7 +482,7 @@ STATE_MAPPINGS = [value_map(TICKET_STATE_NAMES_ZH)]
 DEADLINE_MAPPINGS = [value_map(DEADLINE_NAMES_ZH)]
 
 
-def ratio_steps(objective: float) -> dict[str, Any]:
+def ratio_steps(objective: float) -> Thresholds:
     return steps((None, RED), (objective, GREEN))
 
 
@@ -458,8 +506,8 @@ def _items_text(items: Iterable[Item]) -> str:
 
 
 def ops_wall(obj: Objectives) -> Dashboard:
-    item_link = [{"title": "查看该监控项详情", "targetBlank": False,
-                  "url": "/d/einvoice-item-detail?var-item=${__field.labels.item}&${datasource:queryparam}"}]
+    item_link = [("查看该监控项详情",
+                  "/d/einvoice-item-detail?var-item=${__field.labels.item}&${datasource:queryparam}")]
     panels: list[Panel] = []
     for zone in Zone:
         count = sum(1 for item in ITEMS if item.zone == zone)
@@ -521,13 +569,13 @@ def ops_wall(obj: Objectives) -> Dashboard:
         panels, refresh="30s", time_from="now-1h", extra_tags=["大屏"], hide_datasource=True, kiosk=True)
 
 
-def _severity_class_names() -> list[dict[str, Any]]:
+def _severity_class_names() -> list[Override]:
     """Show the notifier's severity classes (urgent, general, outage) by their Chinese names."""
     return [rename(key, name) for key, name in SEVERITY_CLASS_NAMES_ZH.items()]
 
 
 def _monthly_mean_by_class(title: str, description: str, histogram: str, *, amber: float,
-                           red: float) -> dict[str, Any]:
+                           red: float) -> Panel:
     """This month's mean of a notifier duration histogram (MTTA, MTTR), one value per class."""
     mean = (f"sum by (severity_class) (increase({histogram}_sum[$__range])) / "
             f"sum by (severity_class) (increase({histogram}_count[$__range]))")
@@ -840,9 +888,8 @@ def redis_dashboard(obj: Objectives) -> Dashboard:
                     ref="B"),
               query(f"max by (check) (redis_cluster_slots_fail{{{sel}}})", "下线", instant=True, ref="C")],
              w=10, h=5, text_mode="value_and_name", color_mode="value",
-             overrides=[{"matcher": {"id": "byRegexp", "options": "疑似下线|下线"},
-                         "properties": [{"id": "thresholds",
-                                         "value": steps((None, GREEN), (1, RED))}]}]),
+             overrides=[override("byRegexp", "疑似下线|下线",
+                                 thresholds=steps((None, GREEN), (1, RED)).build())]),
         stat("节点与分片", "集群已知节点数、分片（主节点）数、缺少从节点的主节点数。",
              [query(f"max by (check) (redis_cluster_known_nodes{{{sel}}})", "节点", instant=True),
               query(f"max by (check) (redis_cluster_size{{{sel}}})", "分片", instant=True, ref="B"),

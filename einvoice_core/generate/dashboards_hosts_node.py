@@ -8,7 +8,7 @@ thresholds of the `hosts` section of thresholds.yaml (the same numbers the alert
 
 from __future__ import annotations
 
-from typing import Any
+from grafana_foundation_sdk.builders.dashboard import QueryVariable
 
 from einvoice_core.generate import dashboards as d
 from einvoice_core.generate import rules_hosts as r
@@ -21,7 +21,7 @@ def _hosts() -> Hosts:
     return load_thresholds().hosts
 
 
-def host_var() -> dict[str, Any]:
+def host_var() -> QueryVariable:
     job = _hosts().job_regex
     return d.query_var("host", "主机", f'label_values(up{{job=~"{job}", zone=~"$zone"}}, instance)')
 
@@ -38,8 +38,7 @@ def wall_status_expr(job_regex: str) -> str:
 
 
 def wall_panels(obj: d.Objectives) -> list[d.Panel]:
-    link = [{"title": "查看主机资源", "targetBlank": False,
-             "url": "/d/einvoice-hosts?var-zone=All&${datasource:queryparam}"}]
+    link = [("查看主机资源", "/d/einvoice-hosts?var-zone=All&${datasource:queryparam}")]
     return [d.stat(
         "主机健康（按监控项）",
         "各监控项所在服务器（node_exporter）的主机告警：绿色正常，橙色有警告（磁盘、inode、内存、交换分区、负载、"

@@ -122,7 +122,10 @@ def queries(boards: dict[str, dict[str, Any]]) -> list[Query]:
                                     all_values))
         for var in variables:
             if var["type"] == "query":
-                result.append(Query(board["uid"], f"${var['name']}", "var", variable_expr(var["definition"]),
+                # the Prometheus datasource's query object; the SDK's variable model has no
+                # `definition` (Grafana's display copy of the same text)
+                definition = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+                result.append(Query(board["uid"], f"${var['name']}", "var", variable_expr(definition),
                                     all_values))
     return result
 

@@ -116,7 +116,7 @@ def test_panels_sit_on_the_grid_without_overlapping(boards: dict[str, dict[str, 
 
 def test_ops_wall_shows_every_item_per_zone_for_a_tv(boards: dict[str, dict[str, Any]]) -> None:
     wall = boards["ops-wall"]
-    assert wall["refresh"] == "30s" and wall["style"] == "dark"
+    assert wall["refresh"] == "30s" and wall["editable"] is False
     grids = {}
     for panel in inv.panels(wall):
         for zone in Zone:
@@ -213,3 +213,21 @@ def test_links_point_at_dashboards_that_exist(boards: dict[str, dict[str, Any]])
                 assert set(variables) <= {v["name"] for v in target_board["templating"]["list"]}
                 links += 1
     assert links >= 3  # the ops wall's item tiles open the item detail dashboard
+
+
+def test_the_sdk_is_the_build_for_the_deployed_grafana() -> None:
+    """grafana-foundation-sdk is built per Grafana version (`<epoch>!<grafana version>`): the dashboards
+    are built with the models of the Grafana that docker-compose.yml runs, pinned so in pyproject.toml
+    (a plain `>=` would resolve to another version's build: the 10.1 builds carry the highest epochs)."""
+    import tomllib
+    from importlib.metadata import version
+
+    import yaml
+
+    compose = yaml.safe_load((inv.REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    grafana = compose["services"]["grafana"]["image"].rsplit(":", 1)[1]
+    project = tomllib.loads((inv.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    [pin] = [dep for dep in project["project"]["dependencies"] if dep.startswith("grafana-foundation-sdk")]
+    assert pin.startswith("grafana-foundation-sdk~="), pin
+    assert pin.split("!", 1)[1].split(".")[:2] == grafana.split(".")[:2], (pin, grafana)
+    assert version("grafana-foundation-sdk").split("!", 1)[1].split(".")[:2] == grafana.split(".")[:2]
