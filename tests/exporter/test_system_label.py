@@ -68,3 +68,15 @@ def test_an_unknown_or_unrelated_system_fails_naming_the_check(system: str, mess
     error = str(caught.value)
     assert "checks.2" in error or "checks[2]" in error, error
     assert re.search(message, error), error
+
+
+def test_file_sd_hands_the_system_to_the_probe_job() -> None:
+    """`--file-sd`: the documented job relabels __meta_einvoice_system onto the detail series."""
+    import json
+
+    from einvoice_exporter.coverage import file_sd
+
+    groups = json.loads(file_sd(parse_config(CONFIG, "c.yml"), "127.0.0.1:9877"))
+    assert {g["labels"]["__param_check"]: g["labels"]["__meta_einvoice_system"] for g in groups} == {
+        "intake": "public_service", "fwd-default": "secure_access", "fwd-ofd": "ofd_front",
+        "push": "invoice_mgmt"}
