@@ -261,6 +261,9 @@ def test_yearly_report_counts_the_drills(tmp_path: Path, prom_url: str, empty_st
     assert "处理服务 25 分" in count.group(1)
     assert _cell(html, "drill-1", "state") == "已进行" and _cell(html, "drill-2", "state") == "未进行"
     assert "2027 年上半年容灾演练" not in html
+    assert _cell(html, "year-sys-public_service", "availability") == "97.226%"
+    assert _cell(html, "year-sys-public_service", "drill") == "25 分"
+    assert _cell(html, "year-sys-ofd_front", "availability") == "无监控数据"
     report = yearly.build_yearly(parse_period("2026"), PrometheusClient(prom_url), TicketStore(empty_store),
                                  th, NOW)
     assert report.drills is not None and report.drills.declared == []
