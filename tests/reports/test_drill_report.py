@@ -267,3 +267,38 @@ def test_yearly_report_counts_the_drills(tmp_path: Path, prom_url: str, empty_st
     report = yearly.build_yearly(parse_period("2026"), PrometheusClient(prom_url), TicketStore(empty_store),
                                  th, NOW)
     assert report.drills is not None and report.drills.declared == []
+
+
+def test_drill_without_a_failing_check_is_measured_from_the_window_start(prom_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Window 01:05-01:15 on 15 Nov: pipeline is down 01:10:00-01:19:30 (n = 500..519) with no check
+    series of its own, so the fault is taken from the window's start; its outage alert fires at
+    01:11:00 (n = 502); it is up again at 01:20:00 (n = 520), after the window; 10 of its 20 down
+    steps lie inside the window. A quiet window (02:00-02:30) has no fault, no new alert."""
+    path = tmp_path / "w.yml"
+    path.write_text('windows:\n'
+                    '  - {name: 管道切换演练, start: "2026-11-15T01:05:00", end: "2026-11-15T01:15:00"}\n'
+                    '  - {name: 无事演练, start: "2026-11-15T02:00:00", end: "2026-11-15T02:30:00"}\n',
+                    encoding="utf-8")
+    th = load_thresholds()
+    windows = load_drill_windows(path)
+    prom = PrometheusClient(prom_url)
+    report = drill.build_drill(drill.find_window(windows, "管道切换演练"), prom, th, NOW)
+    assert (_local(report.fault_start), report.fault_from_check) == ("01:05:00", None)
+    assert report.first_alert is not None and report.first_alert.labels["service"] == "pipeline"
+    assert report.detection_seconds == 360
+    assert report.services_down == ["pipeline"]
+    assert report.recovered_at is not None and _local(report.recovered_at) == "01:20:00"
+    assert report.recovery_seconds == 900
+    assert report.service_outage["pipeline"] == 300 and report.system_outage["invoice_mgmt"] == 300
+    quiet = drill.build_drill(drill.find_window(windows, "无事演练"), PrometheusClient(prom_url), th, NOW)
+    assert quiet.first_alert is None and quiet.detection_seconds is None
+    assert quiet.services_down == [] and quiet.recovered_at is None and quiet.recovery_seconds is None
+    assert [(a.alertname, a.before_window) for a in quiet.alerts] == [("EinvoiceCheckFailing", True)]
+    assert quiet.service_outage == {"intake": 0, "processing": 0, "pipeline": 0} and quiet.gaps == []
+    code = cli.main(["drill", "--window", "无事演练", "--drill-windows", str(path), "--prometheus", prom_url,
+                     "--out", str(tmp_path / "out"), "--no-pdf"], now=NOW)
+    assert code == 0
+    html = (tmp_path / "out" / "drill" / "drill-20261115T0200.html").read_text(encoding="utf-8")
+    assert _by_id(html, "recovered") == "服务未中断" and _by_id(html, "detection") == "—"
+    assert "演练期间没有新的告警触发" in html
