@@ -82,6 +82,18 @@ class System(StrictModel):
     """The monitoring items whose checks watch this system."""
 
 
+_MONTH_DAY = r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+class Drills(StrictModel):
+    """Disaster-recovery drills (seed §二.9: 每年至少 2 次); windows in alert_rules/drill_windows.yml."""
+
+    required_per_year: int = Field(default=2, ge=0, le=52)
+    warn_from: Annotated[str, StringConstraints(pattern=_MONTH_DAY)] = "11-01"
+    """MM-DD (local): from this day of the year EinvoiceDrillsBehind fires while fewer than
+    required_per_year drills are declared for the year."""
+
+
 class BurnWindow(StrictModel):
     long: PromDuration
     short: PromDuration
@@ -300,6 +312,7 @@ class Thresholds(StrictModel):
     hosts: Hosts
     data: DataChecks
     dbhealth: DbHealth
+    drills: Drills = Field(default_factory=Drills)
 
     @model_validator(mode="after")
     def _complete(self) -> Thresholds:
@@ -322,6 +335,10 @@ class Thresholds(StrictModel):
             raise ValueError("monitoring.exporter_down_for must be shorter than sla.max_gap, so a gap too"
                              " long for the SLA clocks is always announced by EinvoiceExporterDown")
         return self
+
+    def default_system(self, item: str) -> str:
+        """The system of a check that names none: the first system listing its item."""
+        return next(key for key, system in self.systems.items() if item in system.items)
 
     def item_for(self, item: str) -> str:
         rule = self.items.get(item)
@@ -377,6 +394,44 @@ class ChangeWindows(StrictModel):
     windows: tuple[ChangeWindow, ...] = ()
 
 
+class DrillWindow(StrictModel):
+    """A disaster-recovery drill (容灾演练, seed §二.9) declared in advance: alerts firing inside it are
+    marked drill, and outage time inside it is reported apart from the SLA budget."""
+
+    name: str = Field(min_length=1, max_length=100)
+    start: datetime
+    """Local time in routing.location (Asia/Shanghai) unless an offset is written."""
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DrillWindow:
+        if self.end <= self.start:
+            raise ValueError(f"drill window {self.name!r}: end {self.end} is not after start {self.start}")
+        return self
+
+    def bounds(self, location: str) -> tuple[int, int]:
+        """[start, end) as Unix seconds, naive times read in `location`."""
+        zone = ZoneInfo(location)
+        start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (self.start, self.end))
+        return int(start.timestamp()), int(end.timestamp())
+
+
+class DrillWindows(StrictModel):
+    windows: tuple[DrillWindow, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DrillWindows:
+        names = [w.name for w in self.windows]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"drill window names must be unique (`einvoice-report drill --window NAME`"
+                             f" picks one): {', '.join(twice)} is used twice")
+        return self
+
+    def find(self, name: str) -> DrillWindow | None:
+        return next((w for w in self.windows if w.name == name), None)
+
+
 class ThresholdsError(ValueError):
     """The thresholds or calendar file is invalid; the message names the file and the key."""
 
@@ -412,6 +467,12 @@ def load_thresholds(path: Path = DEFAULT_PATH) -> Thresholds:
 def load_change_windows(path: Path) -> ChangeWindows:
     result = _load(path, ChangeWindows)
     assert isinstance(result, ChangeWindows)
+    return result
+
+
+def load_drill_windows(path: Path) -> DrillWindows:
+    result = _load(path, DrillWindows)
+    assert isinstance(result, DrillWindows)
     return result
 
 

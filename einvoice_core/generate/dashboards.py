@@ -38,7 +38,7 @@ from grafana_foundation_sdk.models import text as tm
 
 from einvoice_core.catalogue import ITEMS, ZONE_NAMES_ZH, Item, Zone
 from einvoice_core.contract import FAILURE_CLASS_ZH, TICKET_CLASS_ZH, FailureClass, TicketClass
-from einvoice_core.generate import dashboards_data
+from einvoice_core.generate import dashboards_data, dashboards_systems
 
 Panel: TypeAlias = ("sdk_stat.Panel | sdk_gauge.Panel | sdk_bargauge.Panel | sdk_timeseries.Panel | "
                     "sdk_table.Panel | sdk_text.Panel | sdk_dashboard.Row")
@@ -661,6 +661,7 @@ def sla(obj: Objectives) -> Dashboard:
                  [query("einvoice:service_stall_seconds_year", "{{service}}", instant=True)], w=8, h=7,
                  unit="s", thresholds=steps((None, GREEN), (obj.restore_seconds, AMBER)),
                  overrides=service_overrides(obj)),
+        *dashboards_systems.panels(obj),  # issue 19: per-system availability, drills (dashboards_systems.py)
         row("应用连续运行（至少连续 6 个月不停）"),
         bargauge("已连续运行（天）",
                  f"各应用实例本次启动以来的天数（process_start_time_seconds）；合同要求至少连续 "

@@ -100,11 +100,12 @@ def file_sd(config: ExporterConfig, exporter_address: str) -> str:
             # /probe?check=NAME runs the configured check; its series carry item, zone, check and
             # target themselves, so the group adds only what Prometheus cannot know: the instance.
             # `__meta_einvoice_*` are dropped unless the job relabels them: the documented job
-            # (deploy/prometheus/prometheus.yml) gives the detail series item, zone, check and
-            # target this way, so our dashboards' variables select them in this mode too.
+            # (deploy/prometheus/prometheus.yml) gives the detail series item, zone, check, target and
+            # system this way, so our dashboards' variables select them in this mode too.
             "labels": {"__param_check": check.name, "instance": check.target,
                        "kind": config.modules[check.module].kind,
                        "__meta_einvoice_item": check.item,
-                       "__meta_einvoice_zone": get_item(check.item).zone.value},
+                       "__meta_einvoice_zone": get_item(check.item).zone.value,
+                       "__meta_einvoice_system": check.resolved_system},
         })
     return json.dumps(groups, ensure_ascii=False, indent=2) + "\n"

@@ -3,7 +3,7 @@
 A collector is a class built from one module config; its `run(target, timeout)` returns an
 `Outcome`: the detailed metric families it measured (with the well-known exporters' names, without
 the identity labels) and, when the check failed, a `Failure` with a bounded `Reason`. The runtime adds
-`item`/`zone`/`check`/`target` labels, the uniform `einvoice_check_*` series, timing, caching,
+`item`/`zone`/`check`/`target`/`system` labels, the uniform `einvoice_check_*` series, timing, caching,
 retries and the timeout. A failing target is data: `run` returns a failed outcome rather than raising;
 an exception that escapes `run` is counted by the runtime as reason `error` and logged as a bug.
 """
@@ -21,7 +21,8 @@ from einvoice_core.contract import Reason
 if TYPE_CHECKING:
     from .collectors import CheckError
 
-IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target")
+IDENTITY_LABELS: tuple[str, ...] = ("item", "zone", "check", "target", "system")
+"""`system` (issue 19): the system of the contract's scope the check watches (contract.SYSTEM_LABEL)."""
 _IDENTITY = frozenset(IDENTITY_LABELS)
 
 

@@ -24,10 +24,11 @@ from prometheus_client.core import Metric
 
 from einvoice_core.catalogue import ITEMS, get_item, normalize_item_id
 from einvoice_core.contract import REASON_FAILURE_CLASS, FailureClass
+from einvoice_core.thresholds import shipped
 
 from . import selfmetrics as sm
 from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
-from .outcome import Check, MetricSet, Outcome, Reason, merge_families
+from .outcome import IDENTITY_LABELS, Check, MetricSet, Outcome, Reason, merge_families
 from .schema import KIND_NAMES, CheckConfig, ExporterConfig, Module
 
 log = logging.getLogger("einvoice_exporter.runtime")
@@ -174,11 +175,11 @@ class _CheckState:
 
     @property
     def identity(self) -> dict[str, str]:
-        return {"item": self.config.item, "zone": self.zone, "check": self.config.name,
-                "target": self.config.target}
+        return dict(zip(IDENTITY_LABELS, self.label_values(), strict=True))
 
-    def label_values(self) -> tuple[str, str, str, str]:
-        return (self.config.item, self.zone, self.config.name, self.config.target)
+    def label_values(self) -> tuple[str, str, str, str, str]:
+        return (self.config.item, self.zone, self.config.name, self.config.target,
+                self.config.resolved_system)
 
     def record(self, result: Result) -> Result:
         self.last = result
@@ -546,7 +547,9 @@ class Runtime:
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
         families = list(merge_families([({}, with_basics(result, module.kind))]))
-        label_values = (item_id, zone, check_name or module_name, target)
+        configured = next((c for c in gen.config.checks if check_name and c.name == check_name), None)
+        system = configured.resolved_system if configured else shipped().default_system(item_id)
+        label_values = (item_id, zone, check_name or module_name, target, system)
         families.extend(uniform_families([(label_values, failures, result)]))
         return families
 
@@ -591,8 +594,8 @@ def degraded(result: Result, override: FailureClass | None = None) -> int:
 
 
 def uniform_families(
-    entries: Iterable[tuple[tuple[str, str, str, str], dict[Reason, int], Result]],
-    failure_classes: Mapping[tuple[str, str, str, str], FailureClass] | None = None,
+    entries: Iterable[tuple[tuple[str, ...], dict[Reason, int], Result]],
+    failure_classes: Mapping[tuple[str, ...], FailureClass] | None = None,
 ) -> list[Metric]:
     """The einvoice_check_* series for (identity label values, failure counters, result) entries;
     `failure_classes` holds the checks' configured overrides of the failure class."""

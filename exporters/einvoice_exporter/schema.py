@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import Field, StringConstraints, create_model, model_validator
 
 from einvoice_core.contract import FailureClass
+from einvoice_core.thresholds import SystemKey, shipped
 
 from .collectors import kinds, validate_target
 from .fields import Duration, ItemId, Name, PositiveDuration, StrictModel
@@ -76,6 +77,28 @@ class CheckConfig(StrictModel):
     """Overrides the failure class (down/degraded) the reason implies (contract REASON_FAILURE_CLASS)."""
     failure_class_reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = None
     """Why the override holds; required with failure_class, so the next reader knows."""
+    system: SystemKey | None = None
+    """The system of the contract's scope this check watches (thresholds.yaml `systems`, label
+    `system`); without it, the first system listing the check's item (item 08 serves three)."""
+
+    @property
+    def resolved_system(self) -> str:
+        return self.system or shipped().default_system(self.item)
+
+    @model_validator(mode="after")
+    def _system_lists_the_item(self) -> CheckConfig:
+        if self.system is None:
+            return self
+        systems = shipped().systems
+        if self.system not in systems:
+            raise ValueError(f"system {self.system!r} is not a system of thresholds.yaml `systems`"
+                             f" ({', '.join(systems)})")
+        if self.item not in systems[self.system].items:
+            listing = [key for key, system in systems.items() if self.item in system.items]
+            raise ValueError(f"system {self.system!r} does not list item {self.item} in thresholds.yaml"
+                             f" (systems with item {self.item}: {', '.join(listing)}); name one of them"
+                             f" or add the item to systems.{self.system}.items")
+        return self
 
     @model_validator(mode="after")
     def _override_has_a_reason(self) -> CheckConfig:

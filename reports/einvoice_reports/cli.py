@@ -24,13 +24,13 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config", "drill")
 PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
                "handbook": "quarter", "yearly": "year", "config": "day"}
 """What period each report covers ("day|month": either; the first is the default)."""
 TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
           "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
-          "incident": "突发事件分析报告", "config": "参数配置报告"}
+          "incident": "突发事件分析报告", "config": "参数配置报告", "drill": "容灾演练报告"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,9 @@ class Options:
     ticket: int | None = None
     edits: Path | None = None
     final: bool = False
+    window: str | None = None
+    """The drill report's window (a name in drill_windows.yml)."""
+    drill_windows: Path | None = None
 
     @property
     def span(self) -> Period:
@@ -93,9 +96,11 @@ def _daily(options: Options) -> Outcome:
 
 def _yearly(options: Options) -> Outcome:
     from . import yearly
+    from .drill import load_windows
 
     report = yearly.build_yearly(options.span, PrometheusClient(options.prometheus),
-                                 TicketStore(options.store), load_thresholds(), options.now)
+                                 TicketStore(options.store), load_thresholds(), options.now,
+                                 load_windows(options.drill_windows))
     context = yearly.context(report)
     return _publish(options, "yearly", options.span.label, "yearly.html.j2", context, report.gaps)
 
@@ -137,6 +142,17 @@ def _config(options: Options) -> Outcome:
     return _publish(options, "config", options.span.label, "config.html.j2", context, [CONFIG_GAP])
 
 
+def _drill(options: Options) -> Outcome:
+    from . import drill
+
+    assert options.window is not None
+    thresholds = load_thresholds()
+    window = drill.find_window(drill.load_windows(options.drill_windows), options.window)
+    report = drill.build_drill(window, PrometheusClient(options.prometheus), thresholds, options.now)
+    return _publish(options, "drill", report.label, "drill.html.j2", drill.context(report, thresholds),
+                    report.gaps)
+
+
 def _scorecard(options: Options) -> Outcome:
     from . import scorecard
 
@@ -145,7 +161,7 @@ def _scorecard(options: Options) -> Outcome:
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {
     "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
-    "yearly": _yearly, "incident": _incident, "config": _config,
+    "yearly": _yearly, "incident": _incident, "config": _config, "drill": _drill,
 }
 
 
@@ -165,8 +181,18 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser.add_argument("--ticket", type=int, help="突发事件分析报告：工单编号")
     parser.add_argument("--edits", type=Path, help="突发事件分析报告：运维人员修改的章节（YAML）")
     parser.add_argument("--final", action="store_true", help="突发事件分析报告：标记为定稿")
+    parser.add_argument("--window", help="容灾演练报告：演练窗口名称（drill_windows.yml 的 name）")
+    parser.add_argument("--drill-windows", type=Path,
+                        default=Path(os.environ["EINVOICE_REPORT_DRILL_WINDOWS"])
+                        if os.environ.get("EINVOICE_REPORT_DRILL_WINDOWS") else None,
+                        help="演练窗口文件（默认为本仓库的 alert_rules/drill_windows.yml）")
     args = parser.parse_args(argv)
     formats = ("html",) if args.no_pdf else ("html", "pdf")
+    if args.kind == "drill":
+        if not args.window:
+            raise ReportError("容灾演练报告需要 --window 演练窗口名称")
+        return Options(args.kind, None, args.prometheus, "", args.out, formats, now,
+                       window=args.window, drill_windows=args.drill_windows)
     if args.kind == "incident":
         if args.ticket is None:
             raise ReportError("突发事件分析报告需要 --ticket 工单编号")
@@ -179,7 +205,8 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
                  "year": "年（如 2026）"}
         expected = "或".join(forms[kind] for kind in wanted)
         raise ReportError(f"{TITLES[args.kind]}的周期应为{expected}，收到 {period.label}")
-    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
+    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now,
+                   drill_windows=args.drill_windows)
 
 
 def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:

@@ -61,6 +61,10 @@ def recommendations(sla_figures: SlaFigures, tickets: TicketFigures, budget_warn
         if s.stall_seconds >= sla_figures.restore_within_seconds:
             out.append(f"{s.name_zh}本期卡顿累计 {duration(s.stall_seconds)}："
                        "建议结合专项健康检查排查性能与容量瓶颈。")
+    for y in sla_figures.systems:  # issue 19: the bureau scores each system
+        if y.vendor_scope and y.availability is not None and y.availability < sla_figures.objective:
+            out.append(f"{y.name_zh}本期可用率 {pct(y.availability, 3)}，低于合同年度目标"
+                       f" {pct(sla_figures.objective, 3)}：建议按系统复盘宕机原因并明确故障归属。")
     total = tickets.total
     if total.response.missed:
         out.append(f"本期有 {total.response.missed} 张工单未在响应时限内响应："

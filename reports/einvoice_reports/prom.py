@@ -68,6 +68,16 @@ class PrometheusClient:
             raise ReportError(f"Prometheus 返回了 {data['resultType']}，需要 vector：{expr}")
         return [Sample(dict(item["metric"]), _value(item["value"][1])) for item in data["result"]]
 
+    def raw(self, selector: str, start: float, end: float) -> list[Series]:
+        """The stored samples of `selector` in [start, end] (to the millisecond) with their own
+        timestamps (an instant query of a range selector): rule evaluations and scrapes as recorded."""
+        millis = max(round((end - start) * 1000), 1)
+        data = self._get("/api/v1/query", {"query": f"{selector}[{millis}ms]", "time": f"{end:.3f}"})
+        if data["resultType"] != "matrix":
+            raise ReportError(f"Prometheus 返回了 {data['resultType']}，需要 matrix：{selector}")
+        return [Series(dict(item["metric"]), [(float(t), _value(v)) for t, v in item["values"]])
+                for item in data["result"]]
+
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         data = self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                                  "step": f"{step:.3f}"})

@@ -21,9 +21,18 @@ DAY = 86400
 
 DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
     ("可用率",
-     "avg_over_time(einvoice:service_up[周期])：周期内服务可用（未宕机）的采样比例；卡顿不计为不可用。"),
+     "avg_over_time(einvoice:service_sla_up[周期])：周期内服务可用（未宕机，或宕机发生在登记的容灾演练窗口内）"
+     "的采样比例；卡顿不计为不可用。规则上线前的数据没有该序列时取 einvoice:service_up。"),
     ("宕机时长",
-     "sum_over_time(einvoice:service_outage_step_seconds[周期])：每次规则评估时服务处于宕机的秒数之和。"),
+     "sum_over_time(einvoice:service_outage_step_seconds[周期]) 减去演练宕机：每次规则评估时服务处于宕机的"
+     "秒数之和，不含容灾演练窗口内的宕机。"),
+    ("演练宕机时长",
+     "sum_over_time(einvoice:service_drill_outage_step_seconds[周期])：登记的容灾演练窗口"
+     "（alert_rules/drill_windows.yml）内的宕机秒数，单独列出，不计入年度宕机预算。"),
+    ("各系统可用率",
+     "按 thresholds.yaml 的系统清单：系统的任一业务服务宕机，或带该系统标签的 SLA 成员检查不可用，"
+     "即系统宕机；"
+     "可用率 avg_over_time(einvoice:system_sla_up[周期])，宕机与演练宕机同上（einvoice:system_*）。"),
     ("卡顿时长", "sum_over_time(einvoice:service_stall_step_seconds[周期])。"),
     ("最长一次宕机",
      "max_over_time(einvoice:service_outage_current_seconds[周期])：周期内观察到的单次宕机最长持续时间"
@@ -56,6 +65,8 @@ class ServiceFigures:
     restores_late_stall: int = 0
     ytd_outage_seconds: float = 0.0
     budget_seconds: float = 0.0
+    drill_outage_seconds: float = 0.0
+    """Outage inside declared drill windows (issue 19): reported apart, not in outage_seconds."""
     daily_availability: list[tuple[date, float | None]] = field(default_factory=list)
     daily_outage_seconds: dict[date, float] = field(default_factory=dict)
 
@@ -86,6 +97,20 @@ class AppFigures:
         return self.uptime_seconds >= self.required_seconds
 
 
+@dataclass(frozen=True, slots=True)
+class SystemFigures:
+    """One system of the contract's scope (thresholds.yaml `systems`, issue 19)."""
+
+    system: str
+    name_zh: str
+    vendor_scope: bool
+    availability: float | None
+    """None: no einvoice:system_sla_up in the period (the system is not watched, or no data)."""
+    outage_seconds: float
+    drill_outage_seconds: float
+    ytd_outage_seconds: float
+
+
 @dataclass(slots=True)
 class SlaFigures:
     services: list[ServiceFigures]
@@ -94,6 +119,7 @@ class SlaFigures:
     restore_within_seconds: float
     gaps: list[str] = field(default_factory=list)
     apps: list[AppFigures] = field(default_factory=list)
+    systems: list[SystemFigures] = field(default_factory=list)
 
     def fault_days(self) -> dict[date, float]:
         """Local days on which any service was down, with the summed outage seconds of the day."""
@@ -113,6 +139,16 @@ def _num(value: float | None) -> float:
     return 0.0 if value is None or math.isnan(value) else value
 
 
+def _less_drill(outage: str, drill: str, window: str, by: str) -> str:
+    """Outage seconds without the drill part; series recorded before the drill rules have none."""
+    total = f"sum_over_time({outage}{window})"
+    return f"{total} - on ({by}) (sum_over_time({drill}{window}) or on ({by}) 0 * {total})"
+
+
+def _sla_up(up: str, sla_up: str, window: str) -> str:
+    return f"avg_over_time({sla_up}{window}) or avg_over_time({up}{window})"
+
+
 def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) -> SlaFigures:
     at = period.end.timestamp() - EDGE
     window = f"[{period.seconds}s]"
@@ -123,19 +159,21 @@ def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) 
     def instant(expr: str) -> dict[str, float]:
         return _by_service(prom.query(expr, at))
 
-    availability = instant(f"avg_over_time(einvoice:service_up{window})")
-    outage = instant(f"sum_over_time(einvoice:service_outage_step_seconds{window})")
+    up, sla_up = "einvoice:service_up", "einvoice:service_sla_up"
+    step, drill = "einvoice:service_outage_step_seconds", "einvoice:service_drill_outage_step_seconds"
+    availability = instant(_sla_up(up, sla_up, window))
+    outage = instant(_less_drill(step, drill, window, "service"))
+    drill_outage = instant(f"sum_over_time({drill}{window})")
     stall = instant(f"sum_over_time(einvoice:service_stall_step_seconds{window})")
     longest = instant(f"max_over_time(einvoice:service_outage_current_seconds{window})")
     over_limit = instant(f"sum_over_time(einvoice:service_outage_over_limit_event{window})")
     late = prom.query(f"sum by (service, severity_class) "
                       f"(sum_over_time(einvoice:service_restore_late_event{window}))", at)
     ytd_window = f"[{int(period.end.timestamp() - period.year_start().timestamp())}s]"
-    ytd = instant(f"sum_over_time(einvoice:service_outage_step_seconds{ytd_window})")
+    ytd = instant(_less_drill(step, drill, ytd_window, "service"))
     first_day_end = period.start.timestamp() + DAY - EDGE
-    daily_up = prom.query_range("avg_over_time(einvoice:service_up[1d])", first_day_end, at, DAY)
-    daily_down = prom.query_range("sum_over_time(einvoice:service_outage_step_seconds[1d])",
-                                  first_day_end, at, DAY)
+    daily_up = prom.query_range(_sla_up(up, sla_up, "[1d]"), first_day_end, at, DAY)
+    daily_down = prom.query_range(_less_drill(step, drill, "[1d]", "service"), first_day_end, at, DAY)
     days = period.days()
 
     def day_of(ts: float) -> date:
@@ -151,6 +189,7 @@ def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) 
         else:
             figures.availability = availability[key]
         figures.outage_seconds = _num(outage.get(key))
+        figures.drill_outage_seconds = _num(drill_outage.get(key))
         figures.stall_seconds = _num(stall.get(key))
         figures.longest_outage_seconds = _num(longest.get(key))
         figures.outages_over_limit = round(_num(over_limit.get(key)))
@@ -165,7 +204,26 @@ def collect_sla(prom: PrometheusClient, period: Period, thresholds: Thresholds) 
         figures.daily_outage_seconds = {day: v for day, v in down_by.get(key, {}).items() if day in days}
         result.services.append(figures)
     result.apps = _apps(prom, at, window, thresholds)
+    result.systems = _systems(prom, at, window, ytd_window, thresholds)
     return result
+
+
+def _systems(prom: PrometheusClient, at: float, window: str, ytd_window: str,
+             thresholds: Thresholds) -> list[SystemFigures]:
+    """Per-system figures from the einvoice:system_* rules (rules_systems.py); a system without
+    series in the period has availability None (not a gap: e_signature is watched by no rule)."""
+
+    def by_system(expr: str) -> dict[str, float]:
+        return _by_service(prom.query(expr, at), "system")
+
+    step, drill = "einvoice:system_outage_step_seconds", "einvoice:system_drill_outage_step_seconds"
+    availability = by_system(f"avg_over_time(einvoice:system_sla_up{window})")
+    outage = by_system(_less_drill(step, drill, window, "system"))
+    drill_outage = by_system(f"sum_over_time({drill}{window})")
+    ytd = by_system(_less_drill(step, drill, ytd_window, "system"))
+    return [SystemFigures(key, system.name_zh, system.vendor_scope, availability.get(key),
+                          _num(outage.get(key)), _num(drill_outage.get(key)), _num(ytd.get(key)))
+            for key, system in thresholds.systems.items()]
 
 
 def _apps(prom: PrometheusClient, at: float, window: str, thresholds: Thresholds) -> list[AppFigures]:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from einvoice_core.thresholds import Thresholds
+from einvoice_core.thresholds import DrillWindows, Thresholds
 
-from . import charts, sla, ticketfigures
+from . import charts, drill, sla, ticketfigures
 from .fmt import pct
 from .period import REPORT_TZ, Period, parse_period
 from .prom import PrometheusClient
@@ -37,10 +37,12 @@ class YearlyReport:
     months: list[MonthRow]
     sources: list[str]
     gaps: list[str] = field(default_factory=list)
+    drills: drill.DrillYear | None = None
+    """容灾演练 held against the required count (issue 19)."""
 
 
 def build_yearly(period: Period, prom: PrometheusClient, store: TicketStore, thresholds: Thresholds,
-                 now: datetime) -> YearlyReport:
+                 now: datetime, drills: DrillWindows | None = None) -> YearlyReport:
     def tickets_of(span: Period) -> TicketFigures:
         records = store.tickets_touching(span.start, span.end)
         return ticketfigures.compute_ticket_figures(records, store.rates(span.start, span.end), span)
@@ -57,7 +59,8 @@ def build_yearly(period: Period, prom: PrometheusClient, store: TicketStore, thr
     year_sla = sla.collect_sla(prom, period, thresholds)
     sources = [f"Prometheus HTTP API：{prom.url}（SLA 记录规则 einvoice:service_*）",
                f"工单库：{store.engine.url.render_as_string(hide_password=True)}"]
-    return YearlyReport(period, now, year_sla, tickets_of(period), months, sources, gaps)
+    drill_figures = drill.drill_year(drills or DrillWindows(), period.first.year, thresholds, now)
+    return YearlyReport(period, now, year_sla, tickets_of(period), months, sources, gaps, drill_figures)
 
 
 def context(report: YearlyReport) -> dict[str, Any]:

@@ -91,8 +91,8 @@ def test_probe_by_check_name_labels_the_series_with_the_check(serve: Callable[..
     served = serve(Runtime(parse_config(CONFIG, "c.yml")))
     status, body, _ = http_get(served.url + "/probe?check=intake-2")
     assert status == 200
-    assert ('einvoice_check_up{item="05",zone="extranet",check="intake-2",target="127.0.0.1:3"} 0.0'
-            in body)
+    assert ('einvoice_check_up{item="05",zone="extranet",check="intake-2",target="127.0.0.1:3",'
+            'system="public_service"} 0.0' in body)
     assert "probe_success 0.0" in body
     assert http_get(served.url + "/probe?check=nope")[0] == 400
     status, body, _ = http_get(served.url + "/probe?check=intake-2&module=web")

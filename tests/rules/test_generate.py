@@ -28,7 +28,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 
 def _generate(into: Path) -> dict[str, str]:
     (into / "alert_rules").mkdir(parents=True)
-    for calendar in ("important_periods.yml", "change_windows.yml"):
+    for calendar in ("important_periods.yml", "change_windows.yml", "drill_windows.yml"):
         shutil.copy(ALERT_RULES / calendar, into / "alert_rules" / calendar)
     paths = rules.write_all(into)
     return {str(p.relative_to(into / "alert_rules")): p.read_text(encoding="utf-8") for p in paths}
