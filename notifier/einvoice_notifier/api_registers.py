@@ -216,12 +216,14 @@ def registers_router(notifier: "Notifier", registers: Registers) -> APIRouter:
         return value
 
     def change_out(view: Any) -> ChangeOut:
-        return ChangeOut.model_validate({**_with(view, "kind_zh", "outcome_zh"),
-                                         "linked_tickets": list(view.linked_tickets)})
+        return ChangeOut.model_validate(
+            {**_with(view, "kind_zh", "outcome_zh"), "linked_tickets": list(view.linked_tickets)}
+        )
 
     def vuln_out(view: Any) -> VulnerabilityOut:
-        return VulnerabilityOut.model_validate({**_with(view, "severity_zh", "found_by_zh", "exempt"),
-                                                "overdue": view.overdue(notifier.clock())})
+        return VulnerabilityOut.model_validate(
+            {**_with(view, "severity_zh", "found_by_zh", "exempt"), "overdue": view.overdue(notifier.clock())}
+        )
 
     def complaint_out(view: Any) -> ComplaintOut:
         return ComplaintOut.model_validate(_with(view, "verification_zh"))
@@ -237,19 +239,28 @@ def registers_router(notifier: "Notifier", registers: Registers) -> APIRouter:
 
     @router.put("/tickets/{ticket_id}/fault", response_model=FaultOut, summary="记录故障主体、系统与证据")
     def put_fault(ticket_id: int, body: FaultIn, who: Operator) -> FaultOut:
-        found = checked(lambda: registers.record_fault(row_id(ticket_id, "工单"), who.name, body.owner,
-                                                       body.system, body.evidence))
+        found = checked(
+            lambda: registers.record_fault(
+                row_id(ticket_id, "工单"), who.name, body.owner, body.system, body.evidence
+            )
+        )
         return FaultOut.model_validate(_with(found, "owner_zh", "vendor"))
 
     # -- changes --------------------------------------------------------------------------------------
 
     @router.get("/changes", response_model=list[ChangeOut], summary="变更登记（窗口或跟踪期与区间重叠）")
-    def list_changes(_who: Viewer, start: datetime | None = None, end: datetime | None = None,
-                     system: Annotated[str | None, Query(max_length=32)] = None,
-                     limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[ChangeOut]:
+    def list_changes(
+        _who: Viewer,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        system: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> list[ChangeOut]:
         return [change_out(view) for view in registers.list_changes(start, end, system, limit)]
 
-    @router.post("/changes", response_model=ChangeOut, status_code=201, summary="登记变更（补丁、版本、参数、配置）")
+    @router.post(
+        "/changes", response_model=ChangeOut, status_code=201, summary="登记变更（补丁、版本、参数、配置）"
+    )
     def add_change(body: ChangeIn, who: Operator) -> ChangeOut:
         return change_out(checked(lambda: registers.add_change(who.name, **body.model_dump())))
 
@@ -263,25 +274,36 @@ def registers_router(notifier: "Notifier", registers: Registers) -> APIRouter:
     @router.patch("/changes/{change_id}", response_model=ChangeOut, summary="升级后检查、运行跟踪与变更结果")
     def update_change(change_id: int, body: ChangeUpdate, who: Operator) -> ChangeOut:
         fields = body.model_dump(exclude_none=True)
-        return change_out(checked(lambda: registers.update_change(row_id(change_id, "变更"), who.name, **fields)))
+        return change_out(
+            checked(lambda: registers.update_change(row_id(change_id, "变更"), who.name, **fields))
+        )
 
     @router.post("/changes/{change_id}/tickets", response_model=ChangeOut, summary="关联变更引起的工单")
     def link_ticket(change_id: int, body: LinkTicketIn, who: Operator) -> ChangeOut:
-        return change_out(checked(lambda: registers.link_ticket(row_id(change_id, "变更"), body.ticket_id,
-                                                                who.name)))
+        return change_out(
+            checked(lambda: registers.link_ticket(row_id(change_id, "变更"), body.ticket_id, who.name))
+        )
 
-    @router.get("/changes/{change_id}/candidates", response_model=list[CandidateOut],
-                summary="可能由该变更引起的工单（同系统、窗口开始至跟踪截止之间）")
+    @router.get(
+        "/changes/{change_id}/candidates",
+        response_model=list[CandidateOut],
+        summary="可能由该变更引起的工单（同系统、窗口开始至跟踪截止之间）",
+    )
     def candidates(change_id: int, _who: Viewer) -> list[CandidateOut]:
-        return [CandidateOut.model_validate(asdict(c))
-                for c in checked(lambda: registers.candidates(row_id(change_id, "变更")))]
+        return [
+            CandidateOut.model_validate(asdict(c))
+            for c in checked(lambda: registers.candidates(row_id(change_id, "变更")))
+        ]
 
     # -- vulnerabilities -------------------------------------------------------------------------------
 
     @router.get("/vulnerabilities", response_model=list[VulnerabilityOut], summary="漏洞登记")
-    def list_vulnerabilities(_who: Viewer, system: Annotated[str | None, Query(max_length=32)] = None,
-                             open_only: bool = False,
-                             limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[VulnerabilityOut]:
+    def list_vulnerabilities(
+        _who: Viewer,
+        system: Annotated[str | None, Query(max_length=32)] = None,
+        open_only: bool = False,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> list[VulnerabilityOut]:
         return [vuln_out(view) for view in registers.list_vulnerabilities(system, open_only, limit)]
 
     @router.post("/vulnerabilities", response_model=VulnerabilityOut, status_code=201, summary="登记漏洞")
@@ -295,18 +317,25 @@ def registers_router(notifier: "Notifier", registers: Registers) -> APIRouter:
             raise HTTPException(404, f"漏洞 {vuln_id} 不存在")
         return vuln_out(found)
 
-    @router.patch("/vulnerabilities/{vuln_id}", response_model=VulnerabilityOut,
-                  summary="报告税务局、加固期限、加固留档记录、回退观察")
+    @router.patch(
+        "/vulnerabilities/{vuln_id}",
+        response_model=VulnerabilityOut,
+        summary="报告税务局、加固期限、加固留档记录、回退观察",
+    )
     def update_vulnerability(vuln_id: int, body: VulnerabilityUpdate, who: Operator) -> VulnerabilityOut:
         fields = body.model_dump(exclude_none=True)
-        return vuln_out(checked(lambda: registers.update_vulnerability(row_id(vuln_id, "漏洞"), who.name,
-                                                                       **fields)))
+        return vuln_out(
+            checked(lambda: registers.update_vulnerability(row_id(vuln_id, "漏洞"), who.name, **fields))
+        )
 
     # -- complaints ------------------------------------------------------------------------------------
 
     @router.get("/complaints", response_model=list[ComplaintOut], summary="投诉登记")
-    def list_complaints(_who: Viewer, system: Annotated[str | None, Query(max_length=32)] = None,
-                        limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[ComplaintOut]:
+    def list_complaints(
+        _who: Viewer,
+        system: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> list[ComplaintOut]:
         return [complaint_out(view) for view in registers.list_complaints(system, limit)]
 
     @router.post("/complaints", response_model=ComplaintOut, status_code=201, summary="登记投诉")
@@ -315,7 +344,12 @@ def registers_router(notifier: "Notifier", registers: Registers) -> APIRouter:
 
     @router.post("/complaints/{complaint_id}/verify", response_model=ComplaintOut, summary="投诉核实结果")
     def verify(complaint_id: int, body: VerifyIn, who: Operator) -> ComplaintOut:
-        return complaint_out(checked(lambda: registers.verify_complaint(
-            row_id(complaint_id, "投诉"), who.name, body.verification, body.note, body.ticket_id)))
+        return complaint_out(
+            checked(
+                lambda: registers.verify_complaint(
+                    row_id(complaint_id, "投诉"), who.name, body.verification, body.note, body.ticket_id
+                )
+            )
+        )
 
     return router

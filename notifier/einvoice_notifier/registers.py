@@ -58,8 +58,12 @@ class ChangeKind(StrEnum):
     CONFIG = "config"
 
 
-CHANGE_KIND_ZH: Final = {ChangeKind.PATCH: "补丁", ChangeKind.VERSION: "版本升级",
-                         ChangeKind.PARAMETER: "参数调整", ChangeKind.CONFIG: "配置变更"}
+CHANGE_KIND_ZH: Final = {
+    ChangeKind.PATCH: "补丁",
+    ChangeKind.VERSION: "版本升级",
+    ChangeKind.PARAMETER: "参数调整",
+    ChangeKind.CONFIG: "配置变更",
+}
 
 
 class ChangeOutcome(StrEnum):
@@ -71,8 +75,12 @@ class ChangeOutcome(StrEnum):
     """Scorecard line 7: 由于发布版本（补丁）引发新问题."""
 
 
-CHANGE_OUTCOME_ZH: Final = {ChangeOutcome.PENDING: "跟踪中", ChangeOutcome.FIXED: "已解决问题",
-                            ChangeOutcome.NOT_FIXED: "未解决问题", ChangeOutcome.NEW_PROBLEM: "引发新问题"}
+CHANGE_OUTCOME_ZH: Final = {
+    ChangeOutcome.PENDING: "跟踪中",
+    ChangeOutcome.FIXED: "已解决问题",
+    ChangeOutcome.NOT_FIXED: "未解决问题",
+    ChangeOutcome.NEW_PROBLEM: "引发新问题",
+}
 
 
 class FoundBy(StrEnum):
@@ -98,8 +106,11 @@ class Verification(StrEnum):
     UNSUBSTANTIATED = "unsubstantiated"
 
 
-VERIFICATION_ZH: Final = {Verification.PENDING: "待核实", Verification.SUBSTANTIATED: "属实",
-                          Verification.UNSUBSTANTIATED: "不属实"}
+VERIFICATION_ZH: Final = {
+    Verification.PENDING: "待核实",
+    Verification.SUBSTANTIATED: "属实",
+    Verification.UNSUBSTANTIATED: "不属实",
+}
 
 FAULT_CLASSES: Final = (TicketClass.OUTAGE.value,)
 """Ticket classes that are faults (故障) by themselves; a declared major incident is one too."""
@@ -185,8 +196,11 @@ class VulnerabilityView:
     def exempt(self) -> bool:
         """Reported to the bureau before its scan found it (line 12 deducts nothing): found by the
         vendor, reported, and the bureau's scan found it later or not at all."""
-        return (self.found_by == FoundBy.VENDOR and self.reported_on is not None
-                and (self.bureau_scan_on is None or self.reported_on < self.bureau_scan_on))
+        return (
+            self.found_by == FoundBy.VENDOR
+            and self.reported_on is not None
+            and (self.bureau_scan_on is None or self.reported_on < self.bureau_scan_on)
+        )
 
     @property
     def detected_on(self) -> date:
@@ -252,39 +266,75 @@ def _json(values: Mapping[str, Any]) -> str:
 
 
 def fault_view(row: Mapping[str, Any]) -> FaultView:
-    return FaultView(row["ticket_id"], row["owner"], row["system"], row["evidence"], row["recorded_by"],
-                     _aware(row["recorded_at"]))
+    return FaultView(
+        row["ticket_id"],
+        row["owner"],
+        row["system"],
+        row["evidence"],
+        row["recorded_by"],
+        _aware(row["recorded_at"]),
+    )
 
 
 def change_view(row: Mapping[str, Any], linked: tuple[int, ...] = ()) -> ChangeView:
     return ChangeView(
-        id=row["id"], kind=row["kind"], system=row["system"], title=row["title"],
-        version_before=row["version_before"], version_after=row["version_after"],
-        parameters=row["parameters"], window_start=_aware(row["window_start"]),
-        window_end=_aware(row["window_end"]), performed_by=row["performed_by"],
-        approval_ref=row["approval_ref"], fixes_ticket=row["fixes_ticket"], post_check=row["post_check"],
+        id=row["id"],
+        kind=row["kind"],
+        system=row["system"],
+        title=row["title"],
+        version_before=row["version_before"],
+        version_after=row["version_after"],
+        parameters=row["parameters"],
+        window_start=_aware(row["window_start"]),
+        window_end=_aware(row["window_end"]),
+        performed_by=row["performed_by"],
+        approval_ref=row["approval_ref"],
+        fixes_ticket=row["fixes_ticket"],
+        post_check=row["post_check"],
         post_check_ok=None if row["post_check_ok"] is None else bool(row["post_check_ok"]),
-        watch_end=_aware(row["watch_end"]), outcome=row["outcome"], outcome_note=row["outcome_note"],
-        created_by=row["created_by"], created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]), linked_tickets=linked)
+        watch_end=_aware(row["watch_end"]),
+        outcome=row["outcome"],
+        outcome_note=row["outcome_note"],
+        created_by=row["created_by"],
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+        linked_tickets=linked,
+    )
 
 
 def vulnerability_view(row: Mapping[str, Any]) -> VulnerabilityView:
     return VulnerabilityView(
-        id=row["id"], title=row["title"], system=row["system"], severity=row["severity"],
-        found_by=row["found_by"], found_on=row["found_on"], reported_on=row["reported_on"],
-        bureau_scan_on=row["bureau_scan_on"], deadline=_aware(row["deadline"]),
-        hardened_at=_aware(row["hardened_at"]), hardening_record=row["hardening_record"],
-        rollback_watch_end=_aware(row["rollback_watch_end"]), created_by=row["created_by"],
-        created_at=_aware(row["created_at"]), updated_at=_aware(row["updated_at"]))
+        id=row["id"],
+        title=row["title"],
+        system=row["system"],
+        severity=row["severity"],
+        found_by=row["found_by"],
+        found_on=row["found_on"],
+        reported_on=row["reported_on"],
+        bureau_scan_on=row["bureau_scan_on"],
+        deadline=_aware(row["deadline"]),
+        hardened_at=_aware(row["hardened_at"]),
+        hardening_record=row["hardening_record"],
+        rollback_watch_end=_aware(row["rollback_watch_end"]),
+        created_by=row["created_by"],
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+    )
 
 
 def complaint_view(row: Mapping[str, Any]) -> ComplaintView:
     return ComplaintView(
-        id=row["id"], received_on=row["received_on"], system=row["system"], summary=row["summary"],
-        verification=row["verification"], verification_note=row["verification_note"],
-        ticket_id=row["ticket_id"], created_by=row["created_by"], created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]))
+        id=row["id"],
+        received_on=row["received_on"],
+        system=row["system"],
+        summary=row["summary"],
+        verification=row["verification"],
+        verification_note=row["verification_note"],
+        ticket_id=row["ticket_id"],
+        created_by=row["created_by"],
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+    )
 
 
 class RecordNotFoundError(LookupError):
@@ -323,18 +373,52 @@ class Registers:
             raise InvalidInputError("缺少操作人")
 
     @staticmethod
-    def _audit(conn: Connection, register: str, record_id: int, actor: str, action: str,
-               before: Mapping[str, Any], after: Mapping[str, Any], now: datetime) -> None:
-        conn.execute(register_audit.insert(), {
-            "register": register, "record_id": record_id, "at": to_db(now), "actor": actor[:128],
-            "action": action, "before_value": _json(before), "after_value": _json(after)})
+    def _audit(
+        conn: Connection,
+        register: str,
+        record_id: int,
+        actor: str,
+        action: str,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            register_audit.insert(),
+            {
+                "register": register,
+                "record_id": record_id,
+                "at": to_db(now),
+                "actor": actor[:128],
+                "action": action,
+                "before_value": _json(before),
+                "after_value": _json(after),
+            },
+        )
 
     @staticmethod
-    def _ticket_audit(conn: Connection, ticket_id: int, actor: str, action: str, before: Mapping[str, Any],
-                      after: Mapping[str, Any], note: str, now: datetime) -> None:
-        conn.execute(audit_log.insert(), {
-            "ticket_id": ticket_id, "at": to_db(now), "actor": actor[:128], "action": action,
-            "before_value": _json(before), "after_value": _json(after), "note": note})
+    def _ticket_audit(
+        conn: Connection,
+        ticket_id: int,
+        actor: str,
+        action: str,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        note: str,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            audit_log.insert(),
+            {
+                "ticket_id": ticket_id,
+                "at": to_db(now),
+                "actor": actor[:128],
+                "action": action,
+                "before_value": _json(before),
+                "after_value": _json(after),
+                "note": note,
+            },
+        )
 
     @staticmethod
     def _ticket_row(conn: Connection, ticket_id: int) -> Mapping[str, Any]:
@@ -345,8 +429,9 @@ class Registers:
 
     # -- fault ownership ------------------------------------------------------------------------------
 
-    def record_fault(self, ticket_id: int, actor: str, owner: str, system: str | None,
-                     evidence: str) -> FaultView:
+    def record_fault(
+        self, ticket_id: int, actor: str, owner: str, system: str | None, evidence: str
+    ) -> FaultView:
         """Record (or change) who a fault came from. Only outage tickets and major incidents are
         faults; the system defaults to the ticket's."""
         self._actor(actor)
@@ -366,35 +451,69 @@ class Registers:
             chosen = self._system(system or row["system"], errors)
             if errors or found_owner is None:
                 raise InvalidInputError("；".join(errors))
-            values = {"owner": found_owner.value, "system": chosen, "evidence": _clean(evidence),
-                      "recorded_by": actor[:128], "recorded_at": to_db(now)}
-            before = conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id)
-                                  ).mappings().first()
+            values = {
+                "owner": found_owner.value,
+                "system": chosen,
+                "evidence": _clean(evidence),
+                "recorded_by": actor[:128],
+                "recorded_at": to_db(now),
+            }
+            before = (
+                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
+                .mappings()
+                .first()
+            )
             if before is None:
                 conn.execute(fault_records.insert(), {"ticket_id": ticket_id, **values})
                 old: dict[str, Any] = {}
             else:
                 conn.execute(update(fault_records).where(fault_records.c.ticket_id == ticket_id), values)
                 old = {"owner": before["owner"], "system": before["system"], "evidence": before["evidence"]}
-            self._ticket_audit(conn, ticket_id, actor, "fault_owner", old,
-                               {"owner": values["owner"], "system": chosen, "evidence": values["evidence"]},
-                               f"故障主体：{FAULT_OWNER_ZH[found_owner]}", now)
-            stored = conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id)
-                                  ).mappings().one()
+            self._ticket_audit(
+                conn,
+                ticket_id,
+                actor,
+                "fault_owner",
+                old,
+                {"owner": values["owner"], "system": chosen, "evidence": values["evidence"]},
+                f"故障主体：{FAULT_OWNER_ZH[found_owner]}",
+                now,
+            )
+            stored = (
+                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
+                .mappings()
+                .one()
+            )
         return fault_view(stored)
 
     def fault(self, ticket_id: int) -> FaultView | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id)
-                               ).mappings().first()
+            row = (
+                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
+                .mappings()
+                .first()
+            )
         return None if row is None else fault_view(row)
 
     # -- changes ----------------------------------------------------------------------------------------
 
-    def add_change(self, actor: str, *, kind: str, system: str, title: str, window_start: datetime,
-                   window_end: datetime, performed_by: str, watch_end: datetime | None = None,
-                   version_before: str = "", version_after: str = "", parameters: str = "",
-                   approval_ref: str = "", fixes_ticket: int | None = None) -> ChangeView:
+    def add_change(
+        self,
+        actor: str,
+        *,
+        kind: str,
+        system: str,
+        title: str,
+        window_start: datetime,
+        window_end: datetime,
+        performed_by: str,
+        watch_end: datetime | None = None,
+        version_before: str = "",
+        version_after: str = "",
+        parameters: str = "",
+        approval_ref: str = "",
+        fixes_ticket: int | None = None,
+    ) -> ChangeView:
         self._actor(actor)
         errors: list[str] = []
         try:
@@ -420,29 +539,51 @@ class Registers:
             errors.append("补丁或版本升级需填写升级后的版本")
         now = self.clock()
         with self._write() as conn:
-            if fixes_ticket is not None and conn.execute(
-                    select(tickets.c.id).where(tickets.c.id == fixes_ticket)).first() is None:
+            if (
+                fixes_ticket is not None
+                and conn.execute(select(tickets.c.id).where(tickets.c.id == fixes_ticket)).first() is None
+            ):
                 errors.append(f"要解决的工单 {fixes_ticket} 不存在")
             if errors:
                 raise InvalidInputError("；".join(errors))
             values = {
-                "kind": found_kind, "system": chosen, "title": _clean(title, 2000),
-                "version_before": _clean(version_before, 128), "version_after": _clean(version_after, 128),
-                "parameters": _clean(parameters), "window_start": to_db(window_start),
-                "window_end": to_db(window_end), "performed_by": _clean(performed_by, 128),
-                "approval_ref": _clean(approval_ref, 255), "fixes_ticket": fixes_ticket, "post_check": "",
-                "post_check_ok": None, "watch_end": to_db(watch), "outcome": ChangeOutcome.PENDING.value,
-                "outcome_note": "", "created_by": actor[:128], "created_at": to_db(now),
-                "updated_at": to_db(now)}
+                "kind": found_kind,
+                "system": chosen,
+                "title": _clean(title, 2000),
+                "version_before": _clean(version_before, 128),
+                "version_after": _clean(version_after, 128),
+                "parameters": _clean(parameters),
+                "window_start": to_db(window_start),
+                "window_end": to_db(window_end),
+                "performed_by": _clean(performed_by, 128),
+                "approval_ref": _clean(approval_ref, 255),
+                "fixes_ticket": fixes_ticket,
+                "post_check": "",
+                "post_check_ok": None,
+                "watch_end": to_db(watch),
+                "outcome": ChangeOutcome.PENDING.value,
+                "outcome_note": "",
+                "created_by": actor[:128],
+                "created_at": to_db(now),
+                "updated_at": to_db(now),
+            }
             change_id = conn.execute(changes.insert().returning(changes.c.id), values).scalar_one()
             self._audit(conn, "change", change_id, actor, "create", {}, values, now)
         found = self.change(change_id)
         assert found is not None
         return found
 
-    def update_change(self, change_id: int, actor: str, *, post_check: str | None = None,
-                      post_check_ok: bool | None = None, watch_end: datetime | None = None,
-                      outcome: str | None = None, outcome_note: str | None = None) -> ChangeView:
+    def update_change(
+        self,
+        change_id: int,
+        actor: str,
+        *,
+        post_check: str | None = None,
+        post_check_ok: bool | None = None,
+        watch_end: datetime | None = None,
+        outcome: str | None = None,
+        outcome_note: str | None = None,
+    ) -> ChangeView:
         """The check after the upgrade, the end of the watch, and the outcome (a change that did not
         fix its problem or caused a new one needs a note saying what happened)."""
         self._actor(actor)
@@ -479,7 +620,9 @@ class Registers:
                 errors.append("没有要修改的内容")
             if errors:
                 raise InvalidInputError("；".join(errors))
-            conn.execute(update(changes).where(changes.c.id == change_id), {**values, "updated_at": to_db(now)})
+            conn.execute(
+                update(changes).where(changes.c.id == change_id), {**values, "updated_at": to_db(now)}
+            )
             self._audit(conn, "change", change_id, actor, "update", {k: row[k] for k in values}, values, now)
         found = self.change(change_id)
         assert found is not None
@@ -489,8 +632,10 @@ class Registers:
         found: dict[int, list[int]] = {i: [] for i in ids}
         if ids:
             for change_id, ticket_id in conn.execute(
-                    select(change_tickets.c.change_id, change_tickets.c.ticket_id)
-                    .where(change_tickets.c.change_id.in_(ids)).order_by(change_tickets.c.ticket_id)):
+                select(change_tickets.c.change_id, change_tickets.c.ticket_id)
+                .where(change_tickets.c.change_id.in_(ids))
+                .order_by(change_tickets.c.ticket_id)
+            ):
                 found[change_id].append(ticket_id)
         return {key: tuple(value) for key, value in found.items()}
 
@@ -501,8 +646,13 @@ class Registers:
                 return None
             return change_view(row, self._linked(conn, [change_id])[change_id])
 
-    def list_changes(self, start: datetime | None = None, end: datetime | None = None,
-                     system: str | None = None, limit: int = 500) -> list[ChangeView]:
+    def list_changes(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        system: str | None = None,
+        limit: int = 500,
+    ) -> list[ChangeView]:
         """Changes whose window or watch period overlaps [start, end), newest first."""
         query = select(changes).order_by(changes.c.window_start.desc(), changes.c.id.desc()).limit(limit)
         if start is not None:
@@ -527,15 +677,32 @@ class Registers:
                 raise RecordNotFoundError("变更", change_id)
             ticket = self._ticket_row(conn, ticket_id)
             if not row["window_start"] <= ticket["starts_at"] <= row["watch_end"]:
-                raise InvalidInputError(f"工单 #{ticket_id} 不在变更 {change_id} 的窗口开始至运行跟踪截止之间")
+                raise InvalidInputError(
+                    f"工单 #{ticket_id} 不在变更 {change_id} 的窗口开始至运行跟踪截止之间"
+                )
             try:
                 with conn.begin_nested():
-                    conn.execute(change_tickets.insert(), {"change_id": change_id, "ticket_id": ticket_id,
-                                                           "linked_by": actor[:128], "linked_at": to_db(now)})
+                    conn.execute(
+                        change_tickets.insert(),
+                        {
+                            "change_id": change_id,
+                            "ticket_id": ticket_id,
+                            "linked_by": actor[:128],
+                            "linked_at": to_db(now),
+                        },
+                    )
             except IntegrityError:
                 raise InvalidInputError(f"工单 #{ticket_id} 已关联到变更 {change_id}") from None
-            self._ticket_audit(conn, ticket_id, actor, "change_link", {}, {"change": change_id},
-                               f"由变更 {change_id}（{CHANGE_KIND_ZH[ChangeKind(row['kind'])]}）引起", now)
+            self._ticket_audit(
+                conn,
+                ticket_id,
+                actor,
+                "change_link",
+                {},
+                {"change": change_id},
+                f"由变更 {change_id}（{CHANGE_KIND_ZH[ChangeKind(row['kind'])]}）引起",
+                now,
+            )
             self._audit(conn, "change", change_id, actor, "link", {}, {"ticket": ticket_id}, now)
         found = self.change(change_id)
         assert found is not None
@@ -550,20 +717,43 @@ class Registers:
                 raise RecordNotFoundError("变更", change_id)
             linked = select(change_tickets.c.ticket_id).where(change_tickets.c.change_id == change_id)
             found = conn.execute(
-                select(tickets.c.id, tickets.c.starts_at, tickets.c.severity_class, tickets.c.summary,
-                       tickets.c.system)
-                .where(tickets.c.starts_at >= row["window_start"], tickets.c.starts_at <= row["watch_end"],
-                       or_(tickets.c.system == row["system"], tickets.c.system.is_(None)),
-                       tickets.c.id.not_in(linked), tickets.c.drill.is_not(True))
-                .order_by(tickets.c.starts_at).limit(limit)).all()
-        return [CandidateTicket(r.id, _aware(r.starts_at), r.severity_class, redact(r.summary), r.system)
-                for r in found]
+                select(
+                    tickets.c.id,
+                    tickets.c.starts_at,
+                    tickets.c.severity_class,
+                    tickets.c.summary,
+                    tickets.c.system,
+                )
+                .where(
+                    tickets.c.starts_at >= row["window_start"],
+                    tickets.c.starts_at <= row["watch_end"],
+                    or_(tickets.c.system == row["system"], tickets.c.system.is_(None)),
+                    tickets.c.id.not_in(linked),
+                    tickets.c.drill.is_not(True),
+                )
+                .order_by(tickets.c.starts_at)
+                .limit(limit)
+            ).all()
+        return [
+            CandidateTicket(r.id, _aware(r.starts_at), r.severity_class, redact(r.summary), r.system)
+            for r in found
+        ]
 
     # -- vulnerabilities ---------------------------------------------------------------------------------
 
-    def add_vulnerability(self, actor: str, *, title: str, system: str, severity: str, found_by: str,
-                          found_on: date, reported_on: date | None = None, bureau_scan_on: date | None = None,
-                          deadline: datetime | None = None) -> VulnerabilityView:
+    def add_vulnerability(
+        self,
+        actor: str,
+        *,
+        title: str,
+        system: str,
+        severity: str,
+        found_by: str,
+        found_on: date,
+        reported_on: date | None = None,
+        bureau_scan_on: date | None = None,
+        deadline: datetime | None = None,
+    ) -> VulnerabilityView:
         self._actor(actor)
         errors: list[str] = []
         chosen = self._system(system, errors)
@@ -585,20 +775,34 @@ class Registers:
         if errors:
             raise InvalidInputError("；".join(errors))
         now = self.clock()
-        values = {"title": _clean(title, 2000), "system": chosen, "severity": found_severity,
-                  "found_by": found_source, "found_on": found_on, "reported_on": reported_on,
-                  "bureau_scan_on": bureau_scan_on, "deadline": to_db(deadline), "hardened_at": None,
-                  "hardening_record": "", "rollback_watch_end": None, "created_by": actor[:128],
-                  "created_at": to_db(now), "updated_at": to_db(now)}
+        values = {
+            "title": _clean(title, 2000),
+            "system": chosen,
+            "severity": found_severity,
+            "found_by": found_source,
+            "found_on": found_on,
+            "reported_on": reported_on,
+            "bureau_scan_on": bureau_scan_on,
+            "deadline": to_db(deadline),
+            "hardened_at": None,
+            "hardening_record": "",
+            "rollback_watch_end": None,
+            "created_by": actor[:128],
+            "created_at": to_db(now),
+            "updated_at": to_db(now),
+        }
         with self._write() as conn:
-            vuln_id = conn.execute(vulnerabilities.insert().returning(vulnerabilities.c.id), values).scalar_one()
+            vuln_id = conn.execute(
+                vulnerabilities.insert().returning(vulnerabilities.c.id), values
+            ).scalar_one()
             self._audit(conn, "vulnerability", vuln_id, actor, "create", {}, values, now)
         found = self.vulnerability(vuln_id)
         assert found is not None
         return found
 
-    def _dates(self, found_on: date, reported_on: date | None, bureau_scan_on: date | None,
-               deadline: datetime | None) -> list[str]:
+    def _dates(
+        self, found_on: date, reported_on: date | None, bureau_scan_on: date | None, deadline: datetime | None
+    ) -> list[str]:
         errors = []
         today = self.clock().date() + timedelta(days=1)  # a day of slack for the zones
         if found_on > today:
@@ -611,26 +815,48 @@ class Registers:
             errors.append("加固期限需要带时区")
         return errors
 
-    def update_vulnerability(self, vuln_id: int, actor: str, *, reported_on: date | None = None,
-                             bureau_scan_on: date | None = None, deadline: datetime | None = None,
-                             hardened_at: datetime | None = None, hardening_record: str | None = None,
-                             rollback_watch_end: datetime | None = None) -> VulnerabilityView:
+    def update_vulnerability(
+        self,
+        vuln_id: int,
+        actor: str,
+        *,
+        reported_on: date | None = None,
+        bureau_scan_on: date | None = None,
+        deadline: datetime | None = None,
+        hardened_at: datetime | None = None,
+        hardening_record: str | None = None,
+        rollback_watch_end: datetime | None = None,
+    ) -> VulnerabilityView:
         """Report date, the bureau's scan, its deadline, the hardening and its record, the rollback
         watch: each given field is set (a hardening needs its record, 加固留档记录)."""
         self._actor(actor)
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id)).mappings().first()
+            row = (
+                conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise RecordNotFoundError("漏洞", vuln_id)
-            given = {"reported_on": reported_on, "bureau_scan_on": bureau_scan_on, "deadline": deadline,
-                     "hardened_at": hardened_at, "rollback_watch_end": rollback_watch_end}
-            values: dict[str, Any] = {k: (to_db(v) if isinstance(v, datetime) else v)
-                                      for k, v in given.items() if v is not None}
+            given = {
+                "reported_on": reported_on,
+                "bureau_scan_on": bureau_scan_on,
+                "deadline": deadline,
+                "hardened_at": hardened_at,
+                "rollback_watch_end": rollback_watch_end,
+            }
+            values: dict[str, Any] = {
+                k: (to_db(v) if isinstance(v, datetime) else v) for k, v in given.items() if v is not None
+            }
             if hardening_record is not None:
                 values["hardening_record"] = _clean(hardening_record)
-            errors = self._dates(row["found_on"], values.get("reported_on", row["reported_on"]),
-                                 values.get("bureau_scan_on", row["bureau_scan_on"]), deadline)
+            errors = self._dates(
+                row["found_on"],
+                values.get("reported_on", row["reported_on"]),
+                values.get("bureau_scan_on", row["bureau_scan_on"]),
+                deadline,
+            )
             for name in ("hardened_at", "rollback_watch_end"):
                 moment = given[name]
                 if isinstance(moment, datetime) and moment.tzinfo is None:
@@ -646,22 +872,32 @@ class Registers:
                 errors.append("没有要修改的内容")
             if errors:
                 raise InvalidInputError("；".join(dict.fromkeys(errors)))
-            conn.execute(update(vulnerabilities).where(vulnerabilities.c.id == vuln_id),
-                         {**values, "updated_at": to_db(now)})
-            self._audit(conn, "vulnerability", vuln_id, actor, "update", {k: row[k] for k in values}, values,
-                        now)
+            conn.execute(
+                update(vulnerabilities).where(vulnerabilities.c.id == vuln_id),
+                {**values, "updated_at": to_db(now)},
+            )
+            self._audit(
+                conn, "vulnerability", vuln_id, actor, "update", {k: row[k] for k in values}, values, now
+            )
         found = self.vulnerability(vuln_id)
         assert found is not None
         return found
 
     def vulnerability(self, vuln_id: int) -> VulnerabilityView | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id)).mappings().first()
+            row = (
+                conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id))
+                .mappings()
+                .first()
+            )
         return None if row is None else vulnerability_view(row)
 
-    def list_vulnerabilities(self, system: str | None = None, open_only: bool = False,
-                             limit: int = 500) -> list[VulnerabilityView]:
-        query = select(vulnerabilities).order_by(vulnerabilities.c.found_on.desc(), vulnerabilities.c.id.desc())
+    def list_vulnerabilities(
+        self, system: str | None = None, open_only: bool = False, limit: int = 500
+    ) -> list[VulnerabilityView]:
+        query = select(vulnerabilities).order_by(
+            vulnerabilities.c.found_on.desc(), vulnerabilities.c.id.desc()
+        )
         if system:
             query = query.where(vulnerabilities.c.system == system)
         if open_only:
@@ -671,8 +907,9 @@ class Registers:
 
     # -- complaints --------------------------------------------------------------------------------------
 
-    def add_complaint(self, actor: str, *, received_on: date, system: str, summary: str,
-                      ticket_id: int | None = None) -> ComplaintView:
+    def add_complaint(
+        self, actor: str, *, received_on: date, system: str, summary: str, ticket_id: int | None = None
+    ) -> ComplaintView:
         self._actor(actor)
         errors: list[str] = []
         chosen = self._system(system, errors)
@@ -682,26 +919,44 @@ class Registers:
             errors.append("收到投诉日期不能晚于今天")
         now = self.clock()
         with self._write() as conn:
-            if ticket_id is not None and conn.execute(
-                    select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None:
+            if (
+                ticket_id is not None
+                and conn.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None
+            ):
                 errors.append(f"工单 {ticket_id} 不存在")
             if errors:
                 raise InvalidInputError("；".join(errors))
-            values = {"received_on": received_on, "system": chosen, "summary": _clean(summary),
-                      "verification": Verification.PENDING.value, "verification_note": "",
-                      "ticket_id": ticket_id, "created_by": actor[:128], "created_at": to_db(now),
-                      "updated_at": to_db(now)}
+            values = {
+                "received_on": received_on,
+                "system": chosen,
+                "summary": _clean(summary),
+                "verification": Verification.PENDING.value,
+                "verification_note": "",
+                "ticket_id": ticket_id,
+                "created_by": actor[:128],
+                "created_at": to_db(now),
+                "updated_at": to_db(now),
+            }
             complaint_id = conn.execute(complaints.insert().returning(complaints.c.id), values).scalar_one()
             self._audit(conn, "complaint", complaint_id, actor, "create", {}, values, now)
             if ticket_id is not None:
-                self._ticket_audit(conn, ticket_id, actor, "complaint_link", {}, {"complaint": complaint_id},
-                                   f"投诉 {complaint_id}", now)
+                self._ticket_audit(
+                    conn,
+                    ticket_id,
+                    actor,
+                    "complaint_link",
+                    {},
+                    {"complaint": complaint_id},
+                    f"投诉 {complaint_id}",
+                    now,
+                )
         found = self.complaint(complaint_id)
         assert found is not None
         return found
 
-    def verify_complaint(self, complaint_id: int, actor: str, verification: str, note: str,
-                         ticket_id: int | None = None) -> ComplaintView:
+    def verify_complaint(
+        self, complaint_id: int, actor: str, verification: str, note: str, ticket_id: int | None = None
+    ) -> ComplaintView:
         self._actor(actor)
         errors: list[str] = []
         try:
@@ -716,21 +971,34 @@ class Registers:
             row = conn.execute(select(complaints).where(complaints.c.id == complaint_id)).mappings().first()
             if row is None:
                 raise RecordNotFoundError("投诉", complaint_id)
-            if ticket_id is not None and conn.execute(
-                    select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None:
+            if (
+                ticket_id is not None
+                and conn.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None
+            ):
                 errors.append(f"工单 {ticket_id} 不存在")
             if errors:
                 raise InvalidInputError("；".join(errors))
             values: dict[str, Any] = {"verification": found, "verification_note": _clean(note)}
             if ticket_id is not None:
                 values["ticket_id"] = ticket_id
-            conn.execute(update(complaints).where(complaints.c.id == complaint_id),
-                         {**values, "updated_at": to_db(now)})
-            self._audit(conn, "complaint", complaint_id, actor, "verify", {k: row[k] for k in values}, values,
-                        now)
+            conn.execute(
+                update(complaints).where(complaints.c.id == complaint_id),
+                {**values, "updated_at": to_db(now)},
+            )
+            self._audit(
+                conn, "complaint", complaint_id, actor, "verify", {k: row[k] for k in values}, values, now
+            )
             if ticket_id is not None and ticket_id != row["ticket_id"]:
-                self._ticket_audit(conn, ticket_id, actor, "complaint_link", {}, {"complaint": complaint_id},
-                                   f"投诉 {complaint_id}", now)
+                self._ticket_audit(
+                    conn,
+                    ticket_id,
+                    actor,
+                    "complaint_link",
+                    {},
+                    {"complaint": complaint_id},
+                    f"投诉 {complaint_id}",
+                    now,
+                )
         view = self.complaint(complaint_id)
         assert view is not None
         return view
@@ -751,11 +1019,27 @@ class Registers:
 
     def history(self, register: str, record_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(register_audit).where(
-                and_(register_audit.c.register == register, register_audit.c.record_id == record_id))
-                .order_by(register_audit.c.id)).mappings().all()
-        return [{"at": _aware(r["at"]), "actor": r["actor"], "action": r["action"],
-                 "before": json.loads(r["before_value"]), "after": json.loads(r["after_value"])} for r in rows]
+            rows = (
+                conn.execute(
+                    select(register_audit)
+                    .where(
+                        and_(register_audit.c.register == register, register_audit.c.record_id == record_id)
+                    )
+                    .order_by(register_audit.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                "at": _aware(r["at"]),
+                "actor": r["actor"],
+                "action": r["action"],
+                "before": json.loads(r["before_value"]),
+                "after": json.loads(r["after_value"]),
+            }
+            for r in rows
+        ]
 
     # -- what /metrics shows ---------------------------------------------------------------------------
 
@@ -764,15 +1048,31 @@ class Registers:
         overdue count per system (every system, zeros included)."""
         now = self.clock()
         with self.engine.connect() as conn:
-            recent = conn.execute(select(changes).where(changes.c.watch_end >= to_db(now - RECENT_CHANGES))
-                                  .order_by(changes.c.id)).mappings().all()
-            open_vulns = conn.execute(select(vulnerabilities).where(
-                vulnerabilities.c.hardened_at.is_(None), vulnerabilities.c.deadline.is_not(None))
-                .order_by(vulnerabilities.c.id)).mappings().all()
-            overdue = dict(conn.execute(
-                select(vulnerabilities.c.system, func.count()).where(
-                    vulnerabilities.c.hardened_at.is_(None), vulnerabilities.c.deadline <= to_db(now))
-                .group_by(vulnerabilities.c.system)).all())
+            recent = (
+                conn.execute(
+                    select(changes)
+                    .where(changes.c.watch_end >= to_db(now - RECENT_CHANGES))
+                    .order_by(changes.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            open_vulns = (
+                conn.execute(
+                    select(vulnerabilities)
+                    .where(vulnerabilities.c.hardened_at.is_(None), vulnerabilities.c.deadline.is_not(None))
+                    .order_by(vulnerabilities.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            overdue = dict(
+                conn.execute(
+                    select(vulnerabilities.c.system, func.count())
+                    .where(vulnerabilities.c.hardened_at.is_(None), vulnerabilities.c.deadline <= to_db(now))
+                    .group_by(vulnerabilities.c.system)
+                ).all()
+            )
         counts = {key: int(overdue.get(key, 0)) for key in system_names()}
         return ([change_view(row) for row in recent], [vulnerability_view(row) for row in open_vulns], counts)
 
@@ -780,11 +1080,11 @@ class Registers:
 class RegistersCollector:
     """The registers on the notifier's /metrics, for Grafana annotations and the hardening timer::
 
-        einvoice_change_window_start_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.7639e+09
-        einvoice_change_window_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.7639e+09
-        einvoice_change_watch_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.7645e+09
-        einvoice_vulnerability_deadline_timestamp_seconds{vulnerability="2",system="public_service",severity="high"} 1.764e+09
-        einvoice_vulnerabilities_overdue{system="public_service"} 1
+    einvoice_change_window_start_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
+    einvoice_change_window_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
+    einvoice_change_watch_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
+    einvoice_vulnerability_deadline_timestamp_seconds{vulnerability="2",system="ofd_front",severity="low"} 1
+    einvoice_vulnerabilities_overdue{system="public_service"} 1
 
     A store that cannot be read yields nothing (the store collector reports the database itself)."""
 
@@ -804,13 +1104,21 @@ class RegistersCollector:
             return
         labels = ["change", "system", "kind"]
         families = {
-            "window_start": GaugeMetricFamily("einvoice_change_window_start_timestamp_seconds",
-                                              "Start of a registered change's approved window.", labels=labels),
-            "window_end": GaugeMetricFamily("einvoice_change_window_end_timestamp_seconds",
-                                            "End of a registered change's approved window.", labels=labels),
-            "watch_end": GaugeMetricFamily("einvoice_change_watch_end_timestamp_seconds",
-                                           "End of the watch period after a change (升级后的运行跟踪).",
-                                           labels=labels),
+            "window_start": GaugeMetricFamily(
+                "einvoice_change_window_start_timestamp_seconds",
+                "Start of a registered change's approved window.",
+                labels=labels,
+            ),
+            "window_end": GaugeMetricFamily(
+                "einvoice_change_window_end_timestamp_seconds",
+                "End of a registered change's approved window.",
+                labels=labels,
+            ),
+            "watch_end": GaugeMetricFamily(
+                "einvoice_change_watch_end_timestamp_seconds",
+                "End of the watch period after a change (升级后的运行跟踪).",
+                labels=labels,
+            ),
         }
         for change in recent:
             values = [str(change.id), change.system, change.kind]
@@ -818,16 +1126,20 @@ class RegistersCollector:
             families["window_end"].add_metric(values, change.window_end.timestamp())
             families["watch_end"].add_metric(values, change.watch_end.timestamp())
         yield from families.values()
-        deadline = GaugeMetricFamily("einvoice_vulnerability_deadline_timestamp_seconds",
-                                     "The bureau's hardening deadline of a vulnerability not yet hardened.",
-                                     labels=["vulnerability", "system", "severity"])
+        deadline = GaugeMetricFamily(
+            "einvoice_vulnerability_deadline_timestamp_seconds",
+            "The bureau's hardening deadline of a vulnerability not yet hardened.",
+            labels=["vulnerability", "system", "severity"],
+        )
         for vuln in open_vulns:
             assert vuln.deadline is not None
             deadline.add_metric([str(vuln.id), vuln.system, vuln.severity], vuln.deadline.timestamp())
         yield deadline
-        late = GaugeMetricFamily("einvoice_vulnerabilities_overdue",
-                                 "Vulnerabilities past the bureau's hardening deadline and not hardened.",
-                                 labels=["system"])
+        late = GaugeMetricFamily(
+            "einvoice_vulnerabilities_overdue",
+            "Vulnerabilities past the bureau's hardening deadline and not hardened.",
+            labels=["system"],
+        )
         for system, count in overdue.items():
             late.add_metric([system], count)
         yield late

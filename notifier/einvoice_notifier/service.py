@@ -260,7 +260,8 @@ def resolution_rates(conn: Connection, start: datetime, end: datetime) -> Resolu
     local_count = conn.execute(select(func.count()).where(
         closed, tickets.c.resolved_locally.is_(True), tickets.c.escalated.is_(False))).scalar() or 0
     resolved = and_(tickets.c.state.in_(("resolved", "closed")), tickets.c.resolved_at >= lo,
-                    tickets.c.resolved_at < hi, tickets.c.duplicate_of.is_(None), tickets.c.drill.is_not(True))
+                    tickets.c.resolved_at < hi, tickets.c.duplicate_of.is_(None),
+                    tickets.c.drill.is_not(True))
     resolved_count = conn.execute(select(func.count()).where(resolved)).scalar() or 0
     later = tickets.alias("later")
     recurred = conn.execute(select(func.count()).where(

@@ -6,11 +6,10 @@ the hardening deadlines."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import hashlib
 
 import pytest
 import requests
@@ -46,14 +45,24 @@ class Api:
         self.http = requests.Session()
 
     def webhook(self, *alerts: dict[str, Any]) -> None:
-        answer = self.http.post(f"{self.served.url}{WEBHOOK_PATH}", json=notification(*alerts),
-                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        answer = self.http.post(
+            f"{self.served.url}{WEBHOOK_PATH}",
+            json=notification(*alerts),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
 
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-             ) -> requests.Response:
-        return self.http.request(method, f"{self.url}{path}", json=body,
-                                 headers=OPERATOR if headers is None else headers, timeout=30)
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        return self.http.request(
+            method,
+            f"{self.url}{path}",
+            json=body,
+            headers=OPERATOR if headers is None else headers,
+            timeout=30,
+        )
 
     def tickets(self, *names: str) -> dict[str, dict[str, Any]]:
         """The tickets of the alerts with these names, by name."""
@@ -67,8 +76,12 @@ class Api:
 
 @pytest.fixture
 def api(store_url: str) -> Iterator[Api]:
-    notifier = Notifier(_settings(), db.make_engine(store_url), channels={"robot": RecordingChannel("robot")},
-                        webhook_token=TOKEN)
+    notifier = Notifier(
+        _settings(),
+        db.make_engine(store_url),
+        channels={"robot": RecordingChannel("robot")},
+        webhook_token=TOKEN,
+    )
     with ServedNotifier(notifier) as served:
         yield Api(served)
     notifier.engine.dispose()
@@ -79,21 +92,29 @@ def test_tickets_get_system_and_drill_from_the_alert(api: Api) -> None:
     api.webhook(
         alert("named", now - timedelta(minutes=5), system="ofd_front", item="08"),
         alert("by-item", now - timedelta(minutes=4), item="19"),
-        alert("by-service", now - timedelta(minutes=3), alertname="EinvoiceServiceOutage", item="",
-              service="pipeline", severity_class="outage"),
+        alert(
+            "by-service",
+            now - timedelta(minutes=3),
+            alertname="EinvoiceServiceOutage",
+            item="",
+            service="pipeline",
+            severity_class="outage",
+        ),
         alert("drill", now - timedelta(minutes=2), item="10", drill="true"),
     )
     found = api.tickets("named", "by-item", "by-service", "drill")
     assert {name: (t["system"], t["drill"]) for name, t in found.items()} == {
-        "named": ("ofd_front", False),            # the label wins over item 08's first system
-        "by-item": ("invoice_mgmt", False),       # item 19 serves 发票管理系统 2.0
+        "named": ("ofd_front", False),  # the label wins over item 08's first system
+        "by-item": ("invoice_mgmt", False),  # item 19 serves 发票管理系统 2.0
         "by-service": ("public_service", False),  # the first system that lists the service
         "drill": ("public_service", True),
     }
     # A closed drill ticket is no ticket for the resolution rates.
     drill_id = found["drill"]["id"]
-    for action, body in (("resolve", {}), ("close", {"cause": "演练", "solution": "演练恢复",
-                                                     "resolved_locally": True})):
+    for action, body in (
+        ("resolve", {}),
+        ("close", {"cause": "演练", "solution": "演练恢复", "resolved_locally": True}),
+    ):
         assert api.call("POST", f"/tickets/{drill_id}/{action}", body).status_code == 200
     rates = api.call("GET", "/rates", headers=VIEWER).json()
     assert (rates["closed"], rates["resolved"]) == (0, 0)
@@ -101,16 +122,30 @@ def test_tickets_get_system_and_drill_from_the_alert(api: Api) -> None:
 
 def test_fault_ownership_needs_an_operator_and_an_outage(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    api.webhook(alert("outage", now - timedelta(minutes=20), alertname="EinvoiceServiceOutage", item="",
-                      service="intake", severity_class="outage"),
-                alert("warning", now - timedelta(minutes=20), item="20", severity="warning"))
+    api.webhook(
+        alert(
+            "outage",
+            now - timedelta(minutes=20),
+            alertname="EinvoiceServiceOutage",
+            item="",
+            service="intake",
+            severity_class="outage",
+        ),
+        alert("warning", now - timedelta(minutes=20), item="20", severity="warning"),
+    )
     found = api.tickets("outage", "warning")
     outage, warning = found["outage"]["id"], found["warning"]["id"]
-    body = {"owner": "network", "evidence": f"第08、20项探测同时失败，电信确认光缆中断；纳税人识别号 {TAX_ID} 的开票请求超时"}
+    body = {
+        "owner": "network",
+        "evidence": f"第08、20项探测同时失败，电信确认光缆中断；纳税人识别号 {TAX_ID} 的开票请求超时",
+    }
     assert api.call("PUT", f"/tickets/{outage}/fault", body, headers={}).status_code == 401
     assert api.call("PUT", f"/tickets/{outage}/fault", body, headers=VIEWER).status_code == 403
     refused = api.call("PUT", f"/tickets/{warning}/fault", body)
-    assert (refused.status_code, refused.json()["detail"]) == (422, "只有宕机工单或已宣布的重大事件需要故障定责")
+    assert (refused.status_code, refused.json()["detail"]) == (
+        422,
+        "只有宕机工单或已宣布的重大事件需要故障定责",
+    )
     assert api.call("PUT", f"/tickets/{outage}/fault", {**body, "owner": "weather"}).status_code == 422
     wrong_system = api.call("PUT", f"/tickets/{outage}/fault", {**body, "system": "mars"})
     assert wrong_system.status_code == 422 and "请选择系统" in wrong_system.json()["detail"]
@@ -120,12 +155,18 @@ def test_fault_ownership_needs_an_operator_and_an_outage(api: Api) -> None:
     assert recorded.status_code == 200, recorded.text
     fault = api.call("GET", f"/tickets/{outage}/fault", headers=VIEWER).json()
     assert (fault["owner"], fault["owner_zh"], fault["vendor"], fault["system"]) == (
-        "network", "网络", False, "public_service")
+        "network",
+        "网络",
+        False,
+        "public_service",
+    )
     assert TAX_ID not in fault["evidence"] and MARK_TAX_ID in fault["evidence"]
     changed = api.call("PUT", f"/tickets/{outage}/fault", {**body, "owner": "undetermined"}).json()
     assert (changed["owner"], changed["vendor"]) == ("undetermined", True)  # ★4(3): the vendor's
     timeline = api.call("GET", f"/tickets/{outage}", headers=VIEWER).json()["timeline"]
-    owners = [(e["before"].get("owner"), e["after"]["owner"]) for e in timeline if e["action"] == "fault_owner"]
+    owners = [
+        (e["before"].get("owner"), e["after"]["owner"]) for e in timeline if e["action"] == "fault_owner"
+    ]
     assert owners == [(None, "network"), ("network", "undetermined")]
     assert TAX_ID not in str(timeline)
 
@@ -133,13 +174,23 @@ def test_fault_ownership_needs_an_operator_and_an_outage(api: Api) -> None:
 def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = now - timedelta(hours=3), now - timedelta(hours=2)
-    change = {"kind": "patch", "system": "invoice_mgmt", "title": "底账库同步补丁 P-2026-11",
-              "version_before": "2.0.17", "version_after": "2.0.18", "parameters": "sync.batch=500",
-              "window_start": start.isoformat(), "window_end": end.isoformat(), "performed_by": "王工",
-              "approval_ref": "桂税信〔2026〕88号"}
+    change = {
+        "kind": "patch",
+        "system": "invoice_mgmt",
+        "title": "底账库同步补丁 P-2026-11",
+        "version_before": "2.0.17",
+        "version_after": "2.0.18",
+        "parameters": "sync.batch=500",
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "performed_by": "王工",
+        "approval_ref": "桂税信〔2026〕88号",
+    }
     assert api.call("POST", "/changes", change, headers=VIEWER).status_code == 403
     assert api.call("POST", "/changes", change, headers={}).status_code == 401
-    backwards = api.call("POST", "/changes", {**change, "window_end": (start - timedelta(hours=1)).isoformat()})
+    backwards = api.call(
+        "POST", "/changes", {**change, "window_end": (start - timedelta(hours=1)).isoformat()}
+    )
     assert (backwards.status_code, backwards.json()["detail"]) == (422, "变更窗口的结束时间需晚于开始时间")
     assert api.call("POST", "/changes", {**change, "kind": "hotfix"}).status_code == 422
     assert api.call("POST", "/changes", {**change, "system": "nowhere"}).status_code == 422
@@ -152,9 +203,11 @@ def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api)
     assert datetime.fromisoformat(made["watch_end"]) == end + timedelta(days=7)  # the default watch
 
     # Tickets: one of the system during the watch, one before the window, one of another system.
-    api.webhook(alert("after", now - timedelta(minutes=30), item="19"),
-                alert("before", start - timedelta(hours=1), item="16"),
-                alert("other", now - timedelta(minutes=20), item="04"))
+    api.webhook(
+        alert("after", now - timedelta(minutes=30), item="19"),
+        alert("before", start - timedelta(hours=1), item="16"),
+        alert("other", now - timedelta(minutes=20), item="04"),
+    )
     tickets = api.tickets("after", "before", "other")
     candidates = api.call("GET", f"/changes/{made['id']}/candidates", headers=VIEWER).json()
     assert [c["id"] for c in candidates] == [tickets["after"]["id"]]
@@ -168,9 +221,16 @@ def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api)
 
     silent = api.call("PATCH", f"/changes/{made['id']}", {"outcome": "new_problem"})
     assert (silent.status_code, silent.json()["detail"]) == (422, "未解决问题或引发新问题时请填写结果说明")
-    done = api.call("PATCH", f"/changes/{made['id']}", {"outcome": "new_problem", "post_check": "同步正常",
-                                                        "post_check_ok": True,
-                                                        "outcome_note": "补丁后同步接口超时，已回退"}).json()
+    done = api.call(
+        "PATCH",
+        f"/changes/{made['id']}",
+        {
+            "outcome": "new_problem",
+            "post_check": "同步正常",
+            "post_check_ok": True,
+            "outcome_note": "补丁后同步接口超时，已回退",
+        },
+    ).json()
     assert (done["outcome"], done["outcome_zh"], done["post_check_ok"]) == ("new_problem", "引发新问题", True)
     assert api.call("PATCH", "/changes/424242", {"post_check": "x"}).status_code == 404
     listed = api.call("GET", "/changes", headers=VIEWER, body=None).json()
@@ -178,9 +238,11 @@ def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api)
 
     metrics = api.metrics()
     labels = {"change": str(made["id"]), "system": "invoice_mgmt", "kind": "patch"}
-    for name, moment in (("einvoice_change_window_start_timestamp_seconds", start),
-                         ("einvoice_change_window_end_timestamp_seconds", end),
-                         ("einvoice_change_watch_end_timestamp_seconds", end + timedelta(days=7))):
+    for name, moment in (
+        ("einvoice_change_window_start_timestamp_seconds", start),
+        ("einvoice_change_window_end_timestamp_seconds", end),
+        ("einvoice_change_watch_end_timestamp_seconds", end + timedelta(days=7)),
+    ):
         samples = [(s.labels, s.value) for s in metrics[name].samples]
         assert samples == [(labels, moment.timestamp())]
 
@@ -188,66 +250,120 @@ def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api)
 def test_vulnerabilities_timer_exemption_and_hardening_record(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
-    vuln = {"title": "WebLogic T3 反序列化", "system": "public_service", "severity": "high",
-            "found_by": "vendor", "found_on": (today - timedelta(days=10)).isoformat(),
-            "reported_on": (today - timedelta(days=9)).isoformat(),
-            "bureau_scan_on": (today - timedelta(days=5)).isoformat(),
-            "deadline": (now - timedelta(days=1)).isoformat()}
+    vuln = {
+        "title": "WebLogic T3 反序列化",
+        "system": "public_service",
+        "severity": "high",
+        "found_by": "vendor",
+        "found_on": (today - timedelta(days=10)).isoformat(),
+        "reported_on": (today - timedelta(days=9)).isoformat(),
+        "bureau_scan_on": (today - timedelta(days=5)).isoformat(),
+        "deadline": (now - timedelta(days=1)).isoformat(),
+    }
     assert api.call("POST", "/vulnerabilities", vuln, headers=VIEWER).status_code == 403
     assert api.call("POST", "/vulnerabilities", {**vuln, "severity": "severe"}).status_code == 422
-    early = api.call("POST", "/vulnerabilities", {**vuln, "reported_on": (today - timedelta(days=11)).isoformat()})
+    early = api.call(
+        "POST", "/vulnerabilities", {**vuln, "reported_on": (today - timedelta(days=11)).isoformat()}
+    )
     assert (early.status_code, early.json()["detail"]) == (422, "报告税务局日期不能早于发现日期")
     first = api.call("POST", "/vulnerabilities", vuln)
     assert first.status_code == 201, first.text
     reported_first = first.json()
     assert (reported_first["exempt"], reported_first["overdue"]) == (True, True)
-    scanned = api.call("POST", "/vulnerabilities", {**vuln, "title": "Redis 未授权访问", "found_by": "bureau_scan",
-                                                    "severity": "medium", "reported_on": None,
-                                                    "bureau_scan_on": None, "system": "invoice_mgmt",
-                                                    "deadline": (now + timedelta(days=3)).isoformat()}).json()
+    scanned = api.call(
+        "POST",
+        "/vulnerabilities",
+        {
+            **vuln,
+            "title": "Redis 未授权访问",
+            "found_by": "bureau_scan",
+            "severity": "medium",
+            "reported_on": None,
+            "bureau_scan_on": None,
+            "system": "invoice_mgmt",
+            "deadline": (now + timedelta(days=3)).isoformat(),
+        },
+    ).json()
     assert (scanned["exempt"], scanned["overdue"], scanned["bureau_scan_on"]) == (
-        False, False, vuln["found_on"])  # found by the scan: scanned that day, never exempt
+        False,
+        False,
+        vuln["found_on"],
+    )  # found by the scan: scanned that day, never exempt
 
     metrics = api.metrics()
-    deadlines = {s.labels["vulnerability"]: (s.labels["system"], s.labels["severity"], s.value)
-                 for s in metrics["einvoice_vulnerability_deadline_timestamp_seconds"].samples}
-    assert deadlines == {str(reported_first["id"]): ("public_service", "high", (now - timedelta(days=1)).timestamp()),
-                         str(scanned["id"]): ("invoice_mgmt", "medium", (now + timedelta(days=3)).timestamp())}
+    deadlines = {
+        s.labels["vulnerability"]: (s.labels["system"], s.labels["severity"], s.value)
+        for s in metrics["einvoice_vulnerability_deadline_timestamp_seconds"].samples
+    }
+    assert deadlines == {
+        str(reported_first["id"]): ("public_service", "high", (now - timedelta(days=1)).timestamp()),
+        str(scanned["id"]): ("invoice_mgmt", "medium", (now + timedelta(days=3)).timestamp()),
+    }
     overdue = {s.labels["system"]: s.value for s in metrics["einvoice_vulnerabilities_overdue"].samples}
     assert overdue["public_service"] == 1 and overdue["invoice_mgmt"] == 0 and "e_signature" in overdue
 
     path = f"/vulnerabilities/{reported_first['id']}"
     bare = api.call("PATCH", path, {"hardened_at": now.isoformat()})
     assert (bare.status_code, bare.json()["detail"]) == (422, "已加固的漏洞需要填写加固留档记录")
-    backwards = api.call("PATCH", path, {"hardened_at": now.isoformat(), "hardening_record": "升级补丁",
-                                         "rollback_watch_end": (now - timedelta(hours=1)).isoformat()})
+    backwards = api.call(
+        "PATCH",
+        path,
+        {
+            "hardened_at": now.isoformat(),
+            "hardening_record": "升级补丁",
+            "rollback_watch_end": (now - timedelta(hours=1)).isoformat(),
+        },
+    )
     assert backwards.json()["detail"] == "回退观察截止时间需在加固之后"
-    hardened = api.call("PATCH", path, {"hardened_at": now.isoformat(),
-                                        "hardening_record": f"已关闭 T3 协议，变更单附后（联系人 13812345678）",
-                                        "rollback_watch_end": (now + timedelta(days=3)).isoformat()}).json()
+    hardened = api.call(
+        "PATCH",
+        path,
+        {
+            "hardened_at": now.isoformat(),
+            "hardening_record": "已关闭 T3 协议，变更单附后（联系人 13812345678）",
+            "rollback_watch_end": (now + timedelta(days=3)).isoformat(),
+        },
+    ).json()
     assert hardened["overdue"] is False and "13812345678" not in hardened["hardening_record"]
     metrics = api.metrics()
-    assert {s.labels["vulnerability"] for s in metrics["einvoice_vulnerability_deadline_timestamp_seconds"].samples} \
-        == {str(scanned["id"])}
+    assert {
+        s.labels["vulnerability"]
+        for s in metrics["einvoice_vulnerability_deadline_timestamp_seconds"].samples
+    } == {str(scanned["id"])}
     assert {s.labels["system"]: s.value for s in metrics["einvoice_vulnerabilities_overdue"].samples}[
-        "public_service"] == 0
+        "public_service"
+    ] == 0
 
 
 def test_complaints_are_verified_and_linked(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     api.webhook(alert("slow", now - timedelta(minutes=30), item="05"))
     ticket = api.tickets("slow")["slow"]["id"]
-    complaint = {"received_on": now.date().isoformat(), "system": "public_service",
-                 "summary": f"纳税人 {TAX_ID} 投诉开票页面长时间无响应"}
+    complaint = {
+        "received_on": now.date().isoformat(),
+        "system": "public_service",
+        "summary": f"纳税人 {TAX_ID} 投诉开票页面长时间无响应",
+    }
     assert api.call("POST", "/complaints", complaint, headers={}).status_code == 401
-    assert api.call("POST", "/complaints", {**complaint, "ticket_id": 999999}).json()["detail"] == "工单 999999 不存在"
+    assert (
+        api.call("POST", "/complaints", {**complaint, "ticket_id": 999999}).json()["detail"]
+        == "工单 999999 不存在"
+    )
     made = api.call("POST", "/complaints", complaint).json()
     assert made["verification"] == "pending" and TAX_ID not in made["summary"]
-    assert api.call("POST", f"/complaints/{made['id']}/verify", {"verification": "yes", "note": "x"}).status_code == 422
-    verified = api.call("POST", f"/complaints/{made['id']}/verify",
-                        {"verification": "substantiated", "note": "受理服务卡顿属实", "ticket_id": ticket}).json()
+    assert (
+        api.call("POST", f"/complaints/{made['id']}/verify", {"verification": "yes", "note": "x"}).status_code
+        == 422
+    )
+    verified = api.call(
+        "POST",
+        f"/complaints/{made['id']}/verify",
+        {"verification": "substantiated", "note": "受理服务卡顿属实", "ticket_id": ticket},
+    ).json()
     assert (verified["verification_zh"], verified["ticket_id"]) == ("属实", ticket)
-    assert [c["id"] for c in api.call("GET", "/complaints?system=public_service", headers=VIEWER).json()] == [made["id"]]
+    assert [c["id"] for c in api.call("GET", "/complaints?system=public_service", headers=VIEWER).json()] == [
+        made["id"]
+    ]
     assert api.call("GET", "/complaints?system=invoice_mgmt", headers=VIEWER).json() == []
     actions = [e["action"] for e in api.call("GET", f"/tickets/{ticket}", headers=VIEWER).json()["timeline"]]
     assert "complaint_link" in actions
