@@ -85,7 +85,7 @@ class Notifier:
         from .registers import Registers, RegistersCollector
 
         self.registers = Registers(self.engine, clock)
-        self.registry.register(RegistersCollector(self.registers))  # type: ignore[arg-type]
+        self.registry.register(RegistersCollector(self.registers))
         self.monotonic = monotonic
         self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()

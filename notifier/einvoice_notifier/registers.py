@@ -265,7 +265,7 @@ def _json(values: Mapping[str, Any]) -> str:
     return json.dumps({key: plain(value) for key, value in values.items()}, ensure_ascii=False)
 
 
-def fault_view(row: Mapping[str, Any]) -> FaultView:
+def fault_view(row: Mapping[Any, Any]) -> FaultView:
     return FaultView(
         row["ticket_id"],
         row["owner"],
@@ -276,7 +276,7 @@ def fault_view(row: Mapping[str, Any]) -> FaultView:
     )
 
 
-def change_view(row: Mapping[str, Any], linked: tuple[int, ...] = ()) -> ChangeView:
+def change_view(row: Mapping[Any, Any], linked: tuple[int, ...] = ()) -> ChangeView:
     return ChangeView(
         id=row["id"],
         kind=row["kind"],
@@ -302,7 +302,7 @@ def change_view(row: Mapping[str, Any], linked: tuple[int, ...] = ()) -> ChangeV
     )
 
 
-def vulnerability_view(row: Mapping[str, Any]) -> VulnerabilityView:
+def vulnerability_view(row: Mapping[Any, Any]) -> VulnerabilityView:
     return VulnerabilityView(
         id=row["id"],
         title=row["title"],
@@ -322,7 +322,7 @@ def vulnerability_view(row: Mapping[str, Any]) -> VulnerabilityView:
     )
 
 
-def complaint_view(row: Mapping[str, Any]) -> ComplaintView:
+def complaint_view(row: Mapping[Any, Any]) -> ComplaintView:
     return ComplaintView(
         id=row["id"],
         received_on=row["received_on"],
@@ -421,7 +421,7 @@ class Registers:
         )
 
     @staticmethod
-    def _ticket_row(conn: Connection, ticket_id: int) -> Mapping[str, Any]:
+    def _ticket_row(conn: Connection, ticket_id: int) -> Mapping[Any, Any]:
         row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).mappings().first()
         if row is None:
             raise TicketNotFoundError(ticket_id)
@@ -1066,7 +1066,7 @@ class Registers:
                 .mappings()
                 .all()
             )
-            overdue = dict(
+            overdue: dict[str, int] = dict(
                 conn.execute(
                     select(vulnerabilities.c.system, func.count())
                     .where(vulnerabilities.c.hardened_at.is_(None), vulnerabilities.c.deadline <= to_db(now))

@@ -56,13 +56,15 @@ def build_weekly(period: Period, prom: PrometheusClient, store: TicketStore, now
     faults = [t for t in figures.tickets if _is_fault(t)]
     owners = records.faults(store, [t.id for t in faults])
     pairs = [(t, owners.get(t.id)) for t in faults]
-    counted = Counter(FAULT_OWNER_ZH[FaultOwner(f.owner)] if f is not None else UNDECIDED_ZH for _, f in pairs)
+    counted = Counter(FAULT_OWNER_ZH[FaultOwner(f.owner)] if f is not None else UNDECIDED_ZH
+                      for _, f in pairs)
     order = [*FAULT_OWNER_ZH.values(), UNDECIDED_ZH]
     changes = records.changes_between(store, period.start, period.end)
     vulns = records.vulnerabilities_until(store, period.last)
     complaints = records.complaints_between(store, period.first, period.last)
     store_url = store.engine.url.render_as_string(hide_password=True)
-    sources = [f"Prometheus HTTP API：{prom.url}", f"工单库：{store_url}（工单、故障定责、变更、漏洞、投诉登记）"]
+    sources = [f"Prometheus HTTP API：{prom.url}",
+               f"工单库：{store_url}（工单、故障定责、变更、漏洞、投诉登记）"]
     return WeeklyReport(
         period, sla_figures, figures, pairs, [(name, counted[name]) for name in order if counted[name]],
         changes, [v for v in vulns if period.first <= v.found_on <= period.last],
