@@ -13,6 +13,7 @@ Everything from the ticket store has passed the redaction."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ TITLE = "故障定责证据包"
 MARGIN = timedelta(minutes=30)
 """The incident window reaches this far before the fault's start and after its end."""
 MAX_POINTS = 240
+"""At most this many points per series: the step is the window over this, rounded up to 15 s."""
 PARTNER_ITEMS = ("08", "19", "20")
 GROUPS: tuple[tuple[str, str, str], ...] = (
     ("partner", "外围与合作方接口探测（第08、19、20项）",
@@ -116,7 +118,7 @@ def build_evidence(ticket_id: int, prom: PrometheusClient, store: TicketStore, n
     start, end = incident_window(ticket, now)
     if end <= start:
         raise ReportError(f"工单 #{ticket_id} 的事件窗口为空（开始 {start:%Y-%m-%d %H:%M}）")
-    step = max(15.0, round((end - start).total_seconds() / MAX_POINTS))
+    step = 15.0 * max(1, math.ceil((end - start).total_seconds() / MAX_POINTS / 15))
     count = int((end - start).total_seconds() // step) + 1
     times = [round(start.timestamp() + n * step, 3) for n in range(count)]
     labels = [datetime.fromtimestamp(t, REPORT_TZ).strftime("%H:%M") for t in times]
