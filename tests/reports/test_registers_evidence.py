@@ -28,21 +28,34 @@ pytestmark = pytest.mark.slow
 
 def _series() -> list[tuple[str, dict[str, str], set[float]]]:
     """(name, labels, times at which the value is 0)."""
+
     def minutes(first: tuple[int, int], last: tuple[int, int]) -> set[float]:
         lo, hi = local(11, 3, *first).timestamp(), local(11, 3, *last).timestamp()
         return {lo + 60 * n for n in range(int((hi - lo) // 60) + 1)}
 
     return [
-        ("einvoice_check_up", {"item": "20", "check": "partner-api", "target": "http://partner"},
-         minutes((10, 0), (12, 25))),
+        (
+            "einvoice_check_up",
+            {"item": "20", "check": "partner-api", "target": "http://partner"},
+            minutes((10, 0), (12, 25)),
+        ),
         ("einvoice_check_up", {"item": "08", "check": "secure-access", "target": "sa:443"}, set()),
-        ("einvoice_check_up", {"item": "05", "check": "intake-http", "target": "http://intake"},
-         minutes((10, 0), (12, 30))),
-        ("probe_dns_query_succeeded", {"item": "01", "check": "dns-public", "target": "fp.example"},
-         minutes((10, 0), (10, 30))),
+        (
+            "einvoice_check_up",
+            {"item": "05", "check": "intake-http", "target": "http://intake"},
+            minutes((10, 0), (12, 30)),
+        ),
+        (
+            "probe_dns_query_succeeded",
+            {"item": "01", "check": "dns-public", "target": "fp.example"},
+            minutes((10, 0), (10, 30)),
+        ),
         ("probe_success", {"item": "02", "check": "lb-vip", "target": "10.0.0.1:443"}, set()),
-        ("probe_success", {"item": "05", "check": "intake-http", "target": "http://intake"},
-         minutes((10, 0), (12, 30))),
+        (
+            "probe_success",
+            {"item": "05", "check": "intake-http", "target": "http://intake"},
+            minutes((10, 0), (12, 30)),
+        ),
         ("probe_http_status_code", {"item": "05", "check": "intake-http", "target": "http://intake"}, set()),
         ("up", {"job": "einvoice-exporter", "instance": "exporter:9877"}, set()),
     ]
@@ -73,11 +86,25 @@ def test_evidence_pack_of_an_outage(tmp_path: Path, incident_prometheus: str) ->
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
     fill_store(url).dispose()
     registers = Registers(make_engine(url), clock=lambda: NOW)
-    registers.record_fault(1, "ops-lead", "network", "public_service",
-                           f"第20项外围接口与 DNS 同时失败；纳税人识别号 {TAX_ID} 的请求超时")
+    registers.record_fault(
+        1,
+        "ops-lead",
+        "network",
+        "public_service",
+        f"第20项外围接口与 DNS 同时失败；纳税人识别号 {TAX_ID} 的请求超时",
+    )
     registers.engine.dispose()
-    args = ["evidence", "--ticket", "1", "--prometheus", incident_prometheus, "--store", url,
-            "--out", str(tmp_path)]
+    args = [
+        "evidence",
+        "--ticket",
+        "1",
+        "--prometheus",
+        incident_prometheus,
+        "--store",
+        url,
+        "--out",
+        str(tmp_path),
+    ]
     assert cli.main(args, now=NOW) == 0
     html = (tmp_path / "evidence" / "ticket-1.html").read_text(encoding="utf-8")
     assert (tmp_path / "evidence" / "ticket-1.pdf").read_bytes().startswith(b"%PDF")
@@ -100,8 +127,18 @@ def test_evidence_pack_of_an_outage(tmp_path: Path, incident_prometheus: str) ->
 def test_evidence_pack_of_a_ticket_without_owner_says_so(tmp_path: Path, incident_prometheus: str) -> None:
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
     fill_store(url).dispose()
-    args = ["evidence", "--ticket", "1", "--prometheus", incident_prometheus, "--store", url,
-            "--out", str(tmp_path), "--no-pdf"]
+    args = [
+        "evidence",
+        "--ticket",
+        "1",
+        "--prometheus",
+        incident_prometheus,
+        "--store",
+        url,
+        "--out",
+        str(tmp_path),
+        "--no-pdf",
+    ]
     assert cli.main(args, now=NOW) == 0
     html = (tmp_path / "evidence" / "ticket-1.html").read_text(encoding="utf-8")
     assert "尚未定责" in html and "★4(3)" in html

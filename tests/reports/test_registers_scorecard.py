@@ -64,16 +64,76 @@ def _fill_registers(url: str) -> None:
         for ticket_id, item in conn.execute(select(tickets.c.id, tickets.c.item)).all():
             conn.execute(update(tickets).where(tickets.c.id == ticket_id), {"system": system_of({}, item)})
         added = [
-            (_ticket(11, "outage", "19", local(11, 12, 14), local(11, 12, 14, 5), local(11, 12, 15),
-                     local(11, 12, 16), m10, local(11, 12, 14, 30)), {}),
-            (_ticket(12, "outage", "19", local(11, 19, 10), local(11, 19, 10, 5), local(11, 19, 10, 40),
-                     local(11, 19, 11), m10, local(11, 19, 10, 30)), {}),
-            (_ticket(13, "general", "14", local(11, 24, 10), local(11, 24, 10, 5), local(11, 24, 11),
-                     local(11, 24, 12), h4, local(11, 24, 14)), {"major_incident_at": local(11, 24, 10, 20)}),
-            (_ticket(14, "outage", "19", local(11, 26, 9), local(11, 26, 9, 5), local(11, 26, 9, 30),
-                     local(11, 26, 10), m10, local(11, 26, 9, 30)), {"drill": True}),
-            (_ticket(15, "outage", "19", local(11, 21, 9), local(11, 21, 9, 5), local(11, 21, 10),
-                     local(11, 21, 11), m10, local(11, 21, 9, 30)), {}),
+            (
+                _ticket(
+                    11,
+                    "outage",
+                    "19",
+                    local(11, 12, 14),
+                    local(11, 12, 14, 5),
+                    local(11, 12, 15),
+                    local(11, 12, 16),
+                    m10,
+                    local(11, 12, 14, 30),
+                ),
+                {},
+            ),
+            (
+                _ticket(
+                    12,
+                    "outage",
+                    "19",
+                    local(11, 19, 10),
+                    local(11, 19, 10, 5),
+                    local(11, 19, 10, 40),
+                    local(11, 19, 11),
+                    m10,
+                    local(11, 19, 10, 30),
+                ),
+                {},
+            ),
+            (
+                _ticket(
+                    13,
+                    "general",
+                    "14",
+                    local(11, 24, 10),
+                    local(11, 24, 10, 5),
+                    local(11, 24, 11),
+                    local(11, 24, 12),
+                    h4,
+                    local(11, 24, 14),
+                ),
+                {"major_incident_at": local(11, 24, 10, 20)},
+            ),
+            (
+                _ticket(
+                    14,
+                    "outage",
+                    "19",
+                    local(11, 26, 9),
+                    local(11, 26, 9, 5),
+                    local(11, 26, 9, 30),
+                    local(11, 26, 10),
+                    m10,
+                    local(11, 26, 9, 30),
+                ),
+                {"drill": True},
+            ),
+            (
+                _ticket(
+                    15,
+                    "outage",
+                    "19",
+                    local(11, 21, 9),
+                    local(11, 21, 9, 5),
+                    local(11, 21, 10),
+                    local(11, 21, 11),
+                    m10,
+                    local(11, 21, 9, 30),
+                ),
+                {},
+            ),
         ]
         for row, extra in added:
             values = {**row, "system": "invoice_mgmt", "drill": False, **extra}
@@ -81,20 +141,35 @@ def _fill_registers(url: str) -> None:
     engine.dispose()
     registers = Registers(make_engine(url), clock=lambda: NOW)
     evidence = "第08、19、20项探测与 DNS 检查同时失败"
-    registers.record_fault(1, ACTOR, "network", None,
-                           f"{evidence}；电信确认光缆中断（纳税人识别号 {TAX_ID}）")
+    registers.record_fault(
+        1, ACTOR, "network", None, f"{evidence}；电信确认光缆中断（纳税人识别号 {TAX_ID}）"
+    )
     registers.record_fault(11, ACTOR, "this_system", None, "同步服务内存溢出")
     registers.record_fault(12, ACTOR, "third_party", None, "第三方接口返回 503")
     registers.record_fault(13, ACTOR, "undetermined", None, "根因未能判定")
     registers.record_fault(15, ACTOR, "this_system", None, "周末批处理失败")
 
     def change(kind: str, system: str, start: datetime, outcome: str, note: str = "") -> int:
-        made = registers.add_change(ACTOR, kind=kind, system=system, title=f"{kind} {system}",
-                                    window_start=start, window_end=start + timedelta(hours=1),
-                                    performed_by="王工", version_before="1.0", version_after="1.1")
+        made = registers.add_change(
+            ACTOR,
+            kind=kind,
+            system=system,
+            title=f"{kind} {system}",
+            window_start=start,
+            window_end=start + timedelta(hours=1),
+            performed_by="王工",
+            version_before="1.0",
+            version_after="1.1",
+        )
         if outcome != "pending":
-            registers.update_change(made.id, ACTOR, outcome=outcome, outcome_note=note or outcome,
-                                    post_check="检查通过", post_check_ok=True)
+            registers.update_change(
+                made.id,
+                ACTOR,
+                outcome=outcome,
+                outcome_note=note or outcome,
+                post_check="检查通过",
+                post_check_ok=True,
+            )
         return made.id
 
     change("patch", "invoice_mgmt", local(11, 10, 22), "not_fixed", "补丁未解决同步积压")
@@ -104,21 +179,54 @@ def _fill_registers(url: str) -> None:
     change("parameter", "public_service", local(11, 21, 22), "not_fixed", "参数无效")
     change("patch", "invoice_mgmt", local(10, 28, 22), "not_fixed", "十月补丁")
 
-    v1 = registers.add_vulnerability(ACTOR, title="WebLogic T3 反序列化", system="public_service",
-                                     severity="high", found_by="vendor", found_on=date(2026, 11, 5),
-                                     reported_on=date(2026, 11, 6), bureau_scan_on=date(2026, 11, 12),
-                                     deadline=local(11, 20, 18))
-    registers.update_vulnerability(v1.id, ACTOR, hardened_at=local(11, 10, 23),
-                                   hardening_record="关闭 T3 协议")
-    registers.add_vulnerability(ACTOR, title="nginx 版本泄露", system="public_service", severity="low",
-                                found_by="vendor", found_on=date(2026, 11, 8), reported_on=date(2026, 11, 14),
-                                bureau_scan_on=date(2026, 11, 13))
-    registers.add_vulnerability(ACTOR, title="Redis 未授权访问", system="invoice_mgmt", severity="high",
-                                found_by="bureau_scan", found_on=date(2026, 11, 16))
-    registers.add_vulnerability(ACTOR, title="弱口令", system="invoice_mgmt", severity="medium",
-                                found_by="vendor", found_on=date(2026, 11, 18))
-    registers.add_vulnerability(ACTOR, title="旧漏洞", system="invoice_mgmt", severity="low",
-                                found_by="bureau_scan", found_on=date(2026, 10, 20))
+    v1 = registers.add_vulnerability(
+        ACTOR,
+        title="WebLogic T3 反序列化",
+        system="public_service",
+        severity="high",
+        found_by="vendor",
+        found_on=date(2026, 11, 5),
+        reported_on=date(2026, 11, 6),
+        bureau_scan_on=date(2026, 11, 12),
+        deadline=local(11, 20, 18),
+    )
+    registers.update_vulnerability(
+        v1.id, ACTOR, hardened_at=local(11, 10, 23), hardening_record="关闭 T3 协议"
+    )
+    registers.add_vulnerability(
+        ACTOR,
+        title="nginx 版本泄露",
+        system="public_service",
+        severity="low",
+        found_by="vendor",
+        found_on=date(2026, 11, 8),
+        reported_on=date(2026, 11, 14),
+        bureau_scan_on=date(2026, 11, 13),
+    )
+    registers.add_vulnerability(
+        ACTOR,
+        title="Redis 未授权访问",
+        system="invoice_mgmt",
+        severity="high",
+        found_by="bureau_scan",
+        found_on=date(2026, 11, 16),
+    )
+    registers.add_vulnerability(
+        ACTOR,
+        title="弱口令",
+        system="invoice_mgmt",
+        severity="medium",
+        found_by="vendor",
+        found_on=date(2026, 11, 18),
+    )
+    registers.add_vulnerability(
+        ACTOR,
+        title="旧漏洞",
+        system="invoice_mgmt",
+        severity="low",
+        found_by="bureau_scan",
+        found_on=date(2026, 10, 20),
+    )
 
     def complaint(day: date, system: str, verdict: str | None, ticket: int | None = None) -> None:
         made = registers.add_complaint(ACTOR, received_on=day, system=system, summary=f"投诉 {day}")
@@ -162,8 +270,17 @@ EXPECTED = {
 
 
 def test_per_system_scorecard_lines(tmp_path: Path, scripted_prometheus: str, register_store: str) -> None:
-    common = ["--period", "2026-11", "--prometheus", scripted_prometheus, "--store", register_store,
-              "--out", str(tmp_path), "--no-pdf"]
+    common = [
+        "--period",
+        "2026-11",
+        "--prometheus",
+        scripted_prometheus,
+        "--store",
+        register_store,
+        "--out",
+        str(tmp_path),
+        "--no-pdf",
+    ]
     pages = {}
     for system in EXPECTED:
         args = ["scorecard", *common, *(["--system", system] if system else [])]
