@@ -35,6 +35,7 @@ from einvoice_core.generate import (
     rules_dbhealth,
     rules_hosts,
     rules_logs,
+    rules_registers,
     rules_tickets,
 )
 from einvoice_core.thresholds import (
@@ -779,6 +780,7 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                for_=mon.outbox_stuck_for),
     ]
     rules += rules_tickets.ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
+    rules += rules_registers.register_rules(th)  # hardening deadlines (rules_registers.py, issue 19)
     return [{"name": "einvoice-monitoring", "interval": th.evaluation_interval, "rules": rules}]
 
 

@@ -1083,7 +1083,7 @@ class RegistersCollector:
     einvoice_change_window_start_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
     einvoice_change_window_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
     einvoice_change_watch_end_timestamp_seconds{change="3",system="invoice_mgmt",kind="patch"} 1.76e+09
-    einvoice_vulnerability_deadline_timestamp_seconds{vulnerability="2",system="ofd_front",severity="low"} 1
+    einvoice_vulnerability_deadline_timestamp_seconds{vulnerability="2",system="ofd_front",level="low"} 1
     einvoice_vulnerabilities_overdue{system="public_service"} 1
 
     A store that cannot be read yields nothing (the store collector reports the database itself)."""
@@ -1129,7 +1129,7 @@ class RegistersCollector:
         deadline = GaugeMetricFamily(
             "einvoice_vulnerability_deadline_timestamp_seconds",
             "The bureau's hardening deadline of a vulnerability not yet hardened.",
-            labels=["vulnerability", "system", "severity"],
+            labels=["vulnerability", "system", "level"],
         )
         for vuln in open_vulns:
             assert vuln.deadline is not None

@@ -292,7 +292,7 @@ def test_vulnerabilities_timer_exemption_and_hardening_record(api: Api) -> None:
 
     metrics = api.metrics()
     deadlines = {
-        s.labels["vulnerability"]: (s.labels["system"], s.labels["severity"], s.value)
+        s.labels["vulnerability"]: (s.labels["system"], s.labels["level"], s.value)
         for s in metrics["einvoice_vulnerability_deadline_timestamp_seconds"].samples
     }
     assert deadlines == {
