@@ -367,3 +367,49 @@ def test_complaints_are_verified_and_linked(api: Api) -> None:
     assert api.call("GET", "/complaints?system=invoice_mgmt", headers=VIEWER).json() == []
     actions = [e["action"] for e in api.call("GET", f"/tickets/{ticket}", headers=VIEWER).json()["timeline"]]
     assert "complaint_link" in actions
+
+
+def test_the_register_step_upgrades_a_store_with_tickets(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of the schema before issue 19 (with a ticket) gets the columns and tables; the step is
+    self-contained: run again (as it would be if another step were numbered before it), it changes
+    nothing."""
+    from sqlalchemy import insert, inspect, select, text
+
+    step = next(number for number, _desc, apply in db.MIGRATIONS if apply is db._registers)
+    earlier = tuple(m for m in db.MIGRATIONS if m[0] < step)
+    monkeypatch.setattr(db, "MIGRATIONS", earlier)
+    engine = db.make_engine(store_url)
+    assert db.migrate(engine) == step - 1
+    with engine.begin() as conn:
+        assert "system" not in {c["name"] for c in inspect(conn).get_columns("tickets")}
+        conn.execute(
+            text(
+                "INSERT INTO tickets (fingerprint, starts_at, group_key, alertname, severity_class, state,"
+                " summary, description, labels, created_at, updated_at, response_deadline,"
+                " resolution_deadline,"
+                " response_breached, resolution_breached, escalated, second_line, sla_events)"
+                " VALUES ('ab12', '2026-11-03 02:00:00', '{}', 'X', 'outage', 'open', 's', 'd', '{}',"
+                " '2026-11-03 02:00:00', '2026-11-03 02:00:00', '2026-11-03 02:10:00', '2026-11-03 02:30:00',"
+                " 0, 0, 0, 0, '')"
+            )
+        )
+    monkeypatch.undo()
+    assert db.migrate(engine) == len(db.MIGRATIONS)
+    with engine.begin() as conn:
+        db._registers(conn)  # again: nothing to add, no error
+        row = conn.execute(select(db.tickets.c.system, db.tickets.c.drill)).one()
+        assert (row.system, bool(row.drill)) == (None, False)
+        conn.execute(
+            insert(db.fault_records).values(
+                ticket_id=1,
+                owner="network",
+                system="public_service",
+                evidence="e",
+                recorded_by="x",
+                recorded_at=datetime(2026, 11, 3),
+            )
+        )
+        assert set(inspect(conn).get_table_names()) >= {t.name for t in db.REGISTER_TABLES}
+    engine.dispose()
