@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime
+from typing import Any
 
 from einvoice_notifier.db import change_tickets, changes, complaints, fault_records, to_db, vulnerabilities
 from einvoice_notifier.registers import (
@@ -31,13 +32,13 @@ def faults(store: TicketStore, ticket_ids: list[int]) -> dict[int, FaultView]:
     """The fault records of these tickets, by ticket id."""
     if not ticket_ids:
         return {}
+    rows: list[Any] = []
     try:
         with store.engine.connect() as conn:
-            rows = (
-                conn.execute(select(fault_records).where(fault_records.c.ticket_id.in_(ticket_ids)))
-                .mappings()
-                .all()
-            )
+            for start in range(0, len(ticket_ids), 500):  # bounded IN lists, whatever the month holds
+                chunk = ticket_ids[start : start + 500]
+                query = select(fault_records).where(fault_records.c.ticket_id.in_(chunk))
+                rows += conn.execute(query).mappings().all()
     except SQLAlchemyError as exc:
         raise store._fail(exc) from exc
     return {row["ticket_id"]: replace(fault_view(row), evidence=redact(row["evidence"])) for row in rows}
