@@ -333,9 +333,18 @@ def test_weekly_report_and_line_10(tmp_path: Path, scripted_prometheus: str, reg
     complaints = re.search(r'<table id="complaints">(.*?)</table>', html, re.S).group(1)
     assert "2026-11-09" in complaints and "2026-11-16" not in complaints
 
+    # 23-29 Nov: tickets 5 (25 Nov), 6 (27 Nov), 13 (24 Nov, the major incident) count; the drill
+    # ticket 14 (26 Nov) is counted apart; fault owners: 13 undetermined, 15 (21 Nov, Saturday) is W47
+    assert cli.main(["weekly", "--period", "2026-W48", *common, "--no-pdf"], now=NOW) == 0
+    html = (tmp_path / "weekly" / "2026-W48.html").read_text(encoding="utf-8")
+    assert re.search(r'id="tickets-total">3<', html) and re.search(r'id="drill-tickets">1<', html)
+    owners = re.search(r'<table id="fault-owners">(.*?)</table>', html, re.S).group(1)
+    found = re.findall(r'<td>(.*?)</td><td class="num">(\d+)</td>', owners)
+    assert found == [("无法判定（由中标人承担）", "1")]
+
     card = ["scorecard", "--period", "2026-11", *common, "--no-pdf"]
     assert cli.main(card, now=NOW) == 0
     page = (tmp_path / "scorecard" / "2026-11.html").read_text(encoding="utf-8")
-    # due: 30 daily, 5 weekly (W44-W48 end in November), 1 monthly; only W46 is in the archive
-    assert "应提交 36 份，归档中已有 1 份" in page
+    # due: 30 daily, 5 weekly (W44-W48 end in November), 1 monthly; W46 and W48 are in the archive
+    assert "应提交 36 份，归档中已有 2 份" in page
     assert "缺少《运维周报》2026-W44" in page and "缺少《运维周报》2026-W46" not in page
