@@ -282,7 +282,7 @@ class OwnedFaults:
     evidence: list[str]
 
 
-def _is_fault(ticket: TicketRecord) -> bool:
+def is_fault(ticket: TicketRecord) -> bool:
     return (not ticket.drill and ticket.duplicate_of is None
             and (ticket.severity_class == "outage" or ticket.major_incident_at is not None))
 
@@ -322,7 +322,7 @@ def owned_faults(records: list[TicketRecord], owners: dict[int, FaultView], serv
     vendor: dict[date, float] = {}
     others: set[date] = set()
     for ticket in records:
-        if not _is_fault(ticket):
+        if not is_fault(ticket):
             continue
         record = owners.get(ticket.id)
         where = record.system if record is not None else ticket.system

@@ -20,7 +20,7 @@ from einvoice_core.thresholds import load_thresholds
 from . import records, render, sla, ticketfigures
 from .period import REPORT_TZ, Period
 from .prom import PrometheusClient
-from .scorecard import _is_fault
+from .scorecard import is_fault
 from .store import TicketRecord, TicketStore
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def build_weekly(period: Period, prom: PrometheusClient, store: TicketStore, now
     sla_figures = sla.collect_sla(prom, period, thresholds)
     found = store.tickets_touching(period.start, period.end)
     figures = ticketfigures.compute_ticket_figures(found, store.rates(period.start, period.end), period)
-    faults = [t for t in figures.tickets if _is_fault(t)]
+    faults = [t for t in figures.tickets if is_fault(t)]
     owners = records.faults(store, [t.id for t in faults])
     pairs = [(t, owners.get(t.id)) for t in faults]
     counted = Counter(FAULT_OWNER_ZH[FaultOwner(f.owner)] if f is not None else UNDECIDED_ZH
