@@ -197,3 +197,13 @@ def test_change_vulnerability_and_complaint_pages(api: Api) -> None:
     )
     assert verified.status_code == 200 and "核实结果已保存" in verified.text
     assert "<td>属实<pre>属实</pre></td>" in verified.text
+
+    # A viewer reads every register page, with no form to change anything; no login, no page.
+    for path, form in (("changes", "change-form"), ("vulnerabilities", "vuln-form"),
+                       ("complaints", "complaint-form")):
+        page = viewer.get(f"{url}/console/{path}", timeout=10)
+        assert page.status_code == 200 and f'id="{form}"' not in page.text and 'name="csrf"' in page.text
+        assert f'id="{form}"' in operator.get(f"{url}/console/{path}", timeout=10).text
+        anonymous = requests.get(f"{url}/console/{path}", timeout=10, allow_redirects=False)
+        assert anonymous.status_code == 303 and "/console/login" in anonymous.headers["location"]
+    assert "Redis 未授权访问" in viewer.get(f"{url}/console/vulnerabilities", timeout=10).text
