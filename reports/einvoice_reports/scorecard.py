@@ -24,9 +24,9 @@ Pre-filled lines (proposals the bureau may change in the xlsx; the page states e
 - 12 系统安全漏洞: vulnerabilities detected in the month (the bureau's scan, else found) and not
   reported to the bureau before its scan found them; 0.4 points each.
 - 19 投诉举报: complaints received in the month and verified as substantiated; 0.2 points each.
-With `--system KEY` (thresholds.yaml `systems`) lines 4, 6, 7, 9, 11, 12 and 19 count that system
-only (its tickets, changes, services, faults, vulnerabilities, complaints); 5 and 10 stay the
-platform's (the checks and the reports are the platform's).
+With `--system KEY` (thresholds.yaml `systems`) lines 4, 5, 6, 7, 9, 11, 12 and 19 count that system
+only (its tickets, items, changes, services, faults, vulnerabilities, complaints); line 10 stays the
+platform's (the reports are the platform's).
 Every deduction stops at the line's maximum.
 """
 
@@ -109,13 +109,16 @@ def line4(figures: ticketfigures.TicketFigures) -> Prefill:
     return Prefill(4, _cap(6, 1.5 * len(late)), "每张超时工单记一级，每级扣 1.5 分", evidence)
 
 
-def line5(prom: PrometheusClient, period: Period) -> Prefill:
+def line5(prom: PrometheusClient, period: Period, only: tuple[str, ...] | None = None) -> Prefill:
+    """`only`: the items of one system (a per-system scorecard); None: every item."""
     at = period.end.timestamp() - sla.EDGE
     first = period.start.timestamp() + sla.DAY - sla.EDGE
     runs = prom.query_range("changes(einvoice_check_last_run_timestamp_seconds[1d])", first, at, sla.DAY)
     declared = {s.labels.get("item", "") for s in prom.query(
         f"max by (item) (max_over_time(einvoice_item_info[{period.seconds}s]))", at)}
     items = sorted(declared or {item.id for item in ITEMS})
+    if only is not None:
+        items = [item for item in items if item in only]
     days = period.days()
     ran: dict[str, dict[int, bool]] = {}
     for series in runs:
@@ -422,7 +425,8 @@ def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, 
              if system is None or v.system == system]
     heard = [c for c in records_mod.complaints_between(store, period.first, period.last)
              if system is None or c.system == system]
-    prefills = {p.line: p for p in (line4(figures), line5(prom, period), line6(changed), line7(changed),
+    only = None if system is None else thresholds.systems[system].items
+    prefills = {p.line: p for p in (line4(figures), line5(prom, period, only), line6(changed), line7(changed),
                                     line9(served), line10(archive, period), line11(served, period, owned),
                                     line12(vulns, period), line19(heard))}
     sources = [f"Prometheus HTTP API："

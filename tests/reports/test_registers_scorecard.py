@@ -263,10 +263,14 @@ def _score(html: str, line: int) -> str:
 
 
 EXPECTED = {
-    None: {4: "4.5", 6: "5.5", 7: "5.0", 9: "1.5", 11: "0.0", 12: "2.8", 19: "1.4"},
-    "public_service": {4: "4.5", 6: "6.0", 7: "5.5", 9: "1.5", 11: "3.62", 12: "3.6", 19: "1.8"},
-    "invoice_mgmt": {4: "6.0", 6: "5.5", 7: "5.5", 9: "6.0", 11: "1.24", 12: "3.2", 19: "1.6"},
+    None: {4: "4.5", 5: "5.0", 6: "5.5", 7: "5.0", 9: "1.5", 11: "0.0", 12: "2.8", 19: "1.4"},
+    "public_service": {4: "4.5", 5: "5.0", 6: "6.0", 7: "5.5", 9: "1.5", 11: "3.62", 12: "3.6", 19: "1.8"},
+    "invoice_mgmt": {4: "6.0", 5: "6.0", 6: "5.5", 7: "5.5", 9: "6.0", 11: "1.24", 12: "3.2", 19: "1.6"},
 }
+"""Line 4: ticket 4 (urgent, item 06, public_service) answered late. Line 5: the scripted month declares
+items 01, 06 and 20; 06 (stopped 20 Nov) and 20 (no check) missed days, both public_service items;
+invoice_mgmt's items (14, 16-19) are not declared, so nothing is due. Line 9: intake late and over
+2 h, processing's stall late: three levels; invoice_mgmt's pipeline never failed."""
 
 
 def test_per_system_scorecard_lines(tmp_path: Path, scripted_prometheus: str, register_store: str) -> None:
