@@ -214,6 +214,8 @@ class Monitoring(StrictModel):
     outbox_stuck_for: PromDuration
     roster_uncovered_for: PromDuration = "5m"
     """An important-period shift left empty in the duty roster (rules_tickets.py)."""
+    vulnerability_due_warning: PromDuration = "2d"
+    """A vulnerability not hardened this long before the bureau's deadline (rules_registers.py)."""
 
 
 def _check_clock(value: str) -> str:

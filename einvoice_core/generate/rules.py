@@ -36,6 +36,7 @@ from einvoice_core.generate import (
     rules_drills,
     rules_hosts,
     rules_logs,
+    rules_registers,
     rules_systems,
     rules_tickets,
 )
@@ -795,6 +796,7 @@ def monitoring_groups(th: Thresholds) -> list[dict[str, Any]]:
                for_=mon.outbox_stuck_for),
     ]
     rules += rules_tickets.ticket_rules(th)  # the duty roster's alert (rules_tickets.py, issue 18)
+    rules += rules_registers.register_rules(th)  # hardening deadlines (rules_registers.py, issue 19)
     return [{"name": "einvoice-monitoring", "interval": th.evaluation_interval, "rules": rules}]
 
 

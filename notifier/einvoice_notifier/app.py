@@ -82,6 +82,10 @@ class Notifier:
                                      on_enqueue=self.outbox.notify)
         self.registry.register(StoreCollector(self.engine, self.channels, clock))
         self.registry.register(RosterCollector(self.service))
+        from .registers import Registers, RegistersCollector
+
+        self.registers = Registers(self.engine, clock)
+        self.registry.register(RegistersCollector(self.registers))
         self.monotonic = monotonic
         self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
@@ -176,6 +180,8 @@ class TicketOut(BaseModel):
     escalated_to: Literal["second_line", "bureau"] | None = None
     major_incident_at: datetime | None = None
     typical: bool = False
+    system: str | None = None
+    drill: bool = False
 
 
 class AuditOut(BaseModel):
@@ -440,6 +446,9 @@ def create_app(notifier: Notifier, start_background: bool = True) -> FastAPI:
     from .api_duty import duty_router
 
     app.include_router(duty_router(notifier))
+    from .api_registers import registers_router
+
+    app.include_router(registers_router(notifier, notifier.registers))
     try:
         from .console import build_router
     except ImportError:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Engine,
     ForeignKey,
@@ -238,6 +239,123 @@ inspections = Table(
 """Daily inspections (日常巡检), one signed record per local day: the 20 items as seen by the checks
 (`source` prometheus or none) and as confirmed by the operator (JSON), and the signature."""
 
+_REGISTER_TICKET_COLUMNS: tuple[tuple[str, Any, str, tuple[tuple[str, Any], ...]], ...] = (
+    ("system", String(32), "VARCHAR(32)", ()),
+    ("drill", Boolean, "BOOLEAN NOT NULL DEFAULT 0", _NOT_NULL_FALSE),
+)
+"""Issue 19 on tickets: the system of the contract's scope the problem is about (thresholds.yaml
+`systems`: the alert's `system` label, else the item's, else the service's), and whether the alert
+fired inside a declared disaster-recovery drill (label drill="true"): drill tickets are reported apart
+from the SLA and resolution figures."""
+
+for _name, _kind, _sql, _extra in _REGISTER_TICKET_COLUMNS:
+    tickets.append_column(Column(_name, _kind, **dict(_extra)))
+Index("ix_tickets_system", tickets.c.system, tickets.c.starts_at)
+
+fault_records = Table(
+    "fault_records", metadata,
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), primary_key=True, autoincrement=False),
+    Column("owner", String(32), nullable=False),
+    Column("system", String(32), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Column("recorded_at", Moment, nullable=False),
+)
+"""故障定责 (scorecard line 11, ★4(3)): who a fault (outage ticket, major incident) came from, as the ops
+department decided (einvoice_core.contract.FaultOwner), in which system, and the evidence note."""
+
+changes = Table(
+    "changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("system", String(32), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("version_before", String(128), nullable=False, default=""),
+    Column("version_after", String(128), nullable=False, default=""),
+    Column("parameters", Text, nullable=False, default=""),
+    Column("window_start", Moment, nullable=False),
+    Column("window_end", Moment, nullable=False),
+    Column("performed_by", String(128), nullable=False),
+    Column("approval_ref", String(255), nullable=False, default=""),
+    Column("fixes_ticket", Integer, ForeignKey("tickets.id")),
+    Column("post_check", Text, nullable=False, default=""),
+    Column("post_check_ok", Boolean),
+    Column("watch_end", Moment, nullable=False),
+    Column("outcome", String(16), nullable=False, default="pending"),
+    Column("outcome_note", Text, nullable=False, default=""),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+    Index("ix_changes_window", "system", "window_start"),
+)
+"""变更登记 (scorecard lines 6, 7; seed §二.7 补丁的版本管理): what changed, the approved window, who,
+the check after the upgrade, the watch period (升级后的运行跟踪) and the outcome."""
+
+change_tickets = Table(
+    "change_tickets", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", Integer, ForeignKey("changes.id"), nullable=False),
+    Column("ticket_id", Integer, ForeignKey("tickets.id"), nullable=False),
+    Column("linked_by", String(128), nullable=False),
+    Column("linked_at", Moment, nullable=False),
+    UniqueConstraint("change_id", "ticket_id", name="uq_change_ticket"),
+)
+"""Tickets a change caused (opened during its watch period and linked by a person)."""
+
+vulnerabilities = Table(
+    "vulnerabilities", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("title", Text, nullable=False),
+    Column("system", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("found_by", String(16), nullable=False),
+    Column("found_on", Date, nullable=False),
+    Column("reported_on", Date),
+    Column("bureau_scan_on", Date),
+    Column("deadline", Moment),
+    Column("hardened_at", Moment),
+    Column("hardening_record", Text, nullable=False, default=""),
+    Column("rollback_watch_end", Moment),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+)
+"""漏洞登记 (scorecard line 12, seed §二.10): found, reported to the bureau, found by the bureau's scan,
+the bureau's hardening deadline, the hardening record (加固留档记录) and the rollback watch after it."""
+
+complaints = Table(
+    "complaints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_on", Date, nullable=False),
+    Column("system", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("verification", String(16), nullable=False, default="pending"),
+    Column("verification_note", Text, nullable=False, default=""),
+    Column("ticket_id", Integer, ForeignKey("tickets.id")),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+)
+"""投诉登记 (scorecard line 19): the complaint, its verification (substantiated or not), its ticket."""
+
+register_audit = Table(
+    "register_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("register", String(16), nullable=False),
+    Column("record_id", Integer, nullable=False),
+    Column("at", Moment, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("before_value", Text, nullable=False),
+    Column("after_value", Text, nullable=False),
+    Index("ix_register_audit", "register", "record_id", "id"),
+)
+"""Who changed a change, vulnerability or complaint record, when, and what (the tickets' audit_log
+covers fault records and links, which are about a ticket)."""
+
+REGISTER_TABLES = (fault_records, changes, change_tickets, vulnerabilities, complaints, register_audit)
+
+
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed")
 OPEN_STATES = ("open", "acknowledged", "in_progress")
 
@@ -286,11 +404,26 @@ def _v3_reports_roster_inspections(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _registers(conn: Connection) -> None:
+    """tickets.system and tickets.drill; the fault, change, vulnerability and complaint registers
+    (issue 19). Self-contained: every column and table is checked first, so the step may run at any
+    position in the list."""
+    present = {column["name"] for column in inspect(conn).get_columns("tickets")}
+    for name, _kind, sql, _extra in _REGISTER_TICKET_COLUMNS:
+        if name not in present:
+            conn.execute(text(f"ALTER TABLE tickets ADD COLUMN {name} {sql}"))
+    if "ix_tickets_system" not in {index["name"] for index in inspect(conn).get_indexes("tickets")}:
+        conn.execute(text("CREATE INDEX ix_tickets_system ON tickets (system, starts_at)"))
+    for table in REGISTER_TABLES:
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "tickets, alert events, notifications, audit log, outbox", _v1_initial),
     (2, "tickets.problem_key (backfilled), tickets.sla_events, ticket_alerts", _v2_problems_and_sla_events),
     (3, "reported problems, escalation target, major incident, typical problem; roster, handovers, "
         "inspections", _v3_reports_roster_inspections),
+    (4, "tickets.system and tickets.drill; fault, change, vulnerability and complaint registers", _registers),
 )
 """Append new steps (version, description, function); never edit an applied one."""
 

@@ -67,6 +67,7 @@ from .notices import NoticeKind, render_notice
 from .payload import Alert, Notification, problem_key_of, sla_event_of, ticket_class_of
 from .rendering import render_messages, ticket_link
 from .settings import Settings
+from .systems import is_drill, system_of
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ ACTION_ZH = {"create": "创建", "acknowledge": "响应", "start_progress": "开
              "second_line": "转二线", "requeue_message": "重新发送", "sla_event": "SLA 事件",
              "alert_joined": "告警并入", "report": "报告问题", "escalate_second_line": "转二线",
              "forward_bureau": "提交税务局系统管理员", "major_incident": "重大事件",
-             "agreed_fix": "约定解决日期", "link": "关联同一问题", "typical": "典型问题"}
+             "agreed_fix": "约定解决日期", "link": "关联同一问题", "typical": "典型问题",
+             "fault_owner": "故障定责", "change_link": "关联变更", "complaint_link": "关联投诉"}
 ESCALATION_TARGETS = {"second_line": "escalate_second_line", "bureau": "forward_bureau"}
 """Where an operator escalates a ticket, and the timeline action that records it."""
 REPORT_SOURCE = "report"
@@ -178,6 +180,10 @@ class TicketView:
     escalated_to: str | None = None
     major_incident_at: datetime | None = None
     typical: bool = False
+    system: str | None = None
+    """The system of the contract's scope (thresholds.yaml `systems`; systems.system_of)."""
+    drill: bool = False
+    """Opened by an alert inside a declared disaster-recovery drill: reported apart from the SLA."""
 
     @property
     def report_channel_zh(self) -> str:
@@ -247,13 +253,15 @@ def resolution_rates(conn: Connection, start: datetime, end: datetime) -> Resolu
     """The two rates of [start, end), read from the store (aware datetimes)."""
     lo, hi = to_db(start), to_db(end)
     # A ticket linked to another of the same problem (duplicate_of) is that problem counted again.
+    # Drill tickets (a declared disaster-recovery drill) are reported apart, never in the rates.
     closed = and_(tickets.c.state == "closed", tickets.c.closed_at >= lo, tickets.c.closed_at < hi,
-                  tickets.c.duplicate_of.is_(None))
+                  tickets.c.duplicate_of.is_(None), tickets.c.drill.is_not(True))
     closed_count = conn.execute(select(func.count()).where(closed)).scalar() or 0
     local_count = conn.execute(select(func.count()).where(
         closed, tickets.c.resolved_locally.is_(True), tickets.c.escalated.is_(False))).scalar() or 0
     resolved = and_(tickets.c.state.in_(("resolved", "closed")), tickets.c.resolved_at >= lo,
-                    tickets.c.resolved_at < hi, tickets.c.duplicate_of.is_(None))
+                    tickets.c.resolved_at < hi, tickets.c.duplicate_of.is_(None),
+                    tickets.c.drill.is_not(True))
     resolved_count = conn.execute(select(func.count()).where(resolved)).scalar() or 0
     later = tickets.alias("later")
     recurred = conn.execute(select(func.count()).where(
@@ -569,6 +577,7 @@ class TicketService:
             "response_breached": False, "resolution_breached": False, "escalated": False,
             "second_line": route is not Route.FIRST_LINE, "recurrence_of": recurrence,
             "problem_key": problem, "sla_events": "",
+            "system": system_of(labels), "drill": is_drill(labels),
         }
 
     def _recent_problems(self, conn: Connection, alerts: Sequence[Alert],
@@ -767,7 +776,8 @@ class TicketService:
             substantive_breached=bool(row.get("substantive_breached")),
             agreed_fix_at=_aware(row.get("agreed_fix_at")), agreed_fix_ref=row.get("agreed_fix_ref"),
             duplicate_of=row.get("duplicate_of"), escalated_to=row.get("escalated_to"),
-            major_incident_at=_aware(row.get("major_incident_at")), typical=bool(row.get("typical")))
+            major_incident_at=_aware(row.get("major_incident_at")), typical=bool(row.get("typical")),
+            system=row.get("system"), drill=bool(row.get("drill")))
 
     def list_tickets(self, state: str | None = None, severity_class: str | None = None,
                      item: str | None = None, overdue: bool | None = None,
@@ -936,6 +946,7 @@ class TicketService:
             "problem_key": f"{REPORT_SOURCE}|{fingerprint}", "sla_events": "", "source": REPORT_SOURCE,
             "report_channel": found_channel.value, "reporter": reporter.strip()[:500],
             "substantive_deadline": to_db(substantive), "substantive_breached": False, "typical": False,
+            "system": system_of({"system": (system or "").strip()}, item_id), "drill": False,
         }
         with self._write() as (conn, ctx):
             ticket_id = conn.execute(tickets.insert().returning(tickets.c.id), values).scalar_one()

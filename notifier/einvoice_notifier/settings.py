@@ -197,6 +197,9 @@ class Settings(StrictModel):
     keeps the default."""
     prometheus_url: str | None = None
     """Prometheus' base URL: the daily inspection is pre-filled from einvoice:item_up; None: blank."""
+    reports_url: str | None = None
+    """Where the report archive (einvoice-report --out) is served: the console links a fault's evidence
+    pack as REPORTS_URL/evidence/ticket-N.html; None: the console shows the command that makes it."""
     prometheus_timeout: Duration = 5.0
     inspection_due: str = "12:00"
     """Local time of day by which the daily inspection is signed; later is late, none is missing."""

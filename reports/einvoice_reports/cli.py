@@ -24,13 +24,17 @@ from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config", "drill")
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config", "drill",
+         "weekly", "evidence")
 PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
-               "handbook": "quarter", "yearly": "year", "config": "day"}
+               "handbook": "quarter", "yearly": "year", "config": "day", "weekly": "week"}
 """What period each report covers ("day|month": either; the first is the default)."""
 TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
           "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
-          "incident": "突发事件分析报告", "config": "参数配置报告", "drill": "容灾演练报告"}
+          "incident": "突发事件分析报告", "config": "参数配置报告", "drill": "容灾演练报告",
+          "weekly": "运维周报", "evidence": "故障定责证据包"}
+TICKET_KINDS = ("incident", "evidence")
+"""Reports about one ticket (--ticket) rather than a period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class Options:
     window: str | None = None
     """The drill report's window (a name in drill_windows.yml)."""
     drill_windows: Path | None = None
+    system: str | None = None
+    """The scorecard of one system (thresholds.yaml `systems` key); None: the whole platform."""
 
     @property
     def span(self) -> Period:
@@ -159,9 +165,22 @@ def _scorecard(options: Options) -> Outcome:
     return scorecard.produce(options)
 
 
+def _weekly(options: Options) -> Outcome:
+    from . import weekly
+
+    return weekly.produce(options)
+
+
+def _evidence(options: Options) -> Outcome:
+    from . import evidence
+
+    return evidence.produce(options)
+
+
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {
     "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
-    "yearly": _yearly, "incident": _incident, "config": _config, "drill": _drill,
+    "yearly": _yearly, "incident": _incident, "config": _config, "drill": _drill, "weekly": _weekly,
+    "evidence": _evidence,
 }
 
 
@@ -178,7 +197,9 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
                         default=Path(os.environ.get("EINVOICE_REPORT_ARCHIVE", "archive")),
                         help="归档目录（写入 KIND/PERIOD.html|pdf|xlsx）")
     parser.add_argument("--no-pdf", action="store_true", help="只生成 HTML（和 xlsx）")
-    parser.add_argument("--ticket", type=int, help="突发事件分析报告：工单编号")
+    parser.add_argument("--ticket", type=int, help="突发事件分析报告、故障定责证据包：工单编号")
+    parser.add_argument("--system",
+                        help="评级表：按系统评分（thresholds.yaml systems 的键）；省略为全平台")
     parser.add_argument("--edits", type=Path, help="突发事件分析报告：运维人员修改的章节（YAML）")
     parser.add_argument("--final", action="store_true", help="突发事件分析报告：标记为定稿")
     parser.add_argument("--window", help="容灾演练报告：演练窗口名称（drill_windows.yml 的 name）")
@@ -193,20 +214,23 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
             raise ReportError("容灾演练报告需要 --window 演练窗口名称")
         return Options(args.kind, None, args.prometheus, "", args.out, formats, now,
                        window=args.window, drill_windows=args.drill_windows)
-    if args.kind == "incident":
+    if args.kind in TICKET_KINDS:
         if args.ticket is None:
-            raise ReportError("突发事件分析报告需要 --ticket 工单编号")
+            raise ReportError(f"{TITLES[args.kind]}需要 --ticket 工单编号")
         return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
                        args.ticket, args.edits, args.final)
     wanted = PERIOD_KIND[args.kind].split("|")
     period = parse_period(args.period) if args.period else previous_period(wanted[0], now)
     if period.kind not in wanted:
-        forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）",
+        forms = {"day": "日（如 2026-11-05）", "week": "周（如 2026-W48）", "month": "月（如 2026-11）",
+                 "quarter": "季度（如 2026-Q4）",
                  "year": "年（如 2026）"}
         expected = "或".join(forms[kind] for kind in wanted)
         raise ReportError(f"{TITLES[args.kind]}的周期应为{expected}，收到 {period.label}")
+    if args.system is not None and args.kind != "scorecard":
+        raise ReportError("--system 只用于运维厂商考核评级表（scorecard）")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now,
-                   drill_windows=args.drill_windows)
+                   drill_windows=args.drill_windows, system=args.system)
 
 
 def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:

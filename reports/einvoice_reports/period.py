@@ -14,6 +14,13 @@ _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _YEAR = re.compile(r"^(\d{4})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+def week_label(day: date) -> str:
+    """The ISO week (Monday to Sunday) of a day: 2026-W48."""
+    year, week, _ = day.isocalendar()
+    return f"{year:04d}-W{week:02d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +28,7 @@ class Period:
     """[start, end) in UTC of one local calendar day, month or year."""
 
     kind: str
-    """"day", "month", "quarter" or "year"."""
+    """"day", "week" (ISO, Monday to Sunday), "month", "quarter" or "year"."""
     label: str
     """As given: 2026-11-05, 2026-11, 2026 (also the archive file name)."""
     first: date
@@ -49,6 +56,8 @@ class Period:
             return f"{self.first.year} 年 {self.first.month} 月 {self.first.day} 日"
         if self.kind == "month":
             return f"{self.first.year} 年 {self.first.month} 月"
+        if self.kind == "week":
+            return f"{self.label[:4]} 年第 {int(self.label[6:])} 周"
         if self.kind == "quarter":
             return f"{self.first.year} 年第 {(self.first.month - 1) // 3 + 1} 季度"
         return f"{self.first.year} 年"
@@ -72,6 +81,9 @@ def parse_period(text: str) -> Period:
         if match := _MONTH.match(text):
             year, month = int(match[1]), int(match[2])
             return Period("month", text, date(year, month, 1), _month_last(year, month))
+        if match := _WEEK.match(text):
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+            return Period("week", text, monday, monday + timedelta(days=6))
         if match := _QUARTER.match(text):
             year, quarter = int(match[1]), int(match[2])
             return Period("quarter", text, date(year, 3 * quarter - 2, 1), _month_last(year, 3 * quarter))
@@ -81,7 +93,7 @@ def parse_period(text: str) -> Period:
     except ValueError as exc:
         raise ReportError(f"周期 {text!r} 不是有效日期：{exc}") from exc
     raise ReportError(f"周期 {text!r} 格式不对："
-                      "日报用 2026-11-05，月报用 2026-11，季度用 2026-Q4，年报用 2026")
+                      "日报用 2026-11-05，周报用 2026-W48，月报用 2026-11，季度用 2026-Q4，年报用 2026")
 
 
 def previous_period(kind: str, now: datetime) -> Period:
@@ -89,6 +101,8 @@ def previous_period(kind: str, now: datetime) -> Period:
     local = now.astimezone(REPORT_TZ).date()
     if kind == "day":
         return parse_period((local - timedelta(days=1)).isoformat())
+    if kind == "week":
+        return parse_period(week_label(local - timedelta(days=local.weekday() + 1)))
     if kind == "month":
         last = local.replace(day=1) - timedelta(days=1)
         return parse_period(f"{last.year:04d}-{last.month:02d}")

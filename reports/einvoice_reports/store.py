@@ -48,6 +48,12 @@ class TicketRecord:
     solution: str
     resolved_locally: bool | None
     problem_key: str
+    system: str | None = None
+    """thresholds.yaml `systems` key (issue 19); None for tickets stored before it was recorded."""
+    drill: bool = False
+    """Opened inside a declared disaster-recovery drill: reported apart from the SLA and rates."""
+    major_incident_at: datetime | None = None
+    duplicate_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,8 @@ def _record(row: Any) -> TicketRecord:
         escalated=bool(row.escalated), second_line=bool(row.second_line), recurrence_of=row.recurrence_of,
         cause=text(row.cause), solution=text(row.solution),
         resolved_locally=None if row.resolved_locally is None else bool(row.resolved_locally),
-        problem_key=row.problem_key or "")
+        problem_key=row.problem_key or "", system=row.system, drill=bool(row.drill),
+        major_incident_at=from_db(row.major_incident_at), duplicate_of=row.duplicate_of)
 
 
 class TicketStore:

@@ -34,6 +34,7 @@ DEFINITIONS_ZH: tuple[tuple[str, str], ...] = (
     ("本级解决率", "本期关闭的工单中，关闭人确认本级解决且未升级二线的比例（工单系统口径）。"),
     ("一次性解决率",
      "本期解决的工单中，30 天内同一问题未再次发生的比例；期末后 30 天内的复发仍可能降低本期数值。"),
+    ("演练工单", "在已申报的灾备演练窗口内触发的告警（drill=\"true\"）所建工单，单独列出，不计入以上各项。"),
 )
 
 CLASS_ORDER: tuple[TicketClass, ...] = (TicketClass.OUTAGE, TicketClass.STALL, TicketClass.URGENT,
@@ -75,6 +76,8 @@ class TicketFigures:
     weekly: list[tuple[date, int]]
     """(Monday of the week, tickets begun that week within the period)."""
     end: datetime
+    drills: list[TicketRecord] = field(default_factory=list)
+    """The period's drill tickets (a declared disaster-recovery drill), kept out of every figure above."""
 
     @property
     def missed(self) -> list[TicketRecord]:
@@ -117,7 +120,8 @@ def _class_figures(key: str, name: str, group: list[TicketRecord], end: datetime
 def compute_ticket_figures(records: list[TicketRecord], rates: ResolutionRates,
                            period: Period) -> TicketFigures:
     start, end = period.start, period.end
-    begun = [t for t in records if start <= t.starts_at < end]
+    in_period = [t for t in records if start <= t.starts_at < end]
+    begun = [t for t in in_period if not t.drill]
     by_class = [_class_figures(c.value, TICKET_CLASS_ZH[c], [t for t in begun if t.severity_class == c.value],
                                end) for c in CLASS_ORDER]
     known = {c.value for c in CLASS_ORDER}
@@ -137,4 +141,4 @@ def compute_ticket_figures(records: list[TicketRecord], rates: ResolutionRates,
         local = ticket.starts_at.astimezone(REPORT_TZ).date()
         weeks[local - timedelta(days=local.weekday())] += 1
     return TicketFigures(begun, by_class, total, dict(by_class_item), items, rates,
-                         sorted(weeks.items()), end)
+                         sorted(weeks.items()), end, [t for t in in_period if t.drill])

@@ -43,17 +43,22 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
     book["评分表"].cell(row=scorecard.FIRST_ROW, column=scorecard.SCORE_COL, value=3)  # line 1: 4 -> 3
     book.save(path)
 
-    # the daily reports of November in the archive, but for 5 and 6 November
+    # the daily reports of November in the archive, but for 5 and 6 November; the weekly reports of
+    # the five ISO weeks ending in November (W44: 26 Oct - 1 Nov ... W48: 23 - 29 Nov)
     for day in range(1, 31):
         if day not in (5, 6):
             daily = tmp_path / "daily" / f"2026-11-{day:02d}.html"
             daily.parent.mkdir(exist_ok=True)
             daily.write_text("<html></html>", encoding="utf-8")
+    for week in range(44, 49):
+        weekly = tmp_path / "weekly" / f"2026-W{week}.html"
+        weekly.parent.mkdir(exist_ok=True)
+        weekly.write_text("<html></html>", encoding="utf-8")
     assert _run(["scorecard", *common, "--no-pdf"]) == 0
     card_html = (tmp_path / "scorecard" / "2026-11.html").read_text(encoding="utf-8")
-    # line 10 before the monthly report exists: 31 due, 28 produced
+    # line 10 before the monthly report exists: 36 due (30 daily, 5 weekly, 1 monthly), 33 produced
     assert _score(card_html, 10) == "4.5"
-    assert "应提交 31 份，归档中已有 28 份" in card_html and "缺少《系统运行监控报告》2026-11-05" in card_html
+    assert "应提交 36 份，归档中已有 33 份" in card_html and "缺少《系统运行监控报告》2026-11-05" in card_html
 
     assert _run(["monthly", *common, "--no-pdf"]) == 0
     assert _run(["scorecard", *common]) == 0
@@ -68,7 +73,8 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
     assert "第20项：本月没有检查运行记录（30 天）" in html
     assert "工单 #4（11-20 08:00）响应超时" in html
     assert "工作日 21 天（周一至周五），故障日 2 天，故障率 9.52%" in html
-    assert re.search(r'id="prefilled-total">17.24</strong> / 30', html)
+    # lines 6, 7, 12 and 19 from empty registers: nothing to deduct (tests/reports/test_registers_*)
+    assert re.search(r'id="prefilled-total">35.24</strong> / 48', html)
     assert "本年此前已评完月份平均分 99.0 分" in html
 
     book = load_workbook(tmp_path / "scorecard" / "2026-11.xlsx")
@@ -77,7 +83,7 @@ def test_scorecard_prefilled_from_data(tmp_path: Path, scripted_prometheus: str,
             for r in range(scorecard.FIRST_ROW, scorecard.FIRST_ROW + 25)}
     scores = {line: sheet.cell(row=r, column=scorecard.SCORE_COL).value for line, r in rows.items()}
     filled = {line: v for line, v in scores.items() if v is not None}
-    assert filled == {4: 4.5, 5: 5.0, 9: 1.5, 10: 5.0, 11: 1.24}
+    assert filled == {4: 4.5, 5: 5.0, 6: 6.0, 7: 6.0, 9: 1.5, 10: 5.0, 11: 1.24, 12: 4.0, 19: 2.0}
     assert sum(sheet.cell(row=r, column=4).value for r in rows.values()) == 100
     total_row = scorecard.FIRST_ROW + 25
     assert sheet.cell(row=total_row, column=4).value == "=SUM(D4:D28)"

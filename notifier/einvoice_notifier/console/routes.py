@@ -427,6 +427,11 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
                    redirect=redirect, csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce,
                                                                                  token),
                    now=now)
+    from .register_pages import add_register_pages
+
+    add_register_pages(router, service, settings, env, viewer_of=viewer_of, page=page, to_login=to_login,
+                       redirect=redirect,
+                       csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce, token))
 
     # -- signed links from messages ---------------------------------------------------------------
 

@@ -21,7 +21,8 @@ ACTION_ZH = {"create": "创建工单", "acknowledge": "响应", "start_progress"
              "alert_joined": "告警并入工单", "requeue_message": "重新发送", "report": "报告问题",
              "escalate_second_line": "转二线", "forward_bureau": "提交税务局系统管理员核实处理",
              "major_incident": "宣布重大事件", "agreed_fix": "约定解决日期", "link": "关联同一问题",
-             "typical": "典型问题"}
+             "typical": "典型问题", "fault_owner": "故障定责", "change_link": "关联变更",
+             "complaint_link": "关联投诉"}
 FIELD_ZH = {"state": "状态", "severity_class": "级别", "recurrence_of": "复发自工单",
             "acknowledged_at": "响应时间", "in_progress_at": "开始处理时间", "resolved_at": "解决时间",
             "closed_at": "关闭时间", "ends_at": "告警结束", "cause": "原因", "solution": "解决方案",
@@ -30,7 +31,8 @@ FIELD_ZH = {"state": "状态", "severity_class": "级别", "recurrence_of": "复
             "alertname": "告警名称", "report_channel": "报告渠道", "reported_at": "报告时间",
             "escalated_to": "升级去向", "major_incident_at": "重大事件", "resolution_deadline": "解决时限",
             "agreed_fix_at": "约定解决日期", "agreed_fix_ref": "批准文号", "duplicate_of": "同一问题工单",
-            "typical": "典型问题", "substantive_breached": "实质响应超时"}
+            "typical": "典型问题", "substantive_breached": "实质响应超时", "owner": "故障主体",
+            "system": "系统", "evidence": "证据说明", "change": "变更", "complaint": "投诉"}
 ACTOR_ZH = {"alertmanager": "告警系统", "system": "系统", "duty-link": "值班人员（消息链接）"}
 
 
