@@ -35,6 +35,7 @@ from einvoice_core.generate import (
     rules_dbhealth,
     rules_hosts,
     rules_logs,
+    rules_params,
     rules_tickets,
 )
 from einvoice_core.thresholds import (
@@ -849,6 +850,7 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None) -> dict[str
         **rules_apps.rule_file(th),
         **rules_hosts.rule_file(th),
         **rules_dbhealth.rule_file(th),
+        **rules_params.rule_file(th),
     }
 
 
@@ -1064,7 +1066,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     files = {**rule_files(th, windows), "alertmanager.yml": alertmanager_yaml(th, periods),
              "tests/items.test.yml": items_test_yaml(th),
              "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th)),
-             **rules_hosts.test_file(th), **rules_dbhealth.test_file(th)}
+             **rules_hosts.test_file(th), **rules_dbhealth.test_file(th),
+             **rules_params.test_file(th)}
     files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     written = []
     for name, content in sorted(files.items()):
