@@ -18,19 +18,19 @@ from typing import Any
 from einvoice_core.thresholds import load_thresholds
 
 from .errors import ReportError
-from .period import REPORT_TZ, Period, parse_period, previous_period
+from .period import Period, parse_period, previous_period
 from .prom import PrometheusClient
 from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config")
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "params")
 PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
-               "handbook": "quarter", "yearly": "year", "config": "day"}
+               "handbook": "quarter", "yearly": "year", "params": "day|month"}
 """What period each report covers ("day|month": either; the first is the default)."""
 TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
           "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
-          "incident": "突发事件分析报告", "config": "参数配置报告"}
+          "incident": "突发事件分析报告", "params": "参数配置报告"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class Options:
     ticket: int | None = None
     edits: Path | None = None
     final: bool = False
+    calendar: Path | None = None
+    """The notifier's calendar file (holidays, make-up workdays) for the scorecard's working days."""
 
     @property
     def span(self) -> Period:
@@ -127,14 +129,12 @@ def _incident(options: Options) -> Outcome:
     return _publish(options, "incident", f"ticket-{options.ticket}", "incident.html.j2", context, [])
 
 
-CONFIG_GAP = "尚未采集参数快照与基线（Redis、Elasticsearch、数据库、配置文件、内核参数），本报告没有内容"
+def _params(options: Options) -> Outcome:
+    from . import params
 
-
-def _config(options: Options) -> Outcome:
-    """A page that says plainly what is missing: there are no parameter snapshots to report yet."""
-    context = {"period": options.span, "gaps": [CONFIG_GAP], "sources": ["无（尚无参数快照数据源）"],
-               "generated_local": options.now.astimezone(REPORT_TZ)}
-    return _publish(options, "config", options.span.label, "config.html.j2", context, [CONFIG_GAP])
+    report = params.build_params(options.span, PrometheusClient(options.prometheus), options.now)
+    return _publish(options, "params", options.span.label, "params.html.j2", params.context(report),
+                    report.gaps)
 
 
 def _scorecard(options: Options) -> Outcome:
@@ -145,7 +145,7 @@ def _scorecard(options: Options) -> Outcome:
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {
     "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
-    "yearly": _yearly, "incident": _incident, "config": _config,
+    "yearly": _yearly, "incident": _incident, "params": _params,
 }
 
 
@@ -165,6 +165,10 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser.add_argument("--ticket", type=int, help="突发事件分析报告：工单编号")
     parser.add_argument("--edits", type=Path, help="突发事件分析报告：运维人员修改的章节（YAML）")
     parser.add_argument("--final", action="store_true", help="突发事件分析报告：标记为定稿")
+    parser.add_argument("--calendar", type=Path,
+                        default=Path(os.environ["EINVOICE_REPORT_CALENDAR"])
+                        if os.environ.get("EINVOICE_REPORT_CALENDAR") else None,
+                        help="工作日历（notifier 的 calendar_file：节假日与调休上班日），用于评级表第 11 项")
     args = parser.parse_args(argv)
     formats = ("html",) if args.no_pdf else ("html", "pdf")
     if args.kind == "incident":
@@ -179,7 +183,8 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
                  "year": "年（如 2026）"}
         expected = "或".join(forms[kind] for kind in wanted)
         raise ReportError(f"{TITLES[args.kind]}的周期应为{expected}，收到 {period.label}")
-    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now)
+    return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now,
+                   calendar=args.calendar)
 
 
 def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:
