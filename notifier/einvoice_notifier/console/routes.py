@@ -427,6 +427,9 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
                    redirect=redirect, csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce,
                                                                                  token),
                    now=now)
+    from .report_pages import add_report_pages
+
+    add_report_pages(router, service, settings, viewer_of=viewer_of, page=page, to_login=to_login, now=now)
 
     # -- signed links from messages ---------------------------------------------------------------
 
