@@ -152,7 +152,10 @@ BUILDERS: dict[str, Callable[[Options], Outcome]] = {
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    chosen.add_argument("--previous", choices=("day", "month", "quarter", "year"),
+                        help="上一个完整的日、月、季度或年（计划任务用，如健康检查月报 --previous month）")
     parser.add_argument("--prometheus",
                         default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
                         help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
@@ -177,7 +180,7 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
         return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
                        args.ticket, args.edits, args.final)
     wanted = PERIOD_KIND[args.kind].split("|")
-    period = parse_period(args.period) if args.period else previous_period(wanted[0], now)
+    period = parse_period(args.period) if args.period else previous_period(args.previous or wanted[0], now)
     if period.kind not in wanted:
         forms = {"day": "日（如 2026-11-05）", "month": "月（如 2026-11）", "quarter": "季度（如 2026-Q4）",
                  "year": "年（如 2026）"}

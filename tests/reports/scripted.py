@@ -163,6 +163,17 @@ def write_health_series(writer: OpenMetricsWriter, times: list[float]) -> None:
     writer.series("einvoice:host_filesystem_free:ratio", {**host, "mountpoint": "/"},
                   [(t, 0.3 - 0.22 * min(max((t - first) / (last - first), 0.0), 1.0)) for t in times])
     writer.series("einvoice:host_memory_available:ratio", host, [(t, 0.5) for t in times])
+    # Elasticsearch node es-node-1 (item 12): heap at half its maximum but 95 % once (15 Nov 12:00); its
+    # data path is 40 % + 1 % per day full (local day d of November: 0.40 + 0.01 d)
+    node = {"item": "12", "cluster": "es-prod", "name": "es-node-1"}
+    spike = local(11, 15, 12).timestamp()
+    writer.series("elasticsearch_jvm_memory_max_bytes", {**node, "area": "heap"}, [(t, 8e9) for t in times])
+    writer.series("elasticsearch_jvm_memory_used_bytes", {**node, "area": "heap"},
+                  [(t, 7.6e9 if t == spike else 4e9) for t in times])
+    disk = {**node, "path": "/data"}
+    writer.series("elasticsearch_filesystem_data_size_bytes", disk, [(t, 1e12) for t in times])
+    writer.series("elasticsearch_filesystem_data_available_bytes", disk,
+                  [(t, (0.60 - 0.01 * es_day(t)) * 1e12) for t in times])
     db = {"item": "10", "check": "mysql-health"}
     writer.series("einvoice_sql_mysql_global_status_threads_connected", db, [(t, 360) for t in times])
     writer.series("einvoice_sql_mysql_global_variables_max_connections", db, [(t, 400) for t in times])
@@ -205,6 +216,14 @@ def write_param_series(writer: OpenMetricsWriter, times: list[float]) -> None:
                                                         (BODY_CHANGED.timestamp(), "50m", "20m"),
                                                         (BASELINE_UPDATED.timestamp(), "50m", "50m")])
     timeline(PARAM_KERNEL, "vm.swappiness", [(0, "60", "1")])
+
+
+def es_day(t: float) -> int:
+    """The local day of November of a sample (0 before November, 31 on 1 December)."""
+    moment = datetime.fromtimestamp(t, TZ)
+    if moment.month == 10:
+        return 0
+    return 31 if moment.month == 12 else moment.day
 
 
 def write_openmetrics(path: Path) -> Path:
