@@ -276,3 +276,33 @@ def test_the_committed_baseline_loads_for_every_section() -> None:
                "intake_db": "mysql", "nginx_conf": "file", "kernel": "sysctl"}
     for section, source in sources.items():
         assert load_baseline(path, section, source)  # type: ignore[arg-type]
+
+
+def test_through_the_exporter_runtime_series_carry_the_checks_identity_and_a_drift_is_not_a_failure(tmp_path):
+    from einvoice_exporter.runtime import Runtime
+
+    from tests.exporter.conftest import sample, scrape
+
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_processes 4;\n", encoding="utf-8")
+    baseline = tmp_path / "baseline.yml"
+    baseline.write_text("n: {worker_processes: auto}\nk: {kernel.ostype: Linux}\n")
+    config = parse_config(
+        "modules:\n"
+        f"  nginx_conf: {{kind: params, params: {{source: file, format: nginx, section: n,"
+        f" baseline: {baseline}}}}}\n"
+        f"  kernel: {{kind: params, params: {{source: sysctl, section: k, baseline: {baseline}}}}}\n"
+        "checks:\n"
+        f"  - {{name: nginx-conf, item: '01', module: nginx_conf, target: {conf}}}\n"
+        "  - {name: kernel-params, item: '01', module: kernel, target: local}\n", "x.yml")
+    runtime = Runtime(config)
+    try:
+        text = scrape(runtime)
+    finally:
+        runtime.close()
+    assert sample(text, "einvoice_param_drift", item="01", check="nginx-conf", target=str(conf),
+                  param="worker_processes") == 1
+    assert sample(text, "einvoice_param_info", check="nginx-conf", param="worker_processes", value="4",
+                  expected="auto") == 1
+    assert sample(text, "einvoice_param_drift", check="kernel-params", param="kernel.ostype") == 0
+    assert sample(text, "einvoice_check_up", check="nginx-conf") == 1  # read fine: the drift alerts itself
