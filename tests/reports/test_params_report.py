@@ -4,6 +4,7 @@ the time in drift, compared with the values written by hand from scripted.write_
 from __future__ import annotations
 
 import re
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +23,11 @@ def cells(row: str) -> dict[str, str]:
 
 def test_month_lists_each_change_with_time_old_new_and_baseline(scripted_prometheus: str, tmp_path: Path):
     code = cli.main(["params", "--period", "2026-11", "--prometheus", scripted_prometheus,
-                     "--out", str(tmp_path), "--no-pdf"], now=NOW)
+                     "--out", str(tmp_path)], now=NOW)
     assert code == 0
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "params" / "2026-11.pdf"), "-"],
+                          capture_output=True, check=True, text=True, timeout=120).stdout
+    assert "参数配置报告" in text and "maxmemory-policy" in text and "noeviction" in text
     html = (tmp_path / "params" / "2026-11.html").read_text(encoding="utf-8")
     changes = [cells(row) for row in re.findall(r'<tr class="change">(.*?)</tr>', html, re.S)]
     assert changes == [
