@@ -58,8 +58,12 @@ class ArchivedReport:
 
 
 def report_titles() -> dict[str, str]:
-    from einvoice_reports.cli import TITLES
-
+    """The reports' kinds and titles (einvoice_reports, installed with the notifier; none without it)."""
+    try:
+        from einvoice_reports.cli import TITLES
+    except ImportError:
+        log.warning("console: the einvoice_reports package is not installed; no report is listed")
+        return {}
     return dict(TITLES)
 
 
@@ -113,6 +117,7 @@ def _month_now(now: datetime) -> str:
 
 
 def sla_figures(settings: Any, service: Any, month: str, now: datetime) -> SlaPage:
+    """The page's figures; the einvoice_reports package is installed with the notifier (one project)."""
     from einvoice_reports.errors import ReportError
     from einvoice_reports.period import parse_period
     from einvoice_reports.prom import PrometheusClient
