@@ -7,9 +7,9 @@ Series (the `params` kind, exporters/einvoice_exporter/collectors/params.py):
 The value history is a range query of `timestamp(einvoice_param_info)` at STEP-second steps (a
 month: 300 s): at each step the series sampled last holds the value then, so a change is placed at
 the first step showing the new value (to within one step and one scrape). A change of the `expected`
-label is a change of the baseline (committed on purpose), listed as such. Time in drift is
-`avg_over_time(einvoice_param_drift[period])` times the period. Secrets appear as (set)/(unset) only,
-as the exporter exports them."""
+label is a change of the baseline (committed on purpose), listed as such. Time in drift is the number
+of steps at which `einvoice_param_drift == 1`, times the step. A period still running is reported up
+to the generation time. Secrets appear as (set)/(unset) only, as the exporter exports them."""
 
 from __future__ import annotations
 
@@ -87,6 +87,8 @@ class ParamsReport:
     changes: list[Change]
     sources: list[str]
     gaps: list[str] = field(default_factory=list)
+    until: datetime | None = None
+    """Set while the period is still running: the figures stop here (the generation time)."""
 
     @property
     def drifting(self) -> list[ParamRow]:
@@ -106,9 +108,10 @@ def step_for(period: Period) -> int:
     return max(60, math.ceil(period.seconds / MAX_POINTS / 60) * 60)
 
 
-def history(prom: PrometheusClient, period: Period, step: int) -> dict[Key, list[tuple[float, str, str]]]:
-    """Per parameter, the (time, value, expected) at every step where it was sampled."""
-    start, end = period.start.timestamp(), period.end.timestamp() - EDGE
+def history(prom: PrometheusClient, period: Period, step: int,
+            end: float) -> dict[Key, list[tuple[float, str, str]]]:
+    """Per parameter, the (time, value, expected) at every step to `end` where it was sampled."""
+    start = period.start.timestamp()
     latest: dict[Key, dict[float, tuple[float, str, str]]] = {}
     for series in prom.query_range("timestamp(einvoice_param_info)", start, end, step):
         key = _key(series.labels)
@@ -132,13 +135,15 @@ def changes_in(timeline: dict[Key, list[tuple[float, str, str]]]) -> list[Change
 
 
 def build_params(period: Period, prom: PrometheusClient, now: datetime) -> ParamsReport:
+    """A period still running (today, this month) is reported up to `now`."""
     step = step_for(period)
-    end = period.end.timestamp() - EDGE
-    timeline = history(prom, period, step)
+    end = min(period.end.timestamp() - EDGE, now.timestamp())
+    timeline = history(prom, period, step, end)
     changes = changes_in(timeline)
     drift_now = {_key(s.labels): s.value for s in prom.query("einvoice_param_drift", end)}
-    drift_share = {_key(s.labels): s.value for s in
-                   prom.query(f"avg_over_time(einvoice_param_drift[{period.seconds}s])", end)}
+    drift_seconds: dict[Key, float] = {}
+    for series in prom.query_range("einvoice_param_drift == 1", period.start.timestamp(), end, step):
+        drift_seconds[_key(series.labels)] = len(series.points) * step
     counted: dict[Key, int] = {}
     for change in changes:
         counted[change.key] = counted.get(change.key, 0) + 1
@@ -146,15 +151,14 @@ def build_params(period: Period, prom: PrometheusClient, now: datetime) -> Param
     for key in sorted(set(timeline) | set(drift_now)):
         last = timeline.get(key, [])
         _, value, expected = last[-1] if last else (0.0, "—", "—")
-        share = drift_share.get(key)
-        rows.append(ParamRow(key, expected, value, drift_now.get(key, 0.0) >= 1,
-                             0.0 if share is None or math.isnan(share) else share * period.seconds,
+        rows.append(ParamRow(key, expected, value, drift_now.get(key, 0.0) >= 1, drift_seconds.get(key, 0.0),
                              counted.get(key, 0)))
     gaps = [] if rows else ["本期没有参数快照数据（einvoice_param_info）："
                             "未配置 params 类型的检查，或其采集失败"]
     sources = [f"Prometheus HTTP API：{prom.url}（einvoice_param_info、einvoice_param_drift，"
                f"按 {step} 秒步长）", "参数基线：config/baseline/params.yml（由采集器导出为 expected 标签）"]
-    return ParamsReport(period, now, step, rows, changes, sources, gaps)
+    return ParamsReport(period, now, step, rows, changes, sources, gaps,
+                        datetime.fromtimestamp(end, UTC) if end < period.end.timestamp() - EDGE else None)
 
 
 def context(report: ParamsReport) -> dict[str, Any]:
