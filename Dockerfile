@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY einvoice_core ./einvoice_core
 COPY exporters ./exporters
 COPY notifier ./notifier
+COPY reports ./reports
 RUN pip install . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/einvoice-notifier \
        --shell /usr/sbin/nologin einvoice \

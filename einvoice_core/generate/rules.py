@@ -38,6 +38,7 @@ from einvoice_core.generate import (
     rules_logs,
     rules_registers,
     rules_systems,
+    rules_params,
     rules_tickets,
 )
 from einvoice_core.thresholds import (
@@ -876,6 +877,7 @@ def rule_files(th: Thresholds, windows: ChangeWindows | None = None,
         **rules_hosts.rule_file(th),
         **rules_dbhealth.rule_file(th),
         **rules_systems.rule_file(th, drills or DrillWindows()),
+        **rules_params.rule_file(th),
     }
 
 
@@ -1093,7 +1095,8 @@ def write_all(root: Path, *, thresholds_path: Path = DEFAULT_PATH) -> list[Path]
     files = {**rule_files(th, windows, drills), "alertmanager.yml": alertmanager_yaml(th, periods),
              "tests/items.test.yml": items_test_yaml(th),
              "tests/logs.test.yml": HEADER + dump(rules_logs.test_document(th)),
-             **rules_hosts.test_file(th), **rules_dbhealth.test_file(th)}
+             **rules_hosts.test_file(th), **rules_dbhealth.test_file(th),
+             **rules_params.test_file(th)}
     files.update(rules_data.files(th))  # items 14, 16-19 (rules_data.py)
     files.update(rules_systems.fixture_file(th))
     files = {name: rules_drills.mark_rule_file(text) if name.endswith(".rules.yml") else text

@@ -111,6 +111,9 @@ class CalendarData(_Strict):
     important_periods_file: Path | None = None
     """The important-period calendar Alertmanager's routing is generated from
     (alert_rules/important_periods.yml: whole days, inclusive), so both read one list."""
+    makeup_workdays: list[dt.date] = Field(default_factory=list)
+    """调休上班日: weekend days that are official working days. With `holidays` they make the
+    official working days the reports count (scorecard line 11); the on-site clock ignores them."""
 
     @model_validator(mode="after")
     def _known_zone(self) -> CalendarData:
@@ -118,7 +121,20 @@ class CalendarData(_Strict):
             ZoneInfo(self.timezone)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from exc
+        for day in self.makeup_workdays:
+            if day.weekday() < 5:
+                raise ValueError(f"makeup_workdays: {day} is a weekday; a make-up workday is a Saturday"
+                                 " or Sunday worked in exchange for a holiday")
+            if any(holiday.covers(day) for holiday in self.holidays):
+                raise ValueError(f"makeup_workdays: {day} is also listed as a holiday")
         return self
+
+    def is_official_workday(self, day: dt.date) -> bool:
+        """工作日 as the scorecard counts them: Monday to Friday unless a listed holiday covers it,
+        and the listed make-up workdays (调休)."""
+        if day in self.makeup_workdays:
+            return True
+        return day.weekday() < 5 and not any(holiday.covers(day) for holiday in self.holidays)
 
 
 def load_calendar_data(path: Path | None) -> CalendarData:

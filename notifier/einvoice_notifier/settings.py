@@ -205,6 +205,9 @@ class Settings(StrictModel):
     """Local time of day by which the daily inspection is signed; later is late, none is missing."""
     roster_horizon: Duration = 86400.0
     """How far ahead an uncovered shift in an important period is counted (and alerted on)."""
+    report_archive: Path | None = None
+    """The folder `einvoice-report` writes to (its --out): listed and served by the console's 报告
+    page. None: the page says it is not configured."""
 
     @field_validator("inspection_due")
     @classmethod

@@ -18,20 +18,20 @@ from typing import Any
 from einvoice_core.thresholds import load_thresholds
 
 from .errors import ReportError
-from .period import REPORT_TZ, Period, parse_period, previous_period
+from .period import Period, parse_period, previous_period
 from .prom import PrometheusClient
 from .store import TicketStore
 
 log = logging.getLogger("einvoice_reports")
 
-KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "config", "drill",
+KINDS = ("daily", "health", "monthly", "scorecard", "handbook", "yearly", "incident", "params", "drill",
          "weekly", "evidence")
 PERIOD_KIND = {"daily": "day", "health": "day|month", "monthly": "month", "scorecard": "month",
-               "handbook": "quarter", "yearly": "year", "config": "day", "weekly": "week"}
+               "handbook": "quarter", "yearly": "year", "params": "day|month", "weekly": "week"}
 """What period each report covers ("day|month": either; the first is the default)."""
 TITLES = {"daily": "系统运行监控报告", "health": "专项健康检查报告", "monthly": "月度系统运维报告",
           "scorecard": "运维厂商考核评级表", "handbook": "常见问题处理手册", "yearly": "年度服务报告总结",
-          "incident": "突发事件分析报告", "config": "参数配置报告", "drill": "容灾演练报告",
+          "incident": "突发事件分析报告", "params": "参数配置报告", "drill": "容灾演练报告",
           "weekly": "运维周报", "evidence": "故障定责证据包"}
 TICKET_KINDS = ("incident", "evidence")
 """Reports about one ticket (--ticket) rather than a period."""
@@ -55,6 +55,8 @@ class Options:
     drill_windows: Path | None = None
     system: str | None = None
     """The scorecard of one system (thresholds.yaml `systems` key); None: the whole platform."""
+    calendar: Path | None = None
+    """The notifier's calendar file (holidays, make-up workdays) for the scorecard's working days."""
 
     @property
     def span(self) -> Period:
@@ -138,14 +140,12 @@ def _incident(options: Options) -> Outcome:
     return _publish(options, "incident", f"ticket-{options.ticket}", "incident.html.j2", context, [])
 
 
-CONFIG_GAP = "尚未采集参数快照与基线（Redis、Elasticsearch、数据库、配置文件、内核参数），本报告没有内容"
+def _params(options: Options) -> Outcome:
+    from . import params
 
-
-def _config(options: Options) -> Outcome:
-    """A page that says plainly what is missing: there are no parameter snapshots to report yet."""
-    context = {"period": options.span, "gaps": [CONFIG_GAP], "sources": ["无（尚无参数快照数据源）"],
-               "generated_local": options.now.astimezone(REPORT_TZ)}
-    return _publish(options, "config", options.span.label, "config.html.j2", context, [CONFIG_GAP])
+    report = params.build_params(options.span, PrometheusClient(options.prometheus), options.now)
+    return _publish(options, "params", options.span.label, "params.html.j2", params.context(report),
+                    report.gaps)
 
 
 def _drill(options: Options) -> Outcome:
@@ -179,7 +179,7 @@ def _evidence(options: Options) -> Outcome:
 
 BUILDERS: dict[str, Callable[[Options], Outcome]] = {
     "daily": _daily, "health": _health, "monthly": _monthly, "scorecard": _scorecard, "handbook": _handbook,
-    "yearly": _yearly, "incident": _incident, "config": _config, "drill": _drill, "weekly": _weekly,
+    "yearly": _yearly, "incident": _incident, "params": _params, "drill": _drill, "weekly": _weekly,
     "evidence": _evidence,
 }
 
@@ -187,7 +187,10 @@ BUILDERS: dict[str, Callable[[Options], Outcome]] = {
 def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     parser = argparse.ArgumentParser(prog="einvoice-report", description="生成合同约定的运维报告并归档")
     parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
+    chosen.add_argument("--previous", choices=("day", "week", "month", "quarter", "year"),
+                        help="上一个完整的日、周、月、季度或年（计划任务用，如健康检查月报 --previous month）")
     parser.add_argument("--prometheus",
                         default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
                         help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")
@@ -207,6 +210,10 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
                         default=Path(os.environ["EINVOICE_REPORT_DRILL_WINDOWS"])
                         if os.environ.get("EINVOICE_REPORT_DRILL_WINDOWS") else None,
                         help="演练窗口文件（默认为本仓库的 alert_rules/drill_windows.yml）")
+    parser.add_argument("--calendar", type=Path,
+                        default=Path(os.environ["EINVOICE_REPORT_CALENDAR"])
+                        if os.environ.get("EINVOICE_REPORT_CALENDAR") else None,
+                        help="工作日历（notifier 的 calendar_file：节假日与调休上班日），用于评级表第 11 项")
     args = parser.parse_args(argv)
     formats = ("html",) if args.no_pdf else ("html", "pdf")
     if args.kind == "drill":
@@ -220,7 +227,7 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
         return Options(args.kind, None, args.prometheus, args.store, args.out, formats, now,
                        args.ticket, args.edits, args.final)
     wanted = PERIOD_KIND[args.kind].split("|")
-    period = parse_period(args.period) if args.period else previous_period(wanted[0], now)
+    period = parse_period(args.period) if args.period else previous_period(args.previous or wanted[0], now)
     if period.kind not in wanted:
         forms = {"day": "日（如 2026-11-05）", "week": "周（如 2026-W48）", "month": "月（如 2026-11）",
                  "quarter": "季度（如 2026-Q4）",
@@ -230,7 +237,7 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     if args.system is not None and args.kind != "scorecard":
         raise ReportError("--system 只用于运维厂商考核评级表（scorecard）")
     return Options(args.kind, period, args.prometheus, args.store, args.out, formats, now,
-                   drill_windows=args.drill_windows, system=args.system)
+                   drill_windows=args.drill_windows, system=args.system, calendar=args.calendar)
 
 
 def main(argv: Sequence[str] | None = None, now: datetime | None = None) -> int:

@@ -13,8 +13,10 @@ Pre-filled lines (proposals the bureau may change in the xlsx; the page states e
   outage over 2 hours (SLA recording rules); 1.5 points per level.
 - 10 报告制度: the reports due in the month (the daily report of each day, the monthly report:
   DUE_KINDS) against the files in the archive; 0.5 points per missing report.
-- 11 系统运行故障率: fault days (a working day, Monday to Friday, on which any service was down)
-  over the month's working days, in percent; 0.5 points per percentage point. The ops department's
+- 11 系统运行故障率: fault days (a working day on which any service was down) over the month's
+  working days, in percent; 0.5 points per percentage point. Working days are Monday to Friday less
+  the holidays and plus the make-up workdays (调休) of the notifier's calendar file
+  (`--calendar`, the notifier's `calendar_file`: `holidays`, `makeup_workdays`). The ops department's
   fault ownership (issue 19) decides whose a fault is: a day counts when a fault of the vendor
   (FaultOwner in VENDOR_FAULT_OWNERS, or not yet decided: ★4(3)) was in progress that day, or when a
   service was down and no fault owned by another party covers that day (OwnedFaults).
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from einvoice_notifier.calendar import CalendarData, load_calendar_data
 
 from einvoice_core.catalogue import ITEMS
 from einvoice_core.contract import FAULT_OWNER_ZH, VENDOR_FAULT_OWNERS, FaultOwner
@@ -93,8 +96,26 @@ def _cap(maximum: int, deduction: float) -> float:
     return round(max(maximum - deduction, 0.0), 2)
 
 
-def _working_days(period: Period) -> list[date]:
-    return [day for day in period.days() if day.weekday() < 5]
+def load_calendar(path: Path | None) -> CalendarData:
+    """The notifier's calendar file (holidays, make-up workdays); plain weekdays without one."""
+    from pydantic import ValidationError
+
+    from .errors import ReportError
+
+    try:
+        return load_calendar_data(path)
+    except OSError as exc:
+        raise ReportError(f"工作日历 {path} 无法读取：{exc.strerror}") from exc
+    except ValidationError as exc:
+        reasons = "；".join(".".join(str(p) for p in e["loc"]) + (": " if e["loc"] else "") + e["msg"]
+                           for e in exc.errors())
+        raise ReportError(f"工作日历 {path} 有误：{reasons}") from exc
+    except yaml.YAMLError as exc:
+        raise ReportError(f"工作日历 {path} 不是有效的 YAML：{str(exc).splitlines()[0]}") from exc
+
+
+def _working_days(period: Period, calendar: CalendarData) -> list[date]:
+    return [day for day in period.days() if calendar.is_official_workday(day)]
 
 
 def line4(figures: ticketfigures.TicketFigures) -> Prefill:
@@ -180,12 +201,21 @@ def line10(archive: Path, period: Period) -> Prefill:
     return Prefill(10, _cap(6, 0.5 * len(missing)), "每缺少一份定期报告扣 0.5 分", evidence)
 
 
-def line11(figures: sla.SlaFigures, period: Period, owned: OwnedFaults | None = None) -> Prefill:
-    working = _working_days(period)
+def line11(figures: sla.SlaFigures, period: Period, owned: OwnedFaults | None = None,
+           calendar: CalendarData | None = None) -> Prefill:
+    calendar = calendar or CalendarData()
+    working = _working_days(period, calendar)
     faults = figures.fault_days() if owned is None else owned.days
     counted = [day for day in faults if day in set(working)]
     rate = len(counted) / len(working) * 100 if working else 0.0
-    evidence = [f"工作日 {len(working)} 天（周一至周五），故障日 {len(counted)} 天，故障率 {rate:.2f}%"]
+    off = [day for day in period.days() if day.weekday() < 5 and day not in set(working)]
+    extra = [day for day in working if day.weekday() >= 5]
+    basis = "周一至周五" + (f"，扣除节假日 {len(off)} 天" if off else "") + \
+        (f"，加调休上班 {len(extra)} 天" if extra else "")
+    evidence = [f"工作日 {len(working)} 天（{basis}），故障日 {len(counted)} 天，故障率 {rate:.2f}%"]
+    if off or extra:
+        evidence.append("工作日历：" + "、".join([*(f"{d:%m-%d} 节假日" for d in off),
+                                                 *(f"{d:%m-%d} 调休上班" for d in extra)]))
     evidence.extend(f"{day:%m-%d}：宕机 {faults[day] / 60:.0f} 分钟" for day in counted)
     weekend = [day for day in faults if day not in set(working)]
     if weekend:
@@ -405,7 +435,7 @@ def earlier_scores(archive: Path, period: Period, system: str | None = None) -> 
 
 
 def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, archive: Path,
-                    system: str | None = None) -> Scorecard:
+                    system: str | None = None, calendar: CalendarData | None = None) -> Scorecard:
     thresholds = load_thresholds()
     if system is not None and system not in thresholds.systems:
         raise ReportError(f"系统 {system!r} 不在 thresholds.yaml 的 systems 中（可选："
@@ -427,7 +457,7 @@ def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, 
              if system is None or c.system == system]
     only = None if system is None else thresholds.systems[system].items
     prefills = {p.line: p for p in (line4(figures), line5(prom, period, only), line6(changed), line7(changed),
-                                    line9(served), line10(archive, period), line11(served, period, owned),
+                                    line9(served), line10(archive, period), line11(served, period, owned, calendar),
                                     line12(vulns, period), line19(heard))}
     sources = [f"Prometheus HTTP API："
                f"{prom.url}", f"工单库：{store.engine.url.render_as_string(hide_password=True)}",
@@ -523,8 +553,9 @@ def context(card: Scorecard, now: Any) -> dict[str, Any]:
 def produce(options: Options) -> Outcome:
     from .cli import Outcome
 
+    calendar = load_calendar(options.calendar)  # a wrong file stops the report before any query
     card = build_scorecard(options.span, PrometheusClient(options.prometheus), TicketStore(options.store),
-                           options.out, getattr(options, "system", None))
+                           options.out, options.system, calendar)
     html = render.render_html("scorecard.html.j2", context(card, options.now))
     label = card.label
     files = [render.write_atomic(render.archive_path(options.out, KIND, label, "xlsx"), to_xlsx(card)),

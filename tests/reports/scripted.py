@@ -108,6 +108,7 @@ def write_series(writer: OpenMetricsWriter) -> None:
         writer.series("einvoice_check_failures_total", {**labels, "reason": "timeout"}, samples)
     write_health_series(writer, times)
     write_app_series(writer, times)
+    write_param_series(writer, times)
     for item in ("01", "06", "20"):
         writer.series("einvoice_item_info", {"item": item, "name": f"第{item}项", "zone": "extranet"},
                       [(t, 1) for t in times])
@@ -162,9 +163,67 @@ def write_health_series(writer: OpenMetricsWriter, times: list[float]) -> None:
     writer.series("einvoice:host_filesystem_free:ratio", {**host, "mountpoint": "/"},
                   [(t, 0.3 - 0.22 * min(max((t - first) / (last - first), 0.0), 1.0)) for t in times])
     writer.series("einvoice:host_memory_available:ratio", host, [(t, 0.5) for t in times])
+    # Elasticsearch node es-node-1 (item 12): heap at half its maximum but 95 % once (15 Nov 12:00); its
+    # data path is 40 % + 1 % per day full (local day d of November: 0.40 + 0.01 d)
+    node = {"item": "12", "cluster": "es-prod", "name": "es-node-1"}
+    spike = local(11, 15, 12).timestamp()
+    writer.series("elasticsearch_jvm_memory_max_bytes", {**node, "area": "heap"}, [(t, 8e9) for t in times])
+    writer.series("elasticsearch_jvm_memory_used_bytes", {**node, "area": "heap"},
+                  [(t, 7.6e9 if t == spike else 4e9) for t in times])
+    disk = {**node, "path": "/data"}
+    writer.series("elasticsearch_filesystem_data_size_bytes", disk, [(t, 1e12) for t in times])
+    writer.series("elasticsearch_filesystem_data_available_bytes", disk,
+                  [(t, (0.60 - 0.01 * es_day(t)) * 1e12) for t in times])
     db = {"item": "10", "check": "mysql-health"}
     writer.series("einvoice_sql_mysql_global_status_threads_connected", db, [(t, 360) for t in times])
     writer.series("einvoice_sql_mysql_global_variables_max_connections", db, [(t, 400) for t in times])
+
+
+PARAM_REDIS = {"item": "12", "zone": "intranet", "check": "session-redis-params", "target": "10.1.3.1:6379"}
+PARAM_NGINX = {"item": "01", "zone": "extranet", "check": "nginx-conf", "target": "/etc/nginx/nginx.conf"}
+PARAM_KERNEL = {"item": "01", "zone": "extranet", "check": "kernel-params", "target": "local"}
+POLICY_CHANGED, POLICY_RESTORED = local(11, 8, 14), local(11, 9, 10, 30)
+BODY_CHANGED, BASELINE_UPDATED = local(11, 20, 9), local(11, 20, 11)
+
+
+def write_param_series(writer: OpenMetricsWriter, times: list[float]) -> None:
+    """What the params kind exports. Redis maxmemory-policy (baseline allkeys-lru) is noeviction from
+    8 Nov 14:00 to 9 Nov 10:30 (20.5 h); maxmemory never moves. nginx's http.client_max_body_size goes
+    from 20m to 50m on 20 Nov 09:00 and the baseline follows at 11:00 (2 h of drift). The kernel's
+    vm.swappiness is 60 against a baseline of 1 all along (drifting at the end, no change)."""
+    def timeline(labels: dict[str, str], param: str, states: list[tuple[float, str, str]]) -> None:
+        """states: (from, value, expected), ascending; each holds until the next."""
+        def state_at(t: float) -> tuple[str, str]:
+            current = states[0][1:]
+            for since, value, expected in states:
+                if t >= since:
+                    current = (value, expected)
+            return current
+
+        seen = sorted({s[1:] for s in states})
+        for value, expected in seen:
+            writer.series("einvoice_param_info", {**labels, "param": param, "value": value,
+                                                  "expected": expected},
+                          [(t, 1) for t in times if state_at(t) == (value, expected)])
+        writer.series("einvoice_param_drift", {**labels, "param": param},
+                      [(t, 0 if state_at(t)[0] == state_at(t)[1] else 1) for t in times])
+
+    timeline(PARAM_REDIS, "maxmemory-policy", [(0, "allkeys-lru", "allkeys-lru"),
+                                                (POLICY_CHANGED.timestamp(), "noeviction", "allkeys-lru"),
+                                                (POLICY_RESTORED.timestamp(), "allkeys-lru", "allkeys-lru")])
+    timeline(PARAM_REDIS, "maxmemory", [(0, "4294967296", "4294967296")])
+    timeline(PARAM_NGINX, "http.client_max_body_size", [(0, "20m", "20m"),
+                                                        (BODY_CHANGED.timestamp(), "50m", "20m"),
+                                                        (BASELINE_UPDATED.timestamp(), "50m", "50m")])
+    timeline(PARAM_KERNEL, "vm.swappiness", [(0, "60", "1")])
+
+
+def es_day(t: float) -> int:
+    """The local day of November of a sample (0 before November, 31 on 1 December)."""
+    moment = datetime.fromtimestamp(t, TZ)
+    if moment.month == 10:
+        return 0
+    return 31 if moment.month == 12 else moment.day
 
 
 def write_openmetrics(path: Path) -> Path:

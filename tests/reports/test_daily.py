@@ -95,6 +95,8 @@ def test_health_report_month(tmp_path: Path, scripted_prometheus: str, scripted_
         ("主机磁盘可用比例", "05 · intake-01:9100 · /"): "低于阈值",
         ("主机内存可用比例", "05 · intake-01:9100"): "正常",
         ("数据库连接使用率", "10 · mysql-health"): "超过阈值",
+        ("Elasticsearch 堆内存使用率", "12 · es-prod · es-node-1"): "期间曾超过阈值",
+        ("Elasticsearch 磁盘使用率", "12 · es-prod · es-node-1 · /data"): "上升趋势",
     }
     r1 = measures[("Redis 内存使用率", "06 · r1")][0]
     assert re.findall(r">([\d.]+%)</td>", r1) == ["50.0%", "80.0%", "80.0%", "90.0%"]

@@ -126,15 +126,6 @@ def test_handbook_groups_closed_tickets(tmp_path: Path) -> None:
     assert cli.main(["handbook", "--period", "2026-11", "--store", url, "--out", str(tmp_path)], now=now) == 2
 
 
-def test_config_report_says_what_is_missing(tmp_path: Path) -> None:
-    now = datetime(2026, 11, 4, tzinfo=UTC)
-    code = cli.main(["config", "--period", "2026-11-03", "--out", str(tmp_path), "--no-pdf"], now=now)
-    assert code == 3
-    html = (tmp_path / "config" / "2026-11-03.html").read_text(encoding="utf-8")
-    assert "参数配置报告" in html and "本报告暂无内容" in html and "数据不完整" in html
-    assert "CONFIG GET" in html and "不表示参数未发生变化" in html
-
-
 def test_missing_sqlite_store_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere.db"
     code = cli.main(["handbook", "--period", "2026-Q4", "--store", f"sqlite:///{missing}",

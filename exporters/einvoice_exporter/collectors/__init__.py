@@ -100,6 +100,7 @@ KINDS: tuple[str, ...] = (
     "nginx",
     "sql",
     "goldengate",
+    "params",
 )
 """The registry: a kind's name is the name of its file in this package. One line per kind."""
 

@@ -432,6 +432,9 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
     add_register_pages(router, service, settings, env, viewer_of=viewer_of, page=page, to_login=to_login,
                        redirect=redirect,
                        csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce, token))
+    from .report_pages import add_report_pages
+
+    add_report_pages(router, service, settings, viewer_of=viewer_of, page=page, to_login=to_login, now=now)
 
     # -- signed links from messages ---------------------------------------------------------------
 
