@@ -36,9 +36,9 @@ from einvoice_core.generate import (
     rules_drills,
     rules_hosts,
     rules_logs,
+    rules_params,
     rules_registers,
     rules_systems,
-    rules_params,
     rules_tickets,
 )
 from einvoice_core.thresholds import (

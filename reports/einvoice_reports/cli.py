@@ -190,7 +190,7 @@ def parse_args(argv: Sequence[str] | None, now: datetime) -> Options:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--period", help="日报 2026-11-05，月报与评级表 2026-11；省略时为上一个完整周期")
     chosen.add_argument("--previous", choices=("day", "week", "month", "quarter", "year"),
-                        help="上一个完整的日、周、月、季度或年（计划任务用，如健康检查月报 --previous month）")
+                        help="上一个完整的日、周、月、季度或年（计划任务用，如 --previous month）")
     parser.add_argument("--prometheus",
                         default=os.environ.get("EINVOICE_REPORT_PROMETHEUS", "http://127.0.0.1:9090"),
                         help="Prometheus（或 VictoriaMetrics、Thanos Query）的地址")

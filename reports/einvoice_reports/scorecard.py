@@ -457,8 +457,9 @@ def build_scorecard(period: Period, prom: PrometheusClient, store: TicketStore, 
              if system is None or c.system == system]
     only = None if system is None else thresholds.systems[system].items
     prefills = {p.line: p for p in (line4(figures), line5(prom, period, only), line6(changed), line7(changed),
-                                    line9(served), line10(archive, period), line11(served, period, owned, calendar),
-                                    line12(vulns, period), line19(heard))}
+                                    line9(served), line10(archive, period),
+                                    line11(served, period, owned, calendar), line12(vulns, period),
+                                    line19(heard))}
     sources = [f"Prometheus HTTP API："
                f"{prom.url}", f"工单库：{store.engine.url.render_as_string(hide_password=True)}",
                f"报告归档：{archive}"]
