@@ -83,8 +83,9 @@ class Daemon:
     """One dockerd on a private socket, and on a loopback TCP port with TLS client certificates
     (`--tlsverify`, as the intranet's remote daemons); `cli(...)` runs the docker client on the socket."""
 
-    def __init__(self, directory: Path, dockerd: str, client: str) -> None:
+    def __init__(self, directory: Path, dockerd: str, client: str, data_root: Path | None = None) -> None:
         self.dir = directory
+        self.data_root = data_root or directory / "data"
         self.dockerd = dockerd
         self.client = client
         self.socket = directory / "docker.sock"
@@ -103,7 +104,7 @@ class Daemon:
         return f"tcp://127.0.0.1:{self.tls_port}"
 
     def start(self) -> None:
-        argv = [self.dockerd, "--host", self.target, "--data-root", str(self.dir / "data"),
+        argv = [self.dockerd, "--host", self.target, "--data-root", str(self.data_root),
                 "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.dir / "dockerd.pid"),
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
                 "--shutdown-timeout", "2", "--storage-driver", "overlay2",
@@ -259,3 +260,52 @@ def proxy_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         proxy.close()
         shutil.rmtree(proxy.path.parent, ignore_errors=True)
 
+
+
+COMPOSE_ENGINE_DIR = CACHE_DIR / "compose-engine"
+"""The data root of the compose test's dockerd, kept between runs: its images and Docker's build
+cache (the apt and pip layers) make a second run build in seconds. One run at a time uses it (a
+lock); a concurrent run gets a throwaway data root and builds from scratch."""
+
+
+@pytest.fixture(scope="session")
+def compose_engine() -> Iterator[Daemon]:
+    """A dockerd for the compose stack, on the persistent data root when it is free."""
+    import fcntl
+
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    client = shutil.which("docker")
+    if not Path(dockerd).is_file() or client is None:
+        _cannot_run("the docker.io package is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        _cannot_run("dockerd needs root")
+    directory = Path(tempfile.mkdtemp(prefix="dkc-", dir="/tmp"))
+    data_root: Path | None = None
+    lock = None
+    try:
+        COMPOSE_ENGINE_DIR.mkdir(parents=True, exist_ok=True)
+        lock = (CACHE_DIR / "compose-engine.lock").open("w")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        data_root = COMPOSE_ENGINE_DIR
+    except OSError:
+        if lock is not None:
+            lock.close()
+            lock = None
+    daemon = Daemon(directory, dockerd, str(client), data_root=data_root)
+    try:
+        daemon.start()
+    except (RuntimeError, TimeoutError) as exc:
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        _cannot_run(str(exc)[-2000:])
+    try:
+        yield daemon
+    finally:
+        if daemon.proc is not None:
+            daemon.remove_all()
+            daemon.cli("volume", "prune", "-f", check=False)
+            daemon.cli("image", "prune", "-f", check=False)
+        daemon.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        if lock is not None:
+            lock.close()
