@@ -58,6 +58,16 @@ def _mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def remove_engine_dir(directory: Path) -> None:
+    """A stopped dockerd's directory: what it left mounted there (its default network namespace
+    under exec/netns), deepest first, then the files."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(f"{directory}/")]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", mount], capture_output=True, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def minbase_tarball() -> Path:
     """A bookworm minbase root filesystem as a tarball, built once per machine."""
     found = sorted(CACHE_DIR.glob("debian-bookworm-minbase-*.tar"))
@@ -164,7 +174,7 @@ def docker_daemon() -> Iterator[Daemon]:
         daemon.start()
     except (RuntimeError, TimeoutError) as exc:
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
         _cannot_run(str(exc)[-2000:])
     try:
         tarball = minbase_tarball()
@@ -175,7 +185,7 @@ def docker_daemon() -> Iterator[Daemon]:
         if daemon.proc is not None:
             daemon.remove_all()
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
 
 
 @pytest.fixture
@@ -296,7 +306,7 @@ def compose_engine() -> Iterator[Daemon]:
         daemon.start()
     except (RuntimeError, TimeoutError) as exc:
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
         _cannot_run(str(exc)[-2000:])
     try:
         yield daemon
@@ -306,6 +316,6 @@ def compose_engine() -> Iterator[Daemon]:
             daemon.cli("volume", "prune", "-f", check=False)
             daemon.cli("image", "prune", "-f", check=False)
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
         if lock is not None:
             lock.close()

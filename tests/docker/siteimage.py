@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 BASE_IMAGE = "local/einvoice-base:bookworm"
 MINBASE_IMAGE = "local/einvoice-minbase:bookworm"
 KEY_LABEL = "org.einvoice.base-key"
-POLICY_RC_D = b"#!/bin/sh\n# no init system in this container: services are not started on install\nexit 101\n"
+POLICY_RC_D = (b"#!/bin/sh\n# no init system in this container: services are not started on install\n"
+               b"exit 101\n")
 
 
 def _owned_by_a_package(path: Path) -> bool:
@@ -36,8 +37,9 @@ def _owned_by_a_package(path: Path) -> bool:
 
 def site_settings() -> dict[str, bytes]:
     """Path in the image -> content: the settings `.ci/run` hands in (see its `hand_in` calls)."""
-    files: list[Path] = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
-                         *sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    lists = Path("/etc/apt/sources.list.d")
+    files: list[Path] = [Path("/etc/apt/sources.list"), *sorted(lists.glob("*.list")),
+                         *sorted(lists.glob("*.sources"))]
     files += [p for p in [Path("/etc/apt/apt.conf"), *sorted(Path("/etc/apt/apt.conf.d").glob("*"))]
               if p.is_file() and not _owned_by_a_package(p)]
     files += sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
@@ -52,7 +54,8 @@ def site_settings() -> dict[str, bytes]:
 
 def _tar(settings: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
-    parents = sorted({str(parent) for path in settings for parent in Path(path).parents if str(parent) != "/"})
+    parents = sorted({str(parent) for path in settings for parent in Path(path).parents
+                      if str(parent) != "/"})
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for directory in parents:
             info = tarfile.TarInfo(directory.lstrip("/"))

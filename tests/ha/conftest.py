@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -154,7 +155,8 @@ class Core:
     procs: dict[str, Proc]
 
     def prom_query(self, base: str, expr: str, at: float) -> list[dict[str, Any]]:
-        body = requests.get(f"{base}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"}, timeout=10).json()
+        params = {"query": expr, "time": f"{at:.3f}"}
+        body = requests.get(f"{base}/api/v1/query", params=params, timeout=10).json()
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
@@ -231,7 +233,8 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
             procs[f"am{index}"] = Proc([
                 alertmanager_bin, f"--config.file={am_config}", f"--storage.path={directory / f'am{index}'}",
                 f"--web.listen-address=127.0.0.1:{web}", f"--web.external-url=http://127.0.0.1:{web}",
-                f"--cluster.listen-address=127.0.0.1:{gossip}", f"--cluster.advertise-address=127.0.0.1:{gossip}",
+                f"--cluster.listen-address=127.0.0.1:{gossip}",
+                f"--cluster.advertise-address=127.0.0.1:{gossip}",
                 *peers, f"--cluster.peer-timeout={PEER_TIMEOUT}", "--cluster.gossip-interval=100ms",
                 "--cluster.pushpull-interval=2s", "--cluster.settle-timeout=5s",
             ], directory / f"am{index}.log").wait_port(web)
@@ -249,7 +252,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
                 env={"PATH": "/usr/bin:/bin", "PROMETHEUS_REPLICA": replica}).wait_port(port)
             prometheus[replica] = f"http://127.0.0.1:{port}"
         for url in [*prometheus.values(), *alertmanagers]:
-            wait_until(lambda u=url: _ready(u), timeout=60, interval=0.2, what=f"{url}/-/ready")
+            wait_until(functools.partial(_ready, url), timeout=60, interval=0.2, what=f"{url}/-/ready")
         yield Core(directory, target, recorder, vm, vm_raw, prometheus, alertmanagers, procs)
     finally:
         for proc in reversed(list(procs.values())):
