@@ -199,3 +199,27 @@ def test_the_alertmanager_cluster_notifies_once(core: Core) -> None:
     outage = [n for n in sent if n["commonLabels"].get("alertname") == "EinvoiceServiceOutage"]
     assert {n["status"] for n in outage} == {"firing", "resolved"}
     assert all("replica" not in n["commonLabels"] for n in sent)
+
+
+def test_every_dashboard_query_runs_on_victoriametrics(core: Core) -> None:
+    """The dashboards can use VictoriaMetrics as their data source: it accepts every panel query
+    (MetricsQL is a superset of PromQL, checked here rather than assumed), and the SLA panels'
+    series come back once, without `replica`."""
+    from tests.dashboards import inventory as inv
+
+    _settle(core)
+    wait_for_vm(core, now())
+    broken = requests.get(f"{core.vm}/api/v1/query", params={"query": "sum(rate(up[5m]) by (job"}, timeout=10)
+    assert broken.status_code == 422 or broken.json()["status"] == "error"  # the check can fail
+    queries = inv.queries(inv.load_dashboards())
+    assert len(queries) > 100
+    rejected = {}
+    for query in queries:
+        answer = requests.get(f"{core.vm}/api/v1/query", params={"query": query.resolved}, timeout=20)
+        body = answer.json() if answer.headers.get("Content-Type", "").startswith("application/json") else {}
+        if answer.status_code != 200 or body.get("status") != "success":
+            rejected[query.key] = (answer.status_code, body.get("error", answer.text[:200]))
+    assert not rejected, f"queries VictoriaMetrics rejects: {rejected}"
+    up = PrometheusClient(core.vm, timeout=10).query("einvoice:service_up", now())
+    assert [s.labels.get("service") for s in up] == ["processing"]
+    assert all("replica" not in s.labels for s in up)
