@@ -15,10 +15,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEBIAN_FRONTEND=noninteractive \
-    PATH=/opt/einvoice/venv/bin:$PATH
+    PATH=/opt/einvoice/venv/bin:$PATH \
+    XDG_CACHE_HOME=/tmp/.cache
 
 # WeasyPrint (einvoice-report) needs pango, pangoft2 and harfbuzz-subset; the reports are Chinese and
-# embed Noto Sans CJK SC. tzdata: the services compute Beijing time (TZ=Asia/Shanghai).
+# embed Noto Sans CJK SC (fontconfig's per-user cache goes to the tmpfs /tmp: the root filesystem is
+# read-only in compose). tzdata: the services compute Beijing time (TZ=Asia/Shanghai).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tzdata \
        libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk \

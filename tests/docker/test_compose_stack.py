@@ -37,7 +37,7 @@ from einvoice_reports.prom import PrometheusClient
 
 from tests.docker.conftest import Daemon, _cannot_run, minbase_tarball
 from tests.docker.siteimage import ensure_base_image
-from tests.support.procs import free_port, wait_until
+from tests.support.procs import free_port, require_binary, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -248,6 +248,20 @@ def test_the_stack_builds_starts_and_a_failing_check_becomes_a_ticket(project: P
         assert cid, f"{service} has no container"
         user = project.engine.cli("inspect", "--format", "{{.Config.User}}", cid).stdout.strip()
         assert user not in ("", "0", "root"), f"{service} runs as root"
+
+    # The Python image renders the reports' Chinese PDFs: WeasyPrint finds pango and the CJK font.
+    exporter_id = project.compose("ps", "-q", "exporter").stdout.strip()
+    code = ("import sys, weasyprint; sys.stdout.buffer.write(weasyprint.HTML(string="
+            "'<p style=\"font-family: Noto Sans CJK SC\">电子发票监控月报</p>').write_pdf())")
+    pdf = subprocess.run([project.engine.client, "--host", project.engine.target, "exec", exporter_id,
+                          "python3", "-c", code], capture_output=True, timeout=120, check=False)
+    assert pdf.returncode == 0, pdf.stderr.decode(errors="replace")[-3000:]
+    assert pdf.stdout.startswith(b"%PDF-"), pdf.stdout[:100]
+    assert b"Fontconfig error" not in pdf.stderr, pdf.stderr[-500:]
+    (project.work / "report.pdf").write_bytes(pdf.stdout)
+    fonts = subprocess.run([require_binary("pdffonts"), str(project.work / "report.pdf")],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "Noto-Sans-CJK-SC" in fonts and " yes yes " in fonts, fonts  # embedded, subset
 
     # The exporter's failing check, scraped by Prometheus, through the committed rules...
     def alert_in_prometheus() -> bool:
