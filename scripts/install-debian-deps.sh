@@ -12,6 +12,7 @@ packages=(
   prometheus-nginx-exporter prometheus-node-exporter prometheus-elasticsearch-exporter
   logrotate systemd systemd-journal-remote
   docker.io debootstrap poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+  victoria-metrics docker-compose
 )
 missing=()
 for p in "${packages[@]}"; do

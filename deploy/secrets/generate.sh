@@ -12,6 +12,9 @@ for name in notifier_webhook_token notifier_console_secret grafana_admin_passwor
     echo "created  deploy/secrets/$name"
   fi
 done
+# The exporter's environment (the ${VAR}s of its config, one VAR=value a line): docker-compose
+# reads it on the host, so it stays private; created empty, fill it in.
+[ -e exporter.env ] || { : > exporter.env; echo "created  deploy/secrets/exporter.env (empty)"; }
 # The containers run as non-root users (einvoice 10001, grafana 472, nobody for Alertmanager) and
 # compose mounts these files as they are: make them readable, the directory itself stays private.
 chmod 0644 notifier_webhook_token notifier_console_secret grafana_admin_password

@@ -1,4 +1,4 @@
-"""docker-compose.yml and the files it mounts, checked without Docker (no engine on this machine).
+"""docker-compose.yml and the files it mounts, checked statically (tests/docker starts the stack).
 
 Schema-level checks with pyyaml, cross-references between compose, deploy/prometheus/prometheus.yml,
 alert_rules/alertmanager.yml, the notifier config and Grafana provisioning, and the real tools where
@@ -24,8 +24,9 @@ import yaml
 from tests.support.procs import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = {"prometheus", "alertmanager", "grafana", "exporter", "notifier"}
-PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "exporter": 9877, "notifier": 9878}
+SERVICES = {"prometheus", "alertmanager", "grafana", "exporter", "notifier", "victoria-metrics"}
+PORTS = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "exporter": 9877, "notifier": 9878,
+         "victoria-metrics": 8428}
 """The fixed ports of the team contract (exporter 9877, notifier 9878) and the tools' defaults."""
 
 
@@ -36,7 +37,8 @@ SERVICE_KEYS = {
 }
 """Keys of the Compose Specification's service object this file may use (a typo is not ignored)."""
 HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
-TOP_LEVEL_KEYS = {"name", "services", "volumes", "secrets", "networks", "configs"}
+TOP_LEVEL_KEYS = {"services", "volumes", "secrets", "networks", "configs"}
+"""No top-level `name`: Debian's docker-compose 1.29 rejects it (the project name is in .env)."""
 
 
 def _yaml(path: Path) -> Any:
@@ -46,6 +48,13 @@ def _yaml(path: Path) -> Any:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return _yaml(REPO / "docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def published() -> dict[str, list[str]]:
+    """Service -> published ports, from docker-compose.override.yml (read by default with the file)."""
+    override = _yaml(REPO / "docker-compose.override.yml")
+    return {name: service["ports"] for name, service in override["services"].items()}
 
 
 def _expand(text: str) -> str:
@@ -83,8 +92,7 @@ def test_keys_are_compose_specification_keys(compose: dict[str, Any]) -> None:
         assert set(service) <= SERVICE_KEYS, f"{name}: unknown keys {set(service) - SERVICE_KEYS}"
         assert set(service["healthcheck"]) <= HEALTHCHECK_KEYS, name
         assert ("image" in service) or ("build" in service), name
-        for port in service.get("ports", []):
-            assert re.fullmatch(r"\d+:\d+", port), f"{name}: port {port!r} must be quoted HOST:CONTAINER"
+        assert "ports" not in service, f"{name}: ports belong in docker-compose.override.yml"
         for dependency in service.get("depends_on", []):
             assert dependency in compose["services"], f"{name} depends on unknown {dependency}"
 
@@ -96,7 +104,7 @@ def test_services_each_with_a_healthcheck(compose: dict[str, Any]) -> None:
         assert check and check["test"][0] == "CMD", f"{name} has no exec-form healthcheck"
         joined = " ".join(check["test"])
         path = {"prometheus": "/-/ready", "alertmanager": "/-/ready", "grafana": "/api/health",
-                "exporter": "/-/healthy", "notifier": "/-/healthy"}[name]
+                "exporter": "/-/healthy", "notifier": "/-/healthy", "victoria-metrics": "/health"}[name]
         assert f":{PORTS[name]}{path}" in joined, f"{name}: healthcheck does not probe its own port"
         assert service.get("restart") == "unless-stopped", name
 
@@ -170,6 +178,18 @@ def test_generate_script_creates_private_random_secrets(tmp_path: Path) -> None:
     assert (tmp_path / "notifier_console_secret").read_text().strip() != token
 
 
+def test_published_ports_and_the_project_name(compose: dict[str, Any],
+                                              published: dict[str, list[str]]) -> None:
+    assert set(published) == set(compose["services"])
+    for name, ports in published.items():
+        for port in ports:
+            assert re.fullmatch(r"\d+:\d+", port), f"{name}: port {port!r} must be quoted HOST:CONTAINER"
+        assert f"{PORTS[name]}:{PORTS[name]}" in ports, name
+    env = dict(line.split("=", 1) for line in (REPO / ".env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env["COMPOSE_PROJECT_NAME"] == "einvoice-monitoring"
+
+
 def test_prometheus_scrapes_the_compose_services(compose: dict[str, Any]) -> None:
     service = compose["services"]["prometheus"]
     assert _command_flag(service, "--storage.tsdb.retention.time") == "400d"
@@ -191,7 +211,18 @@ def test_prometheus_scrapes_the_compose_services(compose: dict[str, Any]) -> Non
         assert pattern.startswith("/etc/prometheus/rules/")
         assert list(rules_source.glob(pattern.removeprefix("/etc/prometheus/rules/"))), pattern
     assert _command_flag(service, "--web.listen-address") == f":{PORTS['prometheus']}"
-    assert f"{PORTS['prometheus']}:{PORTS['prometheus']}" in service["ports"]
+    # One config for both of a pair: the replica label from the environment, dropped from alerts.
+    assert "--enable-feature=expand-external-labels" in service["command"]
+    assert prom["global"]["external_labels"]["replica"] == "${PROMETHEUS_REPLICA}"
+    assert service["environment"]["PROMETHEUS_REPLICA"]
+    assert {"action": "labeldrop", "regex": "replica"} in prom["alerting"]["alert_relabel_configs"]
+    assert [w["url"] for w in prom["remote_write"]] == [
+        f"http://victoria-metrics:{PORTS['victoria-metrics']}/api/v1/write"]
+    vm = compose["services"]["victoria-metrics"]
+    assert _command_flag(vm, "-httpListenAddr") == f":{PORTS['victoria-metrics']}"
+    assert _command_flag(vm, "-dedup.minScrapeInterval") == prom["global"]["scrape_interval"]
+    relabel = _yaml(_mount_source(compose, "victoria-metrics", _command_flag(vm, "-relabelConfig")))
+    assert relabel == [{"action": "labeldrop", "regex": "replica"}]
 
 
 def test_listen_ports_agree_with_the_urls_that_reach_them(compose: dict[str, Any]) -> None:
@@ -200,8 +231,7 @@ def test_listen_ports_agree_with_the_urls_that_reach_them(compose: dict[str, Any
     assert _command_flag(services["alertmanager"], "--web.listen-address") == f":{PORTS['alertmanager']}"
     notifier = _yaml(_mount_source(compose, "notifier", _command_flag(services["notifier"], "--config")))
     assert notifier["listen"] == f"0.0.0.0:{PORTS['notifier']}"
-    for name, port in PORTS.items():
-        assert f"{port}:{port}" in services[name]["ports"], name
+    assert _command_flag(services["victoria-metrics"], "-httpListenAddr") == f":{PORTS['victoria-metrics']}"
 
 
 def test_alertmanager_reaches_the_notifier_with_the_mounted_token(compose: dict[str, Any]) -> None:
@@ -251,9 +281,9 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards(compose: d
     assert datasources_dir.parent == dashboards_dir.parent == REPO / "deploy/grafana/provisioning"
     datasources = [ds for path in sorted(datasources_dir.glob("*.yml")) for ds in _yaml(path)["datasources"]]
     prom = [ds for ds in datasources if ds["type"] == "prometheus"]
-    assert len(prom) == 1 and prom[0]["isDefault"] is True
-    url = urlsplit(prom[0]["url"])
-    assert (url.hostname, url.port) == ("prometheus", PORTS["prometheus"])
+    assert [ds["isDefault"] for ds in prom] == [True, False]
+    hosts = [(urlsplit(ds["url"]).hostname, urlsplit(ds["url"]).port) for ds in prom]
+    assert hosts == [("prometheus", PORTS["prometheus"]), ("victoria-metrics", PORTS["victoria-metrics"])]
     providers = [p for path in sorted(dashboards_dir.glob("*.yml")) for p in _yaml(path)["providers"]]
     assert len(providers) == 1 and providers[0]["type"] == "file"
     container_path = providers[0]["options"]["path"]
@@ -295,8 +325,11 @@ def test_the_notifier_accepts_its_compose_config(tmp_path: Path) -> None:
 
 def test_one_dockerfile_for_both_python_services(compose: dict[str, Any]) -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
-    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", dockerfile, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.M)
+    assert re.search(r"^RUN pip install --no-deps \.", dockerfile, re.M)
+    for lib in ("libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0", "fonts-noto-cjk"):
+        assert lib in dockerfile, f"WeasyPrint (reports) needs {lib}"
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and not user[-1].startswith(("root", "0")), "the image must not run as root"
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

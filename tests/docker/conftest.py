@@ -58,6 +58,16 @@ def _mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def remove_engine_dir(directory: Path) -> None:
+    """A stopped dockerd's directory: what it left mounted there (its default network namespace
+    under exec/netns), deepest first, then the files."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(f"{directory}/")]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", mount], capture_output=True, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def minbase_tarball() -> Path:
     """A bookworm minbase root filesystem as a tarball, built once per machine."""
     found = sorted(CACHE_DIR.glob("debian-bookworm-minbase-*.tar"))
@@ -83,8 +93,9 @@ class Daemon:
     """One dockerd on a private socket, and on a loopback TCP port with TLS client certificates
     (`--tlsverify`, as the intranet's remote daemons); `cli(...)` runs the docker client on the socket."""
 
-    def __init__(self, directory: Path, dockerd: str, client: str) -> None:
+    def __init__(self, directory: Path, dockerd: str, client: str, data_root: Path | None = None) -> None:
         self.dir = directory
+        self.data_root = data_root or directory / "data"
         self.dockerd = dockerd
         self.client = client
         self.socket = directory / "docker.sock"
@@ -103,7 +114,7 @@ class Daemon:
         return f"tcp://127.0.0.1:{self.tls_port}"
 
     def start(self) -> None:
-        argv = [self.dockerd, "--host", self.target, "--data-root", str(self.dir / "data"),
+        argv = [self.dockerd, "--host", self.target, "--data-root", str(self.data_root),
                 "--exec-root", str(self.dir / "exec"), "--pidfile", str(self.dir / "dockerd.pid"),
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
                 "--shutdown-timeout", "2", "--storage-driver", "overlay2",
@@ -163,7 +174,7 @@ def docker_daemon() -> Iterator[Daemon]:
         daemon.start()
     except (RuntimeError, TimeoutError) as exc:
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
         _cannot_run(str(exc)[-2000:])
     try:
         tarball = minbase_tarball()
@@ -174,7 +185,7 @@ def docker_daemon() -> Iterator[Daemon]:
         if daemon.proc is not None:
             daemon.remove_all()
         daemon.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_engine_dir(directory)
 
 
 @pytest.fixture
@@ -259,3 +270,52 @@ def proxy_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         proxy.close()
         shutil.rmtree(proxy.path.parent, ignore_errors=True)
 
+
+
+COMPOSE_ENGINE_DIR = CACHE_DIR / "compose-engine"
+"""The data root of the compose test's dockerd, kept between runs: its images and Docker's build
+cache (the apt and pip layers) make a second run build in seconds. One run at a time uses it (a
+lock); a concurrent run gets a throwaway data root and builds from scratch."""
+
+
+@pytest.fixture(scope="session")
+def compose_engine() -> Iterator[Daemon]:
+    """A dockerd for the compose stack, on the persistent data root when it is free."""
+    import fcntl
+
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    client = shutil.which("docker")
+    if not Path(dockerd).is_file() or client is None:
+        _cannot_run("the docker.io package is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        _cannot_run("dockerd needs root")
+    directory = Path(tempfile.mkdtemp(prefix="dkc-", dir="/tmp"))
+    data_root: Path | None = None
+    lock = None
+    try:
+        COMPOSE_ENGINE_DIR.mkdir(parents=True, exist_ok=True)
+        lock = (CACHE_DIR / "compose-engine.lock").open("w")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        data_root = COMPOSE_ENGINE_DIR
+    except OSError:
+        if lock is not None:
+            lock.close()
+            lock = None
+    daemon = Daemon(directory, dockerd, str(client), data_root=data_root)
+    try:
+        daemon.start()
+    except (RuntimeError, TimeoutError) as exc:
+        daemon.stop()
+        remove_engine_dir(directory)
+        _cannot_run(str(exc)[-2000:])
+    try:
+        yield daemon
+    finally:
+        if daemon.proc is not None:
+            daemon.remove_all()
+            daemon.cli("volume", "prune", "-f", check=False)
+            daemon.cli("image", "prune", "-f", check=False)
+        daemon.stop()
+        remove_engine_dir(directory)
+        if lock is not None:
+            lock.close()
