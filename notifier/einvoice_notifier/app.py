@@ -8,6 +8,7 @@ with a message for requests that can never succeed.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -37,7 +38,7 @@ from . import db
 from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
 from .metrics import Counters, RosterCollector, StoreCollector
-from .outbox import Outbox, list_messages
+from .outbox import Outbox, list_messages, replica_name
 from .payload import Notification
 from .service import (
     InvalidInputError,
@@ -53,6 +54,8 @@ from .settings import Settings, generate_token
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_LEASE = "scheduler"
+"""The lease (db.leases) of the deadline checks and pruning: one replica runs them at a time."""
 _DRAIN_LIMIT = 128 * 1024 * 1024
 """An oversized body is read and discarded up to this size so the client sees the 413."""
 
@@ -87,6 +90,8 @@ class Notifier:
         self._stop = threading.Event()
         self.migrated = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self.replica = replica_name()
+        self._pruned_at: datetime | None = None
 
     def start(self) -> None:
         """Start senders and the scheduler. A database that is down at start is not fatal: the
@@ -102,6 +107,10 @@ class Notifier:
         self.outbox.stop()
         if self._scheduler is not None:
             self._scheduler.join(10)
+        if self.migrated.is_set():
+            # Another replica takes the scheduler over now instead of when the lease ends.
+            with contextlib.suppress(DBAPIError):
+                db.release_lease(self.engine, SCHEDULER_LEASE, self.replica)
 
     def _try_migrate(self) -> bool:
         if self.migrated.is_set():
@@ -114,13 +123,31 @@ class Notifier:
         self.migrated.set()
         return True
 
+    def scheduler_lease_ttl(self) -> float:
+        """How long the scheduler's lease lasts: a few of its rounds, so a replica that died is
+        replaced within that time (and a live one renews it every round)."""
+        return max(3 * self.settings.scheduler_interval, 10.0)
+
+    def run_scheduled(self) -> bool:
+        """One round of the jobs one replica runs at a time: deadlines (the escalation timers)
+        and, every `retention.interval`, pruning. False when another replica holds them."""
+        now = self.clock()
+        if not db.take_lease(self.engine, SCHEDULER_LEASE, self.replica, self.scheduler_lease_ttl(), now):
+            return False
+        escalated = self.service.check_deadlines()
+        if escalated:
+            log.info("escalated %d ticket(s) past a deadline", len(escalated))
+        since = None if self._pruned_at is None else (now - self._pruned_at).total_seconds()
+        if since is None or since >= self.settings.retention.interval:
+            self.service.prune()
+            self._pruned_at = now
+        return True
+
     def _schedule(self) -> None:
         while not self._stop.is_set():
             try:
                 if self._try_migrate():
-                    escalated = self.service.check_deadlines()
-                    if escalated:
-                        log.info("escalated %d ticket(s) past a deadline", len(escalated))
+                    self.run_scheduled()
             except DBAPIError as exc:
                 log.warning("deadline check: database unavailable (%s)", type(exc.orig).__name__)
             except Exception:  # a bug must not silently end escalations for good: log, keep going
