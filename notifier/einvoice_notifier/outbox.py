@@ -280,8 +280,9 @@ class Sender:
 
 
 def replica_name() -> str:
-    """Who holds a lease, for the logs and the database: host and process, at most 55 characters."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+    """Who holds a lease, for the logs and the database: host, process and a random part (two
+    notifiers in one process are two holders), at most 55 characters."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Outbox:
