@@ -83,8 +83,8 @@ class Notifier:
         self.outbox = Outbox(self.engine, self.channels, settings.outbox, clock, self.counters.sends)
         self.service = TicketService(self.engine, settings, clock, self.channels,
                                      on_enqueue=self.outbox.notify)
-        self.registry.register(StoreCollector(self.engine, self.channels, clock))
-        self.registry.register(RosterCollector(self.service))
+        self.registry.register(StoreCollector(self.engine, self.channels, clock, self.reports_store))
+        self.registry.register(RosterCollector(self.service, self.reports_store))
         self.monotonic = monotonic
         self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
@@ -122,6 +122,11 @@ class Notifier:
             return False
         self.migrated.set()
         return True
+
+    def reports_store(self) -> bool:
+        """Whether /metrics carries the store's figures: on the replica holding the scheduler lease,
+        or on every replica while none holds it (a single notifier always does)."""
+        return db.lease_holder(self.engine, SCHEDULER_LEASE, self.clock()) in (None, self.replica)
 
     def scheduler_lease_ttl(self) -> float:
         """How long the scheduler's lease lasts: a few of its rounds, so a replica that died is

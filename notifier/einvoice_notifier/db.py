@@ -518,6 +518,16 @@ def take_lease(engine: Engine, name: str, holder: str, ttl: float, now: datetime
         return True
 
 
+def lease_holder(engine: Engine, name: str, now: datetime) -> str | None:
+    """Who holds the job `name` now (None: nobody, or the lease ran out). A store not migrated to
+    version 4 yet has no leases table: nobody."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("leases"):
+            return None
+        return conn.execute(select(leases.c.holder).where(
+            leases.c.name == name, leases.c.until >= to_db(now))).scalar()
+
+
 def release_lease(engine: Engine, name: str, holder: str) -> None:
     with write_lock(engine), engine.begin() as conn:
         conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))

@@ -335,3 +335,25 @@ def test_replica_settings_that_cannot_work_fail_at_start(extra: dict[str, Any], 
     with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
         parse_settings({"channels": [channel], "routing": {"first_line": ["wecom"], "second_line": ["wecom"]},
                         **extra})
+
+
+def test_the_store_figures_come_from_one_replica_at_a_time(replicas: list[World]) -> None:
+    """Dashboards sum the ticket gauges over instances: each ticket must be counted once, however
+    many replicas Prometheus scrapes. The in-process counters come from every replica."""
+    replicas[0].ingest(alert("0e01", T0))
+    tickets = {"state": "open", "severity_class": "urgent"}
+
+    def reporting() -> list[int]:
+        return [index for index, world in enumerate(replicas)
+                if world.sample("einvoice_notifier_tickets", **tickets) is not None]
+
+    assert reporting() == [0, 1, 2], "nobody holds the scheduler yet: every replica reports"
+    assert replicas[1].notifier.run_scheduled()
+    assert reporting() == [1]
+    assert replicas[1].sample("einvoice_notifier_tickets", **tickets) == 1
+    assert all(world.sample("einvoice_notifier_webhook_requests_total", code="200") is not None
+               for world in replicas)
+    replicas[0].clock.advance(seconds=replicas[1].notifier.scheduler_lease_ttl() + 1)  # replica 1 died
+    assert reporting() == [0, 1, 2]
+    assert replicas[2].notifier.run_scheduled()
+    assert reporting() == [2]
