@@ -125,7 +125,7 @@ class Sender:
                     break  # paced by the channel: later rows would be refused as well
         finally:
             if rows:
-                self._release(token)
+                self._release(token, [row["id"] for row in rows])
         return self._next_due()
 
     def _supports_skip_locked(self) -> bool:
@@ -149,7 +149,7 @@ class Sender:
         due = and_(outbox.c.channel == self.channel.name, outbox.c.state == "pending",
                    outbox.c.next_attempt_at <= to_db(now), free)
         with write_lock(self.engine), self.engine.begin() as conn:
-            query = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(batch)
+            query = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(batch)  # oldest first
             if self._supports_skip_locked():  # else SQLite's one writer, or the UPDATE below decides
                 query = query.with_for_update(skip_locked=True)
             ids = conn.execute(query).scalars().all()
@@ -158,15 +158,16 @@ class Sender:
             conn.execute(update(outbox).where(outbox.c.id.in_(ids), due),
                          {"lease_owner": token, "lease_until": to_db(until)})
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.lease_owner == token)
+            rows = conn.execute(select(outbox).where(outbox.c.id.in_(ids), outbox.c.lease_owner == token)
                                 .order_by(outbox.c.id)).mappings().all()
         return token, until, list(rows)
 
-    def _release(self, token: str) -> None:
-        """Give back the rows of a claim not sent (stopped, paced, lease running short)."""
+    def _release(self, token: str, ids: list[int]) -> None:
+        """Give back the rows of a claim not sent (stopped, paced, lease running short). By id: the
+        lease columns have no index (a sender finds its rows by the due index, then by id)."""
         try:
             with write_lock(self.engine), self.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.lease_owner == token),
+                conn.execute(update(outbox).where(outbox.c.id.in_(ids), outbox.c.lease_owner == token),
                              {"lease_owner": None, "lease_until": None})
         except DBAPIError as exc:  # they come free when the lease ends anyway
             log.warning("outbox %s: could not release leases (%s)", self.channel.name,
