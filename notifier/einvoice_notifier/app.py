@@ -120,6 +120,9 @@ class Notifier:
         except DBAPIError as exc:
             log.warning("database unavailable at start (%s); retrying", type(exc.orig).__name__)
             return False
+        except db.MigrationLockTimeoutError as exc:  # another replica's migration: try again later
+            log.warning("%s; retrying", exc)
+            return False
         self.migrated.set()
         return True
 
