@@ -44,6 +44,8 @@ from .settings import OutboxSettings
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+CONTENDED_RETRY = 0.05
+"""Seconds a sender waits when every due row was being claimed by another replica."""
 PACING_MEMORY = timedelta(seconds=60)
 """How far back sent messages count toward a channel's rate window (WeCom's robot: one minute)."""
 
@@ -111,22 +113,27 @@ class Sender:
         if not self._paced_from_store:
             self._pace_from_store()
         token, until, rows = self._claim(batch)
+        left = [int(row["id"]) for row in rows]
         try:
             for found in rows:
                 if self._stop.is_set():
                     return 0.0
-                if found["id"] in self._unrecorded:
-                    continue
                 if (until - self.clock()).total_seconds() < self.settings.lease / 2:
                     break  # too little lease left to be sure to finish: claim again
                 result = self._send(found)
+                left.remove(int(found["id"]))
                 self._record(found, result, token)
                 if result.outcome is Outcome.RETRY and not result.count_attempt:
                     break  # paced by the channel: later rows would be refused as well
         finally:
-            if rows:
-                self._release(token, [row["id"] for row in rows])
-        return self._next_due()
+            if left:
+                self._release(token, left)
+        due = self._next_due()
+        if not rows and due == 0.0:
+            # Due rows that another replica is claiming this very moment: look again shortly
+            # rather than spin.
+            return CONTENDED_RETRY
+        return due
 
     def _supports_skip_locked(self) -> bool:
         if self._skip_locked is None:
