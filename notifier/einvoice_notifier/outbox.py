@@ -29,11 +29,13 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from .db import from_db, outbox, to_db, utcnow, write_lock
@@ -114,6 +116,9 @@ class Sender:
             self._pace_from_store()
         token, until, rows = self._claim(batch)
         left = [int(row["id"]) for row in rows]
+        # One connection records the whole batch, each outcome a single autocommitted UPDATE: a
+        # pool checkout per message (ping, reset) cost more than the message's own statement.
+        recorder = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") if rows else None
         try:
             for found in rows:
                 if self._stop.is_set():
@@ -122,10 +127,12 @@ class Sender:
                     break  # too little lease left to be sure to finish: claim again
                 result = self._send(found)
                 left.remove(int(found["id"]))
-                self._record(found, result, token)
+                self._record(found, result, token, recorder)
                 if result.outcome is Outcome.RETRY and not result.count_attempt:
                     break  # paced by the channel: later rows would be refused as well
         finally:
+            if recorder is not None:
+                recorder.close()
             if left:
                 self._release(token, left)
         due = self._next_due()
@@ -207,7 +214,8 @@ class Sender:
             log.exception("channel %s raised while sending outbox row %s", self.channel.name, found["id"])
             return SendResult.retry("exception")
 
-    def _record(self, found: Mapping[Any, Any], result: SendResult, token: str) -> None:
+    def _record(self, found: Mapping[Any, Any], result: SendResult, token: str,
+                conn: Connection | None = None) -> None:
         now = self.clock()
         attempts = int(found["attempts"]) + (1 if result.count_attempt else 0)
         values: dict[str, object] = {"attempts": attempts, "last_error": result.reason[:255],
@@ -226,16 +234,17 @@ class Sender:
                 else "paced"
             self.sends.labels(channel=self.channel.name, result=label).inc()
         self._unrecorded[int(found["id"])] = (token, values)
-        self._flush_unrecorded()
+        self._flush_unrecorded(conn)
 
-    def _flush_unrecorded(self) -> None:
+    def _flush_unrecorded(self, autocommit: Connection | None = None) -> None:
         """Write the outcomes not yet stored; raises (and keeps them) while the database is down.
 
         An outcome is written while this claim still holds the row. A message sent after its lease
         ran out (the database was down longer than the lease) is marked sent all the same, unless
         another replica already recorded it: that one may have sent it too, and is counted."""
         for row_id, (token, values) in list(self._unrecorded.items()):
-            with write_lock(self.engine), self.engine.begin() as conn:
+            with write_lock(self.engine), (nullcontext(autocommit) if autocommit is not None
+                                           else self.engine.begin()) as conn:
                 mine = and_(outbox.c.id == row_id, outbox.c.lease_owner == token)
                 held = conn.execute(update(outbox).where(mine), values).rowcount
                 if not held:
