@@ -143,15 +143,17 @@ class Sender:
         return due
 
     def _supports_skip_locked(self) -> bool:
+        """MariaDB ≥ 10.6 and MySQL ≥ 8.0.1 have SKIP LOCKED. Asked once connected (the server's
+        version is known from the first connection on)."""
         if self._skip_locked is None:
             dialect = self.engine.dialect
-            version = tuple(getattr(dialect, "server_version_info", None) or ())
-            if dialect.name not in ("mysql", "mariadb") or not version:
+            if dialect.name not in ("mysql", "mariadb"):
                 self._skip_locked = False
-            elif getattr(dialect, "is_mariadb", False):
-                self._skip_locked = version >= (10, 6)
-            else:
-                self._skip_locked = version >= (8, 0, 1)
+                return False
+            version = tuple(getattr(dialect, "server_version_info", None) or ())
+            if not version:
+                return False  # not connected yet: ask again next time
+            self._skip_locked = version >= ((10, 6) if getattr(dialect, "is_mariadb", False) else (8, 0, 1))
         return self._skip_locked
 
     def _claim(self, batch: int) -> tuple[str, datetime, list[Mapping[Any, Any]]]:
