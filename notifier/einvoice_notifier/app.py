@@ -146,8 +146,8 @@ class Notifier:
         if escalated:
             log.info("escalated %d ticket(s) past a deadline", len(escalated))
         since = None if self._pruned_at is None else (now - self._pruned_at).total_seconds()
-        if since is None or since >= self.settings.retention.interval:
-            self.service.prune()
+        due = since is None or since >= self.settings.retention.interval
+        if due and not self.service.prune()["more"]:  # something left: the rest on the next round
             self._pruned_at = now
         return True
 

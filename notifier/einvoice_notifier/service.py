@@ -1201,11 +1201,13 @@ class TicketService:
                 escalated.append(row["id"])
         return escalated
 
-    def prune(self, batch: int = 1000) -> dict[str, int]:
+    def prune(self, batch: int = 1000, max_batches: int = 20) -> dict[str, int]:
         """Delete what no report reads once it is older than its retention (settings.retention):
         webhook records, the dedupe events of closed tickets, delivered messages. Tickets and their
         audit log, which the reports read, are never pruned. Small batches, each its own
-        transaction, so running replicas are not held up."""
+        transaction, so running replicas are not held up; at most `max_batches` per table in one
+        call (the first run on a large store continues on the next rounds: `pruned["more"]` is 1
+        while something is left)."""
         now = self.clock()
         retention = self.settings.retention
         events_before = to_db(now - timedelta(seconds=retention.events))
@@ -1220,9 +1222,10 @@ class TicketService:
              and_(db.outbox.c.state == "sent", db.outbox.c.sent_at < sent_before)),
         )
         pruned: dict[str, int] = {}
+        more = 0
         for name, table, condition in plans:
             pruned[name] = 0
-            while True:
+            for _round in range(max_batches):
                 with self._write() as (conn, _ctx):
                     ids = conn.execute(select(table.c.id).where(condition).order_by(table.c.id)
                                        .limit(batch)).scalars().all()
@@ -1231,9 +1234,11 @@ class TicketService:
                 pruned[name] += len(ids)
                 if len(ids) < batch:
                     break
+            else:
+                more = 1
         if any(pruned.values()):
             log.info("pruned %s", ", ".join(f"{count} {name}" for name, count in pruned.items()))
-        return pruned
+        return {**pruned, "more": more}
 
     def requeue_dead_letter(self, message_id: int, actor: str) -> None:
         """Send a dead letter again (after the operator fixed the channel); audited on its ticket."""
