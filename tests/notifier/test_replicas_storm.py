@@ -1,5 +1,6 @@
 """Three notifier processes on one MariaDB, two Alertmanagers in a gossip cluster, a storm of
-alerts, and one notifier and one Alertmanager SIGKILLed in the middle of it. Afterwards every alert
+alerts, and one notifier and one Alertmanager SIGKILLed in the middle of it (and the same behind
+nginx, the wiring the deploy docs recommend). Afterwards every alert
 has exactly one ticket and reached WeCom exactly once; duplicates and losses are counted and printed.
 
 Wiring (a decision): each Alertmanager names all three notifiers' webhook URLs (one
@@ -247,6 +248,93 @@ def test_three_notifiers_two_alertmanagers_a_storm_and_two_kills(tmp_path: Path,
     finally:
         for am in ams:
             am.proc.stop()
+        for proc, _port in notifiers:
+            proc.stop()
+        wecom.stop()
+        engine.dispose()
+
+
+NGINX_CONF = """
+error_log {root}/error.log;
+pid {root}/nginx.pid;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    upstream notifiers {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://notifiers;
+            # docs/deploy.md "通知服务多副本": the webhook is idempotent, so a POST may go to the next one.
+            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+            proxy_connect_timeout 2s;
+        }}
+    }}
+}}
+"""
+
+
+def _notifications(am: ClusterAlertmanager, outcome: str) -> float:
+    """alertmanager_notifications_total or ..._failed_total of the webhook integration."""
+    text = requests.get(f"http://127.0.0.1:{am.port}/metrics", timeout=5).text
+    name = f"alertmanager_notifications{outcome}_total"
+    found = re.search(rf'{name}\{{integration="webhook"\}} ([0-9.e+]+)', text)
+    assert found is not None, f"{name} missing"
+    return float(found.group(1))
+
+
+def test_behind_nginx_a_killed_replica_costs_alertmanager_nothing(tmp_path: Path, mariadb_url: str) -> None:
+    """The production wiring: one address, nginx in front of three replicas with the
+    proxy_next_upstream line the deploy docs give. A replica SIGKILLed while alerts arrive: nginx
+    hands its requests (the one in flight too) to another replica, Alertmanager never sees a failed
+    notification, and every alert is one ticket and one message."""
+    binary = require_binary("nginx", "/usr/sbin/nginx")
+    wecom = FakeWeCom().start()
+    notifiers = [_start_notifier(tmp_path, index, mariadb_url, wecom) for index in range(3)]
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(
+        root=tmp_path, port=port,
+        servers="\n".join(f"        server 127.0.0.1:{notifier_port};"
+                          for _proc, notifier_port in notifiers)))
+    nginx = Proc([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+                 log=tmp_path / "nginx.log")
+    am = ClusterAlertmanager(tmp_path, "am", [f"http://127.0.0.1:{port}{WEBHOOK_PATH}"], free_port(), [])
+    engine = db.make_engine(mariadb_url)
+    waves = _waves()
+    expected = GROUPS * ALERTS + SERVICES
+    try:
+        for proc, notifier_port in [*notifiers, (nginx, port)]:
+            proc.wait_port(notifier_port, timeout=60)
+        wait_until(am.ready, timeout=30, what="alertmanager ready")
+        for number, wave in enumerate(waves):
+            if number == WAVES // 2:
+                wait_until(lambda: _state(engine)["tickets"] > 0, timeout=30, what="tickets arriving")
+                notifiers[1][0].kill()
+            am.post(wave)
+        try:
+            wait_until(lambda: _state(engine) == {"tickets": expected, "unsent": 0, "messages": expected}
+                       and len(wecom.accepted) >= expected, timeout=90, what="every alert stored and sent")
+        except TimeoutError:
+            pytest.fail(f"not every alert stored and sent: {_state(engine)}, {len(wecom.accepted)} at WeCom, "
+                        f"{expected} expected")
+        received = Counter(int(found.group(1)) for message in wecom.accepted
+                           for found in [LINK.search(message.content)] if found)
+        failed, sent = _notifications(am, "_failed"), _notifications(am, "")
+        print(f"\nbehind nginx: {expected} tickets, {sum(received.values())} messages at WeCom for "
+              f"{len(received)} tickets; Alertmanager's webhook notifications {sent:g}, failed {failed:g}")
+        assert sent >= len(waves)
+        assert len(received) == expected and set(received.values()) == {1}
+        assert failed == 0, "nginx passed every request on to a live replica"
+    finally:
+        am.proc.stop()
+        nginx.stop()
         for proc, _port in notifiers:
             proc.stop()
         wecom.stop()
