@@ -8,6 +8,7 @@ with a message for requests that can never succeed.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -37,7 +38,7 @@ from . import db
 from .auth import Authenticator, Principal, Throttled
 from .messaging.base import Channel
 from .metrics import Counters, RosterCollector, StoreCollector
-from .outbox import Outbox, list_messages
+from .outbox import Outbox, list_messages, replica_name
 from .payload import Notification
 from .service import (
     InvalidInputError,
@@ -53,6 +54,8 @@ from .settings import Settings, generate_token
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_LEASE = "scheduler"
+"""The lease (db.leases) of the deadline checks and pruning: one replica runs them at a time."""
 _DRAIN_LIMIT = 128 * 1024 * 1024
 """An oversized body is read and discarded up to this size so the client sees the 413."""
 
@@ -80,17 +83,19 @@ class Notifier:
         self.outbox = Outbox(self.engine, self.channels, settings.outbox, clock, self.counters.sends)
         self.service = TicketService(self.engine, settings, clock, self.channels,
                                      on_enqueue=self.outbox.notify)
-        self.registry.register(StoreCollector(self.engine, self.channels, clock))
-        self.registry.register(RosterCollector(self.service))
+        self.registry.register(StoreCollector(self.engine, self.channels, clock, self.reports_store))
+        self.registry.register(RosterCollector(self.service, self.reports_store))
         from .registers import Registers, RegistersCollector
 
         self.registers = Registers(self.engine, clock)
-        self.registry.register(RegistersCollector(self.registers))
+        self.registry.register(RegistersCollector(self.registers, self.reports_store))
         self.monotonic = monotonic
         self.authenticator = Authenticator(settings, monotonic)
         self._stop = threading.Event()
         self.migrated = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self.replica = replica_name()
+        self._pruned_at: datetime | None = None
 
     def start(self) -> None:
         """Start senders and the scheduler. A database that is down at start is not fatal: the
@@ -106,6 +111,10 @@ class Notifier:
         self.outbox.stop()
         if self._scheduler is not None:
             self._scheduler.join(10)
+        if self.migrated.is_set():
+            # Another replica takes the scheduler over now instead of when the lease ends.
+            with contextlib.suppress(DBAPIError):
+                db.release_lease(self.engine, SCHEDULER_LEASE, self.replica)
 
     def _try_migrate(self) -> bool:
         if self.migrated.is_set():
@@ -115,16 +124,42 @@ class Notifier:
         except DBAPIError as exc:
             log.warning("database unavailable at start (%s); retrying", type(exc.orig).__name__)
             return False
+        except db.MigrationLockTimeoutError as exc:  # another replica's migration: try again later
+            log.warning("%s; retrying", exc)
+            return False
         self.migrated.set()
+        return True
+
+    def reports_store(self) -> bool:
+        """Whether /metrics carries the store's figures: on the replica holding the scheduler lease,
+        or on every replica while none holds it (a single notifier always does)."""
+        return db.lease_holder(self.engine, SCHEDULER_LEASE, self.clock()) in (None, self.replica)
+
+    def scheduler_lease_ttl(self) -> float:
+        """How long the scheduler's lease lasts: a few of its rounds, so a replica that died is
+        replaced within that time (and a live one renews it every round)."""
+        return max(3 * self.settings.scheduler_interval, 10.0)
+
+    def run_scheduled(self) -> bool:
+        """One round of the jobs one replica runs at a time: deadlines (the escalation timers)
+        and, every `retention.interval`, pruning. False when another replica holds them."""
+        now = self.clock()
+        if not db.take_lease(self.engine, SCHEDULER_LEASE, self.replica, self.scheduler_lease_ttl(), now):
+            return False
+        escalated = self.service.check_deadlines()
+        if escalated:
+            log.info("escalated %d ticket(s) past a deadline", len(escalated))
+        since = None if self._pruned_at is None else (now - self._pruned_at).total_seconds()
+        due = since is None or since >= self.settings.retention.interval
+        if due and not self.service.prune()["more"]:  # something left: the rest on the next round
+            self._pruned_at = now
         return True
 
     def _schedule(self) -> None:
         while not self._stop.is_set():
             try:
                 if self._try_migrate():
-                    escalated = self.service.check_deadlines()
-                    if escalated:
-                        log.info("escalated %d ticket(s) past a deadline", len(escalated))
+                    self.run_scheduled()
             except DBAPIError as exc:
                 log.warning("deadline check: database unavailable (%s)", type(exc.orig).__name__)
             except Exception:  # a bug must not silently end escalations for good: log, keep going

@@ -2,17 +2,22 @@
 
 Migrations are ordered steps recorded in `schema_version`; `migrate(engine)` applies the missing
 ones at start, each in its own transaction, so an upgraded notifier brings an older database along.
-Times are stored as naive UTC (DATETIME(6) on MariaDB, so no precision is lost).
+On MySQL/MariaDB the whole run holds a named server lock (GET_LOCK), so replicas starting together
+migrate once: the others wait, then find the steps applied. Every step is additive (new nullable or
+defaulted columns, new tables and indexes), so replicas still running the previous release keep
+working while it is applied. Times are stored as naive UTC (DATETIME(6) on MariaDB, so no precision
+is lost).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,13 +37,17 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
+
+from einvoice_core.contract import SERVICE_LABEL, TicketClass
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +133,8 @@ tickets = Table(
     *[Column(name, kind, **dict(extra)) for name, kind, _sql, extra in _V3_COLUMNS],
     *_v1_ticket_constraints(),
     Index("ix_tickets_problem", "problem_key", "severity_class"),
+    Column("open_outage_key", String(64)),
+    UniqueConstraint("open_outage_key", name="uq_tickets_open_outage"),
 )
 """One ticket per problem. `problem_key` is the problem's stable identity (service, or item + check
 + target: payload.problem_key_of), which recurrence (一次性解决率) and the SLA follow-up alerts of an
@@ -138,6 +149,7 @@ alert_events = Table(
     Column("status", String(16), nullable=False),
     Column("route", String(32), nullable=False),
     Column("received_at", Moment, nullable=False),
+    Index("ix_alert_events_received", "received_at"),
 )
 """One row per alert transition seen (fingerprint, startsAt, status, route): the dedupe key."""
 
@@ -152,6 +164,7 @@ notifications = Table(
     Column("new_events", Integer, nullable=False),
     Column("truncated_alerts", Integer, nullable=False),
     Column("received_at", Moment, nullable=False),
+    Index("ix_notifications_received", "received_at"),
 )
 """Every accepted webhook request (redeliveries included), for the record."""
 
@@ -186,7 +199,13 @@ outbox = Table(
     Column("sent_at", Moment),
     Column("last_error", String(255), nullable=False, default=""),
     Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Moment),
+    Index("ix_outbox_sent", "state", "sent_at"),
 )
+"""Messages to send. A sender leases the rows it is about to send (`lease_owner`, `lease_until`,
+schema version 4): another replica skips them until the lease expires, so each message is sent by
+one replica, and the messages of a replica that died are taken over when its leases run out."""
 
 ticket_alerts = Table(
     "ticket_alerts", metadata,
@@ -355,9 +374,20 @@ covers fault records and links, which are about a ticket)."""
 
 REGISTER_TABLES = (fault_records, changes, change_tickets, vulnerabilities, complaints, register_audit)
 
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("until", Moment, nullable=False),
+)
+"""Jobs that one replica runs at a time (the deadline scheduler, pruning): who holds each, until
+when. A holder renews before `until`; when it dies, another takes the job over once `until` passed.
+Schema version 4."""
 
 STATES = ("open", "acknowledged", "in_progress", "resolved", "closed")
 OPEN_STATES = ("open", "acknowledged", "in_progress")
+OUTAGE_CLASSES = (TicketClass.STALL.value, TicketClass.OUTAGE.value)
+"""Classes held to the 30-minute restore: one ticket per service and class while it lasts."""
 
 
 def _v1_initial(conn: Connection) -> None:
@@ -404,6 +434,56 @@ def _v3_reports_roster_inspections(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def outage_key(problem_key: str, severity_class: str) -> str:
+    """The value of tickets.open_outage_key: one stall or outage of one service not yet resolved."""
+    return hashlib.sha256(f"{severity_class}|{problem_key}".encode()).hexdigest()
+
+
+def _v4_replicas(conn: Connection) -> None:
+    """Several notifiers on one database: outbox leases, the open-outage key (one ticket per outage
+    however many replicas receive its alerts at once), the leases table, and the indexes pruning
+    uses. The key is filled in for the open stall/outage tickets already stored, the newest one of
+    each service and class (an older duplicate made before this step keeps none)."""
+    inspector = inspect(conn)
+    moment_sql = "DATETIME(6)" if conn.dialect.name in ("mysql", "mariadb") else "DATETIME"
+    present = {column["name"] for column in inspector.get_columns("outbox")}
+    if "lease_owner" not in present:
+        conn.execute(text("ALTER TABLE outbox ADD COLUMN lease_owner VARCHAR(64)"))
+    if "lease_until" not in present:
+        conn.execute(text(f"ALTER TABLE outbox ADD COLUMN lease_until {moment_sql}"))
+    if "open_outage_key" not in {column["name"] for column in inspector.get_columns("tickets")}:
+        conn.execute(text("ALTER TABLE tickets ADD COLUMN open_outage_key VARCHAR(64)"))
+    wanted = (("tickets", "uq_tickets_open_outage", "CREATE UNIQUE INDEX uq_tickets_open_outage ON tickets "
+               "(open_outage_key)"),
+              ("alert_events", "ix_alert_events_received",
+               "CREATE INDEX ix_alert_events_received ON alert_events (received_at)"),
+              ("notifications", "ix_notifications_received",
+               "CREATE INDEX ix_notifications_received ON notifications (received_at)"),
+              ("outbox", "ix_outbox_sent", "CREATE INDEX ix_outbox_sent ON outbox (state, sent_at)"))
+    rows = conn.execute(
+        select(tickets.c.id, tickets.c.problem_key, tickets.c.severity_class, tickets.c.labels)
+        .where(tickets.c.state.in_(OPEN_STATES), tickets.c.severity_class.in_(OUTAGE_CLASSES),
+               tickets.c.problem_key.is_not(None), tickets.c.open_outage_key.is_(None))
+        .order_by(tickets.c.id.desc())).all()
+    taken: set[str] = set(conn.execute(select(tickets.c.open_outage_key)
+                                       .where(tickets.c.open_outage_key.is_not(None))).scalars())
+    for ticket_id, problem, severity_class, labels in rows:
+        try:
+            parsed = json.loads(labels)
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, dict) or not parsed.get(SERVICE_LABEL):
+            continue
+        key = outage_key(problem, severity_class)
+        if key not in taken:
+            taken.add(key)
+            conn.execute(update(tickets).where(tickets.c.id == ticket_id), {"open_outage_key": key})
+    for table, name, sql in wanted:
+        if name not in {index["name"] for index in inspect(conn).get_indexes(table)}:
+            conn.execute(text(sql))
+    leases.create(conn, checkfirst=True)
+
+
 def _registers(conn: Connection) -> None:
     """tickets.system and tickets.drill; the fault, change, vulnerability and complaint registers
     (issue 19). Self-contained: every column and table is checked first, so the step may run at any
@@ -423,7 +503,8 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (2, "tickets.problem_key (backfilled), tickets.sla_events, ticket_alerts", _v2_problems_and_sla_events),
     (3, "reported problems, escalation target, major incident, typical problem; roster, handovers, "
         "inspections", _v3_reports_roster_inspections),
-    (4, "tickets.system and tickets.drill; fault, change, vulnerability and complaint registers", _registers),
+    (4, "replicas: outbox leases, open-outage key, leases table, pruning indexes", _v4_replicas),
+    (5, "tickets.system and tickets.drill; fault, change, vulnerability and complaint registers", _registers),
 )
 """Append new steps (version, description, function); never edit an applied one."""
 
@@ -461,6 +542,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if url.startswith(("mysql", "mariadb")):
+        # READ COMMITTED: a locking read locks the rows it finds and no gaps, so replicas inserting
+        # new tickets side by side do not deadlock; the unique keys decide who wins a race.
+        kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["pool_pre_ping"] = True
         kwargs["pool_recycle"] = 3600
         kwargs["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 5, "read_timeout": 30,
@@ -495,18 +579,87 @@ def current_version(conn: Connection) -> int:
     return max(versions, default=0)
 
 
+MIGRATION_LOCK = "einvoice_notifier_schema"
+"""The MySQL/MariaDB named lock held while migrating (GET_LOCK: released if the holder dies)."""
+MIGRATION_LOCK_WAIT = 300
+"""Seconds a starting replica waits for another one's migration before giving up (and retrying)."""
+
+
+class MigrationLockTimeoutError(RuntimeError):
+    """Another replica held the migration lock for longer than MIGRATION_LOCK_WAIT."""
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One migrator at a time across processes on MySQL/MariaDB. SQLite is the one-process store."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT GET_LOCK(:name, :wait)"),
+                           {"name": MIGRATION_LOCK, "wait": MIGRATION_LOCK_WAIT}).scalar()
+        conn.commit()
+        if got != 1:
+            raise MigrationLockTimeoutError(f"schema migration lock {MIGRATION_LOCK!r} not free after "
+                                            f"{MIGRATION_LOCK_WAIT}s (another replica migrating?)")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK})
+            conn.commit()
+
+
 def migrate(engine: Engine) -> int:
     """Apply the missing migration steps; return the schema version now in place."""
-    with engine.begin() as conn:
-        metadata.create_all(conn, tables=[schema_version])
-    version = 0
-    for step, description, apply in MIGRATIONS:
+    with _migration_lock(engine):
         with engine.begin() as conn:
-            version = current_version(conn)
-            if step <= version:
-                continue
-            log.info("applying schema migration %d: %s", step, description)
-            apply(conn)
-            conn.execute(schema_version.insert().values(version=step, applied_at=to_db(utcnow())))
-            version = step
-    return version
+            metadata.create_all(conn, tables=[schema_version])
+        version = 0
+        for step, description, apply in MIGRATIONS:
+            with engine.begin() as conn:
+                version = current_version(conn)
+                if step <= version:
+                    continue
+                if conn.dialect.name in ("mysql", "mariadb"):
+                    # Waiting for a running replica's transaction to leave a table: not forever.
+                    conn.execute(text("SET SESSION lock_wait_timeout = 60"))
+                log.info("applying schema migration %d: %s", step, description)
+                apply(conn)
+                conn.execute(schema_version.insert().values(version=step, applied_at=to_db(utcnow())))
+                version = step
+        return version
+
+
+def take_lease(engine: Engine, name: str, holder: str, ttl: float, now: datetime) -> bool:
+    """Hold (or renew) the job `name` until now + ttl; False while another live holder has it."""
+    until = to_db(now + timedelta(seconds=ttl))
+    with write_lock(engine), engine.begin() as conn:
+        taken = conn.execute(update(leases).where(
+            leases.c.name == name, or_(leases.c.holder == holder, leases.c.until < to_db(now))),
+            {"holder": holder, "until": until}).rowcount
+        if taken:
+            return True
+        exists = conn.execute(select(leases.c.holder).where(leases.c.name == name)).first()
+        if exists is not None:
+            return False
+        try:
+            with conn.begin_nested():
+                conn.execute(leases.insert(), {"name": name, "holder": holder, "until": until})
+        except IntegrityError:  # another replica created it first: it holds the job
+            return False
+        return True
+
+
+def lease_holder(engine: Engine, name: str, now: datetime) -> str | None:
+    """Who holds the job `name` now (None: nobody, or the lease ran out). A store not migrated to
+    version 4 yet has no leases table: nobody."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("leases"):
+            return None
+        return conn.execute(select(leases.c.holder).where(
+            leases.c.name == name, leases.c.until >= to_db(now))).scalar()
+
+
+def release_lease(engine: Engine, name: str, holder: str) -> None:
+    with write_lock(engine), engine.begin() as conn:
+        conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))

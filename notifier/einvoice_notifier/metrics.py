@@ -4,6 +4,11 @@ Ticket counts, breaches, MTTA/MTTR histograms, ratios and outbox figures are com
 store on each scrape, so they are right after a restart and agree with the console. Only what
 happens in-process and is not stored (sends by result, webhook answers by code) are counters.
 
+With several replicas on one store, the store figures come from one replica at a time (the one
+holding the scheduler lease, or every one while nobody holds it): the dashboards sum over
+instances, and three replicas each reporting every ticket would count it three times. The
+in-process counters come from every replica.
+
     einvoice_notifier_tickets{state="open",severity_class="urgent"} 3
     einvoice_notifier_deadline_breaches_total{deadline="response",severity_class="urgent"} 1
     einvoice_notifier_time_to_acknowledge_seconds_bucket{severity_class="urgent",le="600"} 2
@@ -104,17 +109,20 @@ class Counters(Collector):
 class StoreCollector(Collector):
     """Figures from the ticket store; on a database error the families are absent, not an error."""
 
-    def __init__(self, engine: Engine, channels: Iterable[str], clock: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, channels: Iterable[str], clock: Callable[[], datetime],
+                 reports_store: Callable[[], bool] = lambda: True) -> None:
         self.engine = engine
         self.channels = tuple(channels)
         self.clock = clock
+        self.reports_store = reports_store
+        """Whether this replica exports the store's figures now (see the module docstring)."""
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterable[Metric]:
         try:
-            return list(self._collect())
+            return list(self._collect()) if self.reports_store() else []
         except DBAPIError as exc:
             log.warning("metrics: ticket store unavailable (%s)", type(exc.orig).__name__)
             return []
@@ -237,14 +245,17 @@ class RosterCollector(Collector):
         einvoice_notifier_roster_uncovered_shifts{line="second_line"} 0
     """
 
-    def __init__(self, service: RosterSource) -> None:
+    def __init__(self, service: RosterSource, reports_store: Callable[[], bool] = lambda: True) -> None:
         self.service = service
+        self.reports_store = reports_store
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterable[Metric]:
         try:
+            if not self.reports_store():
+                return []
             counts = self.service.uncovered_shifts()
         except DBAPIError as exc:
             log.warning("metrics: roster unavailable (%s)", type(exc.orig).__name__)

@@ -1086,10 +1086,13 @@ class RegistersCollector:
     einvoice_vulnerability_deadline_timestamp_seconds{vulnerability="2",system="ofd_front",level="low"} 1
     einvoice_vulnerabilities_overdue{system="public_service"} 1
 
-    A store that cannot be read yields nothing (the store collector reports the database itself)."""
+    A store that cannot be read yields nothing (the store collector reports the database itself).
+    With several replicas only the one that reports the store (the scheduler lease holder) exports
+    them, so sums over replicas stay right."""
 
-    def __init__(self, registers: Registers) -> None:
+    def __init__(self, registers: Registers, reports_store: Callable[[], bool] = lambda: True) -> None:
         self.registers = registers
+        self.reports_store = reports_store
 
     def describe(self) -> list[Any]:
         return []
@@ -1098,6 +1101,8 @@ class RegistersCollector:
         from prometheus_client.core import GaugeMetricFamily
         from sqlalchemy.exc import DBAPIError
 
+        if not self.reports_store():
+            return
         try:
             recent, open_vulns, overdue = self.registers.metric_rows()
         except DBAPIError:

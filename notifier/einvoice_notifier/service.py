@@ -462,8 +462,11 @@ class TicketService:
         if not alerts:
             return {}, {}
         fingerprints = sorted({alert.fingerprint for alert in alerts})
+        # Locked: another replica changing the same tickets now waits for this transaction (and
+        # then reads what it wrote) instead of overwriting it.
         rows = {row["id"]: dict(row) for row in conn.execute(
-            select(tickets).where(tickets.c.fingerprint.in_(fingerprints))).mappings()}
+            select(tickets).where(tickets.c.fingerprint.in_(fingerprints)).order_by(tickets.c.id)
+            .with_for_update()).mappings()}
         index = {(row["fingerprint"], row["starts_at"]): ticket_id for ticket_id, row in rows.items()}
         joinable = sorted({alert.fingerprint for alert in alerts if alert.labels.get(SERVICE_LABEL)})
         links = conn.execute(select(ticket_alerts.c.fingerprint, ticket_alerts.c.starts_at,
@@ -477,7 +480,8 @@ class TicketService:
     @staticmethod
     def _load(conn: Connection, rows: dict[int, dict[str, Any]], ticket_id: int) -> dict[str, Any]:
         if ticket_id not in rows:
-            found = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).mappings().one()
+            found = conn.execute(select(tickets).where(tickets.c.id == ticket_id)
+                                 .with_for_update()).mappings().one()
             rows[ticket_id] = dict(found)
         return rows[ticket_id]
 
@@ -494,12 +498,23 @@ class TicketService:
         main = [(key, alert) for key, alert in unknown.items() if sla_event_of(alert.labels) is None]
         follow_ups = [(key, alert) for key, alert in unknown.items()
                       if sla_event_of(alert.labels) is not None]
-        opening = []
+        opening: list[Alert] = []
+        later: list[tuple[tuple[str, Any], Alert]] = []
+        outages: set[str] = set()
         for key, alert in main:
             # The outage alert of a service whose ticket a follow-up opened (it arrived first).
             if not self._join(conn, ctx, alert, key, index, rows, OPEN_STATES, now):
+                outage = _open_outage_key(alert.labels)
+                if outage is not None and outage in outages:
+                    later.append((key, alert))  # a second alert of the same outage: joins the first
+                    continue
+                if outage is not None:
+                    outages.add(outage)
                 opening.append(alert)
         created = self._create_tickets(conn, ctx, notification, opening, index, rows, now, route)
+        for key, alert in later:
+            if not self._join(conn, ctx, alert, key, index, rows, OPEN_STATES, now):
+                created += self._create_tickets(conn, ctx, notification, [alert], index, rows, now, route)
         for key, alert in follow_ups:
             # Not closed: a breach reported just after the outage ended still belongs to it.
             if not self._join(conn, ctx, alert, key, index, rows, ("resolved", *OPEN_STATES), now):
@@ -576,7 +591,7 @@ class TicketService:
             "response_deadline": to_db(response), "resolution_deadline": to_db(resolution),
             "response_breached": False, "resolution_breached": False, "escalated": False,
             "second_line": route is not Route.FIRST_LINE, "recurrence_of": recurrence,
-            "problem_key": problem, "sla_events": "",
+            "problem_key": problem, "sla_events": "", "open_outage_key": _open_outage_key(labels),
             "system": system_of(labels), "drill": is_drill(labels),
         }
 
@@ -666,6 +681,8 @@ class TicketService:
         stored = {key: to_db(value) if isinstance(value, datetime) else value
                   for key, value in changes.items()}
         before = {key: _aware(row[key]) for key in changes}
+        if stored.get("state", OPEN_STATES[0]) not in OPEN_STATES and row.get("open_outage_key"):
+            stored["open_outage_key"] = None  # the outage is over: the service's next one is a new ticket
         if stored:
             conn.execute(update(tickets).where(tickets.c.id == row["id"]),
                          {**stored, "updated_at": to_db(now)})
@@ -1195,6 +1212,45 @@ class TicketService:
                 escalated.append(row["id"])
         return escalated
 
+    def prune(self, batch: int = 1000, max_batches: int = 20) -> dict[str, int]:
+        """Delete what no report reads once it is older than its retention (settings.retention):
+        webhook records, the dedupe events of closed tickets, delivered messages. Tickets and their
+        audit log, which the reports read, are never pruned. Small batches, each its own
+        transaction, so running replicas are not held up; at most `max_batches` per table in one
+        call (the first run on a large store continues on the next rounds: `pruned["more"]` is 1
+        while something is left)."""
+        now = self.clock()
+        retention = self.settings.retention
+        events_before = to_db(now - timedelta(seconds=retention.events))
+        sent_before = to_db(now - timedelta(seconds=retention.sent_messages))
+        closed = select(tickets.c.id).where(tickets.c.state == "closed", tickets.c.closed_at < events_before)
+        plans = (
+            ("notifications", notifications, notifications.c.received_at < events_before),
+            # An alert still firing may be redelivered: its events stay while its ticket is not closed.
+            ("alert_events", alert_events, and_(alert_events.c.received_at < events_before,
+                                                alert_events.c.ticket_id.in_(closed))),
+            ("sent_messages", db.outbox,
+             and_(db.outbox.c.state == "sent", db.outbox.c.sent_at < sent_before)),
+        )
+        pruned: dict[str, int] = {}
+        more = 0
+        for name, table, condition in plans:
+            pruned[name] = 0
+            for _round in range(max_batches):
+                with self._write() as (conn, _ctx):
+                    ids = conn.execute(select(table.c.id).where(condition).order_by(table.c.id)
+                                       .limit(batch)).scalars().all()
+                    if ids:
+                        conn.execute(table.delete().where(table.c.id.in_(ids)))
+                pruned[name] += len(ids)
+                if len(ids) < batch:
+                    break
+            else:
+                more = 1
+        if any(pruned.values()):
+            log.info("pruned %s", ", ".join(f"{count} {name}" for name, count in pruned.items()))
+        return {**pruned, "more": more}
+
     def requeue_dead_letter(self, message_id: int, actor: str) -> None:
         """Send a dead letter again (after the operator fixed the channel); audited on its ticket."""
         if not actor:
@@ -1220,6 +1276,15 @@ class TicketService:
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(func.count()).select_from(db.schema_version))
+
+
+def _open_outage_key(labels: Mapping[str, str]) -> str | None:
+    """The unique key an open stall/outage ticket of a service holds (db.outage_key): a second
+    replica opening a ticket for the same outage at the same moment fails on it and joins."""
+    ticket_class = ticket_class_of(labels)
+    if ticket_class not in RESTORE_CLASSES or not labels.get(SERVICE_LABEL):
+        return None
+    return db.outage_key(problem_key_of(labels), ticket_class.value)
 
 
 def _event_key(alert: Alert, route: Route) -> str:

@@ -159,6 +159,22 @@ class OutboxSettings(StrictModel):
     backoff_max: Duration = 300.0
     poll_interval: Duration = 1.0
     """How often a sender looks for due messages when nothing woke it."""
+    lease: Duration = 60.0
+    """How long a sender holds the messages it took to send (replicas skip them meanwhile); the
+    messages of a replica that died are sent by another one this long after. At least twice the
+    longest channel timeout: a send never outlasts its lease."""
+
+
+class RetentionSettings(StrictModel):
+    """How long what no report reads is kept (reports read tickets and their audit log: never pruned)."""
+
+    events: Duration = 90 * 86400.0
+    """Webhook records (`notifications`) and the dedupe events (`alert_events`) of closed tickets
+    (an alert still firing may be redelivered, so its ticket's events stay until it is closed)."""
+    sent_messages: Duration = 90 * 86400.0
+    """Delivered outbox rows. Dead letters stay until an operator requeues them."""
+    interval: Duration = 3600.0
+    """How often the replica holding the scheduler prunes."""
 
 
 class Settings(StrictModel):
@@ -189,7 +205,8 @@ class Settings(StrictModel):
     routing: Routing = Field(default_factory=Routing)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     scheduler_interval: Duration = 15.0
-    """How often deadlines are checked for breaches."""
+    """How often deadlines are checked for breaches (by one replica at a time: see `leases` in db.py)."""
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     template_dir: Path | None = None
     """Operator overrides of the message templates (passed to the messaging package)."""
     report_response: dict[ReportChannel, Duration] = Field(default_factory=_default_report_response)
@@ -245,6 +262,18 @@ class Settings(StrictModel):
         names = self.channel_names()
         if len(names) != len(set(names)):
             raise ValueError("channels: a name appears twice")
+        for channel in self.channels:
+            timeout = float(getattr(channel, "timeout", 0.0) or 0.0)
+            if self.outbox.lease < 2 * timeout:
+                raise ValueError(f"outbox.lease ({self.outbox.lease:g}s) must be at least twice the timeout "
+                                 f"of channel {_channel_name(channel)} ({timeout:g}s): a send must end "
+                                 "well inside its lease, or another replica sends the message too")
+        if self.retention.events < 7 * 86400:
+            raise ValueError("retention.events must be at least 7d: Alertmanager may redeliver a "
+                             "notification for 5 days (its --data.retention), and the events are its dedupe")
+        if self.retention.sent_messages < 86400:
+            raise ValueError("retention.sent_messages must be at least 1d (the robot's pacing and the "
+                             "outbox view read recent deliveries)")
         return self
 
     def channel_names(self) -> list[str]:

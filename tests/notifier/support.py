@@ -31,12 +31,15 @@ class MariaDB:
         base.mkdir(parents=True, exist_ok=True)
         import subprocess
 
-        subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-                        "--skip-test-db", "--auth-root-authentication-method=normal",
-                        # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that parallel
-                        # servers exhaust ("io_setup() failed"): these small servers do without.
-                        "--innodb-use-native-aio=0"],
-                       check=True, capture_output=True, timeout=120)
+        done = subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+                               "--skip-test-db", "--auth-root-authentication-method=normal",
+                               # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that
+                               # parallel servers exhaust ("io_setup() failed"): these do without.
+                               "--innodb-use-native-aio=0"],
+                              capture_output=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{install} failed ({done.returncode}):\n"
+                               f"{(done.stdout + done.stderr).decode(errors='replace')[-3000:]}")
 
     def start(self) -> MariaDB:
         # --skip-grant-tables: the test owns this throwaway server; any user/password connects.

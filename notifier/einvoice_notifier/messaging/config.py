@@ -122,6 +122,10 @@ class WeChatAppConfig(StrictModel):
     timeout: float = Field(default=10.0, gt=0, le=120)
     token_margin: float = Field(default=300.0, ge=0)
     """Refresh the access token this many seconds before WeCom says it expires."""
+    duplicate_check_interval: int = Field(default=1800, ge=0, le=14400)
+    """Seconds WeCom drops a second request of the same JSON (`enable_duplicate_check`, at most 4 h;
+    0: off). A message re-sent because a notifier died between WeCom's answer and recording it
+    (or a replica's lease ran out mid-send) then reaches people once."""
 
     @model_validator(mode="after")
     def _complete(self) -> WeChatAppConfig:

@@ -100,6 +100,9 @@ class WeChatAppChannel:
                             ("totag", self._cfg.to_tag)):
             if values:
                 payload[key] = "|".join(values)
+        if self._cfg.duplicate_check_interval:
+            payload["enable_duplicate_check"] = 1
+            payload["duplicate_check_interval"] = self._cfg.duplicate_check_interval
         return payload
 
     def send(self, message: Message) -> SendResult:

@@ -56,3 +56,24 @@ def test_application_content_limit_is_2048_bytes(wecom, clock):
     assert channel.max_bytes == 2048
     assert channel.send(Message("text", "告" * 683)).outcome is Outcome.PERMANENT  # 2049 bytes
     assert channel.send(Message("text", "告" * 682)).outcome is Outcome.SENT
+
+
+def test_a_resent_message_reaches_people_once(wecom, clock):
+    """A notifier that dies between WeCom's answer and recording it has the message sent again (by
+    another replica): WeCom's duplicate check drops the repeat within the interval."""
+    channel = app(wecom, clock)
+    card = Message("markdown", "工单 #7 受理服务健康检查失败")
+    assert channel.send(card).outcome is Outcome.SENT
+    assert channel.send(card).outcome is Outcome.SENT  # the re-send: answered ok, not delivered
+    assert len(wecom.accepted) == 1 and wecom.duplicates_dropped == 1
+    clock.advance(1800)
+    assert channel.send(card).outcome is Outcome.SENT  # the interval has passed: a new message
+    assert len(wecom.accepted) == 2
+
+
+def test_the_duplicate_check_can_be_switched_off(wecom, clock):
+    channel = app(wecom, clock, duplicate_check_interval=0)
+    card = Message("markdown", "工单 #8")
+    for _ in range(2):
+        assert channel.send(card).outcome is Outcome.SENT
+    assert len(wecom.accepted) == 2 and wecom.duplicates_dropped == 0
