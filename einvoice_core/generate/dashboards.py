@@ -417,7 +417,7 @@ SEL = 'zone=~"$zone", item=~"$item", check=~"$check", target=~"$target"'
 def dashboard(uid: str, title: str, description: str, panels: Iterable[Panel], *,
               variables: Sequence[Variable] = (), refresh: str = "1m", time_from: str = "now-6h",
               extra_tags: Sequence[str] = (), hide_datasource: bool = False,
-              kiosk: bool = False) -> Dashboard:
+              kiosk: bool = False, annotations: Sequence[dict[str, Any]] = ()) -> Dashboard:
     board = (sdk_dashboard.Dashboard(title).uid(uid).description(description).tags([TAG, *extra_tags])
              .timezone(TIMEZONE).week_start("monday").version(1)
              .tooltip(dm.DashboardCursorSync.CROSSHAIR).live_now(False).refresh(refresh)
@@ -434,7 +434,27 @@ def dashboard(uid: str, title: str, description: str, panels: Iterable[Panel], *
         else:
             board.with_panel(panel)
     encoded: Dashboard = json.loads(json.dumps(board.build(), cls=JSONEncoder, ensure_ascii=False))
+    if annotations:
+        # The SDK's AnnotationQuery has no fields for a Prometheus annotation's title/text/tag formats
+        # or "series value as timestamp"; they are Grafana's documented annotation JSON, added here.
+        encoded.setdefault("annotations", {}).setdefault("list", []).extend(annotations)
     return encoded
+
+
+def change_annotations() -> list[dict[str, Any]]:
+    """Registered changes (the notifier's change register, issue 19) drawn at their approved window's
+    start and at the end of their watch period (升级后的运行跟踪); docs/runbook.md#change-annotations."""
+    def one(name: str, metric: str, colour: str, title: str) -> dict[str, Any]:
+        return {"name": name, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "enable": True, "hide": False, "iconColor": colour,
+                "expr": f"max by (change, system, kind) ({metric}) * 1000", "step": "1h",
+                "useValueForTime": True, "titleFormat": title,
+                "textFormat": "系统 {{system}} · 类型 {{kind}} · 详情：/console/changes/{{change}}",
+                "tagKeys": "system,kind"}
+    return [one("变更窗口开始", "einvoice_change_window_start_timestamp_seconds", "purple",
+                "变更 #{{change}} 开始"),
+            one("变更跟踪截止", "einvoice_change_watch_end_timestamp_seconds", "blue",
+                "变更 #{{change}} 跟踪截止")]
 
 
 # -- shared expressions -------------------------------------------------------------------------------
@@ -591,13 +611,14 @@ def sla(obj: Objectives) -> Dashboard:
     panels: list[Panel] = [
         text_panel("服务与宕机定义", _services_text(obj), h=4),
         row("可用性"),
-        gauge("本月可用性", f"本月至今各服务处于正常（非宕机）状态的时间比例，目标 {objective_pct}。",
-              [query("avg_over_time(einvoice:service_up[$__range])", "{{service}}", instant=True)],
+        gauge("本月可用性", f"本月至今各服务处于正常（非宕机）状态的时间比例（不含容灾演练时间），目标 "
+              f"{objective_pct}。",
+              [query("avg_over_time(einvoice:service_sla_up[$__range])", "{{service}}", instant=True)],
               w=8, unit="percentunit", decimals=3, minimum=0.99, maximum=1,
               thresholds=ratio_steps(obj.availability), overrides=service_overrides(obj), time_from="now/M"),
         gauge("本年可用性", f"本年至今各服务处于正常状态的时间比例，目标 {objective_pct}（即每年宕机不超过 "
-              f"{budget_h:.0f} 小时）。",
-              [query("avg_over_time(einvoice:service_up[$__range])", "{{service}}", instant=True)],
+              f"{budget_h:.0f} 小时；不含容灾演练时间）。",
+              [query("avg_over_time(einvoice:service_sla_up[$__range])", "{{service}}", instant=True)],
               w=8, unit="percentunit", decimals=3, minimum=0.99, maximum=1,
               thresholds=ratio_steps(obj.availability), overrides=service_overrides(obj), time_from="now/y"),
         stat("近 30 天可用性", f"滚动 30 天可用性（记录规则 einvoice:service_availability:ratio_30d），目标 "
@@ -732,7 +753,7 @@ def sla(obj: Objectives) -> Dashboard:
         "服务水平（合同第三部分第（四）条）：可用性、每年 12 小时宕机预算、单次宕机 2 小时上限、"
         "连续运行 6 个月、"
         "工单响应与解决时限、本级解决率、一次性解决率、MTTA 与 MTTR。",
-        panels, refresh="5m", time_from="now-30d", extra_tags=["SLA"])
+        panels, refresh="5m", time_from="now-30d", extra_tags=["SLA"], annotations=change_annotations())
 
 
 def oncall(obj: Objectives) -> Dashboard:
@@ -787,7 +808,7 @@ def oncall(obj: Objectives) -> Dashboard:
     return dashboard(
         "einvoice-oncall", "电子发票 值班",
         "值班视图：正在触发的告警（按级别）、未关闭工单按最近到期时限排序、企业微信消息发件箱健康。",
-        panels, refresh="30s", time_from="now-6h", extra_tags=["值班"])
+        panels, refresh="30s", time_from="now-6h", extra_tags=["值班"], annotations=change_annotations())
 
 
 def network(obj: Objectives) -> Dashboard:

@@ -51,6 +51,7 @@ from .service import (
     month_bounds,
 )
 from .settings import Settings, generate_token
+from .systems import system_keys
 
 log = logging.getLogger(__name__)
 
@@ -518,8 +519,12 @@ def _api_router(notifier: Notifier) -> APIRouter:
                      state: StateName | None = None,
                      severity_class: TicketClass | None = None,
                      item: str | None = None, overdue: bool | None = None,
-                     limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[TicketOut]:
-        found = service.list_tickets(state, severity_class, item, overdue, limit)
+                     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+                     system: str | None = None, drill: bool | None = None) -> list[TicketOut]:
+        if system is not None and system not in system_keys():
+            raise HTTPException(422, f"system {system!r} 不是 thresholds.yaml systems 中的系统（可选："
+                                     + "、".join(system_keys()) + "）")
+        found = service.list_tickets(state, severity_class, item, overdue, limit, system, drill)
         return [_ticket_out(view) for view in found]
 
     @router.get("/tickets/{ticket_id}", response_model=TicketDetail, summary="工单详情与时间线")

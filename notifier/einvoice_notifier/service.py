@@ -798,7 +798,8 @@ class TicketService:
 
     def list_tickets(self, state: str | None = None, severity_class: str | None = None,
                      item: str | None = None, overdue: bool | None = None,
-                     limit: int = 200) -> list[TicketView]:
+                     limit: int = 200, system: str | None = None,
+                     drill: bool | None = None) -> list[TicketView]:
         now = self.clock()
         query = select(tickets).order_by(tickets.c.id.desc()).limit(max(1, min(limit, 5000)))
         if state:
@@ -810,6 +811,10 @@ class TicketService:
                 query = query.where(tickets.c.item == normalize_item_id(item))
             except ValueError:
                 return []
+        if system:
+            query = query.where(tickets.c.system == system)
+        if drill is not None:
+            query = query.where(tickets.c.drill.is_(drill))
         if overdue is not None:
             late = and_(tickets.c.state.in_(OPEN_STATES), or_(
                 and_(tickets.c.acknowledged_at.is_(None), tickets.c.response_deadline <= to_db(now)),

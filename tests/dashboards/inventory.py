@@ -210,4 +210,5 @@ def sql_template_metrics() -> set[str]:
 
 
 def notifier_metrics() -> set[str]:
-    return declared_metrics(REPO / "notifier" / "einvoice_notifier", ("einvoice_notifier_",))
+    return declared_metrics(REPO / "notifier" / "einvoice_notifier",
+                            ("einvoice_notifier_", "einvoice_change_", "einvoice_vulnerabilit"))

@@ -190,6 +190,19 @@ def test_every_metric_a_panel_uses_is_produced(boards: dict[str, dict[str, Any]]
     assert not unexplained, f"panels query series nothing produces: {unexplained}"
 
 
+def test_changes_are_annotations_on_the_sla_and_oncall_boards(boards: dict[str, dict[str, Any]]) -> None:
+    produced = inv.notifier_metrics()
+    for uid in ("einvoice-sla", "einvoice-oncall"):
+        board = next(b for b in boards.values() if b["uid"] == uid)
+        changes = [a for a in board["annotations"]["list"] if "change" in a.get("expr", "")]
+        assert [a["name"] for a in changes] == ["变更窗口开始", "变更跟踪截止"], uid
+        for annotation in changes:
+            names = inv.metric_names(annotation["expr"])
+            assert names and names <= produced, (uid, names)  # the notifier's change register exports them
+            assert annotation["useValueForTime"] and annotation["datasource"]["uid"] == "${datasource}"
+            assert set(annotation["tagKeys"].split(",")) <= {"system", "kind"}
+
+
 def test_every_variable_a_query_uses_is_defined(boards: dict[str, dict[str, Any]]) -> None:
     """An undefined `$name` reaches Prometheus literally and the panel silently shows nothing."""
     for stem, board in boards.items():

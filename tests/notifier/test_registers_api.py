@@ -247,6 +247,27 @@ def test_change_register_links_the_tickets_it_caused_and_is_on_metrics(api: Api)
         assert samples == [(labels, moment.timestamp())]
 
 
+def test_the_ticket_list_filters_by_system_and_drill(api: Api) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    api.webhook(alert("sync", now - timedelta(minutes=5), item="19"),
+                alert("nginx", now - timedelta(minutes=4), item="04"),
+                alert("drilled", now - timedelta(minutes=3), item="04", drill="true"))
+    made = api.tickets("sync", "nginx", "drilled")
+    assert len(made) == 3
+
+    def listed(query: str) -> set[int]:
+        answer = api.call("GET", f"/tickets?{query}", headers=VIEWER)
+        assert answer.status_code == 200, answer.text
+        return {t["id"] for t in answer.json()}
+
+    assert listed("system=invoice_mgmt") == {made["sync"]["id"]}
+    assert listed("system=public_service") == {made["nginx"]["id"], made["drilled"]["id"]}
+    assert listed("system=public_service&drill=false") == {made["nginx"]["id"]}
+    assert listed("drill=true") == {made["drilled"]["id"]}
+    unknown = api.call("GET", "/tickets?system=billing", headers=VIEWER)
+    assert unknown.status_code == 422 and "public_service" in unknown.json()["detail"]
+
+
 def test_vulnerabilities_timer_exemption_and_hardening_record(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
