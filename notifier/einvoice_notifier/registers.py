@@ -1101,9 +1101,9 @@ class RegistersCollector:
         from prometheus_client.core import GaugeMetricFamily
         from sqlalchemy.exc import DBAPIError
 
-        if not self.reports_store():
-            return
         try:
+            if not self.reports_store():
+                return
             recent, open_vulns, overdue = self.registers.metric_rows()
         except DBAPIError:
             return
