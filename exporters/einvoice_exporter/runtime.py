@@ -1,14 +1,18 @@
-"""Run the configured checks: concurrency, deadlines, retries, interval caching, reload.
+"""Run the configured checks: concurrency, deadlines, retries, background refresh, reload.
 
-One `Check` is built per module. A /metrics scrape starts every check that is due in a bounded
-thread pool and waits for each until its own deadline, so a scrape lasts about as long as the
-slowest check. A run still going at its deadline is reported as a timeout and is not started
-again until it ends, so a hung target cannot pile up threads. Concurrent scrapes (an HA pair of
-Prometheus servers) share a run that is in flight instead of starting a second one.
+One `Check` is built per module. A /metrics scrape starts every check without an `interval` in a
+bounded thread pool and waits for each until its own deadline, so such a scrape lasts about as long
+as the slowest check. Checks with an `interval` are run by the background scheduler (`start()`)
+once per interval, and a scrape serves their latest result without waiting (only a check's very
+first result is awaited); a served result older than `stale_after_intervals` intervals becomes a
+failure (reason timeout, `stale: ...`). A run still going at its deadline is reported as a timeout
+and is not started again until it ends, so a hung target cannot pile up threads. Concurrent scrapes
+(an HA pair of Prometheus servers) share a run that is in flight instead of starting a second one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -27,7 +31,8 @@ from einvoice_core.contract import REASON_FAILURE_CLASS, FailureClass
 
 from . import selfmetrics as sm
 from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
-from .outcome import Check, MetricSet, Outcome, Reason, merge_families
+from .exposition import encode, family_header, is_simple, label_text, sample_line
+from .outcome import _SUFFIX, Check, MetricSet, Outcome, Reason, merge_families
 from .schema import KIND_NAMES, CheckConfig, ExporterConfig, Module
 
 log = logging.getLogger("einvoice_exporter.runtime")
@@ -40,8 +45,11 @@ PROBE_COUNTERS_MAX = 10_000
 _MIN_TIMEOUT = 0.1
 _GRACE = 0.05
 """A run returning this much after its deadline still counts (thread wake-up jitter)."""
+_SCHEDULER_MAX_SLEEP = 1.0
+"""The scheduler looks at least this often (clock jumps, runs overrunning their deadline)."""
 
 
+@functools.cache
 def version() -> str:
     try:
         return metadata.version("einvoice-monitoring")
@@ -162,6 +170,52 @@ def execute(handle: _Handle, target: str, retries: int, run: _Run,
         handle.leave()
 
 
+_UNIFORM = (sm.CHECK_UP, sm.CHECK_DEGRADED, sm.CHECK_DURATION, sm.CHECK_FAILURES, sm.CHECK_ATTEMPTS,
+            sm.CHECK_LAST_RUN)
+"""The uniform series in the order uniform_families() yields them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """One check's share of a /metrics exposition, rendered once per served result: the sample lines
+    of each uniform family, and of each of its own families (name, type, help, lines)."""
+
+    result: Result
+    failures: tuple[int, ...]
+    uniform: tuple[str, ...]
+    details: tuple[tuple[str, str, str, str], ...]
+    simple: bool
+    """Every family is of a type the lean encoder writes (else the scrape takes the generic path)."""
+
+
+def _render_fragment(state: _CheckState, result: Result, failures: dict[Reason, int]) -> _Fragment:
+    """The lines encode(collect()) writes for this check, identity labels first, as
+    uniform_families() and merge_families() build them."""
+    ident = state.identity_text
+    (up, degraded_, duration, failed, attempts, last_run) = (b.name for b in _UNIFORM)
+    uniform = (
+        sample_line(up, ident, 1 if result.up else 0),
+        sample_line(degraded_, ident, degraded(result, state.config.failure_class)),
+        sample_line(duration, ident, result.duration),
+        "".join(sample_line(failed, f'{ident},reason="{reason.value}"', count)
+                for reason, count in failures.items()),
+        sample_line(attempts, ident, result.attempts),
+        sample_line(last_run, ident, result.started),
+    )
+    details = []
+    simple = True
+    for name, type_, documentation, samples in with_basics(result, state.module.kind).items():
+        simple = simple and is_simple(type_)
+        lines = []
+        for own, value in samples:
+            suffix = own.get(_SUFFIX, "")
+            if suffix:
+                own = {k: v for k, v in own.items() if k != _SUFFIX}
+            lines.append(sample_line(name + suffix, f"{ident},{label_text(own)}" if own else ident, value))
+        details.append((name, type_, documentation, "".join(lines)))
+    return _Fragment(result, tuple(failures.values()), uniform, tuple(details), simple)
+
+
 @dataclass(eq=False)
 class _CheckState:
     config: CheckConfig
@@ -171,6 +225,11 @@ class _CheckState:
     last: Result | None = None
     run: _Run | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stale: Result | None = None
+    """The failure served while `last` is too old (counted once per episode); cleared by record."""
+    fragment: _Fragment | None = None
+    """The exposition lines of the result last rendered, reused while it is served."""
+    identity_text: str = ""
 
     @property
     def identity(self) -> dict[str, str]:
@@ -180,8 +239,12 @@ class _CheckState:
     def label_values(self) -> tuple[str, str, str, str]:
         return (self.config.item, self.zone, self.config.name, self.config.target)
 
+    def __post_init__(self) -> None:
+        self.identity_text = label_text(self.identity)
+
     def record(self, result: Result) -> Result:
         self.last = result
+        self.stale = None
         if result.reason is not None:
             self.failures[result.reason] += 1
         return result
@@ -276,7 +339,14 @@ class Runtime:
 
     def __init__(self, config: ExporterConfig, *, check_factory: CheckFactory = build_check,
                  clock: Clock = time.time, monotonic: Clock = time.monotonic,
-                 loader: Callable[[], ExporterConfig] | None = None) -> None:
+                 loader: Callable[[], ExporterConfig] | None = None, background: bool = False) -> None:
+        """`background`: checks with an interval are refreshed by the scheduler (`start()`, or
+        `refresh()` called by hand in tests) and scrapes only serve their results; without it they
+        run inside a scrape when their interval has passed (the scheduler's thread not running)."""
+        self._background = background
+        self._scheduler: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._factory = check_factory
         self._clock = clock
         self._monotonic = monotonic
@@ -318,6 +388,7 @@ class Runtime:
             self.last_reload_error = ""
             self.last_reload_success = new.loaded_at
             log.info("configuration reloaded: %d modules, %d checks", len(config.modules), len(config.checks))
+            self._wake.set()
             return True, "configuration reloaded"
 
     def mark_reload_failed(self, message: str) -> None:
@@ -326,7 +397,110 @@ class Runtime:
         self.last_reload_error = message
 
     def close(self) -> None:
+        """Stop the scheduler and close the checks (their pooled connections) once runs end."""
+        self._stopping.set()
+        self._wake.set()
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler is not threading.current_thread():
+            scheduler.join(timeout=5.0)
         self._generation.retire()
+
+    # ---- background refresh -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler thread that runs checks with an interval in the background."""
+        if not self._background:
+            raise RuntimeError("this runtime was built without background=True")
+        if self._scheduler is not None:
+            return
+        self._scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
+        self._scheduler.start()
+
+    def _schedule(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a run ending during it wakes the next one at once
+            try:
+                wait = self.refresh()
+            except RuntimeError:  # closed
+                return
+            except Exception:
+                log.exception("the background scheduler's pass failed; trying again")
+                wait = _SCHEDULER_MAX_SLEEP
+            self._wake.wait(min(max(wait, 0.0), _SCHEDULER_MAX_SLEEP))
+
+    def refresh(self) -> float:
+        """One pass of the scheduler over the checks with an interval: record a timeout for runs
+        past their deadline, start the runs that are due. Returns the seconds until the next thing
+        to do (a run due or a deadline)."""
+        gen = self._acquire()
+        try:
+            wait = _SCHEDULER_MAX_SLEEP
+            started: list[tuple[_CheckState, _Run]] = []
+            for state in gen.states:
+                interval = state.config.interval
+                if interval is None:
+                    continue
+                overdue: _Run | None = None
+                with state.lock:
+                    run = state.run
+                    now = self._monotonic()
+                    if run is not None and run.future is not None and not run.future.done():
+                        if run.result is not None:
+                            continue  # recorded as a timeout; not restarted until it ends
+                        if now < run.deadline:
+                            wait = min(wait, run.deadline - now)
+                            continue
+                        overdue = run
+                    elif run is not None and run.future is not None and run.result is None:
+                        overdue = run  # ended, its completion not yet recorded
+                    else:
+                        last = state.last
+                        due = 0.0 if last is None else last.started + interval - self._clock()
+                        if due > 0:
+                            wait = min(wait, due)
+                            continue
+                        timeout = self._timeout(state.module.timeout, None)
+                        run = self._start(gen, state, gen.handles[state.config.module], timeout)
+                        state.run = run
+                        started.append((state, run))
+                        wait = min(wait, timeout)
+                if overdue is not None:
+                    self._settle(state, overdue, overdue.deadline)
+                    wait = 0.0
+            for state, run in started:
+                assert run.future is not None
+                run.future.add_done_callback(functools.partial(self._ran, state, run))
+            return wait
+        finally:
+            gen.leave()
+
+    def _ran(self, state: _CheckState, run: _Run, _future: Future[Outcome]) -> None:
+        """A background run ended: record its result, and let the scheduler plan the next one."""
+        try:
+            self._settle(state, run, run.deadline)
+        finally:
+            self._wake.set()
+
+    def _served(self, gen: _Generation, state: _CheckState, last: Result, interval: float) -> Result:
+        """The latest result of a background check, or a failure when it is too old (call with
+        state.lock held)."""
+        factor = gen.config.global_.stale_after_intervals
+        age = self._clock() - last.started
+        if age <= factor * interval:
+            return last
+        if state.stale is None:
+            run = state.run
+            if run is not None and run.future is not None and not run.future.done():
+                going = f"a run has been going for {self._monotonic() - run.started_mono:.0f}s"
+            else:
+                going = "no run is going: the scheduler is behind"
+            detail = (f"stale: the last result started {age:.0f}s ago, more than {factor:g} x the"
+                      f" interval of {interval:g}s ({going})")
+            state.stale = Result(Outcome().fail(Reason.TIMEOUT, detail), last.attempts, last.duration,
+                                 last.started)
+            state.failures[Reason.TIMEOUT] += 1
+            log.warning("check %s on %s: %s", state.config.name, state.config.target, detail)
+        return state.stale
 
     def _acquire(self) -> _Generation:
         """The current generation, entered (a reload may retire one between reading and entering)."""
@@ -362,8 +536,11 @@ class Runtime:
         with state.lock:
             interval = state.config.interval
             last = state.last
-            if interval is not None and last is not None and self._clock() < last.started + interval:
-                return last
+            if interval is not None and last is not None:
+                if self._background:
+                    return self._served(gen, state, last, interval)
+                if self._clock() < last.started + interval:
+                    return last
             now = self._monotonic()
             run = state.run
             if run is not None and run.future is not None:
@@ -450,6 +627,57 @@ class Runtime:
                                      for state, _, _ in results if state.config.failure_class})
         yield from merge_families((state.identity, with_basics(result, state.module.kind))
                                   for state, result, _ in results)
+        yield from self._own_families(gen, started)
+
+    def render(self, scrape_timeout: float | None = None, openmetrics: bool = False,
+               extra: Callable[[], Iterable[Metric]] = tuple) -> bytes:
+        """The /metrics exposition: what encode(collect()) writes, followed by `extra` families,
+        with each check's lines rendered once per result and reused while that result is served
+        (a check with an interval serves one result for many scrapes)."""
+        started = self._monotonic()
+        gen = self._acquire()
+        try:
+            results = self._run_checks(gen, scrape_timeout)
+        finally:
+            gen.leave()
+        fragments = []
+        for state, result, failures in results:
+            fragment = state.fragment
+            counts = tuple(failures.values())
+            if fragment is None or fragment.result is not result or fragment.failures != counts:
+                fragment = state.fragment = _render_fragment(state, result, failures)
+            fragments.append(fragment)
+        if not all(fragment.simple for fragment in fragments):
+            def families() -> Iterator[Metric]:
+                yield from uniform_families(((state.label_values(), failures, result)
+                                             for state, result, failures in results),
+                                            {state.label_values(): state.config.failure_class
+                                             for state, _, _ in results if state.config.failure_class})
+                yield from merge_families((state.identity, with_basics(result, state.module.kind))
+                                          for state, result, _ in results)
+                yield from self._own_families(gen, started)
+                yield from extra()
+            return encode(families(), openmetrics)
+        head: list[str] = []
+        for index, builtin in enumerate(_UNIFORM):
+            head.append(family_header(builtin.name.removesuffix("_total") if builtin.type == "counter"
+                                      else builtin.name, builtin.type, builtin.documentation, openmetrics))
+            head.extend(fragment.uniform[index] for fragment in fragments)
+        merged: dict[str, tuple[str, str, list[str]]] = {}
+        for fragment in fragments:
+            for name, type_, documentation, lines in fragment.details:
+                family = merged.get(name)
+                if family is None:
+                    family = merged[name] = (type_, documentation, [])
+                family[2].append(lines)
+        for name, (type_, documentation, parts) in merged.items():
+            base = name.removesuffix("_total") if type_ == "counter" else name
+            head.append(family_header(base, type_, documentation, openmetrics))
+            head.extend(parts)
+        return encode([*self._own_families(gen, started), *extra()], openmetrics, head)
+
+    def _own_families(self, gen: _Generation, started: float) -> Iterator[Metric]:
+        """The exporter's own series (catalogue, configuration, reloads, build, this scrape)."""
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
         config = gen.config
         yield sm.ITEM_MONITORED_ELSEWHERE.family(((item,), 1) for item in sorted(config.monitored_elsewhere))

@@ -285,12 +285,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         app = self.server.app
 
-        def families() -> Iterator[Metric]:
-            yield from app.runtime.collect(scrape_timeout)
+        def process() -> Iterator[Metric]:
             for collector in app.process_collectors:
                 yield from collector.collect()
 
-        self._encode(families)
+        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+        body = app.runtime.render(scrape_timeout, openmetrics, process)
+        self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
 
     def _probe(self, query: str) -> None:
         params = parse_qs(query)
