@@ -431,10 +431,10 @@ class Runtime:
     def refresh(self) -> float:
         """One pass of the scheduler over the checks with an interval: record a timeout for runs
         past their deadline, start the runs that are due. Returns the seconds until the next thing
-        to do (a run due or a deadline)."""
+        to do (a run due or a deadline; infinite when there is none)."""
         gen = self._acquire()
         try:
-            wait = _SCHEDULER_MAX_SLEEP
+            wait = float("inf")
             started: list[tuple[_CheckState, _Run]] = []
             for state in gen.states:
                 interval = state.config.interval
@@ -704,7 +704,7 @@ class Runtime:
         rows = []
         for state in self._generation.states:
             with state.lock:
-                last = state.last
+                last = state.stale or state.last
             rows.append(CheckRow(state.config.name, state.config.item, state.zone, state.config.module,
                                  state.module.kind, state.config.target, state.config.interval, last))
         return rows
@@ -716,7 +716,9 @@ class Runtime:
         """Blackbox-style probe of one target with one module: detail metrics without identity
         labels, plus the uniform series with check=<module>. `check` names a configured check instead
         (`/probe?check=NAME`, what `--file-sd` generates): its module, target and item, and
-        check=<NAME>. Raises ProbeRequestError for a bad request."""
+        check=<NAME>; a check with an interval refreshed in the background is served as /metrics
+        serves it (its latest result, stale when too old, its own failure counters), one without
+        runs now. Raises ProbeRequestError for a bad request."""
         gen = self._acquire()
         try:
             check_name = None
@@ -729,9 +731,24 @@ class Runtime:
                                             "do not combine it with module, target or item")
                 module_name, target, item = configured.module, configured.target, configured.item
                 check_name = configured.name
+                if self._background and configured.interval is not None:
+                    state = next(s for s in gen.states if s.config is configured)
+                    return self._probe_state(gen, state, scrape_timeout)
             return self._probe(gen, module_name, target, item, scrape_timeout, check_name)
         finally:
             gen.leave()
+
+    def _probe_state(self, gen: _Generation, state: _CheckState, scrape_timeout: float | None
+                     ) -> list[Metric]:
+        begin = self._begin(gen, state, self.budget(scrape_timeout))
+        result = begin if isinstance(begin, Result) else self._settle(state, *begin)
+        with state.lock:
+            failures = dict(state.failures)
+        families = list(merge_families([({}, with_basics(result, state.module.kind))]))
+        families.extend(uniform_families([(state.label_values(), failures, result)],
+                                         {state.label_values(): state.config.failure_class}
+                                         if state.config.failure_class else None))
+        return families
 
     def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
                scrape_timeout: float | None, check_name: str | None = None) -> list[Metric]:
