@@ -431,11 +431,16 @@ class Runtime:
     def refresh(self) -> float:
         """One pass of the scheduler over the checks with an interval: record a timeout for runs
         past their deadline, start the runs that are due. Returns the seconds until the next thing
-        to do (a run due or a deadline; infinite when there is none)."""
+        to do (a run due or a deadline; infinite when there is none).
+
+        Runs due within a twentieth of their interval (at most 250 ms) start in the same pass, so
+        checks started together stay together and the scheduler wakes about once per interval,
+        not once per check."""
         gen = self._acquire()
         try:
             wait = float("inf")
             started: list[tuple[_CheckState, _Run]] = []
+            now, wall = self._monotonic(), self._clock()
             for state in gen.states:
                 interval = state.config.interval
                 if interval is None:
@@ -443,7 +448,6 @@ class Runtime:
                 overdue: _Run | None = None
                 with state.lock:
                     run = state.run
-                    now = self._monotonic()
                     if run is not None and run.future is not None and not run.future.done():
                         if run.result is not None:
                             continue  # recorded as a timeout; not restarted until it ends
@@ -455,15 +459,15 @@ class Runtime:
                         overdue = run  # ended, its completion not yet recorded
                     else:
                         last = state.last
-                        due = 0.0 if last is None else last.started + interval - self._clock()
-                        if due > 0:
+                        due = 0.0 if last is None else last.started + interval - wall
+                        if due > min(interval / 20, 0.25):
                             wait = min(wait, due)
                             continue
                         timeout = self._timeout(state.module.timeout, None)
                         run = self._start(gen, state, gen.handles[state.config.module], timeout)
                         state.run = run
                         started.append((state, run))
-                        wait = min(wait, timeout)
+                        wait = min(wait, timeout, interval)
                 if overdue is not None:
                     self._settle(state, overdue, overdue.deadline)
                     wait = 0.0
@@ -475,11 +479,18 @@ class Runtime:
             gen.leave()
 
     def _ran(self, state: _CheckState, run: _Run, _future: Future[Outcome]) -> None:
-        """A background run ended: record its result, and let the scheduler plan the next one."""
+        """A background run ended: record its result and render its lines here, off the scrape's
+        path; wake the scheduler when the run outlasted its interval (the next one is due now)."""
         try:
-            self._settle(state, run, run.deadline)
+            result = self._settle(state, run, run.deadline)
+            with state.lock:
+                failures = dict(state.failures) if state.last is result else None
+            if failures is not None:
+                state.fragment = _render_fragment(state, result, failures)
         finally:
-            self._wake.set()
+            interval = state.config.interval
+            if interval is None or self._clock() >= run.started + interval:
+                self._wake.set()
 
     def _served(self, gen: _Generation, state: _CheckState, last: Result, interval: float) -> Result:
         """The latest result of a background check, or a failure when it is too old (call with
@@ -558,7 +569,7 @@ class Runtime:
     def _settle(self, state: _CheckState, run: _Run, my_deadline: float) -> Result:
         assert run.future is not None
         remaining = min(run.deadline, my_deadline) - self._monotonic()
-        if remaining > 0:
+        if remaining > 0 and not run.future.done():
             wait_futures([run.future], timeout=remaining)
         with state.lock:
             if run.result is not None:
