@@ -29,7 +29,8 @@ def config(db: MariaDB, table: str, interval: str, extra_global: str = "") -> st
             "      driver: mysql\n"
             f"      username: {MONITOR[0]}\n"
             f"      password: {MONITOR[1]}\n"
-            f"      queries: [{{name: bg, values: [bg_value], sql: 'SELECT MAX(v) AS bg_value FROM {table}'}}]\n"
+            "      queries: [{name: bg, values: [bg_value],"
+            f" sql: 'SELECT MAX(v) AS bg_value FROM {table}'}}]\n"
             "checks:\n"
             f"  - {{name: bg-check, item: '14', module: bg, target: '{db.target}', interval: {interval}}}\n")
 
