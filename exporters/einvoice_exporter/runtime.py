@@ -192,13 +192,12 @@ def _render_fragment(state: _CheckState, result: Result, failures: dict[Reason, 
     """The lines encode(collect()) writes for this check, identity labels first, as
     uniform_families() and merge_families() build them."""
     ident = state.identity_text
-    (up, degraded_, duration, failed, attempts, last_run) = (b.name for b in _UNIFORM)
+    (up, degraded_, duration, _failures, attempts, last_run) = (b.name for b in _UNIFORM)
     uniform = (
         sample_line(up, ident, 1 if result.up else 0),
         sample_line(degraded_, ident, degraded(result, state.config.failure_class)),
         sample_line(duration, ident, result.duration),
-        "".join(sample_line(failed, f'{ident},reason="{reason.value}"', count)
-                for reason, count in failures.items()),
+        state.failure_lines(failures),
         sample_line(attempts, ident, result.attempts),
         sample_line(last_run, ident, result.started),
     )
@@ -230,6 +229,7 @@ class _CheckState:
     fragment: _Fragment | None = None
     """The exposition lines of the result last rendered, reused while it is served."""
     identity_text: str = ""
+    _failure_lines: tuple[tuple[int, ...], str] = ((), "")
 
     @property
     def identity(self) -> dict[str, str]:
@@ -241,6 +241,17 @@ class _CheckState:
 
     def __post_init__(self) -> None:
         self.identity_text = label_text(self.identity)
+
+    def failure_lines(self, failures: dict[Reason, int]) -> str:
+        """The einvoice_check_failures_total lines for these counts (they rarely change)."""
+        counts = tuple(failures.values())
+        cached = self._failure_lines
+        if cached[0] != counts:
+            name = sm.CHECK_FAILURES.name
+            text = "".join(sample_line(name, f'{self.identity_text},reason="{reason.value}"', count)
+                           for reason, count in failures.items())
+            cached = self._failure_lines = (counts, text)
+        return cached[1]
 
     def record(self, result: Result) -> Result:
         self.last = result
