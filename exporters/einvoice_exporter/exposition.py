@@ -8,6 +8,7 @@ prometheus_client's encoder, which stays the reference (the tests compare both).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -60,6 +61,7 @@ def label_text(labels: Mapping[str, str]) -> str:
     return ",".join(f'{key}="{_label_value(value)}"' for key, value in labels.items())
 
 
+@functools.lru_cache(maxsize=4096)
 def family_header(name: str, type_: str, documentation: str, openmetrics: bool) -> str:
     """HELP and TYPE lines; `name` is the family's name (a counter's without `_total`)."""
     header = name + "_total" if type_ == "counter" and not openmetrics else name

@@ -201,18 +201,28 @@ def _render_fragment(state: _CheckState, result: Result, failures: dict[Reason, 
         sample_line(attempts, ident, result.attempts),
         sample_line(last_run, ident, result.started),
     )
+    details, simple = _detail_lines(with_basics(result, state.module.kind), ident)
+    return _Fragment(result, tuple(failures.values()), uniform, details, simple)
+
+
+def _detail_lines(metrics: MetricSet, ident: str) -> tuple[tuple[tuple[str, str, str, str], ...], bool]:
+    """(name, type, help, sample lines) per family of `metrics`, `ident` (rendered identity labels,
+    possibly empty) first in every sample, as merge_families() orders them; and whether every
+    family is of a type the lean encoder writes."""
     details = []
     simple = True
-    for name, type_, documentation, samples in with_basics(result, state.module.kind).items():
+    prefix = ident + "," if ident else ""
+    for name, type_, documentation, samples in metrics.items():
         simple = simple and is_simple(type_)
         lines = []
         for own, value in samples:
             suffix = own.get(_SUFFIX, "")
             if suffix:
                 own = {k: v for k, v in own.items() if k != _SUFFIX}
-            lines.append(sample_line(name + suffix, f"{ident},{label_text(own)}" if own else ident, value))
+            labels = prefix + label_text(own) if own else ident
+            lines.append(sample_line(name + suffix, labels, value))
         details.append((name, type_, documentation, "".join(lines)))
-    return _Fragment(result, tuple(failures.values()), uniform, tuple(details), simple)
+    return tuple(details), simple
 
 
 @dataclass(eq=False)
@@ -339,6 +349,36 @@ class CheckRow:
     target: str
     interval: float | None
     last: Result | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """The answer to one /probe request: the run's result and the uniform series' inputs."""
+
+    result: Result
+    kind: str
+    label_values: tuple[str, str, str, str]
+    failures: dict[Reason, int]
+    failure_class: FailureClass | None = None
+
+    def _uniform(self) -> list[Metric]:
+        overrides = {self.label_values: self.failure_class} if self.failure_class else None
+        return uniform_families([(self.label_values, self.failures, self.result)], overrides)
+
+    def families(self) -> list[Metric]:
+        """Detail metrics without identity labels, then the uniform series."""
+        return [*merge_families([({}, with_basics(self.result, self.kind))]), *self._uniform()]
+
+    def exposition(self, openmetrics: bool) -> bytes:
+        details, simple = _detail_lines(with_basics(self.result, self.kind), "")
+        if not simple:
+            return encode(self.families(), openmetrics)
+        head = []
+        for name, type_, documentation, lines in details:
+            base = name.removesuffix("_total") if type_ == "counter" else name
+            head.append(family_header(base, type_, documentation, openmetrics))
+            head.append(lines)
+        return encode(self._uniform(), openmetrics, head)
 
 
 class ProbeRequestError(ValueError):
@@ -735,6 +775,17 @@ class Runtime:
 
     def probe(self, module_name: str | None, target: str | None, item: str | None = None,
               scrape_timeout: float | None = None, check: str | None = None) -> list[Metric]:
+        """The families of probe_exposition(), for callers that want metric objects."""
+        return self._probed(module_name, target, item, scrape_timeout, check).families()
+
+    def probe_exposition(self, module_name: str | None, target: str | None, item: str | None = None,
+                         scrape_timeout: float | None = None, check: str | None = None,
+                         openmetrics: bool = False) -> bytes:
+        """What /probe answers, written without building metric objects when the types allow."""
+        return self._probed(module_name, target, item, scrape_timeout, check).exposition(openmetrics)
+
+    def _probed(self, module_name: str | None, target: str | None, item: str | None = None,
+                scrape_timeout: float | None = None, check: str | None = None) -> _Probed:
         """Blackbox-style probe of one target with one module: detail metrics without identity
         labels, plus the uniform series with check=<module>. `check` names a configured check instead
         (`/probe?check=NAME`, what `--file-sd` generates): its module, target and item, and
@@ -761,19 +812,15 @@ class Runtime:
             gen.leave()
 
     def _probe_state(self, gen: _Generation, state: _CheckState, scrape_timeout: float | None
-                     ) -> list[Metric]:
+                     ) -> _Probed:
         begin = self._begin(gen, state, self.budget(scrape_timeout))
         result = begin if isinstance(begin, Result) else self._settle(state, *begin)
         with state.lock:
             failures = dict(state.failures)
-        families = list(merge_families([({}, with_basics(result, state.module.kind))]))
-        families.extend(uniform_families([(state.label_values(), failures, result)],
-                                         {state.label_values(): state.config.failure_class}
-                                         if state.config.failure_class else None))
-        return families
+        return _Probed(result, state.module.kind, state.label_values(), failures, state.config.failure_class)
 
     def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
-               scrape_timeout: float | None, check_name: str | None = None) -> list[Metric]:
+               scrape_timeout: float | None, check_name: str | None = None) -> _Probed:
         if not module_name:
             raise ProbeRequestError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
         module = gen.config.modules.get(module_name)
@@ -812,10 +859,7 @@ class Runtime:
         result = Result(outcome, run.attempts, duration, run.started)
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
-        families = list(merge_families([({}, with_basics(result, module.kind))]))
-        label_values = (item_id, zone, check_name or module_name, target)
-        families.extend(uniform_families([(label_values, failures, result)]))
-        return families
+        return _Probed(result, module.kind, (item_id, zone, check_name or module_name, target), failures)
 
     def _probe_count(self, module: str, target: str, item: str, reason: Reason | None) -> dict[Reason, int]:
         key = (module, target, item)

@@ -195,3 +195,32 @@ def test_render_writes_what_the_generic_encoder_writes() -> None:
 
 def _without_scrape_duration(text: str) -> list[str]:
     return [line for line in text.splitlines() if not line.startswith("einvoice_exporter_scrape_duration")]
+
+
+def test_probe_exposition_writes_what_the_generic_encoder_writes() -> None:
+    def rich(_target: str, _timeout: float) -> Outcome:
+        outcome = Outcome()
+        outcome.metrics.gauge("redis_up", "Whether it answered", 1)
+        outcome.metrics.gauge("redis_connected_clients", "Clients", 3)
+        outcome.metrics.counter("redis_commands_total", "Commands", 12, {"cmd": 'get "x"\\'})
+        outcome.metrics.summary("redis_latency_percentiles_usec", "Latency", {"0.5": 1.0}, 10.0, 4,
+                                {"cmd": "get"})
+        return outcome
+
+    runtime = Runtime(make_config(["10.0.0.1:80"]), check_factory=Factory({"10.0.0.1:80": rich}),
+                      clock=FakeClock(START))
+    try:
+        for openmetrics in (False, True):
+            fast = runtime.probe_exposition("fake", "10.0.0.1:80", openmetrics=openmetrics).decode()
+            generic = encode(runtime.probe("fake", "10.0.0.1:80"), openmetrics).decode()
+            # every probe counts once more and takes its own time: compare all but those values
+            assert _shape(fast) == _shape(generic)
+    finally:
+        runtime.close()
+    assert 'redis_commands_total{cmd="get \\"x\\"\\\\"} 12.0' in fast
+    assert 'einvoice_check_up{item="05",zone="extranet",check="fake",target="10.0.0.1:80"} 1.0' in fast
+
+
+def _shape(text: str) -> list[str]:
+    timed = ("probe_duration_seconds", "einvoice_check_duration_seconds")
+    return [line.rsplit(" ", 1)[0] if line.startswith(timed) else line for line in text.splitlines()]
