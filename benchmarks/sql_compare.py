@@ -13,23 +13,25 @@ each for `--seconds` with one scrape per second, as Prometheus does:
 - every 5 s: interval 5s for both; scrapes in between serve the cache on both sides.
 
 The contenders of a scenario run at the same time on the same MariaDB and are scraped in turn
-(order rotating) each second, so that the load of a shared machine falls on all of them alike; the
+(order rotating) each second on one kept-alive HTTP connection each, as Prometheus scrapes a target
+(`--new-connections`: one per scrape), so that the load of a shared machine falls on all of them alike; the
 MariaDB server's CPU is therefore theirs together. Each row: scrape wall time (mean, p50, p95 ms)
 and exporter CPU (ms per second of the window, from utime+stime in /proc/<pid>/stat). Ratios are
 ours / theirs.
 
-    .venv/bin/python benchmarks/sql_compare.py [--seconds 30] [--checks 50]
+    .venv/bin/python benchmarks/sql_compare.py [--seconds 30] [--checks 50] [--new-connections]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +49,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+_CONNECTIONS: dict[str, http.client.HTTPConnection] = {}
+KEEP_ALIVE = True
+
+
 def fetch(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{url}: HTTP {response.status}")
-        return len(body)
+    """GET on a kept-alive connection per host:port, as Prometheus scrapes a target (one connection,
+    reused); `--new-connections` opens one per scrape instead."""
+    parts = urllib.parse.urlsplit(url)
+    connection = _CONNECTIONS.pop(parts.netloc, None) if KEEP_ALIVE else None
+    if connection is None:
+        connection = http.client.HTTPConnection(parts.netloc, timeout=30)
+    connection.request("GET", parts.path)
+    response = connection.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{url}: HTTP {response.status}")
+    if KEEP_ALIVE:
+        _CONNECTIONS[parts.netloc] = connection
+    else:
+        connection.close()
+    return len(body)
 
 
 def query(index: int) -> str:
@@ -143,7 +160,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--checks", type=int, default=50)
+    parser.add_argument("--new-connections", action="store_true",
+                        help="open a new HTTP connection per scrape (default: keep-alive, as Prometheus)")
     args = parser.parse_args()
+    global KEEP_ALIVE
+    KEEP_ALIVE = not args.new_connections
     if not Path(SQL_EXPORTER).exists():
         print("apt-get install prometheus-sql-exporter first", file=sys.stderr)
         return 2
