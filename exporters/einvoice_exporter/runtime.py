@@ -484,9 +484,10 @@ class Runtime:
         past their deadline, start the runs that are due. Returns the seconds until the next thing
         to do (a run due or a deadline; infinite when there is none).
 
-        Runs due within a twentieth of their interval (at most 250 ms) start in the same pass, so
-        checks started together stay together and the scheduler wakes about once per interval,
-        not once per check."""
+        Runs due within a quarter of their interval (at most 1 s) start in the same pass, and all
+        runs of a pass count as started at the pass's time: checks fall into step (also after a
+        slow first run or a run that outlasted its interval) and the scheduler wakes about once per
+        interval, not once per check."""
         gen = self._acquire()
         try:
             wait = float("inf")
@@ -511,11 +512,12 @@ class Runtime:
                     else:
                         last = state.last
                         due = 0.0 if last is None else last.started + interval - wall
-                        if due > min(interval / 20, 0.25):
+                        if due > min(interval / 4, 1.0):
                             wait = min(wait, due)
                             continue
                         timeout = self._timeout(state.module.timeout, None)
-                        run = self._start(gen, state, gen.handles[state.config.module], timeout)
+                        # The pass's time, not each run's: runs started together stay due together.
+                        run = self._start(gen, state, gen.handles[state.config.module], timeout, wall)
                         state.run = run
                         started.append((state, run))
                         wait = min(wait, timeout, interval)
@@ -585,8 +587,9 @@ class Runtime:
             return None
         return scrape_timeout - self._generation.config.global_.scrape_timeout_offset
 
-    def _start(self, gen: _Generation, state: _CheckState, handle: _Handle, timeout: float) -> _Run:
-        run = _Run(self._clock(), self._monotonic(), timeout)
+    def _start(self, gen: _Generation, state: _CheckState, handle: _Handle, timeout: float,
+               started: float | None = None) -> _Run:
+        run = _Run(self._clock() if started is None else started, self._monotonic(), timeout)
         run.future = gen.pool.submit(execute, handle, state.config.target, state.module.retries, run,
                                      self._monotonic)
         return run
