@@ -12,6 +12,12 @@ reads one node per scrape (its documented multi-target way is /scrape?target=<no
 it is shown both for one node and for all six (six scrapes, one after another).
 
     .venv/bin/python benchmarks/redis_compare.py [--scrapes 200] [--keys 100000] [--new-connections]
+
+Measured 2026-12-06 on the shared 2-core machine (load average ~6), `--scrapes 200`: standalone
+wall 0.82x (p50 0.76x), exporter CPU 0.58x of redis_exporter, the full set of series, one kept
+connection (0.87x with a fresh connection per scrape); cluster, all 6 nodes in one scrape, 0.37x of
+redis_exporter's six /scrape calls. Before /probe was written without metric objects: 1.01x
+(p50 0.88x), CPU 0.73x (load average 4.9).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ packages=(
   redis-server redis-tools mariadb-server nginx
   chromium fonts-noto-cjk faketime openssl
   prometheus-nginx-exporter prometheus-node-exporter prometheus-elasticsearch-exporter
+  prometheus-sql-exporter
   logrotate systemd systemd-journal-remote
   docker.io debootstrap poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
   victoria-metrics docker-compose

@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        runtime = Runtime(config, loader=partial(load_config, args.config))
+        runtime = Runtime(config, loader=partial(load_config, args.config), background=True)
     except Exception:
         log.exception("building the checks failed; not starting")
         return 1
@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
 
+    runtime.start()  # checks with an interval: refreshed in the background from now on
     host, port = server.server_address[:2]
     log.info("listening on %s:%s (tls=%s, basic_auth=%s, lifecycle=%s): %d modules, %d checks",
              host, port, app.security.ssl_context is not None, app.security.auth is not None,

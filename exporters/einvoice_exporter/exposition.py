@@ -8,8 +8,9 @@ prometheus_client's encoder, which stays the reference (the tests compare both).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -55,29 +56,49 @@ def _help(text: str, openmetrics: bool) -> str:
     return text.replace('"', r"\"") if openmetrics else text
 
 
-def encode(families: Iterable[Metric], openmetrics: bool = False) -> bytes:
-    """The exposition of `families` in text format 0.0.4 or OpenMetrics 1.0."""
+def label_text(labels: Mapping[str, str]) -> str:
+    """`a="x",b="y"`: label pairs as they appear between the braces of a sample line."""
+    return ",".join(f'{key}="{_label_value(value)}"' for key, value in labels.items())
+
+
+@functools.lru_cache(maxsize=4096)
+def family_header(name: str, type_: str, documentation: str, openmetrics: bool) -> str:
+    """HELP and TYPE lines; `name` is the family's name (a counter's without `_total`)."""
+    header = name + "_total" if type_ == "counter" and not openmetrics else name
+    return f"# HELP {header} {_help(documentation, openmetrics)}\n# TYPE {header} {type_}\n"
+
+
+def sample_line(name: str, labels: str, value: float) -> str:
+    """One sample line without timestamp; `labels` as label_text() renders them."""
+    if labels:
+        return f"{name}{{{labels}}} {_value(value)}\n"
+    return f"{name} {_value(value)}\n"
+
+
+def is_simple(type_: str) -> bool:
+    """Whether this encoder writes the type itself (else prometheus_client's encoder does)."""
+    return type_ in _SIMPLE
+
+
+def encode(families: Iterable[Metric], openmetrics: bool = False, head: Iterable[str] = ()) -> bytes:
+    """The exposition of `families` in text format 0.0.4 or OpenMetrics 1.0. `head` is text already
+    rendered with family_header/sample_line (whole families), written before them."""
     families = list(families)
+    out: list[str] = list(head)
     if any(family.type not in _SIMPLE for family in families):
-        return (generate_openmetrics if openmetrics else generate_latest)(_Families(families))
-    out: list[str] = []
+        tail = (generate_openmetrics if openmetrics else generate_latest)(_Families(families))
+        return "".join(out).encode("utf-8") + tail
     append = out.append
     for family in families:
-        name = family.name
-        header = name + "_total" if family.type == "counter" and not openmetrics else name
-        append(f"# HELP {header} {_help(family.documentation, openmetrics)}\n# TYPE {header} {family.type}\n")
+        append(family_header(family.name, family.type, family.documentation, openmetrics))
         for sample in family.samples:
             if sample.name.endswith("_created") and not openmetrics:
                 continue
-            if sample.labels:
-                labels = ",".join(f'{key}="{_label_value(value)}"' for key, value in sample.labels.items())
-                line = f"{sample.name}{{{labels}}} {_value(sample.value)}"
-            else:
-                line = f"{sample.name} {_value(sample.value)}"
+            line = sample_line(sample.name, label_text(sample.labels) if sample.labels else "", sample.value)
             if sample.timestamp is not None:
                 stamp = float(sample.timestamp)
-                line += f" {stamp:.3f}" if openmetrics else f" {int(stamp * 1000)}"
-            append(line + "\n")
+                line = line[:-1] + (f" {stamp:.3f}\n" if openmetrics else f" {int(stamp * 1000)}\n")
+            append(line)
     if openmetrics:
         append("# EOF\n")
     return "".join(out).encode("utf-8")

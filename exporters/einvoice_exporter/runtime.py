@@ -1,14 +1,18 @@
-"""Run the configured checks: concurrency, deadlines, retries, interval caching, reload.
+"""Run the configured checks: concurrency, deadlines, retries, background refresh, reload.
 
-One `Check` is built per module. A /metrics scrape starts every check that is due in a bounded
-thread pool and waits for each until its own deadline, so a scrape lasts about as long as the
-slowest check. A run still going at its deadline is reported as a timeout and is not started
-again until it ends, so a hung target cannot pile up threads. Concurrent scrapes (an HA pair of
-Prometheus servers) share a run that is in flight instead of starting a second one.
+One `Check` is built per module. A /metrics scrape starts every check without an `interval` in a
+bounded thread pool and waits for each until its own deadline, so such a scrape lasts about as long
+as the slowest check. Checks with an `interval` are run by the background scheduler (`start()`)
+once per interval, and a scrape serves their latest result without waiting (only a check's very
+first result is awaited); a served result older than `stale_after_intervals` intervals becomes a
+failure (reason timeout, `stale: ...`). A run still going at its deadline is reported as a timeout
+and is not started again until it ends, so a hung target cannot pile up threads. Concurrent scrapes
+(an HA pair of Prometheus servers) share a run that is in flight instead of starting a second one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -28,7 +32,8 @@ from einvoice_core.thresholds import shipped
 
 from . import selfmetrics as sm
 from .collectors import CheckError, Progress, build_check, kinds, tracking, validate_target
-from .outcome import IDENTITY_LABELS, Check, MetricSet, Outcome, Reason, merge_families
+from .exposition import encode, family_header, is_simple, label_text, sample_line
+from .outcome import _SUFFIX, IDENTITY_LABELS, Check, MetricSet, Outcome, Reason, merge_families
 from .schema import KIND_NAMES, CheckConfig, ExporterConfig, Module
 
 log = logging.getLogger("einvoice_exporter.runtime")
@@ -41,8 +46,11 @@ PROBE_COUNTERS_MAX = 10_000
 _MIN_TIMEOUT = 0.1
 _GRACE = 0.05
 """A run returning this much after its deadline still counts (thread wake-up jitter)."""
+_SCHEDULER_MAX_SLEEP = 1.0
+"""The scheduler looks at least this often (clock jumps, runs overrunning their deadline)."""
 
 
+@functools.cache
 def version() -> str:
     try:
         return metadata.version("einvoice-monitoring")
@@ -163,6 +171,61 @@ def execute(handle: _Handle, target: str, retries: int, run: _Run,
         handle.leave()
 
 
+_UNIFORM = (sm.CHECK_UP, sm.CHECK_DEGRADED, sm.CHECK_DURATION, sm.CHECK_FAILURES, sm.CHECK_ATTEMPTS,
+            sm.CHECK_LAST_RUN)
+"""The uniform series in the order uniform_families() yields them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """One check's share of a /metrics exposition, rendered once per served result: the sample lines
+    of each uniform family, and of each of its own families (name, type, help, lines)."""
+
+    result: Result
+    failures: tuple[int, ...]
+    uniform: tuple[str, ...]
+    details: tuple[tuple[str, str, str, str], ...]
+    simple: bool
+    """Every family is of a type the lean encoder writes (else the scrape takes the generic path)."""
+
+
+def _render_fragment(state: _CheckState, result: Result, failures: dict[Reason, int]) -> _Fragment:
+    """The lines encode(collect()) writes for this check, identity labels first, as
+    uniform_families() and merge_families() build them."""
+    ident = state.identity_text
+    (up, degraded_, duration, _failures, attempts, last_run) = (b.name for b in _UNIFORM)
+    uniform = (
+        sample_line(up, ident, 1 if result.up else 0),
+        sample_line(degraded_, ident, degraded(result, state.config.failure_class)),
+        sample_line(duration, ident, result.duration),
+        state.failure_lines(failures),
+        sample_line(attempts, ident, result.attempts),
+        sample_line(last_run, ident, result.started),
+    )
+    details, simple = _detail_lines(with_basics(result, state.module.kind), ident)
+    return _Fragment(result, tuple(failures.values()), uniform, details, simple)
+
+
+def _detail_lines(metrics: MetricSet, ident: str) -> tuple[tuple[tuple[str, str, str, str], ...], bool]:
+    """(name, type, help, sample lines) per family of `metrics`, `ident` (rendered identity labels,
+    possibly empty) first in every sample, as merge_families() orders them; and whether every
+    family is of a type the lean encoder writes."""
+    details = []
+    simple = True
+    prefix = ident + "," if ident else ""
+    for name, type_, documentation, samples in metrics.items():
+        simple = simple and is_simple(type_)
+        lines = []
+        for own, value in samples:
+            suffix = own.get(_SUFFIX, "")
+            if suffix:
+                own = {k: v for k, v in own.items() if k != _SUFFIX}
+            labels = prefix + label_text(own) if own else ident
+            lines.append(sample_line(name + suffix, labels, value))
+        details.append((name, type_, documentation, "".join(lines)))
+    return tuple(details), simple
+
+
 @dataclass(eq=False)
 class _CheckState:
     config: CheckConfig
@@ -172,6 +235,12 @@ class _CheckState:
     last: Result | None = None
     run: _Run | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stale: Result | None = None
+    """The failure served while `last` is too old (counted once per episode); cleared by record."""
+    fragment: _Fragment | None = None
+    """The exposition lines of the result last rendered, reused while it is served."""
+    identity_text: str = ""
+    _failure_lines: tuple[tuple[int, ...], str] = ((), "")
 
     @property
     def identity(self) -> dict[str, str]:
@@ -181,8 +250,23 @@ class _CheckState:
         return (self.config.item, self.zone, self.config.name, self.config.target,
                 self.config.resolved_system)
 
+    def __post_init__(self) -> None:
+        self.identity_text = label_text(self.identity)
+
+    def failure_lines(self, failures: dict[Reason, int]) -> str:
+        """The einvoice_check_failures_total lines for these counts (they rarely change)."""
+        counts = tuple(failures.values())
+        cached = self._failure_lines
+        if cached[0] != counts:
+            name = sm.CHECK_FAILURES.name
+            text = "".join(sample_line(name, f'{self.identity_text},reason="{reason.value}"', count)
+                           for reason, count in failures.items())
+            cached = self._failure_lines = (counts, text)
+        return cached[1]
+
     def record(self, result: Result) -> Result:
         self.last = result
+        self.stale = None
         if result.reason is not None:
             self.failures[result.reason] += 1
         return result
@@ -268,6 +352,36 @@ class CheckRow:
     last: Result | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """The answer to one /probe request: the run's result and the uniform series' inputs."""
+
+    result: Result
+    kind: str
+    label_values: tuple[str, ...]
+    failures: dict[Reason, int]
+    failure_class: FailureClass | None = None
+
+    def _uniform(self) -> list[Metric]:
+        overrides = {self.label_values: self.failure_class} if self.failure_class else None
+        return uniform_families([(self.label_values, self.failures, self.result)], overrides)
+
+    def families(self) -> list[Metric]:
+        """Detail metrics without identity labels, then the uniform series."""
+        return [*merge_families([({}, with_basics(self.result, self.kind))]), *self._uniform()]
+
+    def exposition(self, openmetrics: bool) -> bytes:
+        details, simple = _detail_lines(with_basics(self.result, self.kind), "")
+        if not simple:
+            return encode(self.families(), openmetrics)
+        head = []
+        for name, type_, documentation, lines in details:
+            base = name.removesuffix("_total") if type_ == "counter" else name
+            head.append(family_header(base, type_, documentation, openmetrics))
+            head.append(lines)
+        return encode(self._uniform(), openmetrics, head)
+
+
 class ProbeRequestError(ValueError):
     """A /probe request that cannot be served as asked (answered 400)."""
 
@@ -277,7 +391,14 @@ class Runtime:
 
     def __init__(self, config: ExporterConfig, *, check_factory: CheckFactory = build_check,
                  clock: Clock = time.time, monotonic: Clock = time.monotonic,
-                 loader: Callable[[], ExporterConfig] | None = None) -> None:
+                 loader: Callable[[], ExporterConfig] | None = None, background: bool = False) -> None:
+        """`background`: checks with an interval are refreshed by the scheduler (`start()`, or
+        `refresh()` called by hand in tests) and scrapes only serve their results; without it they
+        run inside a scrape when their interval has passed (the scheduler's thread not running)."""
+        self._background = background
+        self._scheduler: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._factory = check_factory
         self._clock = clock
         self._monotonic = monotonic
@@ -319,6 +440,7 @@ class Runtime:
             self.last_reload_error = ""
             self.last_reload_success = new.loaded_at
             log.info("configuration reloaded: %d modules, %d checks", len(config.modules), len(config.checks))
+            self._wake.set()
             return True, "configuration reloaded"
 
     def mark_reload_failed(self, message: str) -> None:
@@ -327,7 +449,123 @@ class Runtime:
         self.last_reload_error = message
 
     def close(self) -> None:
+        """Stop the scheduler and close the checks (their pooled connections) once runs end."""
+        self._stopping.set()
+        self._wake.set()
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler is not threading.current_thread():
+            scheduler.join(timeout=5.0)
         self._generation.retire()
+
+    # ---- background refresh -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler thread that runs checks with an interval in the background."""
+        if not self._background:
+            raise RuntimeError("this runtime was built without background=True")
+        if self._scheduler is not None:
+            return
+        self._scheduler = threading.Thread(target=self._schedule, name="scheduler", daemon=True)
+        self._scheduler.start()
+
+    def _schedule(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a run ending during it wakes the next one at once
+            try:
+                wait = self.refresh()
+            except RuntimeError:  # closed
+                return
+            except Exception:
+                log.exception("the background scheduler's pass failed; trying again")
+                wait = _SCHEDULER_MAX_SLEEP
+            self._wake.wait(min(max(wait, 0.0), _SCHEDULER_MAX_SLEEP))
+
+    def refresh(self) -> float:
+        """One pass of the scheduler over the checks with an interval: record a timeout for runs
+        past their deadline, start the runs that are due. Returns the seconds until the next thing
+        to do (a run due or a deadline; infinite when there is none).
+
+        Runs due within a quarter of their interval (at most 1 s) start in the same pass, and all
+        runs of a pass count as started at the pass's time: checks fall into step (also after a
+        slow first run or a run that outlasted its interval) and the scheduler wakes about once per
+        interval, not once per check."""
+        gen = self._acquire()
+        try:
+            wait = float("inf")
+            started: list[tuple[_CheckState, _Run]] = []
+            now, wall = self._monotonic(), self._clock()
+            for state in gen.states:
+                interval = state.config.interval
+                if interval is None:
+                    continue
+                overdue: _Run | None = None
+                with state.lock:
+                    run = state.run
+                    if run is not None and run.future is not None and not run.future.done():
+                        if run.result is not None:
+                            continue  # recorded as a timeout; not restarted until it ends
+                        if now < run.deadline:
+                            wait = min(wait, run.deadline - now)
+                            continue
+                        overdue = run
+                    elif run is not None and run.future is not None and run.result is None:
+                        overdue = run  # ended, its completion not yet recorded
+                    else:
+                        last = state.last
+                        due = 0.0 if last is None else last.started + interval - wall
+                        if due > min(interval / 4, 1.0):
+                            wait = min(wait, due)
+                            continue
+                        timeout = self._timeout(state.module.timeout, None)
+                        # The pass's time, not each run's: runs started together stay due together.
+                        run = self._start(gen, state, gen.handles[state.config.module], timeout, wall)
+                        state.run = run
+                        started.append((state, run))
+                        wait = min(wait, timeout, interval)
+                if overdue is not None:
+                    self._settle(state, overdue, overdue.deadline)
+                    wait = 0.0
+            for state, run in started:
+                assert run.future is not None
+                run.future.add_done_callback(functools.partial(self._ran, state, run))
+            return wait
+        finally:
+            gen.leave()
+
+    def _ran(self, state: _CheckState, run: _Run, _future: Future[Outcome]) -> None:
+        """A background run ended: record its result and render its lines here, off the scrape's
+        path; wake the scheduler when the run outlasted its interval (the next one is due now)."""
+        try:
+            result = self._settle(state, run, run.deadline)
+            with state.lock:
+                failures = dict(state.failures) if state.last is result else None
+            if failures is not None:
+                state.fragment = _render_fragment(state, result, failures)
+        finally:
+            interval = state.config.interval
+            if interval is None or self._clock() >= run.started + interval:
+                self._wake.set()
+
+    def _served(self, gen: _Generation, state: _CheckState, last: Result, interval: float) -> Result:
+        """The latest result of a background check, or a failure when it is too old (call with
+        state.lock held)."""
+        factor = gen.config.global_.stale_after_intervals
+        age = self._clock() - last.started
+        if age <= factor * interval:
+            return last
+        if state.stale is None:
+            run = state.run
+            if run is not None and run.future is not None and not run.future.done():
+                going = f"a run has been going for {self._monotonic() - run.started_mono:.0f}s"
+            else:
+                going = "no run is going: the scheduler is behind"
+            detail = (f"stale: the last result started {age:.0f}s ago, more than {factor:g} x the"
+                      f" interval of {interval:g}s ({going})")
+            state.stale = Result(Outcome().fail(Reason.TIMEOUT, detail), last.attempts, last.duration,
+                                 last.started)
+            state.failures[Reason.TIMEOUT] += 1
+            log.warning("check %s on %s: %s", state.config.name, state.config.target, detail)
+        return state.stale
 
     def _acquire(self) -> _Generation:
         """The current generation, entered (a reload may retire one between reading and entering)."""
@@ -350,8 +588,9 @@ class Runtime:
             return None
         return scrape_timeout - self._generation.config.global_.scrape_timeout_offset
 
-    def _start(self, gen: _Generation, state: _CheckState, handle: _Handle, timeout: float) -> _Run:
-        run = _Run(self._clock(), self._monotonic(), timeout)
+    def _start(self, gen: _Generation, state: _CheckState, handle: _Handle, timeout: float,
+               started: float | None = None) -> _Run:
+        run = _Run(self._clock() if started is None else started, self._monotonic(), timeout)
         run.future = gen.pool.submit(execute, handle, state.config.target, state.module.retries, run,
                                      self._monotonic)
         return run
@@ -363,8 +602,11 @@ class Runtime:
         with state.lock:
             interval = state.config.interval
             last = state.last
-            if interval is not None and last is not None and self._clock() < last.started + interval:
-                return last
+            if interval is not None and last is not None:
+                if self._background:
+                    return self._served(gen, state, last, interval)
+                if self._clock() < last.started + interval:
+                    return last
             now = self._monotonic()
             run = state.run
             if run is not None and run.future is not None:
@@ -382,7 +624,7 @@ class Runtime:
     def _settle(self, state: _CheckState, run: _Run, my_deadline: float) -> Result:
         assert run.future is not None
         remaining = min(run.deadline, my_deadline) - self._monotonic()
-        if remaining > 0:
+        if remaining > 0 and not run.future.done():
             wait_futures([run.future], timeout=remaining)
         with state.lock:
             if run.result is not None:
@@ -451,6 +693,57 @@ class Runtime:
                                      for state, _, _ in results if state.config.failure_class})
         yield from merge_families((state.identity, with_basics(result, state.module.kind))
                                   for state, result, _ in results)
+        yield from self._own_families(gen, started)
+
+    def render(self, scrape_timeout: float | None = None, openmetrics: bool = False,
+               extra: Callable[[], Iterable[Metric]] = tuple) -> bytes:
+        """The /metrics exposition: what encode(collect()) writes, followed by `extra` families,
+        with each check's lines rendered once per result and reused while that result is served
+        (a check with an interval serves one result for many scrapes)."""
+        started = self._monotonic()
+        gen = self._acquire()
+        try:
+            results = self._run_checks(gen, scrape_timeout)
+        finally:
+            gen.leave()
+        fragments = []
+        for state, result, failures in results:
+            fragment = state.fragment
+            counts = tuple(failures.values())
+            if fragment is None or fragment.result is not result or fragment.failures != counts:
+                fragment = state.fragment = _render_fragment(state, result, failures)
+            fragments.append(fragment)
+        if not all(fragment.simple for fragment in fragments):
+            def families() -> Iterator[Metric]:
+                yield from uniform_families(((state.label_values(), failures, result)
+                                             for state, result, failures in results),
+                                            {state.label_values(): state.config.failure_class
+                                             for state, _, _ in results if state.config.failure_class})
+                yield from merge_families((state.identity, with_basics(result, state.module.kind))
+                                          for state, result, _ in results)
+                yield from self._own_families(gen, started)
+                yield from extra()
+            return encode(families(), openmetrics)
+        head: list[str] = []
+        for index, builtin in enumerate(_UNIFORM):
+            head.append(family_header(builtin.name.removesuffix("_total") if builtin.type == "counter"
+                                      else builtin.name, builtin.type, builtin.documentation, openmetrics))
+            head.extend(fragment.uniform[index] for fragment in fragments)
+        merged: dict[str, tuple[str, str, list[str]]] = {}
+        for fragment in fragments:
+            for name, type_, documentation, lines in fragment.details:
+                family = merged.get(name)
+                if family is None:
+                    family = merged[name] = (type_, documentation, [])
+                family[2].append(lines)
+        for name, (type_, documentation, parts) in merged.items():
+            base = name.removesuffix("_total") if type_ == "counter" else name
+            head.append(family_header(base, type_, documentation, openmetrics))
+            head.extend(parts)
+        return encode([*self._own_families(gen, started), *extra()], openmetrics, head)
+
+    def _own_families(self, gen: _Generation, started: float) -> Iterator[Metric]:
+        """The exporter's own series (catalogue, configuration, reloads, build, this scrape)."""
         yield sm.ITEM_INFO.family(((item.id, item.name_zh, item.zone.value), 1) for item in ITEMS)
         config = gen.config
         yield sm.ITEM_MONITORED_ELSEWHERE.family(((item,), 1) for item in sorted(config.monitored_elsewhere))
@@ -477,7 +770,7 @@ class Runtime:
         rows = []
         for state in self._generation.states:
             with state.lock:
-                last = state.last
+                last = state.stale or state.last
             rows.append(CheckRow(state.config.name, state.config.item, state.zone, state.config.module,
                                  state.module.kind, state.config.target, state.config.interval, last))
         return rows
@@ -486,10 +779,23 @@ class Runtime:
 
     def probe(self, module_name: str | None, target: str | None, item: str | None = None,
               scrape_timeout: float | None = None, check: str | None = None) -> list[Metric]:
+        """The families of probe_exposition(), for callers that want metric objects."""
+        return self._probed(module_name, target, item, scrape_timeout, check).families()
+
+    def probe_exposition(self, module_name: str | None, target: str | None, item: str | None = None,
+                         scrape_timeout: float | None = None, check: str | None = None,
+                         openmetrics: bool = False) -> bytes:
+        """What /probe answers, written without building metric objects when the types allow."""
+        return self._probed(module_name, target, item, scrape_timeout, check).exposition(openmetrics)
+
+    def _probed(self, module_name: str | None, target: str | None, item: str | None = None,
+                scrape_timeout: float | None = None, check: str | None = None) -> _Probed:
         """Blackbox-style probe of one target with one module: detail metrics without identity
         labels, plus the uniform series with check=<module>. `check` names a configured check instead
         (`/probe?check=NAME`, what `--file-sd` generates): its module, target and item, and
-        check=<NAME>. Raises ProbeRequestError for a bad request."""
+        check=<NAME>; a check with an interval refreshed in the background is served as /metrics
+        serves it (its latest result, stale when too old, its own failure counters), one without
+        runs now. Raises ProbeRequestError for a bad request."""
         gen = self._acquire()
         try:
             check_name = None
@@ -502,12 +808,23 @@ class Runtime:
                                             "do not combine it with module, target or item")
                 module_name, target, item = configured.module, configured.target, configured.item
                 check_name = configured.name
+                if self._background and configured.interval is not None:
+                    state = next(s for s in gen.states if s.config is configured)
+                    return self._probe_state(gen, state, scrape_timeout)
             return self._probe(gen, module_name, target, item, scrape_timeout, check_name)
         finally:
             gen.leave()
 
+    def _probe_state(self, gen: _Generation, state: _CheckState, scrape_timeout: float | None
+                     ) -> _Probed:
+        begin = self._begin(gen, state, self.budget(scrape_timeout))
+        result = begin if isinstance(begin, Result) else self._settle(state, *begin)
+        with state.lock:
+            failures = dict(state.failures)
+        return _Probed(result, state.module.kind, state.label_values(), failures, state.config.failure_class)
+
     def _probe(self, gen: _Generation, module_name: str | None, target: str | None, item: str | None,
-               scrape_timeout: float | None, check_name: str | None = None) -> list[Metric]:
+               scrape_timeout: float | None, check_name: str | None = None) -> _Probed:
         if not module_name:
             raise ProbeRequestError("the module parameter is missing; use /probe?module=NAME&target=TARGET")
         module = gen.config.modules.get(module_name)
@@ -546,12 +863,10 @@ class Runtime:
         result = Result(outcome, run.attempts, duration, run.started)
 
         failures = self._probe_count(module_name, target, item_id, result.reason)
-        families = list(merge_families([({}, with_basics(result, module.kind))]))
         configured = next((c for c in gen.config.checks if check_name and c.name == check_name), None)
         system = configured.resolved_system if configured else shipped().default_system(item_id)
-        label_values = (item_id, zone, check_name or module_name, target, system)
-        families.extend(uniform_families([(label_values, failures, result)]))
-        return families
+        return _Probed(result, module.kind, (item_id, zone, check_name or module_name, target, system),
+                       failures)
 
     def _probe_count(self, module: str, target: str, item: str, reason: Reason | None) -> dict[Reason, int]:
         key = (module, target, item)

@@ -72,7 +72,11 @@ class CheckConfig(StrictModel):
     module: Name
     target: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     interval: PositiveDuration | None = None
-    """Run at most this often; between runs the cached result is served."""
+    """Run this often in the background (the exporter's scheduler, from start-up on); a scrape serves
+    the latest result and never waits for the check, except for its very first result. A result
+    older than `global.stale_after_intervals` intervals is served as a failure (reason timeout,
+    detail `stale: ...`), never as silently old data. Without an interval the check runs inside each
+    scrape (and each `/probe`)."""
     failure_class: FailureClass | None = None
     """Overrides the failure class (down/degraded) the reason implies (contract REASON_FAILURE_CLASS)."""
     failure_class_reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = None
@@ -114,7 +118,10 @@ class GlobalConfig(StrictModel):
     scrape_timeout_offset: Duration = 0.5
     """Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds for /probe and /metrics."""
     max_concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
-    """Checks running at once in one scrape."""
+    """Checks running at once in one scrape (and, separately, in the background scheduler)."""
+    stale_after_intervals: Annotated[float, Field(ge=1.5, le=100)] = 3.0
+    """A check with an interval whose served result started more than this many intervals ago is
+    reported failed (reason timeout, `stale: ...`): the background run is stuck or far too slow."""
 
 
 ElsewhereNote = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]

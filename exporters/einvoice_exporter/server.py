@@ -13,7 +13,7 @@ import math
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import InitVar, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +26,7 @@ from prometheus_client.core import Metric
 
 from . import landing
 from .config import ConfigError
-from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode, wants_openmetrics
+from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from .runtime import ProbeRequestError, Runtime, version
 from .webconfig import BasicAuth, WebConfig, allowed_san, build_ssl_context, load_web_config
 
@@ -272,11 +272,6 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"failed to reload config: {message}\n")
 
-    def _encode(self, families: Callable[[], Iterator[Metric]]) -> None:
-        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
-        body = encode(families(), openmetrics)
-        self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
-
     def _metrics(self, _query: str) -> None:
         try:
             scrape_timeout = _scrape_timeout(self.headers)
@@ -285,12 +280,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         app = self.server.app
 
-        def families() -> Iterator[Metric]:
-            yield from app.runtime.collect(scrape_timeout)
+        def process() -> Iterator[Metric]:
             for collector in app.process_collectors:
                 yield from collector.collect()
 
-        self._encode(families)
+        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+        body = app.runtime.render(scrape_timeout, openmetrics, process)
+        self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
 
     def _probe(self, query: str) -> None:
         params = parse_qs(query)
@@ -304,13 +300,15 @@ class Handler(BaseHTTPRequestHandler):
             values = params.get(name)
             return values[0] if values else None
 
+        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
         try:
-            families = self.server.app.runtime.probe(first("module"), first("target"), first("item"),
-                                                     scrape_timeout, check=first("check"))
+            body = self.server.app.runtime.probe_exposition(
+                first("module"), first("target"), first("item"), scrape_timeout, check=first("check"),
+                openmetrics=openmetrics)
         except ProbeRequestError as exc:
             self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n")
             return
-        self._encode(lambda: iter(families))
+        self._send(HTTPStatus.OK, body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:

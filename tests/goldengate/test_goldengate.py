@@ -39,6 +39,8 @@ class FakeGoldenGate:
     routes: dict[str, str] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     url: str = ""
+    connections: int = 0
+    """TCP connections accepted (the service keeps HTTP/1.1 connections alive, as the real one does)."""
 
     def answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
         self.seen.append(path)
@@ -57,6 +59,12 @@ class FakeGoldenGate:
 
 def serve(fake: FakeGoldenGate) -> Iterator[FakeGoldenGate]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            fake.connections += 1
+            super().setup()
+
         def do_GET(self) -> None:
             status, body = fake.answer(self.path, self.headers.get("Authorization"))
             payload = json.dumps(body).encode()
@@ -122,6 +130,18 @@ def test_rest_reports_status_lag_and_checkpoint_age(admin: FakeGoldenGate,
     assert status_of(outcome, "DP1", "distribution_path") == "running"
     assert m.value("einvoice_goldengate_lag_seconds", {"process": "REP1", "type": "replicat"}) == 12
     assert m.value("einvoice_goldengate_checkpoint_age_seconds", {"process": "EXT1", "type": "extract"}) == 7
+
+
+def test_rest_runs_reuse_one_kept_alive_connection(admin: FakeGoldenGate) -> None:
+    check = goldengate.build(rest_settings())
+    try:
+        for _ in range(3):
+            outcome = check.run(admin.url, 5.0)
+            assert outcome.success, outcome.failure
+    finally:
+        check.close()
+    assert len(admin.seen) == 3 * len(ADMIN_ROUTES)
+    assert admin.connections == 1, "each request or run opened its own connection"
 
 
 def test_rest_abended_extract_fails_the_check(admin: FakeGoldenGate) -> None:

@@ -14,7 +14,9 @@ from einvoice_exporter.collectors import redis_cluster as cluster_kind
 from einvoice_exporter.collectors.redis_cluster import parse_cluster_nodes
 from einvoice_exporter.outcome import Outcome, Reason
 
+from tests.exporter.conftest import sample
 from tests.redis.conftest import Cluster, StartRedis, start_cluster
+from tests.redis.test_connection_reuse import get, start_exporter
 from tests.redis.test_redis import link_up
 from tests.support.collectors import run_once
 from tests.support.procs import free_port, wait_until
@@ -88,6 +90,26 @@ def test_keys_land_on_their_nodes(cluster: Cluster) -> None:
     total = sum(outcome.metrics.value("redis_db_keys", {"addr": n.address, "db": "db0"}) or 0
                 for n in masters)
     assert total >= 30
+
+
+def test_cluster_nodes_are_read_on_kept_connections(cluster: Cluster, tmp_path: Path) -> None:
+    seed = cluster.nodes[0]
+    proc, base = start_exporter(tmp_path, (
+        "modules:\n"
+        "  core: {kind: redis_cluster, timeout: 5s, item: '11'}\n"
+        "checks:\n"
+        f"  - {{name: core-cluster, item: '11', module: core, target: '{seed.address}'}}\n"))
+    try:
+        assert sample(get(f"{base}/metrics"), "redis_cluster_state", check="core-cluster") == 1
+        admins = [node.client() for node in cluster.nodes]
+        accepted = [admin.info("stats")["total_connections_received"] for admin in admins]
+        for _ in range(5):
+            text = get(f"{base}/metrics")
+            assert sample(text, "einvoice_check_up", check="core-cluster") == 1
+        after = [admin.info("stats")["total_connections_received"] for admin in admins]
+    finally:
+        proc.stop()
+    assert after == accepted, "a scrape opened new connections to cluster nodes"
 
 
 def test_first_seed_down_uses_the_next(cluster: Cluster) -> None:

@@ -36,6 +36,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,11 +227,43 @@ def run_ggsci(program: Path, home: str, commands: list[str], timeout: float) -> 
 # REST
 
 
+def _new_session() -> Any:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # no proxies from the environment: the Administration Server is local
+    return session
+
+
+
 class _Rest:
+    """The REST source on one kept-alive HTTP session, reused by every run of the module (a run asks
+    for the process list and each process's status: one TCP/TLS handshake, not one per request).
+    A run that finds the session busy (runs overlapping) uses a session of its own."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def get(self, base: str, path: str, deadline: float) -> dict[str, Any]:
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._session is None:
+                    self._session = _new_session()
+                return self._get(self._session, base, path, deadline)
+            finally:
+                self._lock.release()
+        with _new_session() as session:
+            return self._get(session, base, path, deadline)
+
+    def _get(self, session: Any, base: str, path: str, deadline: float) -> dict[str, Any]:
         import requests
 
         remaining = deadline - time.monotonic()
@@ -241,11 +274,9 @@ class _Rest:
         verify: bool | str = (False if self.settings.insecure_skip_verify
                               else str(self.settings.ca_file) if self.settings.ca_file else True)
         try:
-            with requests.Session() as session:
-                session.trust_env = False
-                response = session.get(base.rstrip("/") + path, auth=auth, verify=verify,
-                                       timeout=remaining, allow_redirects=False,
-                                       headers={"Accept": "application/json"})
+            response = session.get(base.rstrip("/") + path, auth=auth, verify=verify,
+                                   timeout=remaining, allow_redirects=False,
+                                   headers={"Accept": "application/json"})
         except requests.exceptions.SSLError:
             raise GgError(Reason.TLS, f"{path}: TLS failed") from None
         except requests.exceptions.Timeout:
@@ -313,6 +344,7 @@ class GoldenGateCollector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.rest = _Rest(settings)
         self.heartbeat: sqlkind.SqlCollector | None = None
         if settings.source == "heartbeat":
             assert settings.username is not None  # the model requires it
@@ -340,7 +372,7 @@ class GoldenGateCollector:
 
     def _processes(self, target: str, deadline: float) -> list[Process]:
         if self.settings.source == "rest":
-            return _Rest(self.settings).processes(target, deadline)
+            return self.rest.processes(target, deadline)
         commands = ["INFO ALL"]
         if self.settings.lag_command:
             commands += ["LAG EXTRACT *", "LAG REPLICAT *"]
@@ -379,6 +411,7 @@ class GoldenGateCollector:
         return outcome
 
     def close(self) -> None:
+        self.rest.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
 
