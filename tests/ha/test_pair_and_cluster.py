@@ -148,11 +148,18 @@ def test_a_lost_exporter_is_no_outage_but_exporter_down(core: Core) -> None:
 def test_the_alertmanager_cluster_notifies_once(core: Core) -> None:
     amtool = require_binary("amtool")
     for url in core.alertmanagers:
-        shown = subprocess.run([amtool, f"--alertmanager.url={url}", "cluster", "show", "-o", "json"],
-                               capture_output=True, text=True, timeout=30, check=False)
-        assert shown.returncode == 0, shown.stderr
-        assert '"status":"ready"' in shown.stdout.replace(" ", ""), shown.stdout
-        assert shown.stdout.count('"address"') == 2, shown.stdout
+        def cluster_show(url: str = url) -> str:
+            shown = subprocess.run([amtool, f"--alertmanager.url={url}", "cluster", "show", "-o", "json"],
+                                   capture_output=True, text=True, timeout=30, check=False)
+            assert shown.returncode == 0, shown.stderr
+            return shown.stdout.replace(" ", "")
+
+        # A peer reports "settling" until its gossip membership has been stable for a few rounds
+        # (at most --cluster.settle-timeout); only then "ready".
+        wait_until(lambda: '"status":"ready"' in cluster_show(), timeout=90, interval=0.5,
+                   what=f"{url} cluster status ready")
+        shown = cluster_show()
+        assert shown.count('"address"') == 2, shown
     zoneinfo = str(REPO / "deploy/alertmanager/zoneinfo")
     checked = subprocess.run([amtool, "check-config", str(core.directory / "alertmanager.yml")],
                              capture_output=True, text=True, timeout=30, check=False,

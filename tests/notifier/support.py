@@ -15,7 +15,7 @@ import uvicorn
 from einvoice_notifier.app import Notifier, create_app
 from einvoice_notifier.messaging.base import Message, SendResult
 
-from tests.support.procs import Proc, free_port, require_binary, wait_until
+from tests.support.procs import Proc, free_port, install_mariadb_datadir, require_binary, wait_until
 
 
 class MariaDB:
@@ -26,20 +26,8 @@ class MariaDB:
         self.datadir = base / "data"
         self.port = free_port()
         self.proc: Proc | None = None
-        install = require_binary("mariadb-install-db", "mysql_install_db")
         self.server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
-        base.mkdir(parents=True, exist_ok=True)
-        import subprocess
-
-        done = subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-                               "--skip-test-db", "--auth-root-authentication-method=normal",
-                               # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that
-                               # parallel servers exhaust ("io_setup() failed"): these do without.
-                               "--innodb-use-native-aio=0"],
-                              capture_output=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{install} failed ({done.returncode}):\n"
-                               f"{(done.stdout + done.stderr).decode(errors='replace')[-3000:]}")
+        install_mariadb_datadir(self.datadir)
 
     def start(self) -> MariaDB:
         # --skip-grant-tables: the test owns this throwaway server; any user/password connects.

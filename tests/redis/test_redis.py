@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from einvoice_exporter.collectors import redis as redis_kind
 from einvoice_exporter.collectors._redis_common import (
     IDLE_PRUNE_SECONDS,
@@ -22,7 +23,7 @@ from einvoice_exporter.outcome import MetricSet, Outcome, Reason
 from einvoice_exporter.schema import ExporterConfig
 from pydantic import ValidationError
 
-from tests.redis.conftest import StartRedis, established_to
+from tests.redis.conftest import RedisServer, StartRedis, established_to
 from tests.support.certs import TestCA, self_signed
 from tests.support.collectors import run_once
 from tests.support.procs import Proc, free_port, wait_until
@@ -188,7 +189,9 @@ def test_redis_killed_mid_scrape_is_a_bounded_reason(start_redis: StartRedis) ->
     blocker = server.client(socket_timeout=30)
     threading.Thread(target=lambda: _ignore_errors(blocker.execute_command, "DEBUG", "SLEEP", 20),
                      daemon=True).start()
-    wait_until(lambda: established_to(server.port) >= 1, what="blocking client connected")
+    # Connected is not yet asleep: redis-py sends its handshake before DEBUG SLEEP, and a collector
+    # served in between would finish before the kill. Busy means a PING gets no answer.
+    wait_until(lambda: _does_not_answer(server), timeout=30, what="server asleep in DEBUG SLEEP")
     result: list[Outcome] = []
     scrape = threading.Thread(target=lambda: result.append(run(server.address, timeout=15)))
     scrape.start()
@@ -201,6 +204,17 @@ def test_redis_killed_mid_scrape_is_a_bounded_reason(start_redis: StartRedis) ->
     failure = result[0].failure
     assert failure is not None and failure.reason in (Reason.RESET, Reason.REFUSED)
     assert result[0].metrics.value("redis_up") == 0
+
+
+def _does_not_answer(server: RedisServer) -> bool:
+    probe = server.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        probe.ping()
+    except redis.exceptions.TimeoutError:
+        return True
+    finally:
+        probe.close()
+    return False
 
 
 def _ignore_errors(fn: object, *args: object) -> None:

@@ -3,7 +3,6 @@ account with SELECT only, and a small data set shaped like the push and job-log 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.support.procs import Proc, free_port, require_binary, wait_until
+from tests.support.procs import Proc, free_port, install_mariadb_datadir, require_binary, wait_until
 
 MONITOR = ("monitor", "monitor-pw")
 WRITER = ("writer", "writer-pw")
@@ -76,13 +75,8 @@ class MariaDB:
 
 def new_mariadb(base: Path, *extra_args: str) -> MariaDB:
     """A fresh data directory (mariadb-install-db) and its server, started on a free port."""
-    install = require_binary("mariadb-install-db", "mysql_install_db")
     server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
-    base.mkdir(parents=True, exist_ok=True)
-    subprocess.run([install, "--no-defaults", f"--datadir={base / 'data'}", "--user=root",
-                    "--skip-test-db", "--auth-root-authentication-method=normal",
-                    "--innodb-use-native-aio=0"],
-                   check=True, capture_output=True, timeout=120)
+    install_mariadb_datadir(base / "data")
     return MariaDB(base, free_port(), server, extra_args=extra_args).start()
 
 

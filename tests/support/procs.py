@@ -52,6 +52,26 @@ def require_binary(name: str, *candidates: str) -> str:
     pytest.skip(f"{name} is not installed (apt-get install the Debian package)")
 
 
+def install_mariadb_datadir(datadir: Path, attempts: int = 3) -> None:
+    """A fresh MariaDB data directory (mariadb-install-db), retried from an empty directory: on a
+    loaded machine the bootstrap server now and then fails; the last attempt's output is the error."""
+    install = require_binary("mariadb-install-db", "mysql_install_db")
+    argv = [install, "--no-defaults", f"--datadir={datadir}", "--user=root", "--skip-test-db",
+            "--auth-root-authentication-method=normal",
+            # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that parallel servers
+            # exhaust ("io_setup() failed"): these do without.
+            "--innodb-use-native-aio=0"]
+    output = ""
+    for _ in range(attempts):
+        shutil.rmtree(datadir, ignore_errors=True)
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(argv, capture_output=True, timeout=180)
+        if done.returncode == 0:
+            return
+        output = f"exit {done.returncode}:\n{(done.stdout + done.stderr).decode(errors='replace')[-3000:]}"
+    raise RuntimeError(f"{install} failed {attempts} times; last {output}")
+
+
 class Proc:
     """A server process started by a test, stopped (and its log shown on failure) at teardown."""
 
