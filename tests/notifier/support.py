@@ -15,7 +15,14 @@ import uvicorn
 from einvoice_notifier.app import Notifier, create_app
 from einvoice_notifier.messaging.base import Message, SendResult
 
-from tests.support.procs import Proc, free_port, install_mariadb_datadir, require_binary, wait_until
+from tests.support.procs import (
+    Proc,
+    check_mariadb_datadir,
+    free_port,
+    install_mariadb_datadir,
+    require_binary,
+    wait_until,
+)
 
 
 class MariaDB:
@@ -24,12 +31,15 @@ class MariaDB:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.datadir = base / "data"
-        self.port = free_port()
+        self.port = 0  # chosen when first started, then kept across stop()/start()
         self.proc: Proc | None = None
         self.server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
         install_mariadb_datadir(self.datadir)
 
     def start(self) -> MariaDB:
+        # The port is taken just before the server binds it: chosen before the data directory's
+        # install (seconds under load), another test's server could take it first.
+        self.port = self.port or free_port()
         # --skip-grant-tables: the test owns this throwaway server; any user/password connects.
         self.proc = Proc([self.server, "--no-defaults", f"--datadir={self.datadir}",
                           f"--socket={self.base / 'mysqld.sock'}", f"--port={self.port}",
@@ -49,6 +59,7 @@ class MariaDB:
             return True
 
         wait_until(answers, timeout=30, what="mariadb answering")
+        check_mariadb_datadir(self.port, self.datadir)
         return self
 
     def stop(self) -> None:

@@ -47,6 +47,9 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 tmp_path / "prometheus.log")
     try:
         proc.wait_port(prom_port, timeout=60)
+        # The HTTP port opens before the TSDB is loaded; until then every API call answers 503.
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{prom_port}/-/ready", timeout=2).ok,
+                   timeout=60, what="prometheus ready")
         yield f"http://127.0.0.1:{prom_port}", conf
     finally:
         proc.stop()

@@ -10,7 +10,14 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.support.procs import Proc, free_port, install_mariadb_datadir, require_binary, wait_until
+from tests.support.procs import (
+    Proc,
+    check_mariadb_datadir,
+    free_port,
+    install_mariadb_datadir,
+    require_binary,
+    wait_until,
+)
 
 MONITOR = ("monitor", "monitor-pw")
 WRITER = ("writer", "writer-pw")
@@ -49,6 +56,7 @@ class MariaDB:
             return True
 
         wait_until(answers, timeout=30, what="mariadb answering")
+        check_mariadb_datadir(self.port, self.base / "data")
         return self
 
     def stop(self) -> None:

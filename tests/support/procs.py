@@ -72,6 +72,22 @@ def install_mariadb_datadir(datadir: Path, attempts: int = 3) -> None:
     raise RuntimeError(f"{install} failed {attempts} times; last {output}")
 
 
+def check_mariadb_datadir(port: int, datadir: Path) -> None:
+    """The MariaDB answering on `port` is the one of `datadir`: a server that lost its port to another
+    test's in a race would otherwise pass every readiness check and vanish under its users later."""
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=5)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT @@datadir")
+            row = cursor.fetchone()
+    finally:
+        conn.close()
+    if row is None or Path(row[0]).resolve() != datadir.resolve():
+        raise RuntimeError(f"port {port} answers with another MariaDB ({row}), not the one of {datadir}")
+
+
 class Proc:
     """A server process started by a test, stopped (and its log shown on failure) at teardown."""
 
