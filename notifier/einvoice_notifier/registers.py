@@ -992,6 +992,17 @@ class Registers:
         return ([change_view(row) for row in recent], [vulnerability_view(row) for row in open_vulns], counts)
 
 
+CHANGE_MOMENTS: Final = (
+    ("window_start", "einvoice_change_window_start_timestamp_seconds",
+     "Start of a registered change's approved window."),
+    ("window_end", "einvoice_change_window_end_timestamp_seconds",
+     "End of a registered change's approved window."),
+    ("watch_end", "einvoice_change_watch_end_timestamp_seconds",
+     "End of the watch period after a change (升级后的运行跟踪)."),
+)
+"""The moments of a change on /metrics: its field, the gauge's name and help."""
+
+
 class RegistersCollector:
     """The registers on the notifier's /metrics, for Grafana annotations and the hardening timer::
 
@@ -1022,30 +1033,12 @@ class RegistersCollector:
             recent, open_vulns, overdue = self.registers.metric_rows()
         except DBAPIError:
             return
-        labels = ["change", "system", "kind"]
-        families = {
-            "window_start": GaugeMetricFamily(
-                "einvoice_change_window_start_timestamp_seconds",
-                "Start of a registered change's approved window.",
-                labels=labels,
-            ),
-            "window_end": GaugeMetricFamily(
-                "einvoice_change_window_end_timestamp_seconds",
-                "End of a registered change's approved window.",
-                labels=labels,
-            ),
-            "watch_end": GaugeMetricFamily(
-                "einvoice_change_watch_end_timestamp_seconds",
-                "End of the watch period after a change (升级后的运行跟踪).",
-                labels=labels,
-            ),
-        }
-        for change in recent:
-            values = [str(change.id), change.system, change.kind]
-            families["window_start"].add_metric(values, change.window_start.timestamp())
-            families["window_end"].add_metric(values, change.window_end.timestamp())
-            families["watch_end"].add_metric(values, change.watch_end.timestamp())
-        yield from families.values()
+        for moment, name, documentation in CHANGE_MOMENTS:
+            family = GaugeMetricFamily(name, documentation, labels=["change", "system", "kind"])
+            for change in recent:
+                labels = [str(change.id), change.system, change.kind]
+                family.add_metric(labels, getattr(change, moment).timestamp())
+            yield family
         deadline = GaugeMetricFamily(
             "einvoice_vulnerability_deadline_timestamp_seconds",
             "The bureau's hardening deadline of a vulnerability not yet hardened.",
