@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlalchemy import Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Engine, Select, Table, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -326,7 +326,8 @@ def _choice(kind: type[E], value: str, errors: list[str], message: str) -> E | N
         return None
 
 
-def _fault_of(ticket_id: int) -> Any:
+def _fault_of(ticket_id: int) -> Select[Any]:
+    """The fault record of a ticket."""
     return select(fault_records).where(fault_records.c.ticket_id == ticket_id)
 
 

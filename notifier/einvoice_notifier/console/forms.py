@@ -1,7 +1,7 @@
-"""The form handling the console's duty and register pages share: who may see or post (a login to
-read; the operator role and the session's CSRF token to change anything), the posted fields read
-once by name, a page that shows its form again with every error and what was typed, and the
-redirect after a POST that succeeded."""
+"""The form handling the console's duty and register pages share (the report pages use its guard):
+who may see or post (a login to read; the operator role and the session's CSRF token to change
+anything), the posted fields read once by name, a page that shows its form again with every error
+and what was typed, and the redirect after a POST that succeeded."""
 
 from __future__ import annotations
 
