@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, Select, Table, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -48,7 +48,12 @@ from .db import (
 from .service import InvalidInputError, TicketNotFoundError
 from .systems import system_names
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Clock = Callable[[], datetime]
+E = TypeVar("E", bound=StrEnum)
+V = TypeVar("V", bound="DataclassInstance")
 
 
 class ChangeKind(StrEnum):
@@ -122,6 +127,11 @@ RECENT_CHANGES: Final = timedelta(days=400)
 # -- views ----------------------------------------------------------------------------------------
 
 
+def _zh(names: Mapping[E, str], kind: type[E], value: str) -> str:
+    """The Chinese name of a stored choice (the value itself when it has none)."""
+    return names.get(kind(value), value)
+
+
 @dataclass(frozen=True, slots=True)
 class FaultView:
     ticket_id: int
@@ -133,7 +143,7 @@ class FaultView:
 
     @property
     def owner_zh(self) -> str:
-        return FAULT_OWNER_ZH.get(FaultOwner(self.owner), self.owner)
+        return _zh(FAULT_OWNER_ZH, FaultOwner, self.owner)
 
     @property
     def vendor(self) -> bool:
@@ -167,11 +177,11 @@ class ChangeView:
 
     @property
     def kind_zh(self) -> str:
-        return CHANGE_KIND_ZH.get(ChangeKind(self.kind), self.kind)
+        return _zh(CHANGE_KIND_ZH, ChangeKind, self.kind)
 
     @property
     def outcome_zh(self) -> str:
-        return CHANGE_OUTCOME_ZH.get(ChangeOutcome(self.outcome), self.outcome)
+        return _zh(CHANGE_OUTCOME_ZH, ChangeOutcome, self.outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +222,11 @@ class VulnerabilityView:
 
     @property
     def severity_zh(self) -> str:
-        return VULN_SEVERITY_ZH.get(VulnSeverity(self.severity), self.severity)
+        return _zh(VULN_SEVERITY_ZH, VulnSeverity, self.severity)
 
     @property
     def found_by_zh(self) -> str:
-        return FOUND_BY_ZH.get(FoundBy(self.found_by), self.found_by)
+        return _zh(FOUND_BY_ZH, FoundBy, self.found_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +244,7 @@ class ComplaintView:
 
     @property
     def verification_zh(self) -> str:
-        return VERIFICATION_ZH.get(Verification(self.verification), self.verification)
+        return _zh(VERIFICATION_ZH, Verification, self.verification)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,76 +275,71 @@ def _json(values: Mapping[str, Any]) -> str:
     return json.dumps({key: plain(value) for key, value in values.items()}, ensure_ascii=False)
 
 
+def _view(kind: type[V], row: Mapping[Any, Any], **given: Any) -> V:
+    """A register's row as its view: each field from the column of its name (datetimes aware),
+    unless given."""
+    read = {f.name: _aware(row[f.name]) for f in fields(kind) if f.name not in given}
+    return kind(**read, **given)
+
+
 def fault_view(row: Mapping[Any, Any]) -> FaultView:
-    return FaultView(
-        row["ticket_id"],
-        row["owner"],
-        row["system"],
-        row["evidence"],
-        row["recorded_by"],
-        _aware(row["recorded_at"]),
-    )
+    return _view(FaultView, row)
 
 
 def change_view(row: Mapping[Any, Any], linked: tuple[int, ...] = ()) -> ChangeView:
-    return ChangeView(
-        id=row["id"],
-        kind=row["kind"],
-        system=row["system"],
-        title=row["title"],
-        version_before=row["version_before"],
-        version_after=row["version_after"],
-        parameters=row["parameters"],
-        window_start=_aware(row["window_start"]),
-        window_end=_aware(row["window_end"]),
-        performed_by=row["performed_by"],
-        approval_ref=row["approval_ref"],
-        fixes_ticket=row["fixes_ticket"],
-        post_check=row["post_check"],
-        post_check_ok=None if row["post_check_ok"] is None else bool(row["post_check_ok"]),
-        watch_end=_aware(row["watch_end"]),
-        outcome=row["outcome"],
-        outcome_note=row["outcome_note"],
-        created_by=row["created_by"],
-        created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]),
-        linked_tickets=linked,
-    )
+    ok = row["post_check_ok"]
+    return _view(ChangeView, row, post_check_ok=None if ok is None else bool(ok), linked_tickets=linked)
 
 
 def vulnerability_view(row: Mapping[Any, Any]) -> VulnerabilityView:
-    return VulnerabilityView(
-        id=row["id"],
-        title=row["title"],
-        system=row["system"],
-        severity=row["severity"],
-        found_by=row["found_by"],
-        found_on=row["found_on"],
-        reported_on=row["reported_on"],
-        bureau_scan_on=row["bureau_scan_on"],
-        deadline=_aware(row["deadline"]),
-        hardened_at=_aware(row["hardened_at"]),
-        hardening_record=row["hardening_record"],
-        rollback_watch_end=_aware(row["rollback_watch_end"]),
-        created_by=row["created_by"],
-        created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]),
-    )
+    return _view(VulnerabilityView, row)
 
 
 def complaint_view(row: Mapping[Any, Any]) -> ComplaintView:
-    return ComplaintView(
-        id=row["id"],
-        received_on=row["received_on"],
-        system=row["system"],
-        summary=row["summary"],
-        verification=row["verification"],
-        verification_note=row["verification_note"],
-        ticket_id=row["ticket_id"],
-        created_by=row["created_by"],
-        created_at=_aware(row["created_at"]),
-        updated_at=_aware(row["updated_at"]),
-    )
+    return _view(ComplaintView, row)
+
+
+def linked_tickets(conn: Connection, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """The tickets linked to each of these changes (caused by it), in ticket order."""
+    found: dict[int, list[int]] = {i: [] for i in ids}
+    if ids:
+        for change_id, ticket_id in conn.execute(
+            select(change_tickets.c.change_id, change_tickets.c.ticket_id)
+            .where(change_tickets.c.change_id.in_(ids))
+            .order_by(change_tickets.c.ticket_id)
+        ):
+            found[change_id].append(ticket_id)
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def _row(conn: Connection, table: Table, record_id: int) -> Mapping[Any, Any] | None:
+    """The register row of this id."""
+    return conn.execute(select(table).where(table.c.id == record_id)).mappings().first()
+
+
+def _choice(kind: type[E], value: str, errors: list[str], message: str) -> E | None:
+    """The choice typed, or None with the message among the errors."""
+    try:
+        return kind(value)
+    except ValueError:
+        errors.append(message)
+        return None
+
+
+def _fault_of(ticket_id: int) -> Select[Any]:
+    """The fault record of a ticket."""
+    return select(fault_records).where(fault_records.c.ticket_id == ticket_id)
+
+
+def _refuse(errors: list[str]) -> None:
+    if errors:
+        raise InvalidInputError("；".join(errors))
+
+
+def _stored(view: V | None) -> V:
+    """The view of a record just written (it is there: the write committed)."""
+    assert view is not None
+    return view
 
 
 class RecordNotFoundError(LookupError):
@@ -373,7 +378,20 @@ class Registers:
             raise InvalidInputError("缺少操作人")
 
     @staticmethod
+    def _entry(
+        actor: str, action: str, before: Mapping[str, Any], after: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        """The columns an audit row of a register and one of a ticket's timeline share."""
+        return {
+            "at": to_db(now),
+            "actor": actor[:128],
+            "action": action,
+            "before_value": _json(before),
+            "after_value": _json(after),
+        }
+
     def _audit(
+        self,
         conn: Connection,
         register: str,
         record_id: int,
@@ -385,19 +403,11 @@ class Registers:
     ) -> None:
         conn.execute(
             register_audit.insert(),
-            {
-                "register": register,
-                "record_id": record_id,
-                "at": to_db(now),
-                "actor": actor[:128],
-                "action": action,
-                "before_value": _json(before),
-                "after_value": _json(after),
-            },
+            {"register": register, "record_id": record_id, **self._entry(actor, action, before, after, now)},
         )
 
-    @staticmethod
     def _ticket_audit(
+        self,
         conn: Connection,
         ticket_id: int,
         actor: str,
@@ -409,16 +419,55 @@ class Registers:
     ) -> None:
         conn.execute(
             audit_log.insert(),
-            {
-                "ticket_id": ticket_id,
-                "at": to_db(now),
-                "actor": actor[:128],
-                "action": action,
-                "before_value": _json(before),
-                "after_value": _json(after),
-                "note": note,
-            },
+            {"ticket_id": ticket_id, **self._entry(actor, action, before, after, now), "note": note},
         )
+
+    def _create(
+        self, conn: Connection, table: Table, register: str, actor: str, values: dict[str, Any], now: datetime
+    ) -> int:
+        """A new row of a register (stamped with who made it and when) and its audit; its id."""
+        values.update(created_by=actor[:128], created_at=to_db(now), updated_at=to_db(now))
+        record_id: int = conn.execute(table.insert().returning(table.c.id), values).scalar_one()
+        self._audit(conn, register, record_id, actor, "create", {}, values, now)
+        return record_id
+
+    def _change(
+        self,
+        conn: Connection,
+        table: Table,
+        register: str,
+        row: Mapping[Any, Any],
+        actor: str,
+        action: str,
+        values: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """These fields of a register's row set, the row's update time too, and the change audited."""
+        conn.execute(update(table).where(table.c.id == row["id"]), {**values, "updated_at": to_db(now)})
+        self._audit(conn, register, row["id"], actor, action, {k: row[k] for k in values}, values, now)
+
+    @staticmethod
+    def _existing(conn: Connection, table: Table, record_id: int, what: str) -> Mapping[Any, Any]:
+        row = _row(conn, table, record_id)
+        if row is None:
+            raise RecordNotFoundError(what, record_id)
+        return row
+
+    @staticmethod
+    def _no_ticket(conn: Connection, ticket_id: int | None, errors: list[str], message: str) -> None:
+        """The message among the errors when a ticket is given and there is none of that id."""
+        if (
+            ticket_id is not None
+            and conn.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None
+        ):
+            errors.append(message)
+
+    def _complaint_link(
+        self, conn: Connection, ticket_id: int, actor: str, complaint_id: int, now: datetime
+    ) -> None:
+        """The complaint on the timeline of the ticket it is linked to."""
+        after = {"complaint": complaint_id}
+        self._ticket_audit(conn, ticket_id, actor, "complaint_link", {}, after, f"投诉 {complaint_id}", now)
 
     @staticmethod
     def _ticket_row(conn: Connection, ticket_id: int) -> Mapping[Any, Any]:
@@ -436,11 +485,9 @@ class Registers:
         faults; the system defaults to the ticket's."""
         self._actor(actor)
         errors: list[str] = []
-        try:
-            found_owner = FaultOwner(owner)
-        except ValueError:
-            found_owner = None
-            errors.append("请选择故障主体（" + "、".join(FAULT_OWNER_ZH.values()) + "）")
+        found_owner = _choice(
+            FaultOwner, owner, errors, "请选择故障主体（" + "、".join(FAULT_OWNER_ZH.values()) + "）"
+        )
         if not evidence.strip():
             errors.append("请填写证据说明（探测数据、时间线、相关方确认）")
         now = self.clock()
@@ -458,11 +505,7 @@ class Registers:
                 "recorded_by": actor[:128],
                 "recorded_at": to_db(now),
             }
-            before = (
-                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
-                .mappings()
-                .first()
-            )
+            before = conn.execute(_fault_of(ticket_id)).mappings().first()
             if before is None:
                 conn.execute(fault_records.insert(), {"ticket_id": ticket_id, **values})
                 old: dict[str, Any] = {}
@@ -479,20 +522,12 @@ class Registers:
                 f"故障主体：{FAULT_OWNER_ZH[found_owner]}",
                 now,
             )
-            stored = (
-                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
-                .mappings()
-                .one()
-            )
+            stored = conn.execute(_fault_of(ticket_id)).mappings().one()
         return fault_view(stored)
 
     def fault(self, ticket_id: int) -> FaultView | None:
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(fault_records).where(fault_records.c.ticket_id == ticket_id))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_fault_of(ticket_id)).mappings().first()
         return None if row is None else fault_view(row)
 
     # -- changes ----------------------------------------------------------------------------------------
@@ -516,11 +551,8 @@ class Registers:
     ) -> ChangeView:
         self._actor(actor)
         errors: list[str] = []
-        try:
-            found_kind = ChangeKind(kind).value
-        except ValueError:
-            found_kind = ""
-            errors.append("请选择变更类型（补丁、版本升级、参数调整、配置变更）")
+        choice = _choice(ChangeKind, kind, errors, "请选择变更类型（补丁、版本升级、参数调整、配置变更）")
+        found_kind = "" if choice is None else choice.value
         chosen = self._system(system, errors)
         if not title.strip():
             errors.append("请填写变更内容")
@@ -539,13 +571,8 @@ class Registers:
             errors.append("补丁或版本升级需填写升级后的版本")
         now = self.clock()
         with self._write() as conn:
-            if (
-                fixes_ticket is not None
-                and conn.execute(select(tickets.c.id).where(tickets.c.id == fixes_ticket)).first() is None
-            ):
-                errors.append(f"要解决的工单 {fixes_ticket} 不存在")
-            if errors:
-                raise InvalidInputError("；".join(errors))
+            self._no_ticket(conn, fixes_ticket, errors, f"要解决的工单 {fixes_ticket} 不存在")
+            _refuse(errors)
             values = {
                 "kind": found_kind,
                 "system": chosen,
@@ -563,15 +590,9 @@ class Registers:
                 "watch_end": to_db(watch),
                 "outcome": ChangeOutcome.PENDING.value,
                 "outcome_note": "",
-                "created_by": actor[:128],
-                "created_at": to_db(now),
-                "updated_at": to_db(now),
             }
-            change_id = conn.execute(changes.insert().returning(changes.c.id), values).scalar_one()
-            self._audit(conn, "change", change_id, actor, "create", {}, values, now)
-        found = self.change(change_id)
-        assert found is not None
-        return found
+            change_id = self._create(conn, changes, "change", actor, values, now)
+        return _stored(self.change(change_id))
 
     def update_change(
         self,
@@ -594,10 +615,11 @@ class Registers:
         if post_check_ok is not None:
             values["post_check_ok"] = post_check_ok
         if outcome is not None:
-            try:
-                values["outcome"] = ChangeOutcome(outcome).value
-            except ValueError:
-                errors.append("请选择变更结果（跟踪中、已解决问题、未解决问题、引发新问题）")
+            result = _choice(
+                ChangeOutcome, outcome, errors, "请选择变更结果（跟踪中、已解决问题、未解决问题、引发新问题）"
+            )
+            if result is not None:
+                values["outcome"] = result.value
         if outcome_note is not None:
             values["outcome_note"] = _clean(outcome_note)
         if watch_end is not None:
@@ -607,9 +629,7 @@ class Registers:
                 values["watch_end"] = to_db(watch_end)
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(changes).where(changes.c.id == change_id)).mappings().first()
-            if row is None:
-                raise RecordNotFoundError("变更", change_id)
+            row = self._existing(conn, changes, change_id, "变更")
             if "watch_end" in values and values["watch_end"] < row["window_end"]:
                 errors.append("运行跟踪截止时间不能早于变更窗口结束")
             final = values.get("outcome", row["outcome"])
@@ -618,33 +638,16 @@ class Registers:
                 errors.append("未解决问题或引发新问题时请填写结果说明")
             if not values and not errors:
                 errors.append("没有要修改的内容")
-            if errors:
-                raise InvalidInputError("；".join(errors))
-            conn.execute(
-                update(changes).where(changes.c.id == change_id), {**values, "updated_at": to_db(now)}
-            )
-            self._audit(conn, "change", change_id, actor, "update", {k: row[k] for k in values}, values, now)
-        found = self.change(change_id)
-        assert found is not None
-        return found
-
-    def _linked(self, conn: Connection, ids: list[int]) -> dict[int, tuple[int, ...]]:
-        found: dict[int, list[int]] = {i: [] for i in ids}
-        if ids:
-            for change_id, ticket_id in conn.execute(
-                select(change_tickets.c.change_id, change_tickets.c.ticket_id)
-                .where(change_tickets.c.change_id.in_(ids))
-                .order_by(change_tickets.c.ticket_id)
-            ):
-                found[change_id].append(ticket_id)
-        return {key: tuple(value) for key, value in found.items()}
+            _refuse(errors)
+            self._change(conn, changes, "change", row, actor, "update", values, now)
+        return _stored(self.change(change_id))
 
     def change(self, change_id: int) -> ChangeView | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(changes).where(changes.c.id == change_id)).mappings().first()
+            row = _row(conn, changes, change_id)
             if row is None:
                 return None
-            return change_view(row, self._linked(conn, [change_id])[change_id])
+            return change_view(row, linked_tickets(conn, [change_id])[change_id])
 
     def list_changes(
         self,
@@ -663,7 +666,7 @@ class Registers:
             query = query.where(changes.c.system == system)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-            linked = self._linked(conn, [row["id"] for row in rows])
+            linked = linked_tickets(conn, [row["id"] for row in rows])
         return [change_view(row, linked[row["id"]]) for row in rows]
 
     def link_ticket(self, change_id: int, ticket_id: int, actor: str) -> ChangeView:
@@ -672,9 +675,7 @@ class Registers:
         self._actor(actor)
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(changes).where(changes.c.id == change_id)).mappings().first()
-            if row is None:
-                raise RecordNotFoundError("变更", change_id)
+            row = self._existing(conn, changes, change_id, "变更")
             ticket = self._ticket_row(conn, ticket_id)
             if not row["window_start"] <= ticket["starts_at"] <= row["watch_end"]:
                 raise InvalidInputError(
@@ -704,17 +705,13 @@ class Registers:
                 now,
             )
             self._audit(conn, "change", change_id, actor, "link", {}, {"ticket": ticket_id}, now)
-        found = self.change(change_id)
-        assert found is not None
-        return found
+        return _stored(self.change(change_id))
 
     def candidates(self, change_id: int, limit: int = 100) -> list[CandidateTicket]:
         """Tickets that may have been caused by the change: begun between the window's start and the
         end of the watch, in the change's system (or with no system known), not linked yet."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(changes).where(changes.c.id == change_id)).mappings().first()
-            if row is None:
-                raise RecordNotFoundError("变更", change_id)
+            row = self._existing(conn, changes, change_id, "变更")
             linked = select(change_tickets.c.ticket_id).where(change_tickets.c.change_id == change_id)
             found = conn.execute(
                 select(
@@ -759,21 +756,14 @@ class Registers:
         chosen = self._system(system, errors)
         if not title.strip():
             errors.append("请填写漏洞名称")
-        try:
-            found_severity = VulnSeverity(severity).value
-        except ValueError:
-            found_severity = ""
-            errors.append("请选择漏洞等级（高危、中危、低危）")
-        try:
-            found_source = FoundBy(found_by).value
-        except ValueError:
-            found_source = ""
-            errors.append("请选择发现方（运维厂商自查、税务局扫描）")
+        level = _choice(VulnSeverity, severity, errors, "请选择漏洞等级（高危、中危、低危）")
+        source = _choice(FoundBy, found_by, errors, "请选择发现方（运维厂商自查、税务局扫描）")
+        found_severity = "" if level is None else level.value
+        found_source = "" if source is None else source.value
         errors += self._dates(found_on, reported_on, bureau_scan_on, deadline)
         if found_source == FoundBy.BUREAU_SCAN and bureau_scan_on is None:
             bureau_scan_on = found_on
-        if errors:
-            raise InvalidInputError("；".join(errors))
+        _refuse(errors)
         now = self.clock()
         values = {
             "title": _clean(title, 2000),
@@ -787,18 +777,10 @@ class Registers:
             "hardened_at": None,
             "hardening_record": "",
             "rollback_watch_end": None,
-            "created_by": actor[:128],
-            "created_at": to_db(now),
-            "updated_at": to_db(now),
         }
         with self._write() as conn:
-            vuln_id = conn.execute(
-                vulnerabilities.insert().returning(vulnerabilities.c.id), values
-            ).scalar_one()
-            self._audit(conn, "vulnerability", vuln_id, actor, "create", {}, values, now)
-        found = self.vulnerability(vuln_id)
-        assert found is not None
-        return found
+            vuln_id = self._create(conn, vulnerabilities, "vulnerability", actor, values, now)
+        return _stored(self.vulnerability(vuln_id))
 
     def _dates(
         self, found_on: date, reported_on: date | None, bureau_scan_on: date | None, deadline: datetime | None
@@ -832,13 +814,7 @@ class Registers:
         self._actor(actor)
         now = self.clock()
         with self._write() as conn:
-            row = (
-                conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise RecordNotFoundError("漏洞", vuln_id)
+            row = self._existing(conn, vulnerabilities, vuln_id, "漏洞")
             given = {
                 "reported_on": reported_on,
                 "bureau_scan_on": bureau_scan_on,
@@ -870,26 +846,13 @@ class Registers:
                 errors.append("回退观察截止时间需在加固之后")
             if not values and not errors:
                 errors.append("没有要修改的内容")
-            if errors:
-                raise InvalidInputError("；".join(dict.fromkeys(errors)))
-            conn.execute(
-                update(vulnerabilities).where(vulnerabilities.c.id == vuln_id),
-                {**values, "updated_at": to_db(now)},
-            )
-            self._audit(
-                conn, "vulnerability", vuln_id, actor, "update", {k: row[k] for k in values}, values, now
-            )
-        found = self.vulnerability(vuln_id)
-        assert found is not None
-        return found
+            _refuse(list(dict.fromkeys(errors)))
+            self._change(conn, vulnerabilities, "vulnerability", row, actor, "update", values, now)
+        return _stored(self.vulnerability(vuln_id))
 
     def vulnerability(self, vuln_id: int) -> VulnerabilityView | None:
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(vulnerabilities).where(vulnerabilities.c.id == vuln_id))
-                .mappings()
-                .first()
-            )
+            row = _row(conn, vulnerabilities, vuln_id)
         return None if row is None else vulnerability_view(row)
 
     def list_vulnerabilities(
@@ -919,13 +882,8 @@ class Registers:
             errors.append("收到投诉日期不能晚于今天")
         now = self.clock()
         with self._write() as conn:
-            if (
-                ticket_id is not None
-                and conn.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None
-            ):
-                errors.append(f"工单 {ticket_id} 不存在")
-            if errors:
-                raise InvalidInputError("；".join(errors))
+            self._no_ticket(conn, ticket_id, errors, f"工单 {ticket_id} 不存在")
+            _refuse(errors)
             values = {
                 "received_on": received_on,
                 "system": chosen,
@@ -933,79 +891,37 @@ class Registers:
                 "verification": Verification.PENDING.value,
                 "verification_note": "",
                 "ticket_id": ticket_id,
-                "created_by": actor[:128],
-                "created_at": to_db(now),
-                "updated_at": to_db(now),
             }
-            complaint_id = conn.execute(complaints.insert().returning(complaints.c.id), values).scalar_one()
-            self._audit(conn, "complaint", complaint_id, actor, "create", {}, values, now)
+            complaint_id = self._create(conn, complaints, "complaint", actor, values, now)
             if ticket_id is not None:
-                self._ticket_audit(
-                    conn,
-                    ticket_id,
-                    actor,
-                    "complaint_link",
-                    {},
-                    {"complaint": complaint_id},
-                    f"投诉 {complaint_id}",
-                    now,
-                )
-        found = self.complaint(complaint_id)
-        assert found is not None
-        return found
+                self._complaint_link(conn, ticket_id, actor, complaint_id, now)
+        return _stored(self.complaint(complaint_id))
 
     def verify_complaint(
         self, complaint_id: int, actor: str, verification: str, note: str, ticket_id: int | None = None
     ) -> ComplaintView:
         self._actor(actor)
         errors: list[str] = []
-        try:
-            found = Verification(verification).value
-        except ValueError:
-            found = ""
-            errors.append("请选择核实结果（属实、不属实）")
+        result = _choice(Verification, verification, errors, "请选择核实结果（属实、不属实）")
+        found = "" if result is None else result.value
         if not note.strip():
             errors.append("请填写核实说明")
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(complaints).where(complaints.c.id == complaint_id)).mappings().first()
-            if row is None:
-                raise RecordNotFoundError("投诉", complaint_id)
-            if (
-                ticket_id is not None
-                and conn.execute(select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is None
-            ):
-                errors.append(f"工单 {ticket_id} 不存在")
-            if errors:
-                raise InvalidInputError("；".join(errors))
+            row = self._existing(conn, complaints, complaint_id, "投诉")
+            self._no_ticket(conn, ticket_id, errors, f"工单 {ticket_id} 不存在")
+            _refuse(errors)
             values: dict[str, Any] = {"verification": found, "verification_note": _clean(note)}
             if ticket_id is not None:
                 values["ticket_id"] = ticket_id
-            conn.execute(
-                update(complaints).where(complaints.c.id == complaint_id),
-                {**values, "updated_at": to_db(now)},
-            )
-            self._audit(
-                conn, "complaint", complaint_id, actor, "verify", {k: row[k] for k in values}, values, now
-            )
+            self._change(conn, complaints, "complaint", row, actor, "verify", values, now)
             if ticket_id is not None and ticket_id != row["ticket_id"]:
-                self._ticket_audit(
-                    conn,
-                    ticket_id,
-                    actor,
-                    "complaint_link",
-                    {},
-                    {"complaint": complaint_id},
-                    f"投诉 {complaint_id}",
-                    now,
-                )
-        view = self.complaint(complaint_id)
-        assert view is not None
-        return view
+                self._complaint_link(conn, ticket_id, actor, complaint_id, now)
+        return _stored(self.complaint(complaint_id))
 
     def complaint(self, complaint_id: int) -> ComplaintView | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(complaints).where(complaints.c.id == complaint_id)).mappings().first()
+            row = _row(conn, complaints, complaint_id)
         return None if row is None else complaint_view(row)
 
     def list_complaints(self, system: str | None = None, limit: int = 500) -> list[ComplaintView]:
@@ -1077,6 +993,17 @@ class Registers:
         return ([change_view(row) for row in recent], [vulnerability_view(row) for row in open_vulns], counts)
 
 
+CHANGE_MOMENTS: Final = (
+    ("window_start", "einvoice_change_window_start_timestamp_seconds",
+     "Start of a registered change's approved window."),
+    ("window_end", "einvoice_change_window_end_timestamp_seconds",
+     "End of a registered change's approved window."),
+    ("watch_end", "einvoice_change_watch_end_timestamp_seconds",
+     "End of the watch period after a change (升级后的运行跟踪)."),
+)
+"""The moments of a change on /metrics: its field, the gauge's name and help."""
+
+
 class RegistersCollector:
     """The registers on the notifier's /metrics, for Grafana annotations and the hardening timer::
 
@@ -1107,30 +1034,12 @@ class RegistersCollector:
             recent, open_vulns, overdue = self.registers.metric_rows()
         except DBAPIError:
             return
-        labels = ["change", "system", "kind"]
-        families = {
-            "window_start": GaugeMetricFamily(
-                "einvoice_change_window_start_timestamp_seconds",
-                "Start of a registered change's approved window.",
-                labels=labels,
-            ),
-            "window_end": GaugeMetricFamily(
-                "einvoice_change_window_end_timestamp_seconds",
-                "End of a registered change's approved window.",
-                labels=labels,
-            ),
-            "watch_end": GaugeMetricFamily(
-                "einvoice_change_watch_end_timestamp_seconds",
-                "End of the watch period after a change (升级后的运行跟踪).",
-                labels=labels,
-            ),
-        }
-        for change in recent:
-            values = [str(change.id), change.system, change.kind]
-            families["window_start"].add_metric(values, change.window_start.timestamp())
-            families["window_end"].add_metric(values, change.window_end.timestamp())
-            families["watch_end"].add_metric(values, change.watch_end.timestamp())
-        yield from families.values()
+        for moment, name, documentation in CHANGE_MOMENTS:
+            family = GaugeMetricFamily(name, documentation, labels=["change", "system", "kind"])
+            for change in recent:
+                labels = [str(change.id), change.system, change.kind]
+                family.add_metric(labels, getattr(change, moment).timestamp())
+            yield family
         deadline = GaugeMetricFamily(
             "einvoice_vulnerability_deadline_timestamp_seconds",
             "The bureau's hardening deadline of a vulnerability not yet hardened.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,27 @@ def _fp(name: str) -> str:
 def alert(name: str, starts_at: datetime, **labels: str) -> dict[str, Any]:
     """An alert whose fingerprint is derived from a readable name (fingerprints are hex)."""
     return _alert(_fp(name), starts_at, **labels)
+
+
+def outage_alert(name: str, starts_at: datetime, service: str = "intake") -> dict[str, Any]:
+    """A service outage alert (its ticket is of the outage class: a fault)."""
+    return alert(
+        name, starts_at, alertname="EinvoiceServiceOutage", item="", service=service, severity_class="outage"
+    )
+
+
+@contextmanager
+def served_api(settings: Any, store_url: str) -> Iterator[Api]:
+    """A notifier on this store, served over HTTP, and its API."""
+    notifier = Notifier(
+        settings,
+        db.make_engine(store_url),
+        channels={"robot": RecordingChannel("robot")},
+        webhook_token=TOKEN,
+    )
+    with ServedNotifier(notifier) as served:
+        yield Api(served)
+    notifier.engine.dispose()
 
 
 class Api:
@@ -76,15 +98,8 @@ class Api:
 
 @pytest.fixture
 def api(store_url: str) -> Iterator[Api]:
-    notifier = Notifier(
-        _settings(),
-        db.make_engine(store_url),
-        channels={"robot": RecordingChannel("robot")},
-        webhook_token=TOKEN,
-    )
-    with ServedNotifier(notifier) as served:
-        yield Api(served)
-    notifier.engine.dispose()
+    with served_api(_settings(), store_url) as served:
+        yield served
 
 
 def test_tickets_get_system_and_drill_from_the_alert(api: Api) -> None:
@@ -92,14 +107,7 @@ def test_tickets_get_system_and_drill_from_the_alert(api: Api) -> None:
     api.webhook(
         alert("named", now - timedelta(minutes=5), system="ofd_front", item="08"),
         alert("by-item", now - timedelta(minutes=4), item="19"),
-        alert(
-            "by-service",
-            now - timedelta(minutes=3),
-            alertname="EinvoiceServiceOutage",
-            item="",
-            service="pipeline",
-            severity_class="outage",
-        ),
+        outage_alert("by-service", now - timedelta(minutes=3), service="pipeline"),
         alert("drill", now - timedelta(minutes=2), item="10", drill="true"),
     )
     found = api.tickets("named", "by-item", "by-service", "drill")
@@ -123,14 +131,7 @@ def test_tickets_get_system_and_drill_from_the_alert(api: Api) -> None:
 def test_fault_ownership_needs_an_operator_and_an_outage(api: Api) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     api.webhook(
-        alert(
-            "outage",
-            now - timedelta(minutes=20),
-            alertname="EinvoiceServiceOutage",
-            item="",
-            service="intake",
-            severity_class="outage",
-        ),
+        outage_alert("outage", now - timedelta(minutes=20)),
         alert("warning", now - timedelta(minutes=20), item="20", severity="warning"),
     )
     found = api.tickets("outage", "warning")

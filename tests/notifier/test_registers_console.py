@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from einvoice_notifier import db
-from einvoice_notifier.app import Notifier
 
-from tests.notifier.support import RecordingChannel, ServedNotifier
-from tests.notifier.test_registers_api import TAX_ID, Api, alert
-from tests.notifier.test_webhook import TOKEN, _settings
+from tests.notifier.test_registers_api import TAX_ID, Api, alert, outage_alert, served_api
+from tests.notifier.test_webhook import _settings
 
 SHANGHAI_OFFSET = timedelta(hours=8)
 
@@ -50,30 +47,14 @@ def _local(moment: datetime) -> str:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     settings = _settings(reports_url="https://reports.example/archive/")
-    notifier = Notifier(
-        settings,
-        db.make_engine(f"sqlite:///{tmp_path / 'n.db'}"),
-        channels={"robot": RecordingChannel("robot")},
-        webhook_token=TOKEN,
-    )
-    with ServedNotifier(notifier) as served:
-        yield Api(served)
-    notifier.engine.dispose()
+    with served_api(settings, f"sqlite:///{tmp_path / 'n.db'}") as served:
+        yield served
 
 
 def test_fault_ownership_on_the_ticket_page(api: Api) -> None:
     url = api.served.url
     now = datetime.now(UTC).replace(microsecond=0)
-    api.webhook(
-        alert(
-            "outage",
-            now - timedelta(minutes=20),
-            alertname="EinvoiceServiceOutage",
-            item="",
-            service="intake",
-            severity_class="outage",
-        )
-    )
+    api.webhook(outage_alert("outage", now - timedelta(minutes=20)))
     ticket = api.tickets("outage")["outage"]["id"]
     operator, csrf = _login(url, "alice", "alice-pw")
     viewer, viewer_csrf = _login(url, "victor", "victor-pw")

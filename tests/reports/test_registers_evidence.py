@@ -82,6 +82,11 @@ def _rows(html: str, group: str) -> dict[str, tuple[int, int, str, str]]:
     return found
 
 
+def _evidence_args(prometheus: str, store: str, out: Path) -> list[str]:
+    """The evidence command for ticket 1 (the ticket id is the third argument)."""
+    return ["evidence", "--ticket", "1", "--prometheus", prometheus, "--store", store, "--out", str(out)]
+
+
 def test_evidence_pack_of_an_outage(tmp_path: Path, incident_prometheus: str) -> None:
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
     fill_store(url).dispose()
@@ -94,17 +99,7 @@ def test_evidence_pack_of_an_outage(tmp_path: Path, incident_prometheus: str) ->
         f"第20项外围接口与 DNS 同时失败；纳税人识别号 {TAX_ID} 的请求超时",
     )
     registers.engine.dispose()
-    args = [
-        "evidence",
-        "--ticket",
-        "1",
-        "--prometheus",
-        incident_prometheus,
-        "--store",
-        url,
-        "--out",
-        str(tmp_path),
-    ]
+    args = _evidence_args(incident_prometheus, url, tmp_path)
     assert cli.main(args, now=NOW) == 0
     html = (tmp_path / "evidence" / "ticket-1.html").read_text(encoding="utf-8")
     assert (tmp_path / "evidence" / "ticket-1.pdf").read_bytes().startswith(b"%PDF")
@@ -127,18 +122,7 @@ def test_evidence_pack_of_an_outage(tmp_path: Path, incident_prometheus: str) ->
 def test_evidence_pack_of_a_ticket_without_owner_says_so(tmp_path: Path, incident_prometheus: str) -> None:
     url = f"sqlite:///{tmp_path / 'tickets.db'}"
     fill_store(url).dispose()
-    args = [
-        "evidence",
-        "--ticket",
-        "1",
-        "--prometheus",
-        incident_prometheus,
-        "--store",
-        url,
-        "--out",
-        str(tmp_path),
-        "--no-pdf",
-    ]
+    args = [*_evidence_args(incident_prometheus, url, tmp_path), "--no-pdf"]
     assert cli.main(args, now=NOW) == 0
     html = (tmp_path / "evidence" / "ticket-1.html").read_text(encoding="utf-8")
     assert "尚未定责" in html and "★4(3)" in html

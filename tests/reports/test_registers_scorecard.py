@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from einvoice_notifier.db import make_engine, tickets
@@ -179,54 +180,36 @@ def _fill_registers(url: str) -> None:
     change("parameter", "public_service", local(11, 21, 22), "not_fixed", "参数无效")
     change("patch", "invoice_mgmt", local(10, 28, 22), "not_fixed", "十月补丁")
 
-    v1 = registers.add_vulnerability(
-        ACTOR,
-        title="WebLogic T3 反序列化",
-        system="public_service",
-        severity="high",
-        found_by="vendor",
-        found_on=date(2026, 11, 5),
+    def vulnerability(
+        title: str, system: str, severity: str, found_by: str, found_on: date, **more: Any
+    ) -> int:
+        return registers.add_vulnerability(
+            ACTOR, title=title, system=system, severity=severity, found_by=found_by, found_on=found_on, **more
+        ).id
+
+    v1 = vulnerability(
+        "WebLogic T3 反序列化",
+        "public_service",
+        "high",
+        "vendor",
+        date(2026, 11, 5),
         reported_on=date(2026, 11, 6),
         bureau_scan_on=date(2026, 11, 12),
         deadline=local(11, 20, 18),
     )
-    registers.update_vulnerability(
-        v1.id, ACTOR, hardened_at=local(11, 10, 23), hardening_record="关闭 T3 协议"
-    )
-    registers.add_vulnerability(
-        ACTOR,
-        title="nginx 版本泄露",
-        system="public_service",
-        severity="low",
-        found_by="vendor",
-        found_on=date(2026, 11, 8),
+    registers.update_vulnerability(v1, ACTOR, hardened_at=local(11, 10, 23), hardening_record="关闭 T3 协议")
+    vulnerability(
+        "nginx 版本泄露",
+        "public_service",
+        "low",
+        "vendor",
+        date(2026, 11, 8),
         reported_on=date(2026, 11, 14),
         bureau_scan_on=date(2026, 11, 13),
     )
-    registers.add_vulnerability(
-        ACTOR,
-        title="Redis 未授权访问",
-        system="invoice_mgmt",
-        severity="high",
-        found_by="bureau_scan",
-        found_on=date(2026, 11, 16),
-    )
-    registers.add_vulnerability(
-        ACTOR,
-        title="弱口令",
-        system="invoice_mgmt",
-        severity="medium",
-        found_by="vendor",
-        found_on=date(2026, 11, 18),
-    )
-    registers.add_vulnerability(
-        ACTOR,
-        title="旧漏洞",
-        system="invoice_mgmt",
-        severity="low",
-        found_by="bureau_scan",
-        found_on=date(2026, 10, 20),
-    )
+    vulnerability("Redis 未授权访问", "invoice_mgmt", "high", "bureau_scan", date(2026, 11, 16))
+    vulnerability("弱口令", "invoice_mgmt", "medium", "vendor", date(2026, 11, 18))
+    vulnerability("旧漏洞", "invoice_mgmt", "low", "bureau_scan", date(2026, 10, 20))
 
     def complaint(day: date, system: str, verdict: str | None, ticket: int | None = None) -> None:
         made = registers.add_complaint(ACTOR, received_on=day, system=system, summary=f"投诉 {day}")

@@ -19,7 +19,7 @@ from einvoice_core.catalogue import ITEMS
 from einvoice_core.contract import REPORT_CHANNEL_ZH, TICKET_CLASS_ZH, TicketClass
 
 from ..duty import InspectionEntry, RosterError, ShiftIn, parse_roster_yaml
-from .views import SHANGHAI
+from .forms import FormError, Forms, Posted, local_moment, posted, storing
 
 REPORT_CLASSES = (
     TicketClass.ROUTINE,
@@ -37,193 +37,118 @@ SOURCE_ZH = {
 LINE_ZH = {"first_line": "一线（驻场）", "second_line": "二线"}
 STATE_DAY_ZH = {"on_time": "按时", "late": "逾期签署", "missing": "缺失", "pending": "待完成"}
 MAX_TEXT = 10000
+REPORT_FIELDS = (
+    "channel", "reporter", "summary", "severity_class", "description", "item", "system", "reported_at",
+)
+SHIFT_FIELDS = ("line", "person", "mobile", "start", "end", "roster_yaml")
 
 
-def _local_input(text: str) -> datetime | None:
-    try:
-        found = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return found.replace(tzinfo=SHANGHAI) if found.tzinfo is None else found
+def _typed_shifts(typed: dict[str, str]) -> tuple[list[ShiftIn], list[str]]:
+    """The shifts of the roster form (a YAML roster, else the one shift typed), or its errors."""
+    line, person, mobile, roster_yaml = (typed[k] for k in ("line", "person", "mobile", "roster_yaml"))
+    errors: list[str] = []
+    shifts: list[ShiftIn] = []
+    if roster_yaml.strip():
+        try:
+            shifts = parse_roster_yaml(roster_yaml)
+        except RosterError as exc:
+            errors.append(str(exc))
+    else:
+        lo, hi = local_moment(typed["start"]), local_moment(typed["end"])
+        if line not in LINE_ZH:
+            errors.append("请选择一线或二线")
+        if not person.strip():
+            errors.append("请填写值班人员")
+        if lo is None or hi is None:
+            errors.append("请填写班次的开始与结束时间")
+        if not errors and lo is not None and hi is not None:
+            try:
+                shifts = [
+                    ShiftIn.model_validate(
+                        {"line": line, "person": person, "mobile": mobile.strip() or None,
+                         "start": lo, "end": hi}
+                    ).checked()
+                ]
+            except (ValueError, RosterError) as exc:
+                errors.append("手机号格式不正确" if "mobile" in str(exc) else str(exc).splitlines()[0])
+    return shifts, errors
 
 
 def add_duty_pages(
-    router: APIRouter,
-    service: Any,
-    settings: Any,
-    *,
-    viewer_of: Callable[[Request], Any],
-    page: Callable[..., Response],
-    to_login: Callable[[Request], Response],
-    redirect: Callable[[str], Response],
-    csrf_ok: Callable[[Any, str], bool],
-    now: Callable[[], datetime],
+    router: APIRouter, service: Any, settings: Any, forms: Forms, *, now: Callable[[], datetime]
 ) -> None:
-    def guard(request: Request, csrf: str | None = None) -> tuple[Any, Response | None]:
-        """The viewer, or the answer when not logged in / not allowed (csrf given: a change)."""
-        who = viewer_of(request)
-        if who is None:
-            return None, to_login(request)
-        if csrf is not None and not csrf_ok(who, csrf):
-            return who, page("error.html", 403, who=who, message="请求已过期或来源不明，请刷新页面后重试")
-        if csrf is not None and not who.operator:
-            return who, page("error.html", 403, who=who, message="只读账号不能执行此操作")
-        return who, None
+    guard, page, redirect = forms.guard, forms.page, forms.redirect
 
     # -- report a problem ----------------------------------------------------------------------------
 
-    def report_page(
-        who: Any, status: int = 200, values: dict[str, str] | None = None, errors: list[str] | None = None
-    ) -> Response:
-        return page(
-            "report.html",
-            status,
-            who=who,
-            values=values or {},
-            errors=errors or [],
-            channels=REPORT_CHANNEL_ZH,
-            classes={c.value: TICKET_CLASS_ZH[c] for c in REPORT_CLASSES},
-            items=ITEMS,
-        )
+    report_page = forms.form_page(
+        "report.html",
+        channels=lambda: REPORT_CHANNEL_ZH,
+        classes=lambda: {c.value: TICKET_CLASS_ZH[c] for c in REPORT_CLASSES},
+        items=lambda: ITEMS,
+    )
 
     @router.get("/report")
     def report_form(request: Request) -> Response:
-        who, refused = guard(request)
-        return refused or report_page(who)
+        return forms.show(request, report_page)
 
     @router.post("/report")
-    def report(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        channel: Annotated[str, Form()] = "",
-        reporter: Annotated[str, Form()] = "",
-        summary: Annotated[str, Form()] = "",
-        severity_class: Annotated[str, Form()] = "",
-        description: Annotated[str, Form()] = "",
-        item: Annotated[str, Form()] = "",
-        system: Annotated[str, Form()] = "",
-        reported_at: Annotated[str, Form()] = "",
-    ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {
-            "channel": channel,
-            "reporter": reporter,
-            "summary": summary,
-            "severity_class": severity_class,
-            "description": description,
-            "item": item,
-            "system": system,
-            "reported_at": reported_at,
-        }
-        moment = _local_input(reported_at) if reported_at.strip() else None
-        if reported_at.strip() and moment is None:
-            return report_page(who, 422, values, ["报告时间格式不正确"])
-        if len(description) > MAX_TEXT:
-            return report_page(who, 422, values, [f"问题描述最多 {MAX_TEXT} 字"])
-        try:
-            found = service.report(
-                who.name,
-                channel,
-                reporter,
-                summary,
-                severity_class,
-                description,
-                item or None,
-                system or None,
-                moment,
-            )
-        except ValueError as exc:
-            return report_page(who, 422, values, str(exc).split("；"))
-        return redirect(f"/console/tickets/{found.id}?notice=report")
+    def report(request: Request, form: Annotated[Posted, posted(*REPORT_FIELDS)]) -> Response:
+        def act(who: Any, typed: dict[str, str]) -> str:
+            reported_at, description = typed["reported_at"], typed["description"]
+            moment = local_moment(reported_at) if reported_at.strip() else None
+            if reported_at.strip() and moment is None:
+                raise FormError(["报告时间格式不正确"])
+            if len(description) > MAX_TEXT:
+                raise FormError([f"问题描述最多 {MAX_TEXT} 字"])
+            with storing():
+                found = service.report(
+                    who.name,
+                    typed["channel"],
+                    typed["reporter"],
+                    typed["summary"],
+                    typed["severity_class"],
+                    description,
+                    typed["item"] or None,
+                    typed["system"] or None,
+                    moment,
+                )
+            return f"/console/tickets/{found.id}?notice=report"
+
+        return forms.submit(request, form, report_page, act)
 
     # -- roster ----------------------------------------------------------------------------------------
 
-    def roster_page(
-        who: Any,
-        status: int = 200,
-        values: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        notice: str = "",
-    ) -> Response:
+    def week_shifts() -> Any:
         start = now() - timedelta(hours=12)
-        end = start + timedelta(days=7)
-        return page(
-            "roster.html",
-            status,
-            who=who,
-            shifts=service.roster(start, end),
-            cover=service.roster_cover(now(), now() + timedelta(days=2)),
-            on_duty=service.on_duty(),
-            uncovered=service.uncovered_shifts(),
-            values=values or {},
-            errors=errors or [],
-            notice=notice,
-            LINE_ZH=LINE_ZH,
-        )
+        return service.roster(start, start + timedelta(days=7))
+
+    roster_page = forms.form_page(
+        "roster.html",
+        shifts=week_shifts,
+        cover=lambda: service.roster_cover(now(), now() + timedelta(days=2)),
+        on_duty=lambda: service.on_duty(),
+        uncovered=lambda: service.uncovered_shifts(),
+        LINE_ZH=lambda: LINE_ZH,
+    )
 
     @router.get("/roster")
     def roster(request: Request, notice: str = "") -> Response:
-        who, refused = guard(request)
-        return refused or roster_page(
-            who, notice={"added": "班次已保存", "deleted": "班次已删除"}.get(notice, "")
+        return forms.show(
+            request, roster_page, {"added": "班次已保存", "deleted": "班次已删除"}.get(notice, "")
         )
 
     @router.post("/roster")
-    def add_shift(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        line: Annotated[str, Form()] = "",
-        person: Annotated[str, Form()] = "",
-        mobile: Annotated[str, Form()] = "",
-        start: Annotated[str, Form()] = "",
-        end: Annotated[str, Form()] = "",
-        roster_yaml: Annotated[str, Form()] = "",
-    ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {
-            "line": line,
-            "person": person,
-            "mobile": mobile,
-            "start": start,
-            "end": end,
-            "roster_yaml": roster_yaml,
-        }
-        errors: list[str] = []
-        shifts: list[ShiftIn] = []
-        if roster_yaml.strip():
-            try:
-                shifts = parse_roster_yaml(roster_yaml)
-            except RosterError as exc:
-                errors.append(str(exc))
-        else:
-            lo, hi = _local_input(start), _local_input(end)
-            if line not in LINE_ZH:
-                errors.append("请选择一线或二线")
-            if not person.strip():
-                errors.append("请填写值班人员")
-            if lo is None or hi is None:
-                errors.append("请填写班次的开始与结束时间")
-            if not errors and lo is not None and hi is not None:
-                try:
-                    shifts = [
-                        ShiftIn.model_validate(
-                            {"line": line, "person": person, "mobile": mobile.strip() or None,
-                             "start": lo, "end": hi}
-                        ).checked()
-                    ]
-                except (ValueError, RosterError) as exc:
-                    errors.append("手机号格式不正确" if "mobile" in str(exc) else str(exc).splitlines()[0])
-        if errors:
-            return roster_page(who, 422, values, errors)
-        try:
-            service.add_shifts(who.name, shifts)
-        except ValueError as exc:
-            return roster_page(who, 422, values, [str(exc)])
-        return redirect("/console/roster?notice=added")
+    def add_shift(request: Request, form: Annotated[Posted, posted(*SHIFT_FIELDS)]) -> Response:
+        def act(who: Any, typed: dict[str, str]) -> str:
+            shifts, errors = _typed_shifts(typed)
+            if errors:
+                raise FormError(errors)
+            with storing(split=False):
+                service.add_shifts(who.name, shifts)
+            return "/console/roster?notice=added"
+
+        return forms.submit(request, form, roster_page, act)
 
     @router.post("/roster/{shift_id}/delete")
     def delete_shift(request: Request, shift_id: str, csrf: Annotated[str, Form()] = "") -> Response:
@@ -240,48 +165,28 @@ def add_duty_pages(
 
     # -- handovers --------------------------------------------------------------------------------------
 
-    def handover_page(
-        who: Any,
-        status: int = 200,
-        values: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        notice: str = "",
-    ) -> Response:
-        return page(
-            "handovers.html",
-            status,
-            who=who,
-            handovers=service.handovers(30),
-            open_tickets=service.list_tickets(state=None, limit=500),
-            values=values or {},
-            errors=errors or [],
-            notice=notice,
-        )
+    handover_page = forms.form_page(
+        "handovers.html",
+        handovers=lambda: service.handovers(30),
+        open_tickets=lambda: service.list_tickets(state=None, limit=500),
+    )
 
     @router.get("/handovers")
     def handovers(request: Request, notice: str = "") -> Response:
-        who, refused = guard(request)
-        return refused or handover_page(
-            who, notice="交接班已记录，已通知值班人员" if notice == "done" else ""
-        )
+        return forms.show(request, handover_page, "交接班已记录，已通知值班人员" if notice == "done" else "")
 
     @router.post("/handovers")
     def handover(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        from_person: Annotated[str, Form()] = "",
-        to_person: Annotated[str, Form()] = "",
-        notes: Annotated[str, Form()] = "",
+        request: Request, form: Annotated[Posted, posted("from_person", "to_person", "notes")]
     ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {"from_person": from_person, "to_person": to_person, "notes": notes}
-        try:
-            service.handover(who.name, from_person[:64], to_person[:64], notes[:MAX_TEXT])
-        except ValueError as exc:
-            return handover_page(who, 422, values, str(exc).split("；"))
-        return redirect("/console/handovers?notice=done")
+        def act(who: Any, typed: dict[str, str]) -> str:
+            with storing():
+                service.handover(
+                    who.name, typed["from_person"][:64], typed["to_person"][:64], typed["notes"][:MAX_TEXT]
+                )
+            return "/console/handovers?notice=done"
+
+        return forms.submit(request, form, handover_page, act)
 
     # -- the daily inspection ----------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ Every change goes through registers.Registers (redacted, audited)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from einvoice_core.contract import FAULT_OWNER_ZH, VENDOR_FAULT_OWNERS
@@ -30,7 +30,7 @@ from ..registers import (
 )
 from ..service import TicketNotFoundError
 from ..systems import system_names
-from .views import SHANGHAI
+from .forms import FormError, Forms, Posted, failures, local_moment, posted, reasons, storing
 
 NOTICES = {
     "fault": "故障定责已保存",
@@ -39,15 +39,6 @@ NOTICES = {
     "linked": "已关联工单",
     "verified": "核实结果已保存",
 }
-
-
-def _moment(text: str) -> datetime | None:
-    """A datetime-local form value (Beijing wall clock) as an aware datetime; None when empty/bad."""
-    try:
-        found = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return found.replace(tzinfo=SHANGHAI) if found.tzinfo is None else found
 
 
 def _day(text: str) -> date | None:
@@ -61,17 +52,53 @@ def _row_id(raw: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) <= 18 and int(raw) > 0 else None
 
 
+def _ticket_no(raw: str) -> int | None:
+    """A ticket number as typed: 12 or #12."""
+    return _row_id(raw.strip().lstrip("#"))
+
+
+CHANGE_FIELDS = (
+    "kind", "system", "title", "version_before", "version_after", "parameters", "window_start",
+    "window_end", "watch_end", "performed_by", "approval_ref", "fixes_ticket",
+)
+CHANGE_UPDATE_FIELDS = ("post_check", "post_check_ok", "watch_end", "outcome", "outcome_note")
+VULN_FIELDS = (
+    "title", "system", "severity", "found_by", "found_on", "reported_on", "bureau_scan_on", "deadline",
+)
+VULN_UPDATE_FIELDS = (
+    "reported_on", "bureau_scan_on", "deadline", "hardened_at", "hardening_record", "rollback_watch_end",
+)
+COMPLAINT_FIELDS = ("received_on", "system", "summary", "ticket_id")
+VULN_DATES: dict[str, tuple[Callable[[str], date | datetime | None], str]] = {
+    "reported_on": (_day, "报告税务局日期"),
+    "bureau_scan_on": (_day, "局方扫描日期"),
+    "deadline": (local_moment, "加固期限"),
+    "hardened_at": (local_moment, "加固时间"),
+    "rollback_watch_end": (local_moment, "回退观察截止时间"),
+}
+"""The vulnerability's optional days and moments as typed: how each is read, its name in errors."""
+
+
+def _parsed(typed: dict[str, str], names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """The named VULN_DATES fields that were filled in, read; an error for each that is not one."""
+    parsed: dict[str, Any] = {}
+    errors = []
+    for name in names:
+        parse, label = VULN_DATES[name]
+        if typed[name].strip():
+            value = parse(typed[name])
+            if value is None:
+                errors.append(f"{label}格式不正确")
+            parsed[name] = value
+    return parsed, errors
+
+
 def add_register_pages(
     router: APIRouter,
     service: Any,
     settings: Any,
     env: jinja2.Environment,
-    *,
-    viewer_of: Callable[[Request], Any],
-    page: Callable[..., Response],
-    to_login: Callable[[Request], Response],
-    redirect: Callable[[str], Response],
-    csrf_ok: Callable[[Any, str], bool],
+    forms: Forms,
 ) -> None:
     registers = Registers(service.engine, service.clock)
     systems = system_names()
@@ -100,15 +127,19 @@ def add_register_pages(
         VERIFICATION_ZH={k.value: v for k, v in VERIFICATION_ZH.items()},
     )
 
-    def guard(request: Request, csrf: str | None = None) -> tuple[Any, Response | None]:
-        who = viewer_of(request)
-        if who is None:
-            return None, to_login(request)
-        if csrf is not None and not csrf_ok(who, csrf):
-            return who, page("error.html", 403, who=who, message="请求已过期或来源不明，请刷新页面后重试")
-        if csrf is not None and not who.operator:
-            return who, page("error.html", 403, who=who, message="只读账号不能执行此操作")
-        return who, None
+    page, redirect = forms.page, forms.redirect
+
+    def addressed(
+        request: Request, raw: str, what: str, csrf: str | None = None
+    ) -> tuple[Any, int, Response | None]:
+        """The viewer and the record's id from the URL, or the answer (login, refusal, 404)."""
+        who, refused = forms.guard(request, csrf)
+        if refused:
+            return who, 0, refused
+        found = _row_id(raw)
+        if found is None:
+            return who, 0, forms.missing(who, what, raw)
+        return who, found, None
 
     def failed(who: Any, exc: Exception) -> Response:
         status = 404 if isinstance(exc, LookupError) else 422
@@ -118,119 +149,58 @@ def add_register_pages(
 
     @router.post("/tickets/{ticket_id}/fault")
     def record_fault(
-        request: Request,
-        ticket_id: str,
-        csrf: Annotated[str, Form()] = "",
-        owner: Annotated[str, Form()] = "",
-        system: Annotated[str, Form()] = "",
-        evidence: Annotated[str, Form()] = "",
+        request: Request, ticket_id: str, form: Annotated[Posted, posted("owner", "system", "evidence")]
     ) -> Response:
-        who, refused = guard(request, csrf)
+        who, found, refused = addressed(request, ticket_id, "工单", form.csrf)
         if refused:
             return refused
-        found = _row_id(ticket_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"工单 {ticket_id[:32]} 不存在")
         try:
-            registers.record_fault(found, who.name, owner, system or None, evidence)
+            registers.record_fault(found, who.name, form["owner"], form["system"] or None, form["evidence"])
         except (TicketNotFoundError, ValueError) as exc:
             return failed(who, exc)
         return redirect(f"/console/tickets/{found}?notice=fault")
 
     # -- changes ------------------------------------------------------------------------------------------
 
-    def changes_page(
-        who: Any,
-        status: int = 200,
-        values: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        notice: str = "",
-    ) -> Response:
-        return page(
-            "changes.html",
-            status,
-            who=who,
-            changes=registers.list_changes(limit=200),
-            values=values or {},
-            errors=errors or [],
-            notice=notice,
-        )
+    changes_page = forms.form_page("changes.html", changes=lambda: registers.list_changes(limit=200))
 
     @router.get("/changes")
     def changes(request: Request, notice: str = "") -> Response:
-        who, refused = guard(request)
-        return refused or changes_page(who, notice=NOTICES.get(notice, ""))
+        return forms.show(request, changes_page, NOTICES.get(notice, ""))
 
     @router.post("/changes")
-    def add_change(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        kind: Annotated[str, Form()] = "",
-        system: Annotated[str, Form()] = "",
-        title: Annotated[str, Form()] = "",
-        version_before: Annotated[str, Form()] = "",
-        version_after: Annotated[str, Form()] = "",
-        parameters: Annotated[str, Form()] = "",
-        window_start: Annotated[str, Form()] = "",
-        window_end: Annotated[str, Form()] = "",
-        watch_end: Annotated[str, Form()] = "",
-        performed_by: Annotated[str, Form()] = "",
-        approval_ref: Annotated[str, Form()] = "",
-        fixes_ticket: Annotated[str, Form()] = "",
-    ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {
-            "kind": kind,
-            "system": system,
-            "title": title,
-            "version_before": version_before,
-            "version_after": version_after,
-            "parameters": parameters,
-            "window_start": window_start,
-            "window_end": window_end,
-            "watch_end": watch_end,
-            "performed_by": performed_by,
-            "approval_ref": approval_ref,
-            "fixes_ticket": fixes_ticket,
-        }
-        start, end = _moment(window_start), _moment(window_end)
-        watch = _moment(watch_end) if watch_end.strip() else None
-        errors = [
-            text
-            for bad, text in (
+    def add_change(request: Request, form: Annotated[Posted, posted(*CHANGE_FIELDS)]) -> Response:
+        def act(who: Any, typed: dict[str, str]) -> str:
+            start, end = local_moment(typed["window_start"]), local_moment(typed["window_end"])
+            watch_end, fixes_ticket = typed["watch_end"], typed["fixes_ticket"]
+            watch = local_moment(watch_end) if watch_end.strip() else None
+            errors = failures(
                 (start is None, "请填写变更窗口开始时间"),
                 (end is None, "请填写变更窗口结束时间"),
                 (bool(watch_end.strip()) and watch is None, "运行跟踪截止时间格式不正确"),
-                (
-                    bool(fixes_ticket.strip()) and _row_id(fixes_ticket.strip().lstrip("#")) is None,
-                    "要解决的工单编号不正确",
-                ),
+                (bool(fixes_ticket.strip()) and _ticket_no(fixes_ticket) is None, "要解决的工单编号不正确"),
             )
-            if bad
-        ]
-        if errors or start is None or end is None:
-            return changes_page(who, 422, values, errors)
-        try:
-            made = registers.add_change(
-                who.name,
-                kind=kind,
-                system=system,
-                title=title,
-                window_start=start,
-                window_end=end,
-                performed_by=performed_by,
-                watch_end=watch,
-                version_before=version_before,
-                version_after=version_after,
-                parameters=parameters,
-                approval_ref=approval_ref,
-                fixes_ticket=_row_id(fixes_ticket.strip().lstrip("#")) if fixes_ticket.strip() else None,
-            )
-        except ValueError as exc:
-            return changes_page(who, 422, values, str(exc).split("；"))
-        return redirect(f"/console/changes/{made.id}?notice=added")
+            if errors or start is None or end is None:
+                raise FormError(errors)
+            with storing():
+                made = registers.add_change(
+                    who.name,
+                    kind=typed["kind"],
+                    system=typed["system"],
+                    title=typed["title"],
+                    window_start=start,
+                    window_end=end,
+                    performed_by=typed["performed_by"],
+                    watch_end=watch,
+                    version_before=typed["version_before"],
+                    version_after=typed["version_after"],
+                    parameters=typed["parameters"],
+                    approval_ref=typed["approval_ref"],
+                    fixes_ticket=_ticket_no(fixes_ticket) if fixes_ticket.strip() else None,
+                )
+            return f"/console/changes/{made.id}?notice=added"
+
+        return forms.submit(request, form, changes_page, act)
 
     def change_page(
         who: Any,
@@ -257,39 +227,19 @@ def add_register_pages(
 
     @router.get("/changes/{change_id}")
     def change(request: Request, change_id: str, notice: str = "") -> Response:
-        who, refused = guard(request)
-        if refused:
-            return refused
-        found = _row_id(change_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"变更 {change_id[:32]} 不存在")
-        return change_page(who, found, notice=NOTICES.get(notice, ""))
+        who, found, refused = addressed(request, change_id, "变更")
+        return refused or change_page(who, found, notice=NOTICES.get(notice, ""))
 
     @router.post("/changes/{change_id}")
     def update_change(
-        request: Request,
-        change_id: str,
-        csrf: Annotated[str, Form()] = "",
-        post_check: Annotated[str, Form()] = "",
-        post_check_ok: Annotated[str, Form()] = "",
-        watch_end: Annotated[str, Form()] = "",
-        outcome: Annotated[str, Form()] = "",
-        outcome_note: Annotated[str, Form()] = "",
+        request: Request, change_id: str, form: Annotated[Posted, posted(*CHANGE_UPDATE_FIELDS)]
     ) -> Response:
-        who, refused = guard(request, csrf)
+        who, found, refused = addressed(request, change_id, "变更", form.csrf)
         if refused:
             return refused
-        found = _row_id(change_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"变更 {change_id[:32]} 不存在")
-        values = {
-            "post_check": post_check,
-            "post_check_ok": post_check_ok,
-            "watch_end": watch_end,
-            "outcome": outcome,
-            "outcome_note": outcome_note,
-        }
-        watch = _moment(watch_end) if watch_end.strip() else None
+        values = form.values
+        post_check, watch_end, outcome_note = (values[k] for k in ("post_check", "watch_end", "outcome_note"))
+        watch = local_moment(watch_end) if watch_end.strip() else None
         if watch_end.strip() and watch is None:
             return change_page(who, found, 422, ["运行跟踪截止时间格式不正确"], values=values)
         try:
@@ -297,31 +247,25 @@ def add_register_pages(
                 found,
                 who.name,
                 post_check=post_check if post_check.strip() else None,
-                post_check_ok={"yes": True, "no": False}.get(post_check_ok),
+                post_check_ok={"yes": True, "no": False}.get(values["post_check_ok"]),
                 watch_end=watch,
-                outcome=outcome or None,
+                outcome=values["outcome"] or None,
                 outcome_note=outcome_note if outcome_note.strip() else None,
             )
         except RecordNotFoundError as exc:
             return failed(who, exc)
         except ValueError as exc:
-            return change_page(who, found, 422, str(exc).split("；"), values=values)
+            return change_page(who, found, 422, reasons(exc), values=values)
         return redirect(f"/console/changes/{found}?notice=updated")
 
     @router.post("/changes/{change_id}/tickets")
     def link_ticket(
-        request: Request,
-        change_id: str,
-        csrf: Annotated[str, Form()] = "",
-        ticket_id: Annotated[str, Form()] = "",
+        request: Request, change_id: str, form: Annotated[Posted, posted("ticket_id")]
     ) -> Response:
-        who, refused = guard(request, csrf)
+        who, found, refused = addressed(request, change_id, "变更", form.csrf)
         if refused:
             return refused
-        found = _row_id(change_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"变更 {change_id[:32]} 不存在")
-        ticket = _row_id(ticket_id.strip().lstrip("#"))
+        ticket = _ticket_no(form["ticket_id"])
         if ticket is None:
             return change_page(who, found, 422, ["请填写要关联的工单编号"])
         try:
@@ -334,208 +278,110 @@ def add_register_pages(
 
     # -- vulnerabilities -----------------------------------------------------------------------------------
 
-    def vulns_page(
-        who: Any,
-        status: int = 200,
-        values: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        notice: str = "",
-    ) -> Response:
-        return page(
-            "vulnerabilities.html",
-            status,
-            who=who,
-            vulns=registers.list_vulnerabilities(limit=300),
-            values=values or {},
-            errors=errors or [],
-            notice=notice,
-            now=service.clock(),
-        )
+    vulns_page = forms.form_page(
+        "vulnerabilities.html",
+        vulns=lambda: registers.list_vulnerabilities(limit=300),
+        now=lambda: service.clock(),
+    )
 
     @router.get("/vulnerabilities")
     def vulns(request: Request, notice: str = "") -> Response:
-        who, refused = guard(request)
-        return refused or vulns_page(who, notice=NOTICES.get(notice, ""))
+        return forms.show(request, vulns_page, NOTICES.get(notice, ""))
 
     @router.post("/vulnerabilities")
-    def add_vuln(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        title: Annotated[str, Form()] = "",
-        system: Annotated[str, Form()] = "",
-        severity: Annotated[str, Form()] = "",
-        found_by: Annotated[str, Form()] = "",
-        found_on: Annotated[str, Form()] = "",
-        reported_on: Annotated[str, Form()] = "",
-        bureau_scan_on: Annotated[str, Form()] = "",
-        deadline: Annotated[str, Form()] = "",
-    ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {
-            "title": title,
-            "system": system,
-            "severity": severity,
-            "found_by": found_by,
-            "found_on": found_on,
-            "reported_on": reported_on,
-            "bureau_scan_on": bureau_scan_on,
-            "deadline": deadline,
-        }
-        found, reported, scanned = _day(found_on), _day(reported_on), _day(bureau_scan_on)
-        due = _moment(deadline) if deadline.strip() else None
-        errors = [
-            text
-            for bad, text in (
-                (found is None, "请填写发现日期"),
-                (bool(reported_on.strip()) and reported is None, "报告税务局日期格式不正确"),
-                (bool(bureau_scan_on.strip()) and scanned is None, "局方扫描日期格式不正确"),
-                (bool(deadline.strip()) and due is None, "加固期限格式不正确"),
-            )
-            if bad
-        ]
-        if errors or found is None:
-            return vulns_page(who, 422, values, errors)
-        try:
-            registers.add_vulnerability(
-                who.name,
-                title=title,
-                system=system,
-                severity=severity,
-                found_by=found_by,
-                found_on=found,
-                reported_on=reported,
-                bureau_scan_on=scanned,
-                deadline=due,
-            )
-        except ValueError as exc:
-            return vulns_page(who, 422, values, str(exc).split("；"))
-        return redirect("/console/vulnerabilities?notice=added")
+    def add_vuln(request: Request, form: Annotated[Posted, posted(*VULN_FIELDS)]) -> Response:
+        def act(who: Any, typed: dict[str, str]) -> str:
+            found = _day(typed["found_on"])
+            parsed, errors = _parsed(typed, ("reported_on", "bureau_scan_on", "deadline"))
+            errors = failures((found is None, "请填写发现日期")) + errors
+            if errors or found is None:
+                raise FormError(errors)
+            with storing():
+                registers.add_vulnerability(
+                    who.name,
+                    title=typed["title"],
+                    system=typed["system"],
+                    severity=typed["severity"],
+                    found_by=typed["found_by"],
+                    found_on=found,
+                    reported_on=parsed.get("reported_on"),
+                    bureau_scan_on=parsed.get("bureau_scan_on"),
+                    deadline=parsed.get("deadline"),
+                )
+            return "/console/vulnerabilities?notice=added"
+
+        return forms.submit(request, form, vulns_page, act)
 
     @router.post("/vulnerabilities/{vuln_id}")
     def update_vuln(
-        request: Request,
-        vuln_id: str,
-        csrf: Annotated[str, Form()] = "",
-        reported_on: Annotated[str, Form()] = "",
-        bureau_scan_on: Annotated[str, Form()] = "",
-        deadline: Annotated[str, Form()] = "",
-        hardened_at: Annotated[str, Form()] = "",
-        hardening_record: Annotated[str, Form()] = "",
-        rollback_watch_end: Annotated[str, Form()] = "",
+        request: Request, vuln_id: str, form: Annotated[Posted, posted(*VULN_UPDATE_FIELDS)]
     ) -> Response:
-        who, refused = guard(request, csrf)
+        who, found, refused = addressed(request, vuln_id, "漏洞", form.csrf)
         if refused:
             return refused
-        found = _row_id(vuln_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"漏洞 {vuln_id[:32]} 不存在")
-        parsed: dict[str, Any] = {}
-        errors = []
-        for name, text, parse, label in (
-            ("reported_on", reported_on, _day, "报告税务局日期"),
-            ("bureau_scan_on", bureau_scan_on, _day, "局方扫描日期"),
-            ("deadline", deadline, _moment, "加固期限"),
-            ("hardened_at", hardened_at, _moment, "加固时间"),
-            ("rollback_watch_end", rollback_watch_end, _moment, "回退观察截止时间"),
-        ):
-            if text.strip():
-                value = parse(text)
-                if value is None:
-                    errors.append(f"{label}格式不正确")
-                parsed[name] = value
+        parsed, errors = _parsed(form.values, VULN_DATES)
         if errors:
             return vulns_page(who, 422, errors=errors)
         try:
             registers.update_vulnerability(
-                found, who.name, hardening_record=hardening_record or None, **parsed
+                found, who.name, hardening_record=form["hardening_record"] or None, **parsed
             )
         except RecordNotFoundError as exc:
             return failed(who, exc)
         except ValueError as exc:
-            return vulns_page(who, 422, errors=str(exc).split("；"))
+            return vulns_page(who, 422, errors=reasons(exc))
         return redirect("/console/vulnerabilities?notice=updated")
 
     # -- complaints ----------------------------------------------------------------------------------------
 
-    def complaints_page(
-        who: Any,
-        status: int = 200,
-        values: dict[str, str] | None = None,
-        errors: list[str] | None = None,
-        notice: str = "",
-    ) -> Response:
-        return page(
-            "complaints.html",
-            status,
-            who=who,
-            complaints=registers.list_complaints(limit=300),
-            values=values or {},
-            errors=errors or [],
-            notice=notice,
-        )
+    complaints_page = forms.form_page(
+        "complaints.html", complaints=lambda: registers.list_complaints(limit=300)
+    )
 
     @router.get("/complaints")
     def complaints(request: Request, notice: str = "") -> Response:
-        who, refused = guard(request)
-        return refused or complaints_page(who, notice=NOTICES.get(notice, ""))
+        return forms.show(request, complaints_page, NOTICES.get(notice, ""))
 
     @router.post("/complaints")
-    def add_complaint(
-        request: Request,
-        csrf: Annotated[str, Form()] = "",
-        received_on: Annotated[str, Form()] = "",
-        system: Annotated[str, Form()] = "",
-        summary: Annotated[str, Form()] = "",
-        ticket_id: Annotated[str, Form()] = "",
-    ) -> Response:
-        who, refused = guard(request, csrf)
-        if refused:
-            return refused
-        values = {"received_on": received_on, "system": system, "summary": summary, "ticket_id": ticket_id}
-        day = _day(received_on)
-        ticket = _row_id(ticket_id.strip().lstrip("#")) if ticket_id.strip() else None
-        errors = [
-            text
-            for bad, text in (
+    def add_complaint(request: Request, form: Annotated[Posted, posted(*COMPLAINT_FIELDS)]) -> Response:
+        def act(who: Any, typed: dict[str, str]) -> str:
+            day, ticket_id = _day(typed["received_on"]), typed["ticket_id"]
+            ticket = _ticket_no(ticket_id) if ticket_id.strip() else None
+            errors = failures(
                 (day is None, "请填写收到投诉日期"),
                 (bool(ticket_id.strip()) and ticket is None, "工单编号不正确"),
             )
-            if bad
-        ]
-        if errors or day is None:
-            return complaints_page(who, 422, values, errors)
-        try:
-            registers.add_complaint(
-                who.name, received_on=day, system=system, summary=summary, ticket_id=ticket
-            )
-        except ValueError as exc:
-            return complaints_page(who, 422, values, str(exc).split("；"))
-        return redirect("/console/complaints?notice=added")
+            if errors or day is None:
+                raise FormError(errors)
+            with storing():
+                registers.add_complaint(
+                    who.name,
+                    received_on=day,
+                    system=typed["system"],
+                    summary=typed["summary"],
+                    ticket_id=ticket,
+                )
+            return "/console/complaints?notice=added"
+
+        return forms.submit(request, form, complaints_page, act)
 
     @router.post("/complaints/{complaint_id}/verify")
     def verify(
         request: Request,
         complaint_id: str,
-        csrf: Annotated[str, Form()] = "",
-        verification: Annotated[str, Form()] = "",
-        note: Annotated[str, Form()] = "",
-        ticket_id: Annotated[str, Form()] = "",
+        form: Annotated[Posted, posted("verification", "note", "ticket_id")],
     ) -> Response:
-        who, refused = guard(request, csrf)
+        who, found, refused = addressed(request, complaint_id, "投诉", form.csrf)
         if refused:
             return refused
-        found = _row_id(complaint_id)
-        if found is None:
-            return page("error.html", 404, who=who, message=f"投诉 {complaint_id[:32]} 不存在")
-        ticket = _row_id(ticket_id.strip().lstrip("#")) if ticket_id.strip() else None
+        ticket_id = form["ticket_id"]
+        ticket = _ticket_no(ticket_id) if ticket_id.strip() else None
         if ticket_id.strip() and ticket is None:
             return complaints_page(who, 422, errors=["工单编号不正确"])
         try:
-            registers.verify_complaint(found, who.name, verification, note, ticket)
+            registers.verify_complaint(found, who.name, form["verification"], form["note"], ticket)
         except RecordNotFoundError as exc:
             return failed(who, exc)
         except ValueError as exc:
-            return complaints_page(who, 422, errors=str(exc).split("；"))
+            return complaints_page(who, 422, errors=reasons(exc))
         return redirect("/console/complaints?notice=verified")

@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
+from .forms import Forms
 from .views import SHANGHAI
 
 log = logging.getLogger(__name__)
@@ -147,24 +148,19 @@ def sla_figures(settings: Any, service: Any, month: str, now: datetime) -> SlaPa
 
 
 def add_report_pages(
-    router: APIRouter,
-    service: Any,
-    settings: Any,
-    *,
-    viewer_of: Callable[[Request], Any],
-    page: Callable[..., Response],
-    to_login: Callable[[Request], Response],
-    now: Callable[[], datetime],
+    router: APIRouter, service: Any, settings: Any, forms: Forms, *, now: Callable[[], datetime]
 ) -> None:
+    page = forms.page
+
     def archive() -> Path | None:
         found = getattr(settings, "report_archive", None)
         return Path(found) if found else None
 
     @router.get("/reports")
     def reports(request: Request) -> Response:
-        who = viewer_of(request)
-        if who is None:
-            return to_login(request)
+        who, refused = forms.guard(request)
+        if refused:
+            return refused
         folder = archive()
         listed = list_archive(folder) if folder is not None and folder.is_dir() else []
         return page("reports.html", who=who, reports=listed, configured=folder is not None,
@@ -172,9 +168,9 @@ def add_report_pages(
 
     @router.get("/reports/{kind}/{name}")
     def report_file(request: Request, kind: str, name: str) -> Response:
-        who = viewer_of(request)
-        if who is None:
-            return to_login(request)
+        who, refused = forms.guard(request)
+        if refused:
+            return refused
         folder = archive()
         path = archived_file(folder, kind, name) if folder is not None else None
         if path is None:
@@ -186,9 +182,9 @@ def add_report_pages(
 
     @router.get("/sla")
     def sla(request: Request, month: str = "") -> Response:
-        who = viewer_of(request)
-        if who is None:
-            return to_login(request)
+        who, refused = forms.guard(request)
+        if refused:
+            return refused
         wanted = month or _month_now(now())
         if not MONTH_RE.fullmatch(wanted):
             return page("error.html", 400, who=who, message="月份格式应为 2026-11")

@@ -422,19 +422,15 @@ def build_router(service: Any, settings: Any, authenticator: Authenticator | Non
                    lambda tid, actor: service.mark_typical(tid, actor, typical != "no"))
 
     from .duty_pages import add_duty_pages
-
-    add_duty_pages(router, service, settings, viewer_of=viewer_of, page=page, to_login=to_login,
-                   redirect=redirect, csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce,
-                                                                                 token),
-                   now=now)
+    from .forms import Forms
     from .register_pages import add_register_pages
-
-    add_register_pages(router, service, settings, env, viewer_of=viewer_of, page=page, to_login=to_login,
-                       redirect=redirect,
-                       csrf_ok=lambda who, token: signer.csrf_ok("session", who.session.nonce, token))
     from .report_pages import add_report_pages
 
-    add_report_pages(router, service, settings, viewer_of=viewer_of, page=page, to_login=to_login, now=now)
+    forms = Forms(viewer_of, page, to_login, redirect,
+                  lambda who, token: signer.csrf_ok("session", who.session.nonce, token))
+    add_duty_pages(router, service, settings, forms, now=now)
+    add_register_pages(router, service, settings, env, forms)
+    add_report_pages(router, service, settings, forms, now=now)
 
     # -- signed links from messages ---------------------------------------------------------------
 
