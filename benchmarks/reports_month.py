@@ -5,7 +5,11 @@ November 2026 at 30 s: the three services' SLA series (up, stalled, outage/stall
 seconds, with one outage and one stall) and, for CHECKS checks spread over the 20 items,
 einvoice_check_up, einvoice_check_last_run_timestamp_seconds and einvoice:item_up; fills a SQLite
 ticket store with a few hundred tickets; then times `einvoice-report monthly` and `scorecard`
-(HTML and PDF). Not a test: it prints the times.
+(HTML and PDF). Not a test: it prints the times. The samples are written one file per day and
+backfilled two files at a time (promtool reads its whole input once per 2-hour block).
+
+Measured 2026-12-06 (quiet 2-core machine, defaults): backfill 117 s, monthly 4.3 s, scorecard 2.9 s,
+daily 0.4 s (HTML + PDF each).
 
     .venv/bin/python -m benchmarks.reports_month [--checks 300] [--days 30] [--tickets 300] [--archive DIR]
 """
@@ -16,6 +20,7 @@ import argparse
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,10 +40,31 @@ TZ = ZoneInfo("Asia/Shanghai")
 STEP = 30
 
 
-def write(path: Path, checks: int, days: int) -> int:
+class DayFiles:
+    """One OpenMetrics file per day (promtool 2.42 reads its whole input once per 2-hour block: a
+    month in one file takes it ~90 min here, in daily files a few minutes)."""
+
+    def __init__(self, folder: Path, start: float, days: int) -> None:
+        self.start = start
+        self.writers = [OpenMetricsWriter(folder / f"day{day:02d}.om") for day in range(days)]
+
+    def series(self, name: str, labels: dict[str, str], samples: Iterable[tuple[float, float]]) -> None:
+        per_day: dict[int, list[tuple[float, float]]] = {}
+        for sample in samples:
+            per_day.setdefault(int((sample[0] - self.start) // 86400), []).append(sample)
+        for day, part in per_day.items():
+            self.writers[day].series(name, labels, part)
+
+    def close(self) -> list[Path]:
+        for writer in self.writers:
+            writer.close()
+        return [writer.path for writer in self.writers]
+
+
+def write(folder: Path, checks: int, days: int) -> tuple[int, list[Path]]:
     start = datetime(2026, 11, 1, tzinfo=TZ).timestamp()
     times = [start + n * STEP for n in range(days * 86400 // STEP)]
-    writer = OpenMetricsWriter(path)
+    writer = DayFiles(folder, start, days)
     outage = set(times[1000:1200])
     stall = set(times[5000:5100])
     for service in ("intake", "processing", "pipeline"):
@@ -67,8 +93,7 @@ def write(path: Path, checks: int, days: int) -> int:
         writer.series("einvoice:item_up", {"item": item, "zone": "extranet"}, [(t, 1) for t in times])
         writer.series("einvoice_item_info", {"item": item, "name": item, "zone": "extranet"},
                       [(t, 1) for t in times])
-    writer.close()
-    return len(times)
+    return len(times), writer.close()
 
 
 def fill(url: str, count: int) -> None:
@@ -103,14 +128,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="reports-bench-"))
     try:
         began = time.perf_counter()
-        samples = write(tmp / "month.om", args.checks, args.days)
+        samples, files = write(tmp, args.checks, args.days)
         print(f"wrote {args.checks} checks x {samples} samples ("
-              f"{(tmp / 'month.om').stat().st_size / 1e9:.2f} GB)"
+              f"{sum(f.stat().st_size for f in files) / 1e9:.2f} GB in {len(files)} daily files)"
               f" in {time.perf_counter() - began:.1f} s")
         fill(f"sqlite:///{tmp / 'tickets.db'}", args.tickets)
         began = time.perf_counter()
-        with backfilled_prometheus(tmp, tmp / "month.om") as url:
-            (tmp / "month.om").unlink()
+        with backfilled_prometheus(tmp, files, parallel=2, timeout=3600) as url:
+            for f in files:
+                f.unlink()
             print(f"backfilled and started Prometheus in {time.perf_counter() - began:.1f} s")
             now = datetime(2026, 12, 1, 2, tzinfo=UTC)
             began = time.perf_counter()
