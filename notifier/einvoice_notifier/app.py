@@ -142,8 +142,9 @@ class Notifier:
         return max(3 * self.settings.scheduler_interval, 10.0)
 
     def run_scheduled(self) -> bool:
-        """One round of the jobs one replica runs at a time: deadlines (the escalation timers)
-        and, every `retention.interval`, pruning. False when another replica holds them."""
+        """One round of the jobs one replica runs at a time: deadlines (the escalation timers),
+        every `retention.interval` pruning, and the notices of reports newly in `report_archive`.
+        False when another replica holds them."""
         now = self.clock()
         if not db.take_lease(self.engine, SCHEDULER_LEASE, self.replica, self.scheduler_lease_ttl(), now):
             return False
@@ -154,6 +155,11 @@ class Notifier:
         due = since is None or since >= self.settings.retention.interval
         if due and not self.service.prune()["more"]:  # something left: the rest on the next round
             self._pruned_at = now
+        archive = self.settings.report_archive
+        if archive is not None and self.settings.announce_reports:
+            announced = self.service.announce_reports(archive)
+            if announced:
+                log.info("announced new reports in %d message(s)", announced)
         return True
 
     def _schedule(self) -> None:

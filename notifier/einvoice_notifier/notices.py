@@ -1,5 +1,5 @@
 """Messages that are not alert cards: a reported problem, an escalation by an operator (second line,
-bureau system administrators), a major incident, a shift handover.
+bureau system administrators), a major incident, a shift handover, a report newly in the archive.
 
 Rendered from their own templates (messaging/templates/notice.md.j2 and notice_mention.txt.j2, which
 an operator may override in `template_dir` like the card), redacted like every message that leaves,
@@ -19,9 +19,11 @@ from .messaging.base import Message
 from .messaging.redact import redact
 from .messaging.render import TEXT_MAX_BYTES, _local, fit, template_environment
 
-NoticeKind = Literal["reported", "escalate_second_line", "forward_bureau", "major_incident", "handover"]
+NoticeKind = Literal["reported", "escalate_second_line", "forward_bureau", "major_incident", "handover",
+                     "report_ready"]
 NOTICE_KINDS: tuple[NoticeKind, ...] = ("reported", "escalate_second_line", "forward_bureau",
-                                        "major_incident", "handover")
+                                        "major_incident", "handover", "report_ready")
+TICKET_LINK_TEXT = "查看工单"
 NOTICE_TEMPLATE = "notice.md.j2"
 NOTICE_MENTION_TEMPLATE = "notice_mention.txt.j2"
 _LINK_MARK = "⟦notice-link⟧"
@@ -53,15 +55,16 @@ def notice_context(kind: NoticeKind, ticket: Any | None, subject: str = "", note
 
 def render_notice(kind: NoticeKind, ticket: Any | None, url: str, max_bytes: int,
                   mentions: tuple[str, ...] = (), *, subject: str = "", note: str = "", actor: str = "",
-                  template_dir: str | Path | None = None) -> list[Message]:
-    """The markdown notice (one or more parts) and, with `mentions`, the text that @-mentions them."""
+                  template_dir: str | Path | None = None, link_text: str = TICKET_LINK_TEXT) -> list[Message]:
+    """The markdown notice (one or more parts, each ending in the link `[link_text](url)`) and,
+    with `mentions`, the text that @-mentions them."""
     if kind not in NOTICE_KINDS:
         raise ValueError(f"notice kind must be one of {', '.join(NOTICE_KINDS)}, not {kind!r}")
     env = template_environment(str(template_dir) if template_dir else None)
     context = notice_context(kind, ticket, subject, note, actor)
     body = redact(env.get_template(NOTICE_TEMPLATE).render(context, link_line=_LINK_MARK), keep=mentions)
     body = "\n".join(line.rstrip() for line in body.strip().splitlines() if _LINK_MARK not in line)
-    parts = fit(body, f"[查看工单]({url})", max_bytes)
+    parts = fit(body, f"[{link_text}]({url})", max_bytes)
     messages = [Message("markdown", part, ticket_url=url) for part in parts]
     if mentions:
         text = redact(env.get_template(NOTICE_MENTION_TEMPLATE).render(context, link_line=_LINK_MARK),

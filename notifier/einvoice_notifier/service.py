@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -63,7 +64,7 @@ from .calendar import WorkingCalendar, load_calendar_data
 from .db import OPEN_STATES, alert_events, audit_log, from_db, notifications, ticket_alerts, tickets, to_db
 from .messaging.base import Channel, Message
 from .messaging.redact import redact
-from .notices import NoticeKind, render_notice
+from .notices import TICKET_LINK_TEXT, NoticeKind, render_notice
 from .payload import Alert, Notification, problem_key_of, sla_event_of, ticket_class_of
 from .rendering import render_messages, ticket_link
 from .settings import Settings
@@ -89,6 +90,12 @@ MAX_REPORT_DELAY = timedelta(hours=24)
 """How long after the fact a report may be entered with its own report time."""
 RESTORE_CLASSES = (TicketClass.STALL, TicketClass.OUTAGE)
 """Classes held to the 30-minute restore: one ticket per service and class while it lasts."""
+REPORT_NOTICE_SETTLE = 60.0
+"""Seconds a report's files must be unchanged before it is announced (one run writes HTML then PDF)."""
+REPORT_NOTICE_WINDOW = 12 * 3600.0
+"""Reports last written longer ago than this are not announced (older ones were, or the notifier was
+down for half a day); shorter than the outbox's shortest retention (1 d), so no key is forgotten
+while its report still counts as new."""
 ESCALATING_EVENTS = (SlaEvent.RESTORE_BREACHED, SlaEvent.LIMIT_NEAR, SlaEvent.LIMIT_EXCEEDED)
 """SLA follow-ups that escalate the ticket to the second line; a restore warning is only noted."""
 
@@ -734,18 +741,20 @@ class TicketService:
 
     def _notice(self, conn: Connection, ctx: _Ctx, kind: NoticeKind, row: Mapping[Any, Any] | None,
                 channels: Sequence[str], mobiles: Sequence[str], key: str, now: datetime,
-                subject: str = "", note: str = "", actor: str = "") -> None:
-        """Queue a notice (not an alert card) on these channels, @-ing these mobiles."""
+                subject: str = "", note: str = "", actor: str = "", page: str = "/console/handovers",
+                link_text: str = TICKET_LINK_TEXT) -> None:
+        """Queue a notice (not an alert card) on these channels, @-ing these mobiles; its link is
+        the ticket's, or the console `page` for a notice without one."""
         view = self._view(row, now) if row is not None else None
         if view is not None:
             url = ticket_link(self.settings.public_url, view.id, self.link_secret,
                               now + timedelta(seconds=self.settings.link_ttl))
         else:
-            url = f"{self.settings.public_url.rstrip('/')}/console/handovers"
+            url = f"{self.settings.public_url.rstrip('/')}{page}"
         for channel in dict.fromkeys(channels):
             parts = render_notice(kind, view, url, self._max_bytes.get(channel, 4096), tuple(mobiles),
                                   subject=subject, note=note, actor=actor,
-                                  template_dir=self.settings.template_dir)
+                                  template_dir=self.settings.template_dir, link_text=link_text)
             for index, message in enumerate(parts):
                 self._insert_message(ctx, view.id if view else None, channel, kind[:32],
                                      f"{key}|{channel}|{index}", message, now)
@@ -1180,6 +1189,31 @@ class TicketService:
             return resolution_rates(conn, start, end)
 
     # -- deadlines passing ---------------------------------------------------------------------
+
+    def announce_reports(self, archive: Path) -> int:
+        """《…》已生成: one notice to the first line for each report that has newly appeared in the
+        archive (`einvoice-report --out`), linking to the console's 报告 page. A report counts as new
+        while its files were last written between REPORT_NOTICE_SETTLE and REPORT_NOTICE_WINDOW ago
+        (settled: the HTML and PDF of one run are both there); it is announced once per kind and
+        period, by the outbox's unique key (kept for retention.sent_messages, at least a day, longer
+        than the window), so a rerun of the same period, another replica or a restart sends nothing
+        more. Returns the messages queued."""
+        from .console.report_pages import FORMAT_ZH, list_archive
+
+        now = self.clock()
+        fresh = [report for report in list_archive(archive)
+                 if REPORT_NOTICE_SETTLE <= (now - report.modified).total_seconds() <= REPORT_NOTICE_WINDOW]
+        if not fresh:
+            return 0
+        with self._write() as (conn, ctx):
+            ctx.shared_messages = True  # flush() drops the keys already in the outbox
+            for report in fresh:
+                formats = "、".join(FORMAT_ZH[fmt] for fmt, _url, _size in report.files)
+                self._notice(conn, ctx, "report_ready", None, self.settings.routing.first_line, (),
+                             f"report|{report.kind}|{report.label}", now,
+                             subject=f"《{report.title}》{report.label}", note=f"格式：{formats}",
+                             page="/console/reports", link_text="查看报告")
+        return ctx.messages
 
     def check_deadlines(self) -> list[int]:
         """Flag open tickets whose deadline passed, escalate them and message the second line."""

@@ -225,6 +225,9 @@ class Settings(StrictModel):
     report_archive: Path | None = None
     """The folder `einvoice-report` writes to (its --out): listed and served by the console's 报告
     page. None: the page says it is not configured."""
+    announce_reports: bool = True
+    """With report_archive set: a notice to the first line (routing.first_line) when a report newly
+    appears in the archive, with the link to the 报告 page."""
 
     @field_validator("inspection_due")
     @classmethod

@@ -17,6 +17,7 @@ Both need a login (viewer or operator), as every console page.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -58,8 +59,10 @@ class ArchivedReport:
     modified: datetime
 
 
+@functools.cache
 def report_titles() -> dict[str, str]:
-    """The reports' kinds and titles (einvoice_reports, installed with the notifier; none without it)."""
+    """The reports' kinds and titles (einvoice_reports, installed with the notifier; none without it,
+    said once in the log)."""
     try:
         from einvoice_reports.cli import TITLES
     except ImportError:
