@@ -48,7 +48,11 @@ def story(config: StackConfig, down: float, up: float) -> str:
         "The check closed-port (item 20, warning) fails on purpose: after about 6 minutes it opens one "
         "general ticket, which stays open until you close it in the console. Alerts that open no "
         "ticket in the demo (routed to a receiver without channel): " + ", ".join(config.quiet_alerts)
-        + " (see README).")
+        + " (see README)."
+        + ("\nThe data checks of items 14 and 16-19 (push backlog, source and target counts, scheduled "
+           "jobs, business volume, sync queue; GoldenGate through a ggsci stand-in) read a MariaDB the "
+           "demo started, with a read-only account: healthy, on the 数据管道 board."
+           if config.data_checks else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

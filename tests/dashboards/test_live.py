@@ -173,14 +173,11 @@ class _TlsTarget:
         self.server.server_close()
 
 
-def _demo_config_plus(path: Path, redis_port: int, tls: _TlsTarget,
-                      data: tuple[dict[str, Any], list[dict[str, Any]]] = ({}, [])) -> Path:
+def _demo_config_plus(path: Path, redis_port: int, tls: _TlsTarget) -> Path:
     """config/demo/exporter.yml plus what the detail dashboards show: a real Redis (item 06), an
-    HTTPS probe with a certificate (item 01), a data-sync interface probe (item 19), and the SQL and
-    GoldenGate checks of items 14, 16-19 (tests/sql/conftest.py dashboard_checks)."""
+    HTTPS probe with a certificate (item 01), a data-sync interface probe (item 19). The SQL and
+    GoldenGate checks of items 14, 16-19 are the demo's own (einvoice_stack/demo_data.py)."""
     config = yaml.safe_load((inv.REPO / "config/demo/exporter.yml").read_text(encoding="utf-8"))
-    config["modules"].update(data[0])
-    config["checks"] += data[1]
     config["modules"]["dash_redis"] = {"kind": "redis", "timeout": "2s"}
     config["modules"]["dash_https"] = {"kind": "http", "timeout": "2s",
                                        "http": {"tls_config": {"ca_file": str(tls.ca_file)}}}
@@ -254,14 +251,9 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     redis = Proc([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--dir", str(tmp), "--maxmemory", "64mb"], tmp / "redis.log")
     tls = _TlsTarget(tmp / "certs")
-    from tests.sql.conftest import dashboard_checks, start_mariadb
-
-    mariadb = start_mariadb(tmp / "mariadb")
-    (tmp / "ogg").mkdir()
-    data = dashboard_checks(mariadb, tmp / "ogg")
     token = secrets.token_urlsafe(24)
     config = fast_stack_config(
-        tmp, exporter_config=_demo_config_plus(tmp / "exporter.yml", redis_port, tls, data),
+        tmp, exporter_config=_demo_config_plus(tmp / "exporter.yml", redis_port, tls),
         notifier_overrides={"api_tokens": [{"name": "dashboards-test", "token": token, "role": "operator"}],
                             "scheduler_interval": "1s"})
     stack = Stack(config)
@@ -273,7 +265,6 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         stack.stop()
         tls.stop()
         redis.stop()
-        mariadb.stop()
 
 
 def _panel_titles(boards: dict[str, dict[str, Any]]) -> dict[str, str]:
