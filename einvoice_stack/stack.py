@@ -400,8 +400,8 @@ class Stack:
         if self.demo_db is not None:
             try:
                 self.demo_db.start()
-            except RuntimeError as exc:
-                raise StackError(f"the data checks' MariaDB: {exc}") from None
+            except Exception as exc:  # install, start or schema: whatever failed, said in one line
+                raise StackError(f"the data checks' MariaDB: {type(exc).__name__}: {exc}") from None
         bin_dir = cfg.python_bin
         self._spawn("notifier", [str(bin_dir / "einvoice-notifier"), "--config",
                                  str(self.run_dir / "notifier.yml")])
