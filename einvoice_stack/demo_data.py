@@ -15,7 +15,6 @@ are healthy, but for one hourly job 10 minutes late (within thresholds.yaml's 30
 
 from __future__ import annotations
 
-import logging
 import secrets
 import shutil
 import signal
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("einvoice_stack")
+from .mariadb import install_mariadb_datadir, mariadb_server_argv
 
 REPO = Path(__file__).resolve().parents[1]
 DATABASE = "einv"
@@ -155,20 +154,10 @@ class DemoDatabase:
         if not self.port:
             self.plan()
         data = self.base / "data"
-        shutil.rmtree(data, ignore_errors=True)
-        done = subprocess.run([install, "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db",
-                               "--auth-root-authentication-method=normal", "--innodb-use-native-aio=0"],
-                              capture_output=True, timeout=180)
-        if done.returncode != 0:
-            raise RuntimeError("mariadb-install-db failed: "
-                               + (done.stdout + done.stderr).decode(errors="replace")[-2000:])
+        install_mariadb_datadir(install, data)
         log_file = (self.base / "mariadb.log").open("ab")
         self.proc = subprocess.Popen(
-            [server, "--no-defaults", f"--datadir={data}", f"--socket={self.base / 'mysqld.sock'}",
-             f"--port={self.port}", f"--bind-address={self.host}", "--user=root", "--skip-log-bin",
-             "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--innodb-use-native-aio=0",
-             f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
-             "--event-scheduler=ON"],
+            mariadb_server_argv(server, self.base, data, self.port, "--event-scheduler=ON", host=self.host),
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
         self._wait(timeout)

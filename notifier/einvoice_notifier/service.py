@@ -60,6 +60,7 @@ from einvoice_core.contract import (
 )
 
 from . import db, duty
+from .archive import FORMAT_ZH, REPORTS_PAGE, list_archive
 from .calendar import WorkingCalendar, load_calendar_data
 from .db import OPEN_STATES, alert_events, audit_log, from_db, notifications, ticket_alerts, tickets, to_db
 from .messaging.base import Channel, Message
@@ -1198,8 +1199,6 @@ class TicketService:
         period, by the outbox's unique key (kept for retention.sent_messages, at least a day, longer
         than the window), so a rerun of the same period, another replica or a restart sends nothing
         more. Returns the messages queued."""
-        from .console.report_pages import FORMAT_ZH, list_archive
-
         now = self.clock()
         fresh = [report for report in list_archive(archive)
                  if REPORT_NOTICE_SETTLE <= (now - report.modified).total_seconds() <= REPORT_NOTICE_WINDOW]
@@ -1212,7 +1211,7 @@ class TicketService:
                 self._notice(conn, ctx, "report_ready", None, self.settings.routing.first_line, (),
                              f"report|{report.kind}|{report.label}", now,
                              subject=f"《{report.title}》{report.label}", note=f"格式：{formats}",
-                             page="/console/reports", link_text="查看报告")
+                             page=REPORTS_PAGE, link_text="查看报告")
         return ctx.messages
 
     def check_deadlines(self) -> list[int]:

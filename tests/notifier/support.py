@@ -15,6 +15,7 @@ import uvicorn
 from einvoice_notifier.app import Notifier, create_app
 from einvoice_notifier.messaging.base import Message, SendResult
 
+from einvoice_stack.mariadb import mariadb_server_argv
 from tests.support.procs import (
     Proc,
     check_mariadb_datadir,
@@ -41,13 +42,8 @@ class MariaDB:
         # install (seconds under load), another test's server could take it first.
         self.port = self.port or free_port()
         # --skip-grant-tables: the test owns this throwaway server; any user/password connects.
-        self.proc = Proc([self.server, "--no-defaults", f"--datadir={self.datadir}",
-                          f"--socket={self.base / 'mysqld.sock'}", f"--port={self.port}",
-                          "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables",
-                          "--skip-log-bin", "--innodb-use-native-aio=0", "--innodb-buffer-pool-size=32M",
-                          "--innodb-log-file-size=16M",
-                          f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
-                          "--collation-server=utf8mb4_unicode_ci"],
+        self.proc = Proc(mariadb_server_argv(self.server, self.base, self.datadir, self.port,
+                                             "--skip-grant-tables", "--collation-server=utf8mb4_unicode_ci"),
                          log=self.base / "mariadb.log")
         self.proc.wait_port(self.port, timeout=60)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from einvoice_stack.mariadb import mariadb_server_argv
 from tests.support.procs import (
     Proc,
     check_mariadb_datadir,
@@ -38,13 +39,8 @@ class MariaDB:
         return f"127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> MariaDB:
-        self.proc = Proc([self.server, "--no-defaults", f"--datadir={self.base / 'data'}",
-                          f"--socket={self.base / 'mysqld.sock'}", f"--port={self.port}",
-                          "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
-                          "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-                          f"--pid-file={self.base / 'mysqld.pid'}", "--character-set-server=utf8mb4",
-                          "--innodb-use-native-aio=0",  # AIO contexts: a machine-wide budget
-                          "--max-connections=400", *self.extra_args],
+        self.proc = Proc(mariadb_server_argv(self.server, self.base, self.base / "data", self.port,
+                                             "--max-connections=400", *self.extra_args),
                          log=self.base / "mariadb.log")
         self.proc.wait_port(self.port, timeout=60)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from einvoice_stack.mariadb import install_mariadb_datadir as shared_install
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on now (the kernel's choice); small race, good enough for tests."""
@@ -53,23 +55,9 @@ def require_binary(name: str, *candidates: str) -> str:
 
 
 def install_mariadb_datadir(datadir: Path, attempts: int = 3) -> None:
-    """A fresh MariaDB data directory (mariadb-install-db), retried from an empty directory: on a
-    loaded machine the bootstrap server now and then fails; the last attempt's output is the error."""
+    """A fresh MariaDB data directory, retried (einvoice_stack.mariadb, shared with the demo)."""
     install = require_binary("mariadb-install-db", "mysql_install_db")
-    argv = [install, "--no-defaults", f"--datadir={datadir}", "--user=root", "--skip-test-db",
-            "--auth-root-authentication-method=normal",
-            # Linux AIO contexts are a machine-wide budget (fs.aio-max-nr) that parallel servers
-            # exhaust ("io_setup() failed"): these do without.
-            "--innodb-use-native-aio=0"]
-    output = ""
-    for _ in range(attempts):
-        shutil.rmtree(datadir, ignore_errors=True)
-        datadir.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(argv, capture_output=True, timeout=180)
-        if done.returncode == 0:
-            return
-        output = f"exit {done.returncode}:\n{(done.stdout + done.stderr).decode(errors='replace')[-3000:]}"
-    raise RuntimeError(f"{install} failed {attempts} times; last {output}")
+    shared_install(install, datadir, attempts)
 
 
 def check_mariadb_datadir(port: int, datadir: Path) -> None:

@@ -4,7 +4,8 @@
 path as the reports' `--out` / EINVOICE_REPORT_ARCHIVE), listed by report kind and served for
 download. Only `<kind>/<period>.<html|pdf|xlsx>` files of the known kinds are served: the kind is one
 of the reports' own, the name matches a fixed pattern, and the resolved path must stay inside the
-archive (a symlink pointing out of it is refused), so no request can reach another file.
+archive (a symlink pointing out of it is refused), so no request can reach another file
+(einvoice_notifier.archive).
 
 SLA: per service the month's availability, outage time, longest outage, outages over 2 h and the
 yearly outage budget used and left, from Prometheus through the reports' own code (einvoice_reports.sla,
@@ -17,28 +18,24 @@ Both need a login (viewer or operator), as every console page.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
+from ..archive import FORMAT_ZH, MEDIA, archived_file, list_archive
 from .forms import Forms
 from .views import SHANGHAI
 
 log = logging.getLogger(__name__)
 
-FILE_RE = re.compile(r"^(?P<label>[0-9A-Za-z][0-9A-Za-z-]{0,40})\.(?P<ext>html|pdf|xlsx)$")
 MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-MEDIA = {"html": "text/html; charset=utf-8", "pdf": "application/pdf",
-         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-FORMAT_ZH = {"html": "网页", "pdf": "PDF", "xlsx": "Excel"}
 _FILE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -47,61 +44,6 @@ _FILE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedReport:
-    kind: str
-    title: str
-    label: str
-    files: tuple[tuple[str, str, int], ...]
-    """(format, URL, bytes), html before pdf before xlsx."""
-    modified: datetime
-
-
-@functools.cache
-def report_titles() -> dict[str, str]:
-    """The reports' kinds and titles (einvoice_reports, installed with the notifier; none without it,
-    said once in the log)."""
-    try:
-        from einvoice_reports.cli import TITLES
-    except ImportError:
-        log.warning("console: the einvoice_reports package is not installed; no report is listed")
-        return {}
-    return dict(TITLES)
-
-
-def list_archive(archive: Path) -> list[ArchivedReport]:
-    """Every report in the archive, newest period first within each kind (kinds in the reports' order)."""
-    found: list[ArchivedReport] = []
-    for kind, title in report_titles().items():
-        folder = archive / kind
-        if not folder.is_dir():
-            continue
-        grouped: dict[str, list[Path]] = {}
-        for path in folder.iterdir():
-            match = FILE_RE.fullmatch(path.name)
-            if match and path.is_file() and not path.is_symlink():
-                grouped.setdefault(match["label"], []).append(path)
-        for label in sorted(grouped, reverse=True):
-            paths = sorted(grouped[label], key=lambda p: list(MEDIA).index(p.suffix[1:]))
-            files = tuple((p.suffix[1:], f"/console/reports/{kind}/{p.name}", p.stat().st_size)
-                          for p in paths)
-            modified = datetime.fromtimestamp(max(p.stat().st_mtime for p in paths), UTC)
-            found.append(ArchivedReport(kind, title, label, files, modified))
-    return found
-
-
-def archived_file(archive: Path, kind: str, name: str) -> Path | None:
-    """The file to serve, or None unless it is a report of a known kind inside the archive."""
-    if kind not in report_titles() or FILE_RE.fullmatch(name) is None:
-        return None
-    root = archive.resolve()
-    path = archive / kind / name
-    if path.is_symlink() or not path.is_file():
-        return None
-    resolved = path.resolve()
-    return resolved if resolved.is_relative_to(root) else None
 
 
 @dataclass(slots=True)
